@@ -1,0 +1,265 @@
+"""`Arch`: the one description of a residual network.
+
+Everything else (cost, build, search, storage) reads an `Arch`; nothing else describes a network.
+An `Arch` is canonical on construction: fields that cannot change the built network are
+normalised, so two configurations that build the same network compare equal and share a `key`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+
+from .errors import ResnasError
+
+BLOCKS = ("basic", "bottleneck")
+STEMS = ("imagenet", "cifar", "deep")
+STEM_ALIASES = {"mnist": "cifar", "small": "cifar", "resnet-c": "deep"}
+SHORTCUTS = ("A", "B", "C", "D", "none")
+UNIT_ORDERS = ("post", "bn_after_add", "relu_before_add", "relu_preact", "preact")
+STRIDE_ON = ("3x3", "1x1")
+MODULATIONS = ("none", "scale", "gate", "shortcut_gate", "conv", "dropout")
+# Default strength of each modulation: lambda for scale, p for dropout, initial gate bias for gates.
+MODULATION_DEFAULT = {"none": 0.0, "scale": 0.5, "gate": 0.0, "shortcut_gate": 0.0, "conv": 0.0, "dropout": 0.5}
+
+# Unit orders whose residual branch ends in a BatchNorm (what zero-init of the last BN needs).
+ENDS_IN_BN = ("post", "relu_before_add", "relu_preact")
+# Pre-activation orders: projection shortcuts carry no BN (the next unit normalises), as in the paper's code.
+PREACT_ORDERS = ("relu_preact", "preact")
+
+
+def _choice(value: Any, allowed: tuple[str, ...], field_name: str, aliases: dict | None = None) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ResnasError(f"must be one of {', '.join(allowed)}; got {value!r}", field=field_name)
+    text = str(value)
+    text = (aliases or {}).get(text, text)
+    if text not in allowed:
+        raise ResnasError(f"must be one of {', '.join(allowed)}; got {value!r}", field=field_name)
+    return text
+
+
+def _int(value: Any, field_name: str, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ResnasError(f"must be an integer >= {low}; got {value!r}", field=field_name)
+    return value
+
+
+class Kind(NamedTuple):
+    """The fields that shape every unit of a network (hashable: unit costs are cached on it)."""
+
+    block: str
+    stride_on: str
+    unit_order: str
+    shortcut: str
+    modulation: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """`depth` blocks producing `width` channels; the first has `stride`. `mid` = C x d inner width."""
+
+    depth: int
+    width: int
+    stride: int = 1
+    mid: int = 0
+    groups: int = 1
+
+    def to_dict(self) -> dict:
+        return {"depth": self.depth, "width": self.width, "stride": self.stride, "mid": self.mid, "groups": self.groups}
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A residual network, canonical. See `to_dict` for the serialised form."""
+
+    stages: tuple[Stage, ...]
+    block: str = "bottleneck"
+    stem: str = "imagenet"
+    stem_width: int = 64
+    shortcut: str = "B"
+    unit_order: str = "post"
+    stride_on: str = "3x3"
+    modulation: str = "none"
+    modulation_value: float = 0.0
+    zero_init_last_bn: bool = False
+    classes: int = 1000
+    in_channels: int = 3
+    resolution: int = 224
+    _key: str = field(default="", init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
+        block = _choice(self.block, BLOCKS, "block")
+        put("block", block)
+        put("stem", _choice(self.stem, STEMS, "stem", STEM_ALIASES))
+        put("shortcut", _choice(self.shortcut, SHORTCUTS, "shortcut"))
+        put("unit_order", _choice(self.unit_order, UNIT_ORDERS, "unit_order"))
+        put("stride_on", _choice(self.stride_on, STRIDE_ON, "stride_on"))
+        put("modulation", _choice(self.modulation, MODULATIONS, "modulation"))
+        for name in ("stem_width", "classes", "in_channels", "resolution"):
+            _int(getattr(self, name), name)
+        if not isinstance(self.zero_init_last_bn, bool):
+            raise ResnasError(f"must be true or false; got {self.zero_init_last_bn!r}", field="zero_init_last_bn")
+        if not isinstance(self.stages, (list, tuple)) or not self.stages:
+            raise ResnasError("must be a non-empty list of stages", field="stages")
+        stages = tuple(self._canonical_stage(i, s) for i, s in enumerate(self.stages))
+        put("stages", stages)
+
+        if block == "basic":
+            put("stride_on", "3x3")  # a basic block's stride is on its first 3x3 either way
+        value = self.modulation_value
+        if value is None or value == "":
+            value = MODULATION_DEFAULT[self.modulation]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ResnasError(f"must be a number; got {value!r}", field="modulation_value")
+        value = float(value)
+        if self.modulation in ("none", "conv"):
+            value = 0.0
+        if self.modulation in ("scale", "dropout") and not 0.0 <= value <= 1.0:
+            raise ResnasError(f"must be in [0, 1] for {self.modulation}; got {value}", field="modulation_value")
+        if self.shortcut == "none" and self.modulation != "none":
+            raise ResnasError("a plain network (shortcut: none) has no shortcut to modulate; use modulation: none",
+                              field="modulation")
+        if self.shortcut == "C" and self.modulation == "conv":
+            put("modulation", "none")  # shortcut C already projects every unit: nothing left to replace
+        put("modulation_value", value)
+        if self.unit_order not in ENDS_IN_BN:
+            put("zero_init_last_bn", False)  # the branch ends in a conv: there is no last BN to zero
+
+        changes = [(cin, s.width, s.stride) for cin, s in self._first_blocks() if cin != s.width or s.stride != 1]
+        if self.shortcut == "A":
+            for i, (cin, cout, _) in enumerate(changes):
+                if cout < cin:
+                    raise ResnasError(f"option A pads the identity with zeros, so widths may not shrink "
+                                      f"({cin} -> {cout}); use shortcut B, C or D", field="shortcut")
+        if not changes and self.shortcut in ("A", "D"):
+            put("shortcut", "B")  # no unit changes shape: A, B and D are all the identity
+
+    def _canonical_stage(self, i: int, stage: Any) -> Stage:
+        where = f"stages[{i}]"
+        if isinstance(stage, dict):
+            unknown = set(stage) - {"depth", "width", "stride", "mid", "groups"}
+            if unknown:
+                raise ResnasError(f"unknown key(s) {sorted(unknown)}; allowed: depth, width, stride, mid, groups",
+                                  field=where)
+            stage = Stage(**{k: v for k, v in stage.items()})
+        if not isinstance(stage, Stage):
+            raise ResnasError(f"must be a mapping with depth, width, stride, mid, groups; got {stage!r}", field=where)
+        depth = _int(stage.depth, f"{where}.depth")
+        width = _int(stage.width, f"{where}.width")
+        if stage.stride not in (1, 2) or isinstance(stage.stride, bool):
+            raise ResnasError(f"must be 1 or 2; got {stage.stride!r}", field=f"{where}.stride")
+        if self.block == "basic":
+            if stage.groups not in (1, None):
+                raise ResnasError(f"a basic block has no grouped conv: cardinality must be 1; got {stage.groups!r}",
+                                  field=f"{where}.groups")
+            return Stage(depth, width, stage.stride, width, 1)
+        groups = _int(stage.groups if stage.groups is not None else 1, f"{where}.groups")
+        mid = _int(stage.mid, f"{where}.mid")
+        if mid % groups:
+            raise ResnasError(f"inner width {mid} is not divisible by cardinality {groups}", field=f"{where}.mid")
+        return Stage(depth, width, stage.stride, mid, groups)
+
+    def _first_blocks(self):
+        """(input width, stage) for each stage's first block: where shapes may change."""
+        cin = self.stem_width
+        for s in self.stages:
+            yield cin, s
+            cin = s.width
+
+    @property
+    def kind(self) -> Kind:
+        return Kind(self.block, self.stride_on, self.unit_order, self.shortcut, self.modulation)
+
+    # ---- identity -------------------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        """Stable 16-hex-digit identity: equal for configurations that build the same network."""
+        if not self._key:
+            text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+            object.__setattr__(self, "_key", hashlib.sha256(text.encode()).hexdigest()[:16])
+        return self._key
+
+    @property
+    def depth(self) -> int:
+        """Weighted layers as the papers count them: convs along the main path, plus the stem's and fc."""
+        per_block = 2 if self.block == "basic" else 3
+        stem_convs = 3 if self.stem == "deep" else 1
+        return per_block * sum(s.depth for s in self.stages) + stem_convs + 1
+
+    def summary(self) -> str:
+        depths = "-".join(str(s.depth) for s in self.stages)
+        widths = "-".join(str(s.width) for s in self.stages)
+        text = f"{self.block} d{depths} w{widths}"
+        if self.block == "bottleneck":
+            first = self.stages[0]
+            text += f" {first.groups}x{first.mid // first.groups}d"
+        text += f" sc:{self.shortcut} {self.unit_order}"
+        if self.modulation != "none":
+            text += f" mod:{self.modulation}"
+        return text
+
+    # ---- serialisation --------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "block": self.block,
+            "stem": self.stem,
+            "stem_width": self.stem_width,
+            "stages": [s.to_dict() for s in self.stages],
+            "shortcut": self.shortcut,
+            "unit_order": self.unit_order,
+            "stride_on": self.stride_on,
+            "modulation": self.modulation,
+            "modulation_value": self.modulation_value,
+            "zero_init_last_bn": self.zero_init_last_bn,
+            "classes": self.classes,
+            "in_channels": self.in_channels,
+            "resolution": self.resolution,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "") -> "Arch":
+        """Build from a mapping (e.g. parsed YAML); any mistake names `where` and the field."""
+        if not isinstance(data, dict):
+            raise ResnasError(f"an arch must be a mapping of fields; got {type(data).__name__}", where=where)
+        allowed = {f.name for f in dataclasses.fields(cls) if f.init}
+        unknown = set(data) - allowed
+        if unknown:
+            raise ResnasError(f"unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}", where=where)
+        if "stages" not in data:
+            raise ResnasError("missing required key 'stages'", where=where)
+        try:
+            return cls(**data)
+        except ResnasError as err:
+            raise ResnasError(err.bare, where=where, field=err.field) from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def replace(self, **changes: Any) -> "Arch":
+        return dataclasses.replace(self, **changes)
+
+
+def load_arch(path: str | Path) -> Arch:
+    """Read an arch file (YAML or JSON). An exported file may wrap the arch under an `arch:` key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ResnasError(f"cannot read arch file ({err.strerror})", where=str(path)) from None
+    try:
+        data = yaml.safe_load(text)  # JSON is YAML too
+    except yaml.YAMLError as err:
+        raise ResnasError(f"not valid YAML/JSON: {str(err).splitlines()[0]}", where=str(path)) from None
+    if isinstance(data, dict) and "arch" in data and "stages" not in data:
+        data = data["arch"]
+    return Arch.from_dict(data, where=str(path))

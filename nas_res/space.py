@@ -1,0 +1,325 @@
+"""`DesignSpace`: the set of architectures a template generates under the two ResNeXt rules.
+
+(i) units producing maps of the same size share width and filter sizes: a stage is one (depth,
+width, inner width, cardinality); (ii) every x2 downsample doubles the width (and the inner width;
+the cardinality stays). So a candidate is fixed by a handful of values, and everything here
+(size, sampling, feasibility, Optuna mapping) works on those values, not on modules.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+from .arch import Arch, Kind, Stage
+from .blocks import Tally
+from .cost import Budget, cost, network_parts
+from .errors import ResnasError
+from .spec import Dim, Spec, parse_spec, read_template
+
+STRUCTURE = ("block", "stem", "shortcut", "unit_order", "stride_on", "modulation")
+ENUMERATE_LIMIT = 20_000  # exact answers by enumeration up to this many candidates
+
+
+def blocks_for_total(total: int, block: str, stem: str, split: tuple) -> tuple | None:
+    """Blocks per stage for a total layer count (the papers' 'ResNet-N'), or None if it does not split."""
+    body = total - (3 if stem == "deep" else 1) - 1
+    unit = (2 if block == "basic" else 3) * sum(split)
+    if body <= 0 or body % unit:
+        return None
+    return tuple(body // unit * s for s in split)
+
+
+@dataclass(frozen=True)
+class Fraction:
+    """Share of the space inside a budget; `exact` when counted, else a 95% Wilson interval."""
+
+    value: float
+    low: float
+    high: float
+    exact: bool
+    feasible: int  # counted (exact) or hits among `total` samples
+    total: int
+
+
+class DesignSpace:
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.dims: dict[str, Dim] = spec.dims
+        self._depths: dict[tuple, list] = {}
+        self._fixed = {k: d.values[0] for k, d in self.dims.items() if not d.open}
+        self._structures = self._distinct_structures()
+        self._weights = list(itertools.accumulate(self._count(s) for s in self._structures))
+
+    # ---- what the template says --------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def open_dims(self) -> list[Dim]:
+        return [d for d in self.dims.values() if d.open]
+
+    def _distinct_structures(self) -> list[dict]:
+        """Distinct combinations of the categorical dims, after Arch's canonicalisation rules."""
+        seen: dict[tuple, dict] = {}
+        for combo in itertools.product(*(self.dims[k].values for k in STRUCTURE)):
+            s = dict(zip(STRUCTURE, combo))
+            if s["block"] == "basic":
+                s["stride_on"] = "3x3"
+            if s["shortcut"] == "C" and s["modulation"] == "conv":
+                s["modulation"] = "none"
+            seen.setdefault(tuple(s.values()), s)
+        return list(seen.values())
+
+    def _numeric(self, block: str) -> list[str]:
+        names = ["width"]
+        if block == "bottleneck":
+            names += ["cardinality", "bottleneck_ratio" if self.spec.ratio_mode else "bottleneck_width"]
+        return names
+
+    def depth_options(self, block: str, stem: str) -> list[tuple]:
+        """Every per-stage depth tuple allowed for this block type and stem."""
+        cached = self._depths.get((block, stem))
+        if cached is None:
+            cached = self._depths[block, stem] = self._depth_options(block, stem)
+        return cached
+
+    def _depth_options(self, block: str, stem: str) -> list[tuple]:
+        if self.spec.split is None:
+            per = [self.dims[f"depth{i + 1}"].values for i in range(len(self.spec.strides))]
+            return list(itertools.product(*per))
+        found = (blocks_for_total(t, block, stem, self.spec.split) for t in self.dims["depth"].values)
+        return [d for d in found if d]
+
+    def _count(self, s: dict) -> int:
+        n = len(self.depth_options(s["block"], s["stem"]))
+        for name in self._numeric(s["block"]):
+            n *= len(self.dims[name].values)
+        return n
+
+    # ---- from values to an Arch ----------------------------------------------------------------
+    def arch_from(self, values: dict[str, Any]) -> Arch:
+        """The Arch for one value per dim (fixed dims may be omitted; `depths` may give a per-stage tuple)."""
+        v = self._complete(values)
+        kind, stem_width, stages = self._fields(v)
+        spec = self.spec
+        return Arch(stages=tuple(Stage(*s) for s in stages), block=kind.block, stem=v["stem"], stem_width=stem_width,
+                    shortcut=kind.shortcut, unit_order=kind.unit_order, stride_on=kind.stride_on,
+                    modulation=kind.modulation, modulation_value=spec.modulation_value,
+                    zero_init_last_bn=spec.zero_init_last_bn, classes=spec.classes,
+                    in_channels=spec.in_channels, resolution=spec.resolution)
+
+    def _complete(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {**self._fixed, **values}
+
+    def _fields(self, v: dict[str, Any]) -> tuple[Kind, int, tuple]:
+        """Apply the two rules: (kind, stem width, stages) for a complete set of values."""
+        spec = self.spec
+        depths = v.get("depths")
+        if depths is None:
+            if spec.split is None:
+                depths = tuple(v[f"depth{i + 1}"] for i in range(len(spec.strides)))
+            else:
+                depths = blocks_for_total(v["depth"], v["block"], v["stem"], spec.split)
+                if depths is None:
+                    raise ResnasError(f"depth {v['depth']} does not split {list(spec.split)} into whole "
+                                      f"{v['block']} blocks", where=spec.source, field="depth.total")
+        width, block = v["width"], v["block"]
+        groups = v.get("cardinality", 1) if block == "bottleneck" else 1
+        if block == "basic":
+            inner = width
+        elif spec.ratio_mode:
+            inner = int(round(width * v["bottleneck_ratio"]))
+        else:
+            inner = groups * v["bottleneck_width"]
+        stages, factor = [], 1
+        for i, (depth, stride) in enumerate(zip(depths, spec.strides)):
+            if i > 0 and stride == 2:
+                factor *= 2  # rule (ii): a x2 downsample doubles the width
+            stages.append((depth, width * factor, stride, inner * factor, groups))
+        stem_width = inner if spec.stem_width == "inner" else spec.stem_width
+        kind = Kind(block, v["stride_on"], v["unit_order"], v["shortcut"], v["modulation"])
+        return kind, stem_width, tuple(stages)
+
+    def values_of(self, arch: Arch) -> dict[str, Any]:
+        """The dim values that give `arch` (inverse of `arch_from`, for open dims)."""
+        first = arch.stages[0]
+        v: dict[str, Any] = {k: getattr(arch, k) for k in STRUCTURE}
+        if self.spec.split is None:
+            v.update({f"depth{i + 1}": s.depth for i, s in enumerate(arch.stages)})
+        else:
+            v["depth"] = arch.depth
+        v["width"] = first.width
+        if arch.block == "bottleneck":
+            v["cardinality"] = first.groups
+            if self.spec.ratio_mode:
+                v["bottleneck_ratio"] = first.mid / first.width
+            else:
+                v["bottleneck_width"] = first.mid // first.groups
+        return {k: x for k, x in v.items() if k in self.dims and self.dims[k].open}
+
+    # ---- size, enumeration, sampling -----------------------------------------------------------
+    def size(self) -> int:
+        """Exact number of distinct architectures."""
+        if 2 not in self.spec.strides and self._weights[-1] <= 10 * ENUMERATE_LIMIT:
+            return sum(1 for _ in self.enumerate())  # no stride: shortcut kinds may coincide, count keys
+        return self._weights[-1]
+
+    def enumerate(self) -> Iterator[Arch]:
+        """Every distinct architecture, once each."""
+        seen: set[str] = set()
+        for s in self._structures:
+            numeric = [self.dims[n].values for n in self._numeric(s["block"])]
+            for depths in self.depth_options(s["block"], s["stem"]):
+                for combo in itertools.product(*numeric):
+                    arch = self.arch_from({**s, "depths": depths, **dict(zip(self._numeric(s["block"]), combo))})
+                    if arch.key not in seen:
+                        seen.add(arch.key)
+                        yield arch
+
+    def _random_values(self, rng: random.Random) -> dict[str, Any]:
+        """Values of one architecture drawn uniformly from the distinct set."""
+        s = rng.choices(self._structures, cum_weights=self._weights)[0]
+        values = dict(s)
+        values["depths"] = rng.choice(self.depth_options(s["block"], s["stem"]))
+        for name in self._numeric(s["block"]):
+            values[name] = rng.choice(self.dims[name].values)
+        return values
+
+    def random_arch(self, rng: random.Random) -> Arch:
+        return self.arch_from(self._random_values(rng))
+
+    def _price(self, values: dict[str, Any]) -> Tally:
+        """Cost from values alone: candidates outside a budget never become an `Arch`."""
+        kind, stem_width, stages = self._fields(self._complete(values))
+        spec = self.spec
+        parts = network_parts(kind, values["stem"], stem_width, spec.in_channels, spec.classes, spec.resolution,
+                              stages)
+        return sum(parts.values(), Tally())
+
+    def sample(self, n: int, budget: Budget | None = None, seed: int = 0) -> list[Arch]:
+        """Up to `n` distinct architectures, uniform over those inside `budget` (fewer if fewer exist)."""
+        budget = budget or Budget()
+        rng = random.Random(seed)
+        if self._weights[-1] <= ENUMERATE_LIMIT:
+            pool = [a for a in self.enumerate() if budget.admits(cost(a))]
+            return rng.sample(pool, min(n, len(pool)))
+        found: dict[tuple, dict] = {}
+        attempts, limit = 0, max(200_000, 50 * n)
+        while len(found) < n and attempts < limit:
+            attempts += 1
+            values = self._random_values(rng)
+            ident = tuple(values.values())  # distinct values of a distinct structure: distinct networks
+            if ident not in found and budget.admits(self._price(values)):
+                found[ident] = values
+        return [self.arch_from(v) for v in found.values()]
+
+    def feasible_fraction(self, budget: Budget, samples: int = 20_000, seed: int = 0) -> Fraction:
+        """Exact by enumeration when the space is small; else a Monte-Carlo estimate with a 95% interval."""
+        if self._weights[-1] <= ENUMERATE_LIMIT:
+            archs = list(self.enumerate())
+            hits = sum(budget.admits(cost(a)) for a in archs)
+            share = hits / len(archs)
+            return Fraction(share, share, share, True, hits, len(archs))
+        rng = random.Random(seed)
+        hits = sum(budget.admits(self._price(self._random_values(rng))) for _ in range(samples))
+        low, high = wilson(hits, samples)
+        return Fraction(hits / samples, low, high, False, hits, samples)
+
+    def extremes(self, metric: str = "flops") -> tuple[Arch, Arch]:
+        """(cheapest, largest) by `metric`: cost grows with depth, width, cardinality and d, so each
+        structure's extremes sit at the ends of its numeric ranges."""
+        def at(s: dict, pick) -> Arch:
+            values = dict(s)
+            values["depths"] = pick(self.depth_options(s["block"], s["stem"]), key=sum)
+            values.update({n: pick(self.dims[n].values) for n in self._numeric(s["block"])})
+            return self.arch_from(values)
+
+        lows = [at(s, min) for s in self._structures]
+        highs = [at(s, max) for s in self._structures]
+        measure = lambda a: getattr(cost(a), metric)  # noqa: E731
+        return min(lows, key=measure), max(highs, key=measure)
+
+    def check_budget(self, budget: Budget) -> None:
+        """Raise a clear error when no candidate can meet `budget`, naming the nearest one."""
+        cheap_f, big_f = self.extremes("flops")
+        cheap_p, _ = self.extremes("params")
+        problem = None
+        if budget.flops_max is not None and cost(cheap_f).flops > budget.flops_max:
+            problem = f"the cheapest candidate needs {cost(cheap_f).flops:,} FLOPs: {cheap_f.summary()}"
+        elif budget.params_max is not None and cost(cheap_p).params > budget.params_max:
+            problem = f"the smallest candidate has {cost(cheap_p).params:,} params: {cheap_p.summary()}"
+        elif budget.flops_min and cost(big_f).flops < budget.flops_min:
+            problem = f"the largest candidate needs only {cost(big_f).flops:,} FLOPs: {big_f.summary()}"
+        if problem:
+            raise ResnasError(f"no candidate of space {self.name!r} fits the budget ({budget.describe()}); {problem}",
+                              field="budget")
+
+    # ---- Optuna --------------------------------------------------------------------------------
+    def suggest(self, trial: Any) -> Arch:
+        """Ask an Optuna trial for one value per open dim (bottleneck dims only for bottleneck blocks)."""
+        values: dict[str, Any] = {}
+        for name in STRUCTURE:
+            if self.dims[name].open:
+                values[name] = _suggest(trial, self.dims[name])
+        for name, d in self.dims.items():
+            if name in STRUCTURE or not d.open:
+                continue
+            if name in ("cardinality", "bottleneck_width", "bottleneck_ratio") and values.get(
+                    "block", self.dims["block"].values[0]) == "basic":
+                continue
+            values[name] = _suggest(trial, d)
+        return self.arch_from(values)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "description": self.spec.description, "source": self.spec.source,
+                "resolution": self.spec.resolution, "in_channels": self.spec.in_channels,
+                "classes": self.spec.classes, "strides": list(self.spec.strides), "size": self.size(),
+                "dims": {k: list(d.values) if len(d.values) <= 12 else
+                         [d.values[0], "...", d.values[-1], f"({len(d.values)} values)"]
+                         for k, d in self.dims.items()}}
+
+
+def _suggest(trial: Any, d: Dim) -> Any:
+    if d.kind == "range" and isinstance(d.values[0], int):
+        if d.log and d.step != 1:
+            return trial.suggest_int(d.name, d.values[0] // d.step, d.values[-1] // d.step, log=True) * d.step
+        return trial.suggest_int(d.name, d.values[0], d.values[-1], step=d.step, log=d.log)
+    if d.kind == "range":
+        return trial.suggest_float(d.name, d.values[0], d.values[-1], step=None if d.log else d.step, log=d.log)
+    return trial.suggest_categorical(d.name, list(d.values))
+
+
+def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial share."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def builtin_spaces() -> list[str]:
+    """Names of the templates shipped in `search_spaces/`."""
+    folder = resources.files("search_spaces")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_space(name_or_path: str | Path) -> DesignSpace:
+    """A built-in template by name (`resnext`) or a YAML file by path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if not (text.endswith((".yaml", ".yml")) or path.exists()):
+        if text not in builtin_spaces():
+            raise ResnasError(f"unknown space {text!r}: not a file, and not a built-in template "
+                              f"({', '.join(builtin_spaces())})")
+        with resources.as_file(resources.files("search_spaces") / f"{text}.yaml") as p:
+            return DesignSpace(parse_spec(read_template(p), f"{text}.yaml"))
+    return DesignSpace(parse_spec(read_template(path), str(path)))

@@ -1,0 +1,93 @@
+"""Named reference architectures: torchvision's ImageNet nets, the papers' CIFAR nets, the seed's MNIST net.
+
+`zoo.get(name)` returns an `Arch`; the ImageNet entries are state-dict compatible with the
+torchvision model of the same name.
+"""
+
+from __future__ import annotations
+
+from .arch import Arch, Stage
+from .errors import ResnasError
+
+
+def torchvision_resnet(block: str, layers: tuple[int, ...], groups: int = 1, width_per_group: int = 64) -> Arch:
+    """torchvision's layout: planes 64..512, inner width = int(planes * width_per_group / 64) * groups."""
+    expansion = 4 if block == "bottleneck" else 1
+    stages = tuple(
+        Stage(depth, planes * expansion, 1 if i == 0 else 2, int(planes * width_per_group / 64) * groups, groups)
+        for i, (planes, depth) in enumerate(zip((64, 128, 256, 512), layers))
+    )
+    return Arch(stages=stages, block=block, stem="imagenet", stem_width=64, shortcut="B")
+
+
+def cifar_resnet(depth: int, shortcut: str = "A") -> Arch:
+    """The ResNet paper's CIFAR-10 nets: 6n+2 layers, widths 16/32/64, option-A shortcuts."""
+    n = (depth - 2) // 6
+    stages = tuple(Stage(n, w, s) for w, s in ((16, 1), (32, 2), (64, 2)))
+    return Arch(stages=stages, block="basic", stem="cifar", stem_width=16, shortcut=shortcut,
+                classes=10, resolution=32)
+
+
+def preact_resnet(depth: int) -> Arch:
+    """Identity Mappings' CIFAR bottleneck nets: 9n+2 layers, full pre-activation, projection when shapes change."""
+    n = (depth - 2) // 9
+    stages = tuple(Stage(n, 4 * w, s, w, 1) for w, s in ((16, 1), (32, 2), (64, 2)))
+    return Arch(stages=stages, block="bottleneck", stem="cifar", stem_width=16, shortcut="B",
+                unit_order="preact", classes=10, resolution=32)
+
+
+def mnist_net(shortcut: str = "B") -> Arch:
+    """The seed write-up's MNIST net: 3x3 convs, stride-2 convs doubling the filters instead of pooling,
+    1x1 stride-2 projection shortcuts, BN, two convs per unit."""
+    stages = tuple(Stage(2, w, s) for w, s in ((16, 1), (32, 2), (64, 2)))
+    return Arch(stages=stages, block="basic", stem="cifar", stem_width=16, shortcut=shortcut,
+                classes=10, in_channels=1, resolution=28)
+
+
+_ZOO = {
+    "resnet18": lambda: torchvision_resnet("basic", (2, 2, 2, 2)),
+    "resnet34": lambda: torchvision_resnet("basic", (3, 4, 6, 3)),
+    "resnet50": lambda: torchvision_resnet("bottleneck", (3, 4, 6, 3)),
+    "resnet101": lambda: torchvision_resnet("bottleneck", (3, 4, 23, 3)),
+    "resnet152": lambda: torchvision_resnet("bottleneck", (3, 8, 36, 3)),
+    "resnext50_32x4d": lambda: torchvision_resnet("bottleneck", (3, 4, 6, 3), 32, 4),
+    "resnext101_32x8d": lambda: torchvision_resnet("bottleneck", (3, 4, 23, 3), 32, 8),
+    "resnext101_64x4d": lambda: torchvision_resnet("bottleneck", (3, 4, 23, 3), 64, 4),
+    "wide_resnet50_2": lambda: torchvision_resnet("bottleneck", (3, 4, 6, 3), 1, 128),
+    "wide_resnet101_2": lambda: torchvision_resnet("bottleneck", (3, 4, 23, 3), 1, 128),
+    **{f"resnet{d}_cifar": (lambda d=d: cifar_resnet(d)) for d in (20, 32, 44, 56, 110, 1202)},
+    **{f"plain{d}_cifar": (lambda d=d: cifar_resnet(d, "none")) for d in (20, 32, 44, 56, 110)},
+    "preact_resnet164": lambda: preact_resnet(164),
+    "preact_resnet1001": lambda: preact_resnet(1001),
+    "mnist_resnet": lambda: mnist_net("B"),
+    "mnist_plain": lambda: mnist_net("none"),
+}
+
+DESCRIPTIONS = {
+    "resnet": "torchvision ImageNet net (state-dict compatible)",
+    "resnext": "torchvision ImageNet ResNeXt (state-dict compatible)",
+    "wide": "torchvision wide ResNet (state-dict compatible)",
+    "_cifar": "ResNet paper CIFAR-10 net",
+    "preact": "Identity Mappings pre-activation CIFAR-10 net",
+    "mnist": "seed write-up MNIST net",
+}
+
+
+def names() -> list[str]:
+    return list(_ZOO)
+
+
+def get(name: str) -> Arch:
+    try:
+        return _ZOO[name]()
+    except KeyError:
+        raise ResnasError(f"unknown zoo name {name!r}; known: {', '.join(_ZOO)}") from None
+
+
+def describe(name: str) -> str:
+    if name.startswith("plain"):
+        return "ResNet paper plain CIFAR-10 net (no shortcuts)"
+    for prefix in ("_cifar", "preact", "mnist", "resnext", "wide", "resnet"):
+        if (name.endswith(prefix) if prefix.startswith("_") else name.startswith(prefix)):
+            return DESCRIPTIONS[prefix] + (" (plain twin)" if name == "mnist_plain" else "")
+    return ""
