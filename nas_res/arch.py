@@ -86,7 +86,7 @@ class Arch:
     unit_order: str = "post"
     stride_on: str = "3x3"
     modulation: str = "none"
-    modulation_value: float = 0.0
+    modulation_value: float | None = None  # None: the modulation's default (MODULATION_DEFAULT)
     zero_init_last_bn: bool = False
     classes: int = 1000
     in_channels: int = 3
