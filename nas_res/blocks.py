@@ -223,6 +223,7 @@ def stem_has_bn(unit_order: str) -> bool:
     return unit_order != "preact"
 
 
+@lru_cache(maxsize=1024)
 def head_cost(unit_order: str, classes: int, channels: int, h: int, w: int) -> Tally:
     """Final BN (full pre-activation only), global average pool, linear classifier."""
     total = bn_cost(channels, h, w) if unit_order == "preact" else Tally()

@@ -55,6 +55,19 @@ def network_parts(kind: Kind, stem: str, stem_width: int, in_channels: int, clas
     return parts
 
 
+def network_total(kind: Kind, stem: str, stem_width: int, in_channels: int, classes: int, resolution: int,
+                  stages: tuple) -> tuple[int, int]:
+    """(FLOPs, params) as `network_parts` would sum them, without the parts: the sampler's hot path."""
+    t, h, w = stem_cost(stem, in_channels, stem_width, kind.unit_order, resolution)
+    flops, params = t.flops, t.params
+    cin = stem_width
+    for depth, width, stride, mid, groups in stages:
+        t, h, w = stage_cost(kind, cin, width, mid, groups, stride, depth, h, w)
+        flops, params, cin = flops + t.flops, params + t.params, width
+    t = head_cost(kind.unit_order, classes, cin, h, w)
+    return flops + t.flops, params + t.params
+
+
 @lru_cache(maxsize=1 << 16)
 def stage_cost(kind: Kind, cin: int, width: int, mid: int, groups: int, stride: int, depth: int, h: int, w: int):
     """A stage: its first unit, then depth-1 identical units (so depth costs nothing to count)."""

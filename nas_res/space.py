@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from .arch import Arch, Kind, Stage
 from .blocks import Tally
-from .cost import Budget, cost, network_parts
+from .cost import Budget, cost, network_total
 from .errors import ResnasError
 from .spec import Dim, Spec, parse_spec, read_template
 
@@ -195,13 +195,13 @@ class DesignSpace:
     def random_arch(self, rng: random.Random) -> Arch:
         return self.arch_from(self._random_values(rng))
 
-    def _price(self, values: dict[str, Any]) -> Tally:
-        """Cost from values alone: candidates outside a budget never become an `Arch`."""
+    def _admits(self, values: dict[str, Any], budget: Budget) -> bool:
+        """Budget check from values alone: candidates outside a budget never become an `Arch`."""
         kind, stem_width, stages = self._fields(self._complete(values))
         spec = self.spec
-        parts = network_parts(kind, values["stem"], stem_width, spec.in_channels, spec.classes, spec.resolution,
-                              stages)
-        return sum(parts.values(), Tally())
+        flops, params = network_total(kind, values["stem"], stem_width, spec.in_channels, spec.classes,
+                                      spec.resolution, stages)
+        return budget.admits(Tally(flops, params))
 
     def sample(self, n: int, budget: Budget | None = None, seed: int = 0) -> list[Arch]:
         """Up to `n` distinct architectures, uniform over those inside `budget` (fewer if fewer exist)."""
@@ -216,7 +216,7 @@ class DesignSpace:
             attempts += 1
             values = self._random_values(rng)
             ident = tuple(values.values())  # distinct values of a distinct structure: distinct networks
-            if ident not in found and budget.admits(self._price(values)):
+            if ident not in found and self._admits(values, budget):
                 found[ident] = values
         return [self.arch_from(v) for v in found.values()]
 
@@ -228,7 +228,7 @@ class DesignSpace:
             share = hits / len(archs)
             return Fraction(share, share, share, True, hits, len(archs))
         rng = random.Random(seed)
-        hits = sum(budget.admits(self._price(self._random_values(rng))) for _ in range(samples))
+        hits = sum(self._admits(self._random_values(rng), budget) for _ in range(samples))
         low, high = wilson(hits, samples)
         return Fraction(hits / samples, low, high, False, hits, samples)
 
