@@ -134,7 +134,7 @@ class Arch:
 
         changes = [(cin, s.width, s.stride) for cin, s in self._first_blocks() if cin != s.width or s.stride != 1]
         if self.shortcut == "A":
-            for i, (cin, cout, _) in enumerate(changes):
+            for cin, cout, _ in changes:
                 if cout < cin:
                     raise ResnasError(f"option A pads the identity with zeros, so widths may not shrink "
                                       f"({cin} -> {cout}); use shortcut B, C or D", field="shortcut")

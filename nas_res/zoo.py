@@ -44,32 +44,28 @@ def mnist_net(shortcut: str = "B") -> Arch:
                 classes=10, in_channels=1, resolution=28)
 
 
-_ZOO = {
-    "resnet18": lambda: torchvision_resnet("basic", (2, 2, 2, 2)),
-    "resnet34": lambda: torchvision_resnet("basic", (3, 4, 6, 3)),
-    "resnet50": lambda: torchvision_resnet("bottleneck", (3, 4, 6, 3)),
-    "resnet101": lambda: torchvision_resnet("bottleneck", (3, 4, 23, 3)),
-    "resnet152": lambda: torchvision_resnet("bottleneck", (3, 8, 36, 3)),
-    "resnext50_32x4d": lambda: torchvision_resnet("bottleneck", (3, 4, 6, 3), 32, 4),
-    "resnext101_32x8d": lambda: torchvision_resnet("bottleneck", (3, 4, 23, 3), 32, 8),
-    "resnext101_64x4d": lambda: torchvision_resnet("bottleneck", (3, 4, 23, 3), 64, 4),
-    "wide_resnet50_2": lambda: torchvision_resnet("bottleneck", (3, 4, 6, 3), 1, 128),
-    "wide_resnet101_2": lambda: torchvision_resnet("bottleneck", (3, 4, 23, 3), 1, 128),
-    **{f"resnet{d}_cifar": (lambda d=d: cifar_resnet(d)) for d in (20, 32, 44, 56, 110, 1202)},
-    **{f"plain{d}_cifar": (lambda d=d: cifar_resnet(d, "none")) for d in (20, 32, 44, 56, 110)},
-    "preact_resnet164": lambda: preact_resnet(164),
-    "preact_resnet1001": lambda: preact_resnet(1001),
-    "mnist_resnet": lambda: mnist_net("B"),
-    "mnist_plain": lambda: mnist_net("none"),
-}
+TORCHVISION = "torchvision ImageNet net (state-dict compatible)"
+CIFAR = "ResNet paper CIFAR-10 net, option-A shortcuts"
+PLAIN = "ResNet paper plain CIFAR-10 net (no shortcuts)"
+PREACT = "Identity Mappings pre-activation CIFAR-10 net"
 
-DESCRIPTIONS = {
-    "resnet": "torchvision ImageNet net (state-dict compatible)",
-    "resnext": "torchvision ImageNet ResNeXt (state-dict compatible)",
-    "wide": "torchvision wide ResNet (state-dict compatible)",
-    "_cifar": "ResNet paper CIFAR-10 net",
-    "preact": "Identity Mappings pre-activation CIFAR-10 net",
-    "mnist": "seed write-up MNIST net",
+_ZOO = {  # name -> (factory, description)
+    "resnet18": (lambda: torchvision_resnet("basic", (2, 2, 2, 2)), TORCHVISION),
+    "resnet34": (lambda: torchvision_resnet("basic", (3, 4, 6, 3)), TORCHVISION),
+    "resnet50": (lambda: torchvision_resnet("bottleneck", (3, 4, 6, 3)), TORCHVISION),
+    "resnet101": (lambda: torchvision_resnet("bottleneck", (3, 4, 23, 3)), TORCHVISION),
+    "resnet152": (lambda: torchvision_resnet("bottleneck", (3, 8, 36, 3)), TORCHVISION),
+    "resnext50_32x4d": (lambda: torchvision_resnet("bottleneck", (3, 4, 6, 3), 32, 4), TORCHVISION),
+    "resnext101_32x8d": (lambda: torchvision_resnet("bottleneck", (3, 4, 23, 3), 32, 8), TORCHVISION),
+    "resnext101_64x4d": (lambda: torchvision_resnet("bottleneck", (3, 4, 23, 3), 64, 4), TORCHVISION),
+    "wide_resnet50_2": (lambda: torchvision_resnet("bottleneck", (3, 4, 6, 3), 1, 128), TORCHVISION),
+    "wide_resnet101_2": (lambda: torchvision_resnet("bottleneck", (3, 4, 23, 3), 1, 128), TORCHVISION),
+    **{f"resnet{d}_cifar": ((lambda d=d: cifar_resnet(d)), CIFAR) for d in (20, 32, 44, 56, 110, 1202)},
+    **{f"plain{d}_cifar": ((lambda d=d: cifar_resnet(d, "none")), PLAIN) for d in (20, 32, 44, 56, 110)},
+    "preact_resnet164": (lambda: preact_resnet(164), PREACT),
+    "preact_resnet1001": (lambda: preact_resnet(1001), PREACT),
+    "mnist_resnet": (lambda: mnist_net("B"), "seed write-up MNIST net (1x1 stride-2 projections)"),
+    "mnist_plain": (lambda: mnist_net("none"), "seed write-up MNIST net, plain twin"),
 }
 
 
@@ -77,17 +73,16 @@ def names() -> list[str]:
     return list(_ZOO)
 
 
-def get(name: str) -> Arch:
+def _entry(name: str):
     try:
-        return _ZOO[name]()
+        return _ZOO[name]
     except KeyError:
         raise ResnasError(f"unknown zoo name {name!r}; known: {', '.join(_ZOO)}") from None
 
 
+def get(name: str) -> Arch:
+    return _entry(name)[0]()
+
+
 def describe(name: str) -> str:
-    if name.startswith("plain"):
-        return "ResNet paper plain CIFAR-10 net (no shortcuts)"
-    for prefix in ("_cifar", "preact", "mnist", "resnext", "wide", "resnet"):
-        if (name.endswith(prefix) if prefix.startswith("_") else name.startswith(prefix)):
-            return DESCRIPTIONS[prefix] + (" (plain twin)" if name == "mnist_plain" else "")
-    return ""
+    return _entry(name)[1]

@@ -97,6 +97,18 @@ bottleneck_width: [2, 4]
     assert 0.17 < counts["basic"] / 5000 < 0.23
 
 
+@pytest.mark.parametrize("name", builtin_spaces())
+def test_budget_check_before_building_agrees_with_cost(name):
+    import random
+
+    s = load_space(name)
+    rng = random.Random(0)
+    b = Budget.parse(f"{cost(s.extremes('flops')[1]).flops // 3}", "20M")
+    for _ in range(300):
+        values = s._random_values(rng)
+        assert s._admits(values, b) == b.admits(cost(s.arch_from(values)))
+
+
 def test_small_spaces_sample_without_replacement():
     s = load_space("plain-vs-residual")
     b = Budget.parse("50MFLOPs")
