@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nas_res import ResnasError, cost, fvcore_cost, load_arch, load_space, zoo
@@ -37,7 +38,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except ResnasError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
     return wrapper
 

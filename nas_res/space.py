@@ -83,22 +83,40 @@ class DesignSpace:
             names += ["cardinality", "bottleneck_ratio" if self.spec.ratio_mode else "bottleneck_width"]
         return names
 
-    def depth_options(self, block: str, stem: str) -> list[tuple]:
-        """Every per-stage depth tuple allowed for this block type and stem."""
+    def _depth_totals(self, block: str, stem: str) -> list[tuple]:
+        """Per-stage depths of each total that splits for this block type and stem (total mode only)."""
         cached = self._depths.get((block, stem))
         if cached is None:
-            cached = self._depths[block, stem] = self._depth_options(block, stem)
+            found = (blocks_for_total(t, block, stem, self.spec.split) for t in self.dims["depth"].values)
+            cached = self._depths[block, stem] = [d for d in found if d]
         return cached
 
-    def _depth_options(self, block: str, stem: str) -> list[tuple]:
+    def _per_stage(self) -> list[tuple]:
+        return [self.dims[f"depth{i + 1}"].values for i in range(len(self.spec.strides))]
+
+    def depth_count(self, block: str, stem: str) -> int:
         if self.spec.split is None:
-            per = [self.dims[f"depth{i + 1}"].values for i in range(len(self.spec.strides))]
-            return list(itertools.product(*per))
-        found = (blocks_for_total(t, block, stem, self.spec.split) for t in self.dims["depth"].values)
-        return [d for d in found if d]
+            return math.prod(len(v) for v in self._per_stage())
+        return len(self._depth_totals(block, stem))
+
+    def depth_options(self, block: str, stem: str) -> Iterator[tuple]:
+        """Every per-stage depth tuple allowed for this block type and stem (lazily: products grow fast)."""
+        if self.spec.split is None:
+            return itertools.product(*self._per_stage())
+        return iter(self._depth_totals(block, stem))
+
+    def _random_depths(self, rng: random.Random, block: str, stem: str) -> tuple:
+        if self.spec.split is None:  # uniform over the product = uniform per stage
+            return tuple(rng.choice(v) for v in self._per_stage())
+        return rng.choice(self._depth_totals(block, stem))
+
+    def _extreme_depths(self, pick, block: str, stem: str) -> tuple:
+        if self.spec.split is None:  # cost grows with each stage's depth
+            return tuple(pick(v) for v in self._per_stage())
+        return pick(self._depth_totals(block, stem), key=sum)
 
     def _count(self, s: dict) -> int:
-        n = len(self.depth_options(s["block"], s["stem"]))
+        n = self.depth_count(s["block"], s["stem"])
         for name in self._numeric(s["block"]):
             n *= len(self.dims[name].values)
         return n
@@ -187,7 +205,7 @@ class DesignSpace:
         """Values of one architecture drawn uniformly from the distinct set."""
         s = rng.choices(self._structures, cum_weights=self._weights)[0]
         values = dict(s)
-        values["depths"] = rng.choice(self.depth_options(s["block"], s["stem"]))
+        values["depths"] = self._random_depths(rng, s["block"], s["stem"])
         for name in self._numeric(s["block"]):
             values[name] = rng.choice(self.dims[name].values)
         return values
@@ -237,12 +255,13 @@ class DesignSpace:
         structure's extremes sit at the ends of its numeric ranges."""
         def at(s: dict, pick) -> Arch:
             values = dict(s)
-            values["depths"] = pick(self.depth_options(s["block"], s["stem"]), key=sum)
+            values["depths"] = self._extreme_depths(pick, s["block"], s["stem"])
             values.update({n: pick(self.dims[n].values) for n in self._numeric(s["block"])})
             return self.arch_from(values)
 
-        lows = [at(s, min) for s in self._structures]
-        highs = [at(s, max) for s in self._structures]
+        present = [s for s in self._structures if self.depth_count(s["block"], s["stem"])]
+        lows = [at(s, min) for s in present]
+        highs = [at(s, max) for s in present]
         measure = lambda a: getattr(cost(a), metric)  # noqa: E731
         return min(lows, key=measure), max(highs, key=measure)
 
@@ -287,11 +306,11 @@ class DesignSpace:
 
 
 def _suggest(trial: Any, d: Dim) -> Any:
-    if d.kind == "range" and isinstance(d.values[0], int):
-        if d.log and d.step != 1:
-            return trial.suggest_int(d.name, d.values[0] // d.step, d.values[-1] // d.step, log=True) * d.step
-        return trial.suggest_int(d.name, d.values[0], d.values[-1], step=d.step, log=d.log)
-    if d.kind == "range":
+    """Numeric ranges stay numeric for the sampler; a log scale on a stepped grid, which Optuna cannot
+    express, falls back to the grid's values as choices so every suggestion is a candidate of the space."""
+    if d.kind == "range" and not (d.log and d.step != 1):
+        if isinstance(d.values[0], int):
+            return trial.suggest_int(d.name, d.values[0], d.values[-1], step=d.step, log=d.log)
         return trial.suggest_float(d.name, d.values[0], d.values[-1], step=None if d.log else d.step, log=d.log)
     return trial.suggest_categorical(d.name, list(d.values))
 

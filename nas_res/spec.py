@@ -6,6 +6,7 @@ so a user never sees a traceback for a bad template.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ TOP_KEYS = {
     "modulation_value": "number", "zero_init_last_bn": "true/false",
 }
 DIM_HELP = "a value, a list of choices, {choices: [...]}, or {range: [low, high], step: s, log: true|false}"
+DIM_KEYS = ("choices", "range", "step", "log")
+MAX_INT = 1_000_000  # widths, depths, resolutions...: anything larger is a typo (and would overflow floats)
+MAX_RANGE = 100_000  # values in one range
+MAX_PAIRS = 1_000_000  # width x bottleneck_ratio pairs checked for whole, divisible inner widths
 
 
 @dataclass(frozen=True)
@@ -54,16 +59,20 @@ def _fail(where: str, path: str, message: str) -> ResnasError:
 def _check_value(where: str, path: str, value: Any, kind: Any) -> Any:
     """kind: int, float, or a tuple of allowed strings."""
     if isinstance(kind, tuple):
-        text = STEM_ALIASES.get(str(value), str(value)) if kind is STEMS else str(value)
-        if isinstance(value, (bool, float)) or text not in kind:
+        text = STEM_ALIASES.get(value, value) if kind is STEMS and isinstance(value, str) else value
+        if not isinstance(value, str) or text not in kind:
             raise _fail(where, path, f"must be one of {', '.join(kind)}; got {value!r}")
         return text
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise _fail(where, path, f"must be a positive integer; got {value!r}")
+        if value > MAX_INT:
+            raise _fail(where, path, f"must be a positive integer of at most {MAX_INT}; got {value!r}")
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise _fail(where, path, f"must be a positive number; got {value!r}")
+    if value > MAX_INT:  # also inf, and ints too large for a float
+        raise _fail(where, path, f"must be a positive number of at most {MAX_INT}; got {value!r}")
     return float(value)
 
 
@@ -71,9 +80,12 @@ def parse_dim(where: str, path: str, raw: Any, kind: Any, name: str | None = Non
     """A DIM: scalar (fixed), list (choices), {choices}, or {range, step, log}."""
     name = name or path.split(".")[-1]
     if isinstance(raw, dict):
-        unknown = set(raw) - {"choices", "range", "step", "log"}
-        if unknown or ("choices" in raw) == ("range" in raw):
-            raise _fail(where, path, f"must be {DIM_HELP}; got keys {sorted(raw)}")
+        unknown = sorted(str(k) for k in raw if k not in DIM_KEYS)
+        if unknown:
+            raise _fail(where, path, f"unknown key(s) {unknown}; allowed: {', '.join(DIM_KEYS)} (a DIM is {DIM_HELP})")
+        if ("choices" in raw) == ("range" in raw):
+            raise _fail(where, path, f"give exactly one of choices or range (a DIM is {DIM_HELP}); "
+                        f"got keys {sorted(raw)}")
         if "choices" in raw:
             if set(raw) != {"choices"}:
                 raise _fail(where, path, "step/log go with range, not choices")
@@ -87,7 +99,7 @@ def parse_dim(where: str, path: str, raw: Any, kind: Any, name: str | None = Non
         values = [_check_value(where, f"{path}[{i}]", v, kind) for i, v in enumerate(raw)]
         if len(set(values)) != len(values):
             dup = next(v for v in values if values.count(v) > 1)
-            raise _fail(where, path, f"value {dup!r} is listed twice")
+            raise _fail(where, path, f"value {dup!r} is listed twice: choices must be distinct")
         return Dim(name, tuple(values), "choices" if len(values) > 1 else "fixed")
     return Dim(name, (_check_value(where, path, raw, kind),), "fixed")
 
@@ -101,18 +113,30 @@ def _parse_range(where: str, path: str, raw: dict, kind: Any, name: str) -> Dim:
     low, high = (_check_value(where, f"{path}.range[{i}]", b, kind) for i, b in enumerate(bounds))
     if low > high:
         raise _fail(where, f"{path}.range", f"inverted range [{low}, {high}]: low must not exceed high")
+    if kind is float and "step" not in raw and low < high:
+        raise _fail(where, f"{path}.step", f"a range of fractional numbers needs a step (e.g. step: {low:g}): "
+                    "the dimension is the values low, low + step, ... up to high")
     step = raw.get("step", 1)
     step = _check_value(where, f"{path}.step", step, kind)
     log = raw.get("log", False)
     if not isinstance(log, bool):
         raise _fail(where, f"{path}.log", f"must be true or false; got {log!r}")
-    if log and low % step:
-        raise _fail(where, f"{path}.range", f"with log and step {step}, low ({low}) must be a multiple of step")
-    count = int(math.floor((high - low) / step + 1e-9)) + 1
-    if count > 100_000:
-        raise _fail(where, path, f"range holds {count} values; at most 100000 (use a coarser step)")
-    values = tuple(kind(round(low + i * step, 10)) for i in range(count))
-    return Dim(name, values, "range" if count > 1 else "fixed", step, log)
+    if kind is int:
+        count = (high - low) // step + 1
+        off_grid = low % step
+    else:  # min(): a tiny step must not overflow; fmod: 0.3 is a multiple of 0.1 despite float noise
+        count = int(math.floor(min((high - low) / step, MAX_RANGE) + 1e-9)) + 1
+        rest = math.fmod(low, step)
+        off_grid = min(rest, step - rest) > 1e-9 * step
+    if count > MAX_RANGE:
+        raise _fail(where, path, f"range holds more than {MAX_RANGE} values (use a coarser step)")
+    if log and off_grid:
+        raise _fail(where, f"{path}.range", f"with log and step {step:g}, low ({low:g}) must be a multiple of step")
+    if kind is int:
+        values = tuple(range(low, high + 1, step))
+    else:  # rounded to hide float noise (0.1 + 2 * 0.1); a step below that noise gives repeats, kept once
+        values = tuple(dict.fromkeys(round(low + i * step, 10) for i in range(count)))
+    return Dim(name, values, "range" if len(values) > 1 else "fixed", step, log)
 
 
 @dataclass(frozen=True)
@@ -136,21 +160,29 @@ class Spec:
 
 def read_template(path: Path) -> Any:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ResnasError(f"cannot read template ({err.strerror})", where=str(path)) from None
+        raise ResnasError(f"cannot read template ({err.strerror or err})", where=str(path)) from None
+    except UnicodeDecodeError as err:
+        raise ResnasError(f"not a text file: byte {err.start} is not UTF-8; a template is YAML text",
+                          where=str(path)) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ResnasError(f"not valid YAML: {' '.join(str(err).split())}", where=str(path)) from None
+    except RecursionError:
+        raise ResnasError("not a usable template: YAML nested too deeply", where=str(path)) from None
 
 
 def parse_spec(data: Any, where: str) -> Spec:
     if not isinstance(data, dict):
-        raise _fail(where, "", f"a template must be a mapping of keys; got {type(data).__name__}")
-    unknown = sorted(set(map(str, data)) - set(TOP_KEYS))
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise _fail(where, "", f"a template must be a mapping of keys (resolution: ..., width: ..., ...); got {got}")
+    unknown = sorted(str(k) for k in data if k not in TOP_KEYS)
     if unknown:
-        raise _fail(where, unknown[0], "unknown key; allowed: " + ", ".join(TOP_KEYS))
+        close = difflib.get_close_matches(unknown[0], TOP_KEYS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise _fail(where, unknown[0], f"unknown key{hint}; allowed: " + ", ".join(TOP_KEYS))
     for key in ("resolution", "classes", "strides", "depth", "width"):
         if key not in data:
             raise _fail(where, key, f"missing; expected {TOP_KEYS[key]}")
@@ -168,18 +200,26 @@ def parse_spec(data: Any, where: str) -> Spec:
     stem = data.get("stem", {"kind": "imagenet", "width": 64})
     if isinstance(stem, str):
         stem = {"kind": stem}
-    if not isinstance(stem, dict) or set(stem) - {"kind", "width"}:
-        raise _fail(where, "stem", "must be {kind: DIM of imagenet/cifar/deep, width: int | inner}")
+    stem_help = f"must be a stem kind ({', '.join(STEMS)}) or {{kind: DIM of those, width: int | inner}}"
+    if not isinstance(stem, dict):
+        raise _fail(where, "stem", f"{stem_help}; got {stem!r}")
+    unknown = sorted(str(k) for k in stem if k not in ("kind", "width"))
+    if unknown:
+        raise _fail(where, f"stem.{unknown[0]}", f"unknown key; {stem_help}")
     dims["stem"] = parse_dim(where, "stem.kind", stem.get("kind", "imagenet"), STEMS, "stem")
     stem_width = stem.get("width", 64)
     if stem_width != "inner":
-        stem_width = _check_value(where, "stem.width", stem_width, int)
+        if isinstance(stem_width, bool) or not isinstance(stem_width, int) or not 1 <= stem_width <= MAX_INT:
+            raise _fail(where, "stem.width", f"must be a positive integer (at most {MAX_INT}) or inner "
+                        f"(as wide as the first stage's inner width); got {stem_width!r}")
 
     dims["block"] = parse_dim(where, "block", data.get("block", "bottleneck"), BLOCKS)
     depth = data["depth"]
     split = None
     if not isinstance(depth, dict) or set(depth) not in ({"per_stage"}, {"total", "split"}):
-        raise _fail(where, "depth", "must be {per_stage: [DIM, ...]} (one per stage) or {total: DIM, split: [...]}")
+        got = f"keys {sorted(map(str, depth))}" if isinstance(depth, dict) else repr(depth)
+        raise _fail(where, "depth", "must be {per_stage: [DIM, ...]} (one per stage) or {total: DIM, split: [...]} "
+                    f"(a stage split of a total layer count); got {got}")
     if "per_stage" in depth:
         per = depth["per_stage"]
         if not isinstance(per, list) or len(per) != n_stages:
@@ -207,8 +247,15 @@ def parse_spec(data: Any, where: str) -> Spec:
     dims["stride_on"] = parse_dim(where, "stride_on", data.get("stride_on", "3x3"), STRIDE_ON)
     dims["modulation"] = parse_dim(where, "modulation", data.get("modulation", "none"), MODULATIONS)
     mod_value = data.get("modulation_value")
-    if mod_value is not None and (isinstance(mod_value, bool) or not isinstance(mod_value, (int, float))):
-        raise _fail(where, "modulation_value", f"must be a number; got {mod_value!r}")
+    if mod_value is not None:
+        number = isinstance(mod_value, (int, float)) and not isinstance(mod_value, bool)
+        if not number or not -MAX_INT <= mod_value <= MAX_INT:  # also nan and inf
+            raise _fail(where, "modulation_value", f"must be a finite number; got {mod_value!r}")
+        mod_value = float(mod_value)
+        bounded = [m for m in dims["modulation"].values if m in ("scale", "dropout")]
+        if bounded and not 0.0 <= mod_value <= 1.0:
+            raise _fail(where, "modulation_value", f"must be between 0 and 1 for modulation {bounded[0]} "
+                        f"(a factor or a probability); got {mod_value:g}")
     zero = data.get("zero_init_last_bn", False)
     if not isinstance(zero, bool):
         raise _fail(where, "zero_init_last_bn", f"must be true or false; got {zero!r}")
@@ -235,25 +282,72 @@ def _check_consistency(spec: Spec) -> None:
         if d["cardinality"].values != (1,):
             raise _fail(where, "cardinality", "a basic block has no grouped conv: cardinality must be 1")
     if "none" in d["shortcut"].values and d["modulation"].values != ("none",):
-        raise _fail(where, "modulation", "shortcut 'none' (a plain net) has no shortcut to modulate")
+        other = next(m for m in d["modulation"].values if m != "none")
+        raise _fail(where, "modulation", f"shortcut 'none' (a plain net) has no shortcut to modulate with "
+                    f"{other!r}: use modulation: none, or drop none from shortcut")
     if spec.ratio_mode and "bottleneck" in blocks:
-        for w, r, c in itertools.product(d["width"].values, d["bottleneck_ratio"].values, d["cardinality"].values):
-            inner = w * r
-            if abs(inner - round(inner)) > 1e-9 or round(inner) < 1 or round(inner) % c:
-                raise _fail(where, "bottleneck_ratio",
-                            f"width {w} x ratio {r} = {inner:g} is not a whole multiple of cardinality {c}: "
-                            "inner widths must be divisible by the cardinality")
-    if "A" in d["shortcut"].values and spec.stem_width != "inner":
-        for w in d["width"].values:
-            if w < spec.stem_width:
-                raise _fail(where, "shortcut", f"option A cannot shrink {spec.stem_width} stem channels to "
-                            f"width {w}; raise width or use shortcut B")
+        _check_inner_widths(spec)
+    if "A" in d["shortcut"].values:
+        if spec.stem_width != "inner":
+            for w in d["width"].values:
+                if w < spec.stem_width:
+                    raise _fail(where, "shortcut", f"option A cannot shrink {spec.stem_width} stem channels to "
+                                f"width {w}; raise width or use shortcut B")
+        elif "bottleneck" in blocks:  # the stem is as wide as the inner width, which may exceed the width
+            if spec.ratio_mode:
+                r, w = max(d["bottleneck_ratio"].values), min(d["width"].values)
+                widest, how = r * w, f"width {w} x bottleneck_ratio {r:g}"
+            else:
+                c, bw, w = max(d["cardinality"].values), max(d["bottleneck_width"].values), min(d["width"].values)
+                widest, how = c * bw, f"cardinality {c} x bottleneck_width {bw}"
+            if widest > w:
+                raise _fail(where, "shortcut", f"option A cannot shrink a stem of width inner ({how} = {widest:g} "
+                            f"channels) to width {w}; keep inner widths at most the width, give stem.width, "
+                            "or use shortcut B")
     if spec.split is not None:
         from .space import blocks_for_total  # one rule for totals, kept with the space
 
-        for total in d["depth"].values:
-            if not any(blocks_for_total(total, b, s, spec.split) for b in blocks for s in d["stem"].values):
-                per = {"basic": 2, "bottleneck": 3}
-                need = " or ".join(f"(depth - 2) divisible by {per[b] * sum(spec.split)} ({b})" for b in blocks)
+        per = {"basic": 2, "bottleneck": 3}
+
+        def need(b: str, s: str) -> str:
+            return f"(depth - {4 if s == 'deep' else 2}) divisible by {per[b] * sum(spec.split)}"
+
+        combos = [(b, s) for b in blocks for s in d["stem"].values]
+        totals = d["depth"].values
+        for total in totals:
+            if not any(blocks_for_total(total, b, s, spec.split) for b, s in combos):
+                rules = " or ".join(dict.fromkeys(f"{need(b, s)} ({b}{', deep stem' if s == 'deep' else ''})"
+                                                  for b, s in combos))
                 raise _fail(where, "depth.total", f"{total} layers cannot be split {list(spec.split)} into "
-                            f"whole blocks: need {need}")
+                            f"whole blocks: need {rules}")
+        for b, s in combos:  # every block type with every stem must give some candidate
+            if not any(blocks_for_total(total, b, s, spec.split) for total in totals):
+                shown = list(totals) if len(totals) <= 12 else f"{totals[0]}..{totals[-1]}"
+                raise _fail(where, "depth.total", f"no total in {shown} splits {list(spec.split)} into whole {b} "
+                            f"blocks with the {s} stem: need {need(b, s)}; add such a total, or drop {b} from "
+                            f"block or {s} from stem.kind")
+
+
+def _check_inner_widths(spec: Spec) -> None:
+    """Each width x bottleneck_ratio must be a whole inner width, divisible by every cardinality."""
+    d, where = spec.dims, spec.source
+    widths, ratios, cards = d["width"].values, d["bottleneck_ratio"].values, d["cardinality"].values
+    if len(widths) * len(ratios) > MAX_PAIRS:
+        raise _fail(where, "bottleneck_ratio", f"{len(widths)} widths x {len(ratios)} ratios are too many "
+                    f"combinations to check (at most {MAX_PAIRS}); use fewer values")
+    lcm = 1  # divisible by every cardinality <=> divisible by their lcm (capped: no inner width exceeds MAX_INT)
+    for c in cards:
+        lcm = min(math.lcm(lcm, c), MAX_INT + 1)
+    for w, r in itertools.product(widths, ratios):
+        inner = w * r
+        whole = round(inner)
+        if abs(inner - whole) > 1e-9 * max(1.0, inner) or whole < 1:
+            raise _fail(where, "bottleneck_ratio", f"width {w} x ratio {r:g} = {inner:g} is not a whole number "
+                        "of channels: inner widths (width x ratio) must be positive integers")
+        if whole > MAX_INT:
+            raise _fail(where, "bottleneck_ratio", f"width {w} x ratio {r:g} = {whole} channels; inner widths "
+                        f"may be at most {MAX_INT}")
+        if whole % lcm:
+            c = next(c for c in cards if whole % c)
+            raise _fail(where, "bottleneck_ratio", f"width {w} x ratio {r:g} = {whole} is not a whole multiple of "
+                        f"cardinality {c}: inner widths must be divisible by the cardinality")
