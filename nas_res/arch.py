@@ -8,6 +8,7 @@ normalised, so two configurations that build the same network compare equal and 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -42,6 +43,14 @@ def _choice(value: Any, allowed: tuple[str, ...], field_name: str, aliases: dict
     if text not in allowed:
         raise ResnasError(f"must be one of {', '.join(allowed)}; got {value!r}", field=field_name)
     return text
+
+
+def _positive_int(value: Any) -> bool:
+    return type(value) is int and value >= 1  # not isinstance: True is not a width
+
+
+def _stage_error(i: int, name: str, message: str) -> ResnasError:
+    return ResnasError(message, field=f"stages[{i}]{'.' if name else ''}{name}")
 
 
 def _int(value: Any, field_name: str, low: int = 1) -> int:
@@ -142,29 +151,28 @@ class Arch:
             put("shortcut", "B")  # no unit changes shape: A, B and D are all the identity
 
     def _canonical_stage(self, i: int, stage: Any) -> Stage:
-        where = f"stages[{i}]"
+        bad = functools.partial(_stage_error, i)
         if isinstance(stage, dict):
             unknown = set(stage) - {"depth", "width", "stride", "mid", "groups"}
             if unknown:
-                raise ResnasError(f"unknown key(s) {sorted(unknown)}; allowed: depth, width, stride, mid, groups",
-                                  field=where)
-            stage = Stage(**{k: v for k, v in stage.items()})
+                raise bad("", f"unknown key(s) {sorted(unknown)}; allowed: depth, width, stride, mid, groups")
+            stage = Stage(**stage)
         if not isinstance(stage, Stage):
-            raise ResnasError(f"must be a mapping with depth, width, stride, mid, groups; got {stage!r}", field=where)
-        depth = _int(stage.depth, f"{where}.depth")
-        width = _int(stage.width, f"{where}.width")
+            raise bad("", f"must be a mapping with depth, width, stride, mid, groups; got {stage!r}")
+        for name in ("depth", "width") if self.block == "basic" else ("depth", "width", "mid", "groups"):
+            value = getattr(stage, name)
+            if not _positive_int(value):
+                raise bad(name, f"must be an integer >= 1; got {value!r}")
         if stage.stride not in (1, 2) or isinstance(stage.stride, bool):
-            raise ResnasError(f"must be 1 or 2; got {stage.stride!r}", field=f"{where}.stride")
+            raise bad("stride", f"must be 1 or 2; got {stage.stride!r}")
         if self.block == "basic":
             if stage.groups not in (1, None):
-                raise ResnasError(f"a basic block has no grouped conv: cardinality must be 1; got {stage.groups!r}",
-                                  field=f"{where}.groups")
-            return Stage(depth, width, stage.stride, width, 1)
-        groups = _int(stage.groups if stage.groups is not None else 1, f"{where}.groups")
-        mid = _int(stage.mid, f"{where}.mid")
-        if mid % groups:
-            raise ResnasError(f"inner width {mid} is not divisible by cardinality {groups}", field=f"{where}.mid")
-        return Stage(depth, width, stage.stride, mid, groups)
+                raise bad("groups", f"a basic block has no grouped conv: cardinality must be 1; got {stage.groups!r}")
+            return stage if (stage.mid, stage.groups) == (stage.width, 1) else Stage(
+                stage.depth, stage.width, stage.stride, stage.width, 1)
+        if stage.mid % stage.groups:
+            raise bad("mid", f"inner width {stage.mid} is not divisible by cardinality {stage.groups}")
+        return stage
 
     def _first_blocks(self):
         """(input width, stage) for each stage's first block: where shapes may change."""

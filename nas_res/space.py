@@ -8,6 +8,7 @@ the cardinality stays). So a candidate is fixed by a handful of values, and ever
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import random
@@ -53,6 +54,8 @@ class DesignSpace:
         self.dims: dict[str, Dim] = spec.dims
         self._depths: dict[tuple, list] = {}
         self._fixed = {k: d.values[0] for k, d in self.dims.items() if not d.open}
+        self._stage_depths = [self.dims[f"depth{i + 1}"].values for i in range(len(spec.strides))] \
+            if spec.split is None else []
         self._structures = self._distinct_structures()
         self._weights = list(itertools.accumulate(self._count(s) for s in self._structures))
 
@@ -77,11 +80,11 @@ class DesignSpace:
             seen.setdefault(tuple(s.values()), s)
         return list(seen.values())
 
-    def _numeric(self, block: str) -> list[str]:
-        names = ["width"]
-        if block == "bottleneck":
-            names += ["cardinality", "bottleneck_ratio" if self.spec.ratio_mode else "bottleneck_width"]
-        return names
+    def _numeric(self, block: str) -> tuple[str, ...]:
+        """The numeric dims that shape this block type (a basic unit has no inner width or groups)."""
+        if block == "basic":
+            return ("width",)
+        return ("width", "cardinality", "bottleneck_ratio" if self.spec.ratio_mode else "bottleneck_width")
 
     def _depth_totals(self, block: str, stem: str) -> list[tuple]:
         """Per-stage depths of each total that splits for this block type and stem (total mode only)."""
@@ -92,7 +95,7 @@ class DesignSpace:
         return cached
 
     def _per_stage(self) -> list[tuple]:
-        return [self.dims[f"depth{i + 1}"].values for i in range(len(self.spec.strides))]
+        return self._stage_depths
 
     def depth_count(self, block: str, stem: str) -> int:
         if self.spec.split is None:
@@ -104,11 +107,6 @@ class DesignSpace:
         if self.spec.split is None:
             return itertools.product(*self._per_stage())
         return iter(self._depth_totals(block, stem))
-
-    def _random_depths(self, rng: random.Random, block: str, stem: str) -> tuple:
-        if self.spec.split is None:  # uniform over the product = uniform per stage
-            return tuple(rng.choice(v) for v in self._per_stage())
-        return rng.choice(self._depth_totals(block, stem))
 
     def _extreme_depths(self, pick, block: str, stem: str) -> tuple:
         if self.spec.split is None:  # cost grows with each stage's depth
@@ -203,11 +201,17 @@ class DesignSpace:
 
     def _random_values(self, rng: random.Random) -> dict[str, Any]:
         """Values of one architecture drawn uniformly from the distinct set."""
-        s = rng.choices(self._structures, cum_weights=self._weights)[0]
+        pick = rng.random  # an index from one float: the sampler's hot path
+        s = self._structures[bisect.bisect(self._weights, pick() * self._weights[-1])]
         values = dict(s)
-        values["depths"] = self._random_depths(rng, s["block"], s["stem"])
+        if self.spec.split is None:  # uniform over the product = uniform per stage
+            values["depths"] = tuple(v[int(pick() * len(v))] for v in self._per_stage())
+        else:
+            totals = self._depth_totals(s["block"], s["stem"])
+            values["depths"] = totals[int(pick() * len(totals))]
         for name in self._numeric(s["block"]):
-            values[name] = rng.choice(self.dims[name].values)
+            choices = self.dims[name].values
+            values[name] = choices[int(pick() * len(choices))]
         return values
 
     def random_arch(self, rng: random.Random) -> Arch:
