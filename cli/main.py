@@ -116,7 +116,7 @@ def cost_cmd(target: str = typer.Argument(..., help="Zoo name or arch file (.yam
     ref = fvcore_cost(arch, resolution) if verify else None
     if as_json:
         record = cost_record(arch, c)
-        record["parts"] = {k: t._asdict() for k, t in c.parts.items()}
+        record["parts"] = c.to_dict()["parts"]
         if ref:
             record["fvcore"] = {"flops": ref.flops, "params": ref.params, "acts": ref.acts}
             record["match"] = (ref.flops, ref.params, ref.acts) == (c.flops, c.params, c.acts)

@@ -225,9 +225,10 @@ class DesignSpace:
                                       spec.resolution, stages)
         return budget.admits(Tally(flops, params))
 
-    def sample(self, n: int, budget: Budget | None = None, seed: int = 0) -> list[Arch]:
-        """Up to `n` distinct architectures, uniform over those inside `budget` (fewer if fewer exist)."""
-        budget = budget or Budget()
+    def sample(self, n: int, budget: Budget | str | None = None, seed: int = 0) -> list[Arch]:
+        """Up to `n` distinct architectures, uniform over those inside `budget` (fewer if fewer exist).
+        `budget` is a `Budget` or a FLOPs text such as "4GFLOPs" or "3.8-4.2GFLOPs"."""
+        budget = Budget.parse(budget) if isinstance(budget, str) else (budget or Budget())
         rng = random.Random(seed)
         if self._weights[-1] <= ENUMERATE_LIMIT:
             pool = [a for a in self.enumerate() if budget.admits(cost(a))]

@@ -71,6 +71,7 @@ def test_sampling_is_seeded_distinct_and_inside_the_budget(budget):
     assert all(b.admits(cost(x)) for x in a)
     assert [x.key for x in s.sample(200, b, seed=1)] == [x.key for x in a]
     assert [x.key for x in s.sample(200, b, seed=2)] != [x.key for x in a]
+    assert [x.key for x in s.sample(5, budget=budget, seed=1)] == [x.key for x in s.sample(5, Budget.parse(budget), seed=1)]
 
 
 def test_sampling_is_uniform_over_distinct_architectures(tmp_path):
