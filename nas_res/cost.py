@@ -35,37 +35,26 @@ class Cost:
 def cost(arch: Arch, resolution: int | None = None) -> Cost:
     """Cost at `resolution` (default: the arch's reference resolution), fvcore's convention."""
     stages = tuple((s.depth, s.width, s.stride, s.mid, s.groups) for s in arch.stages)
-    parts = network_parts(arch.kind, arch.stem, arch.stem_width, arch.in_channels, arch.classes,
-                          resolution or arch.resolution, stages)
-    total = sum(parts.values(), Tally())
-    return Cost(total.flops, total.params, total.acts, parts, resolution or arch.resolution)
+    tallies = network_tallies(arch.kind, arch.stem, arch.stem_width, arch.in_channels, arch.classes,
+                              resolution or arch.resolution, stages)
+    names = ["stem", *(f"layer{i}" for i in range(1, len(stages) + 1)), "head"]
+    total = sum(tallies, Tally())
+    return Cost(total.flops, total.params, total.acts, dict(zip(names, tallies)), resolution or arch.resolution)
 
 
-def network_parts(kind: Kind, stem: str, stem_width: int, in_channels: int, classes: int, resolution: int,
-                  stages: tuple) -> dict:
-    """Per-part tallies from the fields alone (stages as (depth, width, stride, mid, groups) tuples), so a
-    search can price a candidate before making its `Arch`."""
-    parts = {}
-    parts["stem"], h, w = stem_cost(stem, in_channels, stem_width, kind.unit_order, resolution)
-    cin = stem_width
-    for i, (depth, width, stride, mid, groups) in enumerate(stages, 1):
-        parts[f"layer{i}"], h, w = stage_cost(kind, cin, width, mid, groups, stride, depth, h, w)
-        cin = width
-    parts["head"] = head_cost(kind.unit_order, classes, cin, h, w)
-    return parts
-
-
-def network_total(kind: Kind, stem: str, stem_width: int, in_channels: int, classes: int, resolution: int,
-                  stages: tuple) -> tuple[int, int]:
-    """(FLOPs, params) as `network_parts` would sum them, without the parts: the sampler's hot path."""
+def network_tallies(kind: Kind, stem: str, stem_width: int, in_channels: int, classes: int, resolution: int,
+                    stages: tuple) -> list[Tally]:
+    """Tallies of the stem, each stage and the head, from the fields alone (stages as (depth, width,
+    stride, mid, groups) tuples), so a search can price a candidate before making its `Arch`."""
     t, h, w = stem_cost(stem, in_channels, stem_width, kind.unit_order, resolution)
-    flops, params = t.flops, t.params
+    tallies = [t]
     cin = stem_width
     for depth, width, stride, mid, groups in stages:
         t, h, w = stage_cost(kind, cin, width, mid, groups, stride, depth, h, w)
-        flops, params, cin = flops + t.flops, params + t.params, width
-    t = head_cost(kind.unit_order, classes, cin, h, w)
-    return flops + t.flops, params + t.params
+        tallies.append(t)
+        cin = width
+    tallies.append(head_cost(kind.unit_order, classes, cin, h, w))
+    return tallies
 
 
 @lru_cache(maxsize=1 << 16)

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from .arch import Arch, Kind, Stage
 from .blocks import Tally
-from .cost import Budget, cost, network_total
+from .cost import Budget, cost, network_tallies
 from .errors import ResnasError
 from .spec import Dim, Spec, parse_spec, read_template
 
@@ -94,23 +94,20 @@ class DesignSpace:
             cached = self._depths[block, stem] = [d for d in found if d]
         return cached
 
-    def _per_stage(self) -> list[tuple]:
-        return self._stage_depths
-
     def depth_count(self, block: str, stem: str) -> int:
         if self.spec.split is None:
-            return math.prod(len(v) for v in self._per_stage())
+            return math.prod(len(v) for v in self._stage_depths)
         return len(self._depth_totals(block, stem))
 
     def depth_options(self, block: str, stem: str) -> Iterator[tuple]:
         """Every per-stage depth tuple allowed for this block type and stem (lazily: products grow fast)."""
         if self.spec.split is None:
-            return itertools.product(*self._per_stage())
+            return itertools.product(*self._stage_depths)
         return iter(self._depth_totals(block, stem))
 
     def _extreme_depths(self, pick, block: str, stem: str) -> tuple:
         if self.spec.split is None:  # cost grows with each stage's depth
-            return tuple(pick(v) for v in self._per_stage())
+            return tuple(pick(v) for v in self._stage_depths)
         return pick(self._depth_totals(block, stem), key=sum)
 
     def _count(self, s: dict) -> int:
@@ -205,7 +202,7 @@ class DesignSpace:
         s = self._structures[bisect.bisect(self._weights, pick() * self._weights[-1])]
         values = dict(s)
         if self.spec.split is None:  # uniform over the product = uniform per stage
-            values["depths"] = tuple(v[int(pick() * len(v))] for v in self._per_stage())
+            values["depths"] = tuple(v[int(pick() * len(v))] for v in self._stage_depths)
         else:
             totals = self._depth_totals(s["block"], s["stem"])
             values["depths"] = totals[int(pick() * len(totals))]
@@ -221,9 +218,9 @@ class DesignSpace:
         """Budget check from values alone: candidates outside a budget never become an `Arch`."""
         kind, stem_width, stages = self._fields(self._complete(values))
         spec = self.spec
-        flops, params = network_total(kind, values["stem"], stem_width, spec.in_channels, spec.classes,
-                                      spec.resolution, stages)
-        return budget.admits(Tally(flops, params))
+        tallies = network_tallies(kind, values["stem"], stem_width, spec.in_channels, spec.classes,
+                                  spec.resolution, stages)
+        return budget.admits(Tally(sum(t.flops for t in tallies), sum(t.params for t in tallies)))
 
     def sample(self, n: int, budget: Budget | str | None = None, seed: int = 0) -> list[Arch]:
         """Up to `n` distinct architectures, uniform over those inside `budget` (fewer if fewer exist).
