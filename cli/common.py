@@ -1,0 +1,53 @@
+"""What every `resnas` command shares: consoles, the error boundary, JSON output, arch lookup."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from nas_res import ResnasError, load_arch, zoo
+
+out = Console()
+err = Console(stderr=True)
+
+BUDGET_HELP = ("FLOPs cap (4GFLOPs, 600MFLOPs, 4e9) or band (3.8-4.2GFLOPs). FLOPs are multiply-adds counted as "
+               "fvcore does (convs, linear, batch norm, pooling): ResNet-50 is 4.11 G, so 4GFLOPs excludes it.")
+PARAMS_HELP = "Parameter cap, e.g. 25M."
+JSON_HELP = "Print machine-readable JSON (raw integers) instead of tables."
+
+
+def user_errors(fn):
+    """A mistake the user can make ends in one line on stderr and exit code 2, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ResnasError as e:
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
+    return wrapper
+
+
+def emit_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def resolve_arch(target: str):
+    """A zoo name or an arch file."""
+    if target in zoo.names():
+        return target, zoo.get(target)
+    if Path(target).suffix in (".yaml", ".yml", ".json") or Path(target).exists():
+        return Path(target).stem, load_arch(target)
+    raise ResnasError(f"{target!r} is neither a zoo name ({', '.join(zoo.names()[:6])}, ...; see `resnas zoo`) "
+                      "nor an arch file (.yaml/.json)")
+
+
+def cost_record(arch, c) -> dict:
+    return {"key": arch.key, "summary": arch.summary(), "arch": arch.to_dict(),
+            "cost": {"flops": c.flops, "params": c.params, "acts": c.acts, "resolution": c.resolution}}

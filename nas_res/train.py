@@ -1,0 +1,331 @@
+"""The trainer: one short, reproducible training run of an `Arch` on a `Data`, ending in a status.
+
+Search runs many of these, so a run never raises for what a candidate can do wrong: a NaN loss,
+a CUDA out-of-memory or a pruning decision become `Result.status` with a reason. Metrics are summed
+on the device and read once per epoch (no per-batch host sync); `on_epoch` receives them, which is
+where search reports to Optuna and prunes (by raising `Pruned`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import checkpoint
+from .arch import Arch
+from .batches import batches
+from .cost import cost
+from .data import Data
+from .errors import ResnasError
+from .model import build
+from .recipe import Recipe, lr_factor
+
+STATUSES = ("ok", "diverged", "out_of_memory", "pruned", "stopped_early")
+
+
+class Pruned(Exception):
+    """Raised by an `on_epoch` callback to stop the run as `pruned` (search's pruner said so)."""
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int                 # 1-based
+    train_loss: float
+    train_acc: float           # % on augmented batches
+    val_loss: float            # plain cross-entropy (no smoothing), comparable across recipes
+    val_acc: float             # %
+    lr: float                  # at the end of the epoch
+    seconds: float             # training and validation
+    images_per_s: float        # training images / training seconds
+
+    def to_dict(self) -> dict:
+        return {k: _finite(v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class BatchProgress:
+    epoch: int
+    batch: int                 # 1-based, of `batches`
+    batches: int
+    loss: float                # running mean over the epoch so far
+    acc: float
+    images_per_s: float
+
+
+@dataclass
+class Result:
+    status: str
+    reason: str
+    history: list[EpochMetrics]
+    recipe: Recipe
+    arch: Arch
+    data: dict
+    device: str
+    cost: dict
+    train_seconds: float = 0.0
+    compile_seconds: float | None = None
+    images_per_s: float = 0.0
+    test: dict | None = None
+    model: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def best(self) -> EpochMetrics | None:
+        """The epoch with the highest validation accuracy."""
+        finite = [m for m in self.history if math.isfinite(m.val_acc)]
+        return max(finite, key=lambda m: m.val_acc) if finite else None
+
+    def to_dict(self) -> dict:
+        best = self.best
+        return {"status": self.status, "reason": self.reason, "epochs": len(self.history),
+                "best": best.to_dict() if best else None,
+                "final": self.history[-1].to_dict() if self.history else None,
+                "images_per_s": _finite(self.images_per_s), "train_seconds": self.train_seconds,
+                "compile_seconds": self.compile_seconds, "device": self.device, "test": self.test,
+                "cost": self.cost, "data": self.data, "recipe": self.recipe.to_dict(), "arch": self.arch.to_dict(),
+                "arch_key": self.arch.key, "history": [m.to_dict() for m in self.history]}
+
+
+def _finite(v):
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`auto` (a GPU when there is one), `cpu`, `cuda`, `cuda:N`; a device this machine lacks is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ResnasError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N", field="device") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ResnasError(f"{device!r} asked for, but this machine has no usable CUDA GPU; use --device cpu",
+                              field="device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ResnasError(f"{device!r}: this machine has {torch.cuda.device_count()} GPU(s), "
+                              f"cuda:0..cuda:{torch.cuda.device_count() - 1}", field="device")
+    elif dev.type != "cpu":
+        raise ResnasError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N", field="device")
+    return dev
+
+
+def check_fit(arch: Arch, data: Data) -> None:
+    """The arch must take the data's channels and predict its classes; say so before any conv sees a batch."""
+    wrong = []
+    if arch.in_channels != data.channels:
+        wrong.append(f"in_channels {arch.in_channels} but {data.name} images have {data.channels} channel(s)")
+    if arch.classes != data.classes:
+        wrong.append(f"classes {arch.classes} but {data.name} has {data.classes}")
+    if wrong:
+        raise ResnasError(f"the arch does not fit the dataset: {'; '.join(wrong)}. Set in_channels: {data.channels} "
+                          f"and classes: {data.classes} in the arch (or pass --fit to `resnas train`)", field="arch")
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)  # BN weights/biases and all biases
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0)
+    return torch.optim.AdamW(groups, lr=recipe.lr)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, recipe: Recipe):
+    bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+@torch.no_grad()
+def run_eval(net: nn.Module, source, device: torch.device, recipe: Recipe, top5: bool = False) -> dict:
+    """Loss, top-1 (and top-5) over a batch source, summed on the device and read once."""
+    was_training = net.training
+    net.eval()
+    loss = torch.zeros((), device=device, dtype=torch.float64)
+    hits = torch.zeros(2, device=device, dtype=torch.int64)
+    seen = 0
+    for x, y in source:
+        with _autocast(device, recipe):
+            out = net(x)
+        out = out.float()
+        loss += nn.functional.cross_entropy(out, y, reduction="sum").double()
+        hits[0] += (out.argmax(1) == y).sum()
+        if top5:
+            hits[1] += (out.topk(min(5, out.shape[1]), 1).indices == y[:, None]).any(1).sum()
+        seen += len(y)
+    net.train(was_training)
+    loss_v, (h1, h5) = loss.item(), hits.tolist()
+    result = {"loss": loss_v / seen, "top1": 100.0 * h1 / seen, "images": seen}
+    if top5:
+        result["top5"] = 100.0 * h5 / seen
+    return result
+
+
+def evaluate(model: nn.Module, data: Data, split: str = "test", *, device: str | torch.device = "auto",
+             batch_size: int = 512, recipe: Recipe | None = None) -> dict:
+    """Final evaluation on `data.<split>`: loss, top-1 %, and top-5 % when there are more than 10 classes."""
+    if getattr(data, split) is None:
+        raise ResnasError(f"{data.name} was loaded without its {split} split (load_data(..., test=True))",
+                          field="split")
+    dev = resolve_device(device)
+    recipe = recipe or Recipe()
+    channels_last = recipe.channels_last
+    model = model.to(dev)
+    source = batches(data, split, batch_size=batch_size, device=dev, train=False, channels_last=channels_last)
+    return run_eval(model, source, dev, recipe, top5=data.classes > 10)
+
+
+def train(arch: Arch, data: Data, recipe: Recipe = Recipe(), *, device: str | torch.device = "auto",
+          on_epoch: Callable[[EpochMetrics], None] | None = None,
+          on_batch: Callable[[BatchProgress], None] | None = None, batch_every: int = 25,
+          out: str | Path | None = None, resume: bool = False) -> Result:
+    """Train `arch` on `data.train`, validating on `data.val` each epoch; never raises for a candidate's failure.
+
+    With `out`, a checkpoint is written there after every epoch; `resume=True` continues from it.
+    `on_batch` gets running metrics every `batch_every` batches (each call is one host sync)."""
+    check_fit(arch, data)
+    dev = resolve_device(device)
+    channels_last = recipe.channels_last
+    ckpt_path = Path(out) / "checkpoint.pt" if out is not None else None
+    state = _resume_state(ckpt_path, arch, recipe, data) if resume else None
+
+    torch.manual_seed(recipe.seed)
+    model = build(arch).to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, recipe)
+    train_src = batches(data, "train", batch_size=recipe.batch_size, device=dev, train=True, seed=recipe.seed,
+                        channels_last=channels_last)
+    val_src = batches(data, "val", batch_size=max(recipe.batch_size, 256), device=dev, train=False,
+                      channels_last=channels_last)
+    steps = len(train_src)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(recipe, steps))
+    history: list[EpochMetrics] = []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if dev.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], dev)
+        train_src.load_state(state["rng"]["batches"].to(train_src.state().device))
+        history = [EpochMetrics(**{k: (math.nan if v is None else v) for k, v in m.items()})
+                   for m in state["history"]]
+    net = torch.compile(model) if recipe.compile else model
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    c = cost(arch)
+    result = Result("ok", "", history, recipe, arch, data.describe(), str(dev),
+                    {"flops": c.flops, "params": c.params, "resolution": arch.resolution,
+                     "flops_at_data": cost(arch, data.size).flops, "data_resolution": data.size})
+    train_images, best_loss, stale = 0, min((m.val_loss for m in history), default=math.inf), 0
+    oom = None
+    try:
+        for epoch in range(len(history) + 1, recipe.epochs + 1):
+            model.train()
+            start = time.perf_counter()
+            sums = torch.zeros(2, device=dev, dtype=torch.float64)  # loss, correct
+            seen = skipped = 0  # skipped: images of the compiling step, kept out of throughput
+            for i, (x, y) in enumerate(train_src, 1):
+                with _autocast(dev, recipe):
+                    logits = net(x)
+                loss = loss_fn(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if recipe.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
+                seen += len(y)
+                if recipe.compile and result.compile_seconds is None:  # first step = compilation
+                    _sync(dev)
+                    result.compile_seconds = time.perf_counter() - start
+                    start, skipped = time.perf_counter(), seen
+                if on_batch is not None and (i % batch_every == 0 or i == steps):
+                    s = sums.tolist()
+                    on_batch(BatchProgress(epoch, i, steps, s[0] / seen, 100 * s[1] / seen,
+                                           (seen - skipped) / max(time.perf_counter() - start, 1e-9)))
+            _sync(dev)
+            train_time = time.perf_counter() - start
+            timed = seen - skipped
+            val = run_eval(net, val_src, dev, recipe)
+            s = sums.tolist()
+            m = EpochMetrics(epoch, s[0] / seen, 100 * s[1] / seen, val["loss"], val["top1"],
+                             scheduler.get_last_lr()[0], time.perf_counter() - start, timed / max(train_time, 1e-9))
+            result.train_seconds += train_time
+            train_images += timed
+            history.append(m)
+            if not (math.isfinite(m.train_loss) and math.isfinite(m.val_loss)):
+                result.status, result.reason = "diverged", f"loss became {m.train_loss} at epoch {epoch}"
+                break
+            if ckpt_path is not None:
+                checkpoint.save(ckpt_path, _checkpoint_state(model, optimizer, scheduler, train_src, recipe, arch,
+                                                             data, history, dev))
+            if on_epoch is not None:
+                on_epoch(m)
+            if m.val_loss < best_loss:
+                best_loss, stale = m.val_loss, 0
+            else:
+                stale += 1
+            if recipe.patience is not None and stale >= recipe.patience and epoch < recipe.epochs:
+                result.status = "stopped_early"
+                result.reason = f"validation loss did not improve for {stale} epochs (best {best_loss:.4f})"
+                break
+    except Pruned as e:
+        result.status, result.reason = "pruned", str(e) or f"pruned after epoch {len(history)}"
+    except torch.cuda.OutOfMemoryError as e:
+        oom = str(e).strip().splitlines()[0] if str(e).strip() else "CUDA out of memory"
+    if oom is not None:  # the exception (and its frames' tensors) is gone; now give the memory back
+        net = model = optimizer = train_src = val_src = None
+        gc.collect()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        result.status, result.reason = "out_of_memory", oom
+    result.images_per_s = train_images / result.train_seconds if result.train_seconds else 0.0
+    result.model = model
+    return result
+
+
+def _checkpoint_state(model, optimizer, scheduler, train_src, recipe, arch, data, history, dev) -> dict:
+    rng = {"torch": torch.get_rng_state(), "batches": train_src.state().cpu()}
+    if dev.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(dev)
+    return {"arch": arch.to_dict(), "recipe": recipe.to_dict(), "data": data.describe(), "epoch": len(history),
+            "history": [m.to_dict() for m in history], "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng}
+
+
+def _resume_state(path: Path | None, arch: Arch, recipe: Recipe, data: Data) -> dict:
+    """The checkpoint to continue from, refused unless it is this arch, recipe and data split."""
+    if path is None:
+        raise ResnasError("resuming needs the output folder that holds checkpoint.pt", field="out")
+    state = checkpoint.load(path)
+    if state["arch"] != arch.to_dict():
+        raise ResnasError(f"{path}: the checkpoint is of another arch ({Arch.from_dict(state['arch']).summary()})",
+                          field="resume")
+    if state["recipe"] != recipe.to_dict():
+        diff = [f"{k}={state['recipe'].get(k)!r} (now {v!r})" for k, v in recipe.to_dict().items()
+                if state["recipe"].get(k) != v]
+        raise ResnasError(f"{path}: the checkpoint was trained with {', '.join(diff)}; resume with the same recipe",
+                          field="resume")
+    same = ("name", "train", "val", "split_seed", "size")
+    if any(state["data"].get(k) != data.describe()[k] for k in same):
+        raise ResnasError(f"{path}: the checkpoint was trained on {state['data'].get('name')} "
+                          f"({state['data'].get('train')} train / {state['data'].get('val')} val, split seed "
+                          f"{state['data'].get('split_seed')}); resume on the same data", field="resume")
+    return state
