@@ -14,9 +14,10 @@ from rich.table import Table
 from nas_res import Arch, ResnasError, build, checkpoint, zoo
 from nas_res.cost import human
 from nas_res.data import DATASETS, load_data
-from nas_res.train import Recipe, check_fit, evaluate, load_recipe, train
+from nas_res.recipe import Recipe, load_recipe
+from nas_res.train import check_fit, evaluate, train
 
-from .common import JSON_HELP, emit_json, err, out, resolve_arch
+from .common import JSON_HELP, emit_json, err, out, resolve_arch, user_errors
 
 DATASET_HELP = f"One of: {', '.join(DATASETS)}."
 DATA_DIR_HELP = "Where torchvision datasets live (default: $RESNAS_DATA or ~/.cache/resnas/data)."
@@ -40,6 +41,7 @@ def make_recipe(recipe_file: Optional[Path], **flags) -> Recipe:
     return base.replace(**{k: v for k, v in flags.items() if v is not None})
 
 
+@user_errors
 def train_cmd(
     target: str = typer.Argument(..., help="Zoo name (see `resnas zoo`) or arch file (.yaml/.json)."),
     dataset: str = typer.Option("digits", "--dataset", "-d", help=DATASET_HELP),
@@ -69,6 +71,7 @@ def train_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for checkpoint.pt and metrics.json "
                                                                 "(default runs/NAME-DATASET)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from --out's checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over, replacing --out's checkpoint."),
     test: bool = typer.Option(False, "--test", help="Evaluate on the test split at the end (never during training)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
@@ -80,9 +83,11 @@ def train_cmd(
                          patience=patience, seed=seed)
     val = int(val_size) if val_size >= 1 else val_size
     out_dir = out_dir or Path("runs") / f"{name}-{dataset.split(':')[0]}"
-    if not resume and (out_dir / "checkpoint.pt").exists():
-        raise ResnasError(f"{out_dir} already holds a checkpoint; pass --resume to continue it or choose another "
-                          "--out", field="--out")
+    if resume and overwrite:
+        raise ResnasError("--resume continues the checkpoint, --overwrite replaces it: choose one", field="--resume")
+    if not (resume or overwrite) and (out_dir / "checkpoint.pt").exists():
+        raise ResnasError(f"{out_dir} already holds a checkpoint; pass --resume to continue it, --overwrite to start "
+                          "over, or choose another --out", field="--out")
     data = load_data(dataset, data_dir=data_dir, val_size=val, split_seed=split_seed, test=test,
                      download=download, image_size=image_size or arch.resolution)
     arch = fit_to_data(name, arch, data, fit, from_zoo=target in zoo.names())
@@ -90,7 +95,7 @@ def train_cmd(
     try:
         with progress:
             result = train(arch, data, recipe, device=device, on_batch=on_batch, on_epoch=on_epoch,
-                           batch_every=5, out=out_dir, resume=resume)
+                           out=out_dir, resume=resume)
     except KeyboardInterrupt:
         err.print(f"interrupted; the last finished epoch is in {out_dir / 'checkpoint.pt'} "
                   "(continue with --resume)", highlight=False)
@@ -167,6 +172,7 @@ def _summary(name: str, result, out_dir: Path) -> None:
         out.print(line, highlight=False)
 
 
+@user_errors
 def evaluate_cmd(
     ckpt: Path = typer.Argument(..., help="checkpoint.pt (or the --out folder holding it)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Default: the one it was trained on. "

@@ -1,15 +1,20 @@
 """resnas: design-space exploration and architecture search for residual networks.
 
-Public API: `Arch`, `build`, `cost`, `load_space`, `zoo` (others may depend on these names).
+Public API: `Arch`, `build`, `cost`, `load_space`, `zoo`, `load_data`, `Recipe`, `train`, `evaluate`
+(others may depend on these names).
 """
 
 from . import zoo
 from .arch import Arch, Stage, load_arch
 from .cost import Budget, Cost, cost, fvcore_cost
 from .errors import ResnasError
+from .data import Data, load_data
 from .model import build
+from .recipe import Recipe, load_recipe
 from .space import DesignSpace, load_space
+from .train import Pruned, Result, evaluate, train
 
 __version__ = "0.1.0"
-__all__ = ["Arch", "Stage", "Budget", "Cost", "DesignSpace", "ResnasError", "build", "cost", "fvcore_cost",
-           "load_arch", "load_space", "zoo", "__version__"]
+__all__ = ["Arch", "Stage", "Budget", "Cost", "Data", "DesignSpace", "Pruned", "Recipe", "ResnasError", "Result",
+           "build", "cost", "evaluate", "fvcore_cost", "load_arch", "load_data", "load_recipe", "load_space", "train",
+           "zoo", "__version__"]

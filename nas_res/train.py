@@ -192,12 +192,13 @@ def evaluate(model: nn.Module, data: Data, split: str = "test", *, device: str |
 
 def train(arch: Arch, data: Data, recipe: Recipe = Recipe(), *, device: str | torch.device = "auto",
           on_epoch: Callable[[EpochMetrics], None] | None = None,
-          on_batch: Callable[[BatchProgress], None] | None = None, batch_every: int = 25,
+          on_batch: Callable[[BatchProgress], None] | None = None, batch_every: int = 0,
           out: str | Path | None = None, resume: bool = False) -> Result:
     """Train `arch` on `data.train`, validating on `data.val` each epoch; never raises for a candidate's failure.
 
     With `out`, a checkpoint is written there after every epoch; `resume=True` continues from it.
-    `on_batch` gets running metrics every `batch_every` batches (each call is one host sync)."""
+    `on_batch` gets running metrics every `batch_every` batches (0: about 50 times an epoch); each call
+    is one host sync, so leave it None where speed matters."""
     check_fit(arch, data)
     dev = resolve_device(device)
     channels_last = recipe.channels_last
@@ -214,6 +215,7 @@ def train(arch: Arch, data: Data, recipe: Recipe = Recipe(), *, device: str | to
     val_src = batches(data, "val", batch_size=max(recipe.batch_size, 256), device=dev, train=False,
                       channels_last=channels_last)
     steps = len(train_src)
+    batch_every = batch_every or max(1, steps // 50)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(recipe, steps))
     history: list[EpochMetrics] = []
     if state is not None:

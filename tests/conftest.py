@@ -1,3 +1,4 @@
+import os
 import warnings
 
 import pytest
@@ -10,3 +11,10 @@ def runner():
     from typer.testing import CliRunner
 
     return CliRunner()
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one intra-op thread per xdist worker: two workers with two threads each on two cores thrash
+    import torch
+
+    torch.set_num_threads(1)

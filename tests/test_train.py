@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import math
 
@@ -12,7 +13,8 @@ from nas_res import ResnasError, checkpoint, zoo
 from nas_res.data import load_data
 from nas_res.recipe import Recipe, load_recipe, lr_factor
 from nas_res.train import Pruned, check_fit, evaluate, make_optimizer, train
-import nas_res.train as train_module
+
+train_module = importlib.import_module("nas_res.train")  # the package's `train` attribute is the function
 
 NET = zoo.get("mnist_resnet")  # 1 channel, 10 classes: digits' shape
 FAST = Recipe(epochs=2, batch_size=64, lr=0.1)
