@@ -100,7 +100,7 @@ def train_cmd(
         err.print(f"interrupted; the last finished epoch is in {out_dir / 'checkpoint.pt'} "
                   "(continue with --resume)", highlight=False)
         raise typer.Exit(130)
-    if test and result.model is not None:
+    if test and result.model is not None and result.status != "diverged":
         result.test = evaluate(result.model, data, "test", device=device, recipe=recipe)
     record = result.to_dict()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -292,6 +292,10 @@ def train(arch: Arch, data: Data, recipe: Recipe = Recipe(), *, device: str | to
         result.status, result.reason = "pruned", str(e) or f"pruned after epoch {len(history)}"
     except torch.cuda.OutOfMemoryError as e:
         oom = str(e).strip().splitlines()[0] if str(e).strip() else "CUDA out of memory"
+    except RuntimeError as e:  # the CPU allocator's failure is a plain RuntimeError
+        if "can't allocate memory" not in str(e):
+            raise
+        oom = str(e).strip().splitlines()[0]
     if oom is not None:  # the exception (and its frames' tensors) is gone; now give the memory back
         net = model = optimizer = train_src = val_src = None
         gc.collect()
