@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from rich.markup import escape
 
 from nas_res import ResnasError, load_arch, zoo
 
-out = Console()
-err = Console(stderr=True)
+# Piped or captured output is not squeezed to 80 columns: tables stay readable in logs and files.
+out = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", 200)))
+err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=int(os.environ.get("COLUMNS", 200)))
 
 BUDGET_HELP = ("FLOPs cap (4GFLOPs, 600MFLOPs, 4e9) or band (3.8-4.2GFLOPs). FLOPs are multiply-adds counted as "
                "fvcore does (convs, linear, batch norm, pooling): ResNet-50 is 4.11 G, so 4GFLOPs excludes it.")
@@ -31,6 +33,9 @@ def user_errors(fn):
         except ResnasError as e:
             err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130)
     return wrapper
 
 

@@ -14,6 +14,7 @@ from nas_res.space import builtin_spaces
 
 from .common import (BUDGET_HELP, JSON_HELP, PARAMS_HELP, cost_record, emit_json, err, out, resolve_arch,
                      user_errors)
+from .search import export_cmd, leaderboard_cmd, search_cmd, studies_cmd
 from .train import evaluate_cmd, train_cmd
 
 app = typer.Typer(help="Design-space exploration and architecture search for residual networks.",
@@ -22,6 +23,10 @@ space_app = typer.Typer(help="Inspect and sample design spaces.", no_args_is_hel
 app.add_typer(space_app, name="space")
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
+app.command("search")(search_cmd)
+app.command("studies")(studies_cmd)
+app.command("leaderboard")(leaderboard_cmd)
+app.command("export")(export_cmd)
 
 
 def parse_ints(text: str, what: str) -> list[int]:

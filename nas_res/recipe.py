@@ -122,3 +122,12 @@ def lr_factor(recipe: Recipe, steps_per_epoch: int) -> Callable[[int], float]:
         return 1.0
 
     return factor
+
+
+# Named recipes for `--recipe NAME`: `fast` is a proxy (short training to rank candidates), `default`
+# the trainer's defaults.
+PRESETS = {
+    "fast": Recipe(epochs=5, batch_size=64, lr=0.1, warmup_epochs=0.5),
+    "default": Recipe(),
+}
+

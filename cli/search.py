@@ -1,0 +1,192 @@
+"""`resnas search`, `studies`, `leaderboard`, `export`: options in, live view and tables out."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from nas_res import ResnasError
+from nas_res.cost import human
+from nas_res.report import export, leaderboard, studies
+from nas_res.store import DEFAULT_STORAGE, Store, safe_url
+
+from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, emit_json, err, out, user_errors
+
+STORAGE_HELP = "SQLAlchemy URL of the study database (default sqlite:///studies/resnas.db)."
+
+
+@user_errors
+def search_cmd(
+    study_file: Optional[Path] = typer.Argument(None, help="A study recipe (studies/NAME.yaml); options override it."),
+    space: Optional[str] = typer.Option(None, help="Built-in space name or template path (default resnext)."),
+    budget: Optional[str] = typer.Option(None, help=BUDGET_HELP),
+    max_params: Optional[str] = typer.Option(None, "--max-params", help=PARAMS_HELP),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset (default digits); see resnas train."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where torchvision datasets live."),
+    trials: Optional[int] = typer.Option(None, help="Trained trials in the study, in all (default 20); "
+                                                    "over-budget suggestions do not count."),
+    timeout: Optional[str] = typer.Option(None, help="Start no trial after this long (2h, 30m, 90s)."),
+    trial_timeout: Optional[str] = typer.Option(None, "--trial-timeout", help="Fail a trial running longer."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs per trial (overrides the recipe's)."),
+    recipe: Optional[str] = typer.Option(None, help="Recipe preset (fast, default) or file (default fast)."),
+    sampler: Optional[str] = typer.Option(None, help="tpe (default), random, nsga2, gp or grid."),
+    objective: Optional[str] = typer.Option(None, help="accuracy (default), accuracy+flops or accuracy+params."),
+    pruner: Optional[str] = typer.Option(None, help="hyperband (default), median or none."),
+    study: Optional[str] = typer.Option(None, help="Study name (default SPACE-DATASET-BUDGET); an existing "
+                                                   "study resumes."),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    workers: Optional[int] = typer.Option(None, help="Trial worker processes on CPU (default 1)."),
+    gpus: Optional[str] = typer.Option(None, help="GPU indices, one worker each: 0,1,2."),
+    seed: Optional[int] = typer.Option(None, help="Sampler seed (default 0)."),
+    top: int = typer.Option(10, help="Leaderboard rows printed at the end."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Search a design space under a budget: Optuna picks, workers train, the leaderboard ranks."""
+    from nas_res.coordinator import Coordinator
+    from nas_res.search import plan
+
+    options = dict(space=space, budget=budget, max_params=max_params, dataset=dataset, data_dir=data_dir,
+                   trials=trials, timeout=timeout, trial_timeout=trial_timeout, epochs=epochs, recipe=recipe,
+                   sampler=sampler, objective=objective, pruner=pruner, study=study, storage=storage,
+                   workers=workers, seed=seed,
+                   gpus=[int(g) for g in gpus.split(",") if g.strip()] if gpus else None)
+    try:
+        config, existed = plan(options, file=study_file)
+    except ValueError:
+        raise ResnasError(f"--gpus must be comma-separated GPU indices, e.g. 0,1; got {gpus!r}") from None
+    err.print(f"{'resuming' if existed else 'new'} study [bold]{config.study}[/] in "
+              f"{safe_url(config.storage or DEFAULT_STORAGE)}: space {config.space.name}, "
+              f"{config.budget.describe()}, {config.dataset}, {config.trials} trials of {config.recipe.epochs} "
+              f"epochs, {config.sampler} sampler, {config.pruner if not config.multi_objective else 'no'} pruning, "
+              f"{config.workers} worker(s)", highlight=False)
+    coordinator = Coordinator(config)
+    with Live(console=err, refresh_per_second=4, transient=False) as live:
+        coordinator.on_update = lambda state: live.update(_live_view(state))
+        state = coordinator.run()
+    rows = leaderboard(Store(config.storage), config.study, top=top)
+    if as_json:
+        emit_json({"study": config.study, "counts": state.counts, "counted": state.counted,
+                   "interrupted": state.interrupted, "best": state.best, "leaderboard": rows})
+    else:
+        _print_leaderboard(config.study, rows)
+    if state.interrupted:
+        err.print(f"interrupted: run the same command to resume study {config.study!r}")
+        raise typer.Exit(130)
+
+
+def _live_view(state) -> Group:
+    c = state.counts
+    elapsed = time.time() - state.started
+    eta = state.eta()
+    head = Text.from_markup(
+        f"[bold]{state.study}[/]  trials {state.counted}/{state.target}  done {c['done']}  running {state.running}  "
+        f"pruned {c['pruned']}  over budget {c['over_budget']}  failed {c['failed']}  reused {c['reused']}  "
+        f"elapsed {elapsed:,.0f} s" + (f"  ETA {eta:,.0f} s" if eta is not None else ""))
+    parts = [head]
+    if state.best:
+        b = state.best
+        parts.append(Text(f"best: {b['value']:.2f}% val acc (trial {b['trial']}), {human(b['flops'])}FLOPs, "
+                          f"{human(b['params'])} params, {b['summary']}"))
+    table = Table(box=None, show_header=True, pad_edge=False)
+    for col in ("worker", "device", "trial", "epoch", "val acc %", "FLOPs", "arch"):
+        table.add_column(col)
+    for i, w in enumerate(state.workers):
+        if w.get("trial") is None:
+            table.add_row(str(i), w["device"], "-", "-", "-", "-", "idle")
+        else:
+            acc = w.get("val_acc")
+            table.add_row(str(i), w["device"], str(w["trial"]), f"{w.get('epoch', 0)}/{w.get('epochs', '?')}",
+                          f"{acc:.2f}" if acc is not None else "-", human(w.get("flops", 0)), w.get("summary", ""))
+    parts.append(table)
+    return Group(*parts)
+
+
+COLUMNS = [("rank", "rank"), ("trial", "trial"), ("val acc %", "val_acc"), ("test acc %", "test_acc"),
+           ("FLOPs", "flops"), ("params", "params"), ("epochs", "epochs"), ("depth", "depths"),
+           ("width", "width"), ("CxD", "cxd"), ("shortcut", "shortcut"), ("order", "unit_order"),
+           ("status", "status")]
+
+
+def _cell(key: str, v) -> str:
+    if v is None:
+        return "-"
+    if key in ("flops", "params"):
+        return human(v)
+    if key in ("val_acc", "test_acc"):
+        return f"{v:.2f}"
+    return str(v)
+
+
+def _print_leaderboard(study: str, rows: list[dict]) -> None:
+    table = Table(title=f"leaderboard: {study}")
+    for title, key in COLUMNS:
+        table.add_column(title, justify="left" if key in ("depths", "width", "cxd", "shortcut", "unit_order",
+                                                         "status") else "right")
+    for r in rows:
+        status = r["status"] + (" (reused)" if r["reused"] else "")
+        table.add_row(*[_cell(k, r[k]) if k != "status" else status for _, k in COLUMNS])
+    out.print(table)
+    if not rows:
+        out.print("no finished trial yet")
+
+
+@user_errors
+def studies_cmd(storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+                as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """Studies in the storage, with trial counts and the best result."""
+    store = Store(storage)
+    rows = studies(store)
+    if as_json:
+        return emit_json(rows)
+    table = Table(title=f"studies in {safe_url(store.url)}")
+    for col in ("study", "space", "budget", "dataset", "objective", "runs", "trained", "reused", "pruned", "failed",
+                "best val acc %", "best arch"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["study"], r["space"], r["budget"], r["dataset"], r["objective"], str(r["runs"]),
+                      str(r["trained"]), str(r["reused"]), str(r["pruned"]), str(r["failed"]),
+                      _cell("val_acc", r["best_val_acc"]), r["best_summary"] or "-")
+    out.print(table)
+
+
+@user_errors
+def leaderboard_cmd(study: str = typer.Argument(..., help="Study name (see resnas studies)."),
+                    top: int = typer.Option(20, help="Rows to show."),
+                    include_all: bool = typer.Option(False, "--all", help="Also list pruned and failed runs."),
+                    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+                    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+                    as_csv: bool = typer.Option(False, "--csv", help="Print CSV.")):
+    """A study's trained architectures ranked by validation accuracy."""
+    rows = leaderboard(Store(storage), study, top=top, include_all=include_all)
+    if as_json:
+        return emit_json(rows)
+    if as_csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else [k for _, k in COLUMNS])
+        writer.writeheader()
+        writer.writerows(rows)
+        return typer.echo(buf.getvalue(), nl=False)
+    _print_leaderboard(study, rows)
+
+
+@user_errors
+def export_cmd(study: str = typer.Argument(..., help="Study name."),
+               top: int = typer.Option(1, help="Export the K best."),
+               front: bool = typer.Option(False, "--pareto", help="Export the accuracy/FLOPs Pareto front instead."),
+               out_dir: Path = typer.Option(Path("exported"), "--out", help="Folder for the files."),
+               fmt: str = typer.Option("yaml", "--format", help="yaml or json."),
+               weights: bool = typer.Option(False, "--weights", help="Copy each trial's checkpoint beside it."),
+               storage: Optional[str] = typer.Option(None, help=STORAGE_HELP)):
+    """Write the best architectures as files `resnas train` loads, with cost, metrics and provenance."""
+    paths = export(Store(storage), study, out_dir, top=top, front=front, fmt=fmt, weights=weights)
+    for p in paths:
+        out.print(str(p), highlight=False)

@@ -1,0 +1,116 @@
+"""After a search: studies, leaderboards and exported architectures, read from resnas's tables."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from .arch import Arch
+from .errors import ResnasError
+from .store import Store, safe_url
+
+RANKED = ("ok", "stopped_early")
+
+
+def studies(store: Store) -> list[dict]:
+    """Every study in the storage with its trial counts and best validation accuracy."""
+    out = []
+    for name in store.study_names():
+        config = store.study_config(name)
+        rows = store.runs(name)
+        ranked = [r for r in rows if r["status"] in RANKED and r["best_val_acc"] is not None]
+        best = max(ranked, key=lambda r: r["best_val_acc"], default=None)
+        out.append({"study": name, "space": config["space_name"], "budget": config["budget_text"],
+                    "dataset": config["dataset"], "objective": config["objective"], "runs": len(rows),
+                    "trained": sum(1 for r in rows if r["reused_from"] is None and r["status"] in RANKED),
+                    "reused": sum(1 for r in rows if r["reused_from"] is not None),
+                    "pruned": sum(1 for r in rows if r["status"] == "pruned"),
+                    "failed": sum(1 for r in rows if r["status"] not in RANKED + ("pruned",)),
+                    "best_val_acc": best["best_val_acc"] if best else None,
+                    "best_summary": best["summary"] if best else None})
+    return out
+
+
+def leaderboard(store: Store, study: str, top: int | None = None, include_all: bool = False) -> list[dict]:
+    """Runs ranked by best validation accuracy (ties: fewer FLOPs first); unranked runs after, if asked."""
+    if store.study_config(study) is None:
+        known = store.study_names()
+        raise ResnasError(f"no study {study!r} in {safe_url(store.url)}; studies there: "
+                          f"{', '.join(known) or 'none yet (run resnas search)'}", field="study")
+    rows = store.runs(study)
+    ranked = sorted((r for r in rows if r["status"] in RANKED and r["best_val_acc"] is not None),
+                    key=lambda r: (-r["best_val_acc"], r["flops"], r["trial"]))
+    rest = [r for r in rows if r not in ranked] if include_all else []
+    out = []
+    for i, r in enumerate(ranked[:top] if top else ranked, 1):
+        out.append(_row(r, i))
+    out += [_row(r, None) for r in rest]
+    return out
+
+
+def _row(r: dict, rank: int | None) -> dict:
+    arch = Arch.from_dict(r["arch"])
+    stages = arch.stages
+    cxd = (f"{stages[0].groups}x{stages[0].mid // stages[0].groups}d" if arch.block == "bottleneck" else "-")
+    return {"rank": rank, "trial": r["trial"], "val_acc": r["best_val_acc"], "test_acc": r["test_acc"],
+            "flops": r["flops"], "params": r["params"], "acts": r["acts"], "epochs": r["epochs"],
+            "depth": arch.depth, "depths": "-".join(str(s.depth) for s in stages),
+            "width": "-".join(str(s.width) for s in stages), "cxd": cxd, "block": arch.block,
+            "shortcut": arch.shortcut, "unit_order": arch.unit_order, "status": r["status"],
+            "reused": r["reused_from"] is not None, "arch_key": r["arch_key"], "summary": r["summary"],
+            "wall_seconds": r["wall_seconds"], "checkpoint": r["checkpoint"]}
+
+
+def pareto(rows: list[dict], cost: str = "flops") -> list[dict]:
+    """Rows no other row beats on both accuracy (higher) and `cost` (lower)."""
+    front, best = [], -1.0
+    for r in sorted(rows, key=lambda r: (r[cost], -r["val_acc"])):
+        if r["val_acc"] > best:
+            front.append(r)
+            best = r["val_acc"]
+    return front
+
+
+def export(store: Store, study: str, out_dir: str | Path, *, top: int = 1, front: bool = False,
+           fmt: str = "yaml", weights: bool = False) -> list[Path]:
+    """Arch files `resnas train` and `nas_res.build` load, with cost, metrics and provenance beside the arch."""
+    import yaml
+
+    if fmt not in ("yaml", "json"):
+        raise ResnasError(f"must be yaml or json; got {fmt!r}", field="--format")
+    rows = leaderboard(store, study)
+    if not rows:
+        raise ResnasError(f"study {study!r} has no finished trial to export yet", field="study")
+    chosen = pareto(rows) if front else rows[:top]
+    config = store.study_config(study)
+    runs = {r["trial"]: r for r in store.runs(study)}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for row in chosen:
+        run = runs[row["trial"]]
+        record = {"arch": run["arch"],
+                  "cost": {"flops": row["flops"], "params": row["params"], "acts": row["acts"],
+                           "resolution": run["arch"]["resolution"]},
+                  "metrics": {"val_acc": row["val_acc"], "test_acc": row["test_acc"], "epochs": row["epochs"],
+                              "rank": row["rank"], "history": run["history"]},
+                  "provenance": {"study": study, "trial": row["trial"], "storage": safe_url(store.url),
+                                 "space": config["space_name"], "budget": config["budget_text"],
+                                 "dataset": config["dataset"], "val_size": config["val_size"],
+                                 "split_seed": config["split_seed"], "recipe": run["recipe"],
+                                 "reused_from": run["reused_from"], "resnas": run["version"],
+                                 "arch_key": row["arch_key"]}}
+        stem = out_dir / f"{study}-trial{row['trial']:04d}"
+        path = stem.with_suffix(f".{fmt}")
+        text = (yaml.safe_dump(record, sort_keys=False) if fmt == "yaml" else json.dumps(record, indent=2) + "\n")
+        path.write_text(text)
+        written.append(path)
+        if weights:
+            if not run["checkpoint"] or not Path(run["checkpoint"]).exists():
+                raise ResnasError(f"trial {row['trial']} of {study!r} has no checkpoint on this machine "
+                                  f"({run['checkpoint'] or 'none recorded'})", field="--weights")
+            dest = stem.with_suffix(".pt")
+            shutil.copyfile(run["checkpoint"], dest)
+            written.append(dest)
+    return written

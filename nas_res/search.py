@@ -1,0 +1,273 @@
+"""What a search is: its configuration, how a stored study pins it, and the Optuna pieces it uses.
+
+A study's space, budget, dataset, recipe and objective are stored with it; re-running the same
+study resumes it, and asking it to change any of those is an error (its trials would no longer be
+comparable). Options not given on the command line or in a study file are taken from the stored
+study, so `resnas search --study NAME` alone resumes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cost import Budget
+from .errors import ResnasError
+from .recipe import PRESETS, Recipe, load_recipe
+from .space import DesignSpace, load_space
+from .spec import Dim, Spec
+from .store import Store
+
+SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid")
+OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params")
+PRUNERS = ("hyperband", "median", "none")
+PINNED = ("space", "budget", "max_params", "dataset", "val_size", "split_seed", "recipe", "objective")
+FIELDS = ("study", "space", "budget", "max_params", "dataset", "data_dir", "val_size", "split_seed", "trials",
+          "timeout", "trial_timeout", "recipe", "epochs", "sampler", "objective", "pruner", "storage", "workers",
+          "gpus", "seed", "checkpoints")
+
+
+@dataclass
+class SearchConfig:
+    """Everything a search needs, resolved: the space is loaded, the budget parsed, the recipe built."""
+
+    study: str
+    space: DesignSpace
+    budget: Budget
+    budget_input: str = ""              # as given (`4GFLOPs`), so a resumed study can parse it again
+    max_params_input: str = ""
+    dataset: str = "digits"
+    data_dir: str | None = None
+    val_size: float | int = 0.1
+    split_seed: int = 0
+    trials: int = 20
+    timeout: float | None = None        # seconds: no new trial starts after this
+    trial_timeout: float | None = None  # seconds: a trial running longer is killed and failed
+    recipe: Recipe = field(default_factory=lambda: PRESETS["fast"])
+    sampler: str = "tpe"
+    objective: str = "accuracy"
+    pruner: str = "hyperband"
+    storage: str | None = None
+    workers: int = 1
+    gpus: tuple[int, ...] = ()
+    seed: int = 0
+    checkpoints: str | None = None
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.objective != "accuracy"
+
+    @property
+    def data_key(self) -> str:
+        """What makes two trainings comparable on the data side (not where the files live)."""
+        return f"{self.dataset}|val={self.val_size}|split_seed={self.split_seed}"
+
+    def pinned(self) -> dict:
+        """The stored, unchangeable part of the study."""
+        return {"space": space_snapshot(self.space), "space_name": self.space.name,
+                "budget": dataclasses.asdict(self.budget), "budget_text": self.budget.describe(),
+                "budget_input": self.budget_input, "max_params_input": self.max_params_input,
+                "dataset": self.dataset, "val_size": self.val_size, "split_seed": self.split_seed,
+                "recipe": self.recipe.to_dict(), "objective": self.objective, "sampler": self.sampler,
+                "pruner": self.pruner, "trials": self.trials, "seed": self.seed}
+
+
+def space_snapshot(space: DesignSpace) -> dict:
+    """The template as parsed (dims and fixed parts); its file may change or vanish, the study keeps this."""
+    d = dataclasses.asdict(space.spec)
+    d.pop("source", None)
+    return json.loads(json.dumps(d))
+
+
+def space_from_snapshot(snapshot: dict, where: str) -> DesignSpace:
+    d = dict(snapshot)
+    d["dims"] = {k: Dim(v["name"], tuple(v["values"]), v["kind"], v["step"], v["log"]) for k, v in d["dims"].items()}
+    d["strides"] = tuple(d["strides"])
+    d["split"] = tuple(d["split"]) if d["split"] is not None else None
+    return DesignSpace(Spec(source=where, **d))
+
+
+def parse_seconds(text: Any, what: str) -> float | None:
+    """'2h', '30m', '90s', '1h30m' or a number of seconds."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, (int, float)) and not isinstance(text, bool) and text > 0:
+        return float(text)
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", str(text))
+    if not parts or not any(parts.groups()):
+        raise ResnasError(f"must be a duration like 2h, 30m, 90s or 1h30m; got {text!r}", field=what)
+    h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+    seconds = h * 3600 + m * 60 + s
+    if seconds <= 0:
+        raise ResnasError(f"must be positive; got {text!r}", field=what)
+    return seconds
+
+
+def read_study_file(path: str | Path) -> dict:
+    """A study recipe (studies/NAME.yaml): the same names as the command's options."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ResnasError(f"cannot read: {e.strerror}", where=str(path)) from None
+    except yaml.YAMLError as e:
+        raise ResnasError(f"not valid YAML ({str(e).splitlines()[0]})", where=str(path)) from None
+    if not isinstance(raw, dict):
+        raise ResnasError("must be a mapping of search options (space, budget, dataset, trials, ...)",
+                          where=str(path))
+    raw = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    unknown = sorted(set(raw) - set(FIELDS))
+    if unknown:
+        raise ResnasError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}", where=str(path))
+    raw.setdefault("study", path.stem)
+    return raw
+
+
+def _recipe(value: Any, epochs: int | None, where: str) -> Recipe:
+    if value is None:
+        recipe = PRESETS["fast"]
+    elif isinstance(value, Recipe):
+        recipe = value
+    elif isinstance(value, dict):
+        recipe = Recipe.from_dict(value, where=where)
+    elif str(value) in PRESETS:
+        recipe = PRESETS[str(value)]
+    elif Path(str(value)).suffix in (".yaml", ".yml", ".json") or Path(str(value)).exists():
+        recipe = load_recipe(value)
+    else:
+        raise ResnasError(f"unknown recipe {value!r}: a preset ({', '.join(PRESETS)}) or a recipe file",
+                          field="recipe")
+    return recipe.replace(epochs=epochs) if epochs else recipe
+
+
+def _choice(value: str, allowed: tuple, what: str) -> str:
+    if value not in allowed:
+        raise ResnasError(f"must be one of {', '.join(allowed)}; got {value!r}", field=what)
+    return value
+
+
+def plan(options: dict, *, file: str | Path | None = None) -> tuple[SearchConfig, bool]:
+    """The search to run: defaults < study file < `options` (None = not given) < nothing else;
+    for an existing study, what was not given comes from the stored study, and a conflict is an error.
+
+    Returns the config and whether the study already existed."""
+    given = read_study_file(file) if file else {}
+    given.update({k: v for k, v in options.items() if v is not None})
+    unknown = sorted(set(given) - set(FIELDS))
+    if unknown:
+        raise ResnasError(f"unknown search option(s) {', '.join(unknown)}")
+    store = Store(given.get("storage"))
+    name = given.get("study") or default_study_name(given)
+    stored = store.study_config(name)
+    store.dispose()
+    where = f"study {name!r}"
+    space = load_space(given["space"]) if "space" in given else (
+        space_from_snapshot(stored["space"], where) if stored else load_space("resnext"))
+    if stored:
+        for key in ("budget", "max_params", "dataset", "val_size", "split_seed", "objective", "sampler", "pruner",
+                    "seed"):
+            src = f"{key}_input" if key in ("budget", "max_params") else key
+            if key not in given and stored.get(src) not in (None, ""):
+                given[key] = stored[src]
+        if "recipe" not in given and "epochs" not in given:
+            given["recipe"] = stored["recipe"]
+        if "trials" not in given:
+            given["trials"] = stored["trials"]
+    budget_input, max_params_input = str(given.get("budget") or ""), str(given.get("max_params") or "")
+    budget = Budget.parse(budget_input or None, max_params_input or None)
+    space.check_budget(budget)
+    recipe = _recipe(given.get("recipe"), given.get("epochs"), where)
+    workers = int(given.get("workers") or 1)
+    gpus = tuple(int(g) for g in given.get("gpus") or ())
+    trials = int(given.get("trials", 20))
+    if trials < 1 or workers < 1:
+        raise ResnasError(f"--trials and --workers must be positive; got {trials} and {workers}")
+    config = SearchConfig(
+        study=name, space=space, budget=budget, budget_input=budget_input, max_params_input=max_params_input,
+        dataset=str(given.get("dataset", "digits")), data_dir=given.get("data_dir"),
+        val_size=given.get("val_size", 0.1), split_seed=int(given.get("split_seed", 0)), trials=trials,
+        timeout=parse_seconds(given.get("timeout"), "--timeout"),
+        trial_timeout=parse_seconds(given.get("trial_timeout"), "--trial-timeout"), recipe=recipe,
+        sampler=_choice(given.get("sampler", "tpe"), SAMPLERS, "--sampler"),
+        objective=_choice(given.get("objective", "accuracy"), OBJECTIVES, "--objective"),
+        pruner=_choice(given.get("pruner", "hyperband"), PRUNERS, "--pruner"),
+        storage=given.get("storage"), workers=len(gpus) or workers, gpus=gpus, seed=int(given.get("seed", 0)),
+        checkpoints=given.get("checkpoints"))
+    if stored:
+        check_same(stored, config.pinned(), name)
+    return config, stored is not None
+
+
+def default_study_name(given: dict) -> str:
+    """`space-dataset-budget`: the same command names the same study, so re-running it resumes."""
+    space = Path(str(given.get("space", "resnext"))).stem
+    dataset = str(given.get("dataset", "digits")).split(":")[0]
+    budget = re.sub(r"[^0-9A-Za-z.]+", "", str(given.get("budget") or "any"))
+    return f"{space}-{dataset}-{budget}" + (f"-{given['objective']}" if given.get("objective", "accuracy")
+                                            != "accuracy" else "")
+
+
+def check_same(stored: dict, now: dict, name: str) -> None:
+    labels = {"space": "space", "budget": "budget", "dataset": "dataset", "val_size": "validation split",
+              "split_seed": "split seed", "recipe": "recipe", "objective": "objective"}
+    changed = []
+    for key, label in labels.items():
+        if stored.get(key) != now.get(key):
+            if key == "recipe":
+                diff = [f"{k} {stored[key].get(k)!r} -> {v!r}" for k, v in now[key].items() if stored[key].get(k) != v]
+                changed.append(f"recipe ({', '.join(diff)})")
+            elif key == "space":
+                changed.append(f"space ({stored.get('space_name')} as stored -> {now.get('space_name')} as given)")
+            elif key == "budget":
+                changed.append(f"budget ({stored.get('budget_text')} -> {now.get('budget_text')})")
+            else:
+                changed.append(f"{label} ({stored.get(key)!r} -> {now.get(key)!r})")
+    if changed:
+        raise ResnasError(f"study {name!r} exists with a different {'; '.join(changed)}. Its trials would not be "
+                          "comparable: use another --study name, or drop those options to resume it")
+
+
+# ---- Optuna pieces -------------------------------------------------------------------------------
+
+def directions(objective: str) -> list[str]:
+    return ["maximize"] if objective == "accuracy" else ["maximize", "minimize"]
+
+
+def make_sampler(config: SearchConfig):
+    import optuna
+
+    parallel = config.workers > 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if config.sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=True,
+                                              constant_liar=parallel)
+        if config.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=config.seed)
+        if config.sampler == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=config.seed)
+        if config.sampler == "gp":
+            return optuna.samplers.GPSampler(seed=config.seed)
+        size = config.space.size()
+        if size > 100_000:
+            raise ResnasError(f"grid search over {size:,} candidates is not practical; use tpe or random",
+                              field="--sampler")
+        grid = {d.name: list(d.values) for d in config.space.open_dims}
+        return optuna.samplers.GridSampler(grid, seed=config.seed)
+
+
+def make_pruner(config: SearchConfig):
+    import optuna
+
+    if config.pruner == "none" or config.multi_objective:  # Optuna cannot prune multi-objective studies
+        return optuna.pruners.NopPruner()
+    if config.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.recipe.epochs, reduction_factor=3)

@@ -1,0 +1,180 @@
+"""resnas's own tables, next to Optuna's in the same database: architectures, runs and studies.
+
+Optuna keeps what its samplers need; these tables keep what a person asks afterwards (which
+architecture, trained how, on what, with which history) and let a later study reuse a result: an
+architecture already trained with the same recipe on the same data split is not trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from .errors import ResnasError
+
+SCHEMA_VERSION = 1
+DEFAULT_STORAGE = "sqlite:///studies/resnas.db"
+REUSABLE = ("ok", "stopped_early")
+
+meta = sa.MetaData()
+schema = sa.Table("resnas_schema", meta, sa.Column("version", sa.Integer, nullable=False))
+studies = sa.Table(
+    "resnas_studies", meta,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("config", sa.Text, nullable=False),      # JSON: space snapshot, budget, dataset, recipe, ...
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("version", sa.String(32), nullable=False))
+archs = sa.Table(
+    "resnas_archs", meta,
+    sa.Column("key", sa.String(32), primary_key=True),
+    sa.Column("arch", sa.Text, nullable=False),
+    sa.Column("summary", sa.String(255), nullable=False),
+    sa.Column("flops", sa.BigInteger, nullable=False),
+    sa.Column("params", sa.BigInteger, nullable=False),
+    sa.Column("acts", sa.BigInteger, nullable=False))
+runs = sa.Table(
+    "resnas_runs", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study", sa.String(255), nullable=False, index=True),
+    sa.Column("trial", sa.Integer, nullable=False),
+    sa.Column("arch_key", sa.String(32), sa.ForeignKey("resnas_archs.key"), nullable=False, index=True),
+    sa.Column("recipe_key", sa.String(64), nullable=False),
+    sa.Column("recipe", sa.Text, nullable=False),
+    sa.Column("data_key", sa.String(512), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("history", sa.Text, nullable=False, default="[]"),
+    sa.Column("epochs", sa.Integer, nullable=False, default=0),
+    sa.Column("best_val_acc", sa.Float),
+    sa.Column("test_acc", sa.Float),
+    sa.Column("checkpoint", sa.Text),
+    sa.Column("device", sa.String(64)),
+    sa.Column("wall_seconds", sa.Float),
+    sa.Column("train_seconds", sa.Float),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("reused_from", sa.Integer),
+    sa.Column("created", sa.Float, nullable=False))
+
+
+def safe_url(url: str) -> str:
+    """The storage URL with any password masked, for messages and tables."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<unparseable storage URL>"
+
+
+def resolve_storage(url: str | None) -> str:
+    """The default is one SQLite file under studies/ (its folder is created); any SQLAlchemy URL otherwise."""
+    url = url or DEFAULT_STORAGE
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ResnasError(f"{safe_url(url)} is not a storage URL; use e.g. sqlite:///studies/resnas.db or "
+                          "postgresql://user@host/db", field="--storage") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+class Store:
+    """resnas's tables in the database at `url`, created on first use, version-checked on every open."""
+
+    def __init__(self, url: str | None = None):
+        from . import __version__
+
+        self.url = resolve_storage(url)
+        self.version = __version__
+        try:
+            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+            meta.create_all(self.engine)
+            with self.engine.begin() as c:
+                found = c.execute(sa.select(schema.c.version)).scalars().all()
+                if not found:
+                    c.execute(schema.insert().values(version=SCHEMA_VERSION))
+        except SQLAlchemyError as e:
+            raise ResnasError(f"cannot open storage {safe_url(self.url)}: {_first_line(e)}",
+                              field="--storage") from None
+        except ModuleNotFoundError as e:
+            raise ResnasError(f"storage {safe_url(self.url)} needs the Python driver {e.name!r} "
+                              f"(pip install {e.name})", field="--storage") from None
+        if max(found, default=SCHEMA_VERSION) > SCHEMA_VERSION:
+            raise ResnasError(f"{safe_url(self.url)} was written by a newer resnas (schema {max(found)}; this "
+                              f"resnas {self.version} reads schema {SCHEMA_VERSION}): upgrade resnas",
+                              field="--storage")
+
+    # ---- studies -----------------------------------------------------------------------------
+    def study_config(self, name: str) -> dict | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(studies.c.config).where(studies.c.name == name)).first()
+        return json.loads(row[0]) if row else None
+
+    def add_study(self, name: str, config: dict) -> None:
+        with self.engine.begin() as c:
+            c.execute(studies.insert().values(name=name, config=json.dumps(config, sort_keys=True),
+                                              created=time.time(), version=self.version))
+
+    def set_study_trials(self, name: str, trials: int) -> None:
+        """The trial target is the one setting a resumed study may change; the latest one is kept."""
+        config = self.study_config(name)
+        if config is not None and config.get("trials") != trials:
+            config["trials"] = trials
+            with self.engine.begin() as c:
+                c.execute(studies.update().where(studies.c.name == name)
+                          .values(config=json.dumps(config, sort_keys=True)))
+
+    def study_names(self) -> list[str]:
+        with self.engine.connect() as c:
+            return list(c.execute(sa.select(studies.c.name).order_by(studies.c.created)).scalars())
+
+    # ---- architectures and runs --------------------------------------------------------------
+    def put_arch(self, arch, cost) -> None:
+        with self.engine.begin() as c:
+            if c.execute(sa.select(archs.c.key).where(archs.c.key == arch.key)).first() is None:
+                c.execute(archs.insert().values(key=arch.key, arch=json.dumps(arch.to_dict(), sort_keys=True),
+                                                summary=arch.summary(), flops=cost.flops, params=cost.params,
+                                                acts=cost.acts))
+
+    def add_run(self, **values: Any) -> int:
+        for k in ("history", "recipe"):
+            if not isinstance(values.get(k, ""), str):
+                values[k] = json.dumps(values[k], sort_keys=True)
+        values.setdefault("version", self.version)
+        values.setdefault("created", time.time())
+        with self.engine.begin() as c:
+            return c.execute(runs.insert().values(**values)).inserted_primary_key[0]
+
+    def find_trained(self, arch_key: str, recipe_key: str, data_key: str) -> dict | None:
+        """The first finished training of this arch with this recipe on this data split, if any."""
+        q = (sa.select(runs).where(runs.c.arch_key == arch_key, runs.c.recipe_key == recipe_key,
+                                   runs.c.data_key == data_key, runs.c.status.in_(REUSABLE),
+                                   runs.c.reused_from.is_(None)).order_by(runs.c.id).limit(1))
+        with self.engine.connect() as c:
+            row = c.execute(q).mappings().first()
+        return dict(row) if row else None
+
+    def runs(self, study: str) -> list[dict]:
+        """Every run of a study with its architecture's description and cost."""
+        q = (sa.select(runs, archs.c.arch, archs.c.summary, archs.c.flops, archs.c.params, archs.c.acts)
+             .join(archs, runs.c.arch_key == archs.c.key).where(runs.c.study == study).order_by(runs.c.trial))
+        with self.engine.connect() as c:
+            rows = [dict(r) for r in c.execute(q).mappings()]
+        for r in rows:
+            r["arch"] = json.loads(r["arch"])
+            r["history"] = json.loads(r["history"])
+            r["recipe"] = json.loads(r["recipe"])
+        return rows
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _first_line(e: Exception) -> str:
+    text = str(getattr(e, "orig", None) or e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__

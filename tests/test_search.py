@@ -1,0 +1,225 @@
+"""Search end to end: Optuna over SQLite, worker processes, budget, reuse, resume, reports, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+
+from cli.main import app
+from nas_res import ResnasError, load_arch
+from nas_res.coordinator import COUNTED, Coordinator
+from nas_res.report import export, leaderboard, pareto, studies
+from nas_res.search import plan, read_study_file
+from nas_res.store import Store
+
+SPACE = "plain-vs-residual"       # 81 candidates, 28x28 reference; digits are 8x8, so trials are quick
+BUDGET = "20MFLOPs"               # 24 of the 81 fit
+
+
+def _search(tmp_path: Path, **options):
+    options = {"space": SPACE, "budget": BUDGET, "trials": 4, "epochs": 1,
+               "storage": f"sqlite:///{tmp_path / 'db.sqlite'}", "checkpoints": str(tmp_path / "ckpt"), **options}
+    config, existed = plan(options)
+    return config, existed, Coordinator(config).run()
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("search")
+    config, existed, state = _search(tmp, study="first")
+    return tmp, config, existed, state
+
+
+def _trials(tmp: Path, study: str):
+    return optuna.load_study(study_name=study, storage=f"sqlite:///{tmp / 'db.sqlite'}").get_trials()
+
+
+def test_a_tiny_search_trains_counts_and_respects_the_budget(searched):
+    tmp, config, existed, state = searched
+    assert not existed and state.counted == 4 and not state.interrupted
+    assert state.counts["done"] + state.counts["pruned"] + state.counts["reused"] + state.counts["failed"] == 4
+    trials = _trials(tmp, "first")
+    counted = [t for t in trials if t.user_attrs.get(COUNTED)]
+    over = [t for t in trials if t.user_attrs.get("status") == "over_budget"]
+    assert len(counted) == 4 and len(trials) == 4 + len(over)  # over-budget ones never count
+    for t in over:
+        assert t.state == optuna.trial.TrialState.PRUNED and t.user_attrs["flops"] > 20e6
+        assert t.constraints["budget"] > 0 and not t.intermediate_values  # never built, never trained
+    for t in counted:
+        assert t.user_attrs["flops"] <= 20e6 and t.constraints["budget"] <= 0
+        assert {"arch_key", "summary", "params", "acts", "status"} <= set(t.user_attrs)
+    runs = Store(config.storage).runs("first")
+    assert len(runs) == 4 and all(r["flops"] <= 20e6 and r["params"] > 0 and r["acts"] > 0 for r in runs)
+    trained = [r for r in runs if r["reused_from"] is None and r["status"] == "ok"]
+    assert trained and all(len(r["history"]) == 1 and Path(r["checkpoint"]).exists() for r in trained)
+    assert all(r["arch"]["in_channels"] == 1 and r["arch"]["classes"] == 10 for r in runs)  # set from the data
+
+
+def test_resume_respects_the_total_and_pins_the_study(tmp_path):
+    config, _, first = _search(tmp_path, study="grow", trials=2)
+    storage = config.storage
+    _, existed, state = _search(tmp_path, study="grow", trials=3)
+    assert existed and first.counted == 2 and state.counted_before == 2 and state.counted == 3
+    assert len(Store(storage).runs("grow")) == 3
+    # options not given come from the stored study
+    resumed, existed = plan({"study": "grow", "storage": storage})
+    assert existed and resumed.space.name == SPACE and resumed.budget == config.budget
+    assert resumed.recipe.epochs == 1 and resumed.trials == 3
+    with pytest.raises(ResnasError, match="different budget"):
+        plan({"study": "grow", "storage": storage, "budget": "10MFLOPs"})
+    with pytest.raises(ResnasError, match=r"recipe \(epochs 1 -> 3\)"):
+        plan({"study": "grow", "storage": storage, "epochs": 3})
+    with pytest.raises(ResnasError, match="different space"):
+        plan({"study": "grow", "storage": storage, "space": "cifar-resnet"})
+
+
+def test_known_architecture_is_reused_not_retrained(tmp_path, searched):
+    tmp, config, _, _ = searched
+    best = leaderboard(Store(config.storage), "first")[0]
+    exported = export(Store(config.storage), "first", tmp_path, top=1)[0]
+    arch = load_arch(exported)
+    assert arch.key == best["arch_key"]  # the exported file rebuilds the same network
+    one = tmp_path / "one.yaml"  # a space of exactly that architecture
+    one.write_text(f"""name: one
+resolution: 28
+in_channels: 1
+classes: 10
+stem: {{kind: cifar, width: inner}}
+strides: [1, 2, 2]
+block: basic
+depth: {{per_stage: {[s.depth for s in arch.stages]}}}
+width: {arch.stages[0].width}
+shortcut: {arch.shortcut}
+unit_order: post
+""")
+    _, _, state = _search(tmp, study="second", space=str(one), budget=None, trials=1)
+    assert state.counts["reused"] == 1 and state.counts["done"] == 0
+    run = Store(config.storage).runs("second")[0]
+    assert run["reused_from"] is not None and run["best_val_acc"] == best["val_acc"]
+    assert "reused from first trial" in run["reason"]
+    rows = leaderboard(Store(config.storage), "second")
+    assert rows[0]["reused"] is True
+
+
+def test_reports_and_their_cli(runner, searched, tmp_path):
+    tmp, config, _, _ = searched
+    storage = config.storage
+    rows = leaderboard(Store(storage), "first")
+    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    assert all(a["val_acc"] >= b["val_acc"] for a, b in zip(rows, rows[1:]))
+    assert {"depths", "width", "cxd", "shortcut", "unit_order", "flops", "params", "epochs"} <= set(rows[0])
+    front = pareto(rows)
+    assert all(a["flops"] < b["flops"] and a["val_acc"] < b["val_acc"] for a, b in zip(front, front[1:]))
+    names = [s["study"] for s in studies(Store(storage))]
+    assert "first" in names
+
+    r = runner.invoke(app, ["leaderboard", "first", "--storage", storage, "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["arch_key"] == rows[0]["arch_key"]
+    r = runner.invoke(app, ["leaderboard", "first", "--storage", storage, "--csv"])
+    table = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert r.exit_code == 0 and table[0]["arch_key"] == rows[0]["arch_key"]
+    r = runner.invoke(app, ["leaderboard", "first", "--storage", storage])
+    assert r.exit_code == 0 and "leaderboard: first" in r.stdout and rows[0]["summary"] not in r.stderr
+    r = runner.invoke(app, ["studies", "--storage", storage, "--json"])
+    assert r.exit_code == 0 and "first" in [s["study"] for s in json.loads(r.stdout)]
+    r = runner.invoke(app, ["leaderboard", "nope", "--storage", storage])
+    assert r.exit_code == 2 and "no study 'nope'" in r.stderr and "first" in r.stderr
+    out = tmp_path / "exp"
+    r = runner.invoke(app, ["export", "first", "--storage", storage, "--pareto", "--format", "json", "--weights",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    files = sorted(out.glob("*.json"))
+    assert len(files) == len(front) and len(list(out.glob("*.pt"))) == len(front)
+    record = json.loads(files[0].read_text())
+    assert {"arch", "cost", "metrics", "provenance"} <= set(record)
+    assert record["provenance"]["study"] == "first" and record["provenance"]["recipe"]["epochs"] == 1
+    assert load_arch(files[0]).key == record["provenance"]["arch_key"]
+    r = runner.invoke(app, ["evaluate", str(out / (files[0].stem + ".pt")), "--device", "cpu", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["images"] == 359  # exported weights evaluate on test
+
+
+def test_a_failing_trial_does_not_stop_the_study(tmp_path):
+    # a 1 s limit on 20-epoch trials: each is killed, failed with its reason, its worker replaced
+    _, _, state = _search(tmp_path, study="slow", trials=2, epochs=20, trial_timeout=1)
+    assert state.counts["failed"] == 2 and state.counted == 2
+    trials = [t for t in _trials(tmp_path, "slow") if t.user_attrs.get(COUNTED)]
+    assert all(t.state == optuna.trial.TrialState.FAIL and "timed out" in t.user_attrs["reason"] for t in trials)
+    assert all(r["status"] == "timeout" for r in Store(f"sqlite:///{tmp_path / 'db.sqlite'}").runs("slow"))
+
+
+def test_multi_objective_search_has_two_directions(tmp_path):
+    config, _, state = _search(tmp_path, study="mo", trials=2, objective="accuracy+flops", sampler="nsga2")
+    study = optuna.load_study(study_name="mo", storage=config.storage)
+    assert len(study.directions) == 2 and state.counted == 2
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert all(t.values[1] == t.user_attrs["flops"] for t in done)
+
+
+def test_storage_and_option_mistakes(tmp_path):
+    with pytest.raises(ResnasError) as e:
+        Store("postgresql://alice:s3cret@127.0.0.1:1/nowhere")
+    assert "s3cret" not in str(e.value) and "***" in str(e.value)
+    with pytest.raises(ResnasError, match="not a storage URL"):
+        Store("not a url")
+    url = f"sqlite:///{tmp_path / 'v.sqlite'}"
+    Store(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as c:
+        c.execute(sa.text("UPDATE resnas_schema SET version = 99"))
+    with pytest.raises(ResnasError, match="newer resnas.*schema 99"):
+        Store(url)
+    for bad, match in (({"sampler": "cmaes"}, "tpe, random"), ({"objective": "speed"}, "accuracy"),
+                       ({"timeout": "soon"}, "duration"), ({"budget": "1KFLOPs"}, "no candidate")):
+        with pytest.raises(ResnasError, match=match):
+            plan({"space": SPACE, "storage": f"sqlite:///{tmp_path / 'o.sqlite'}", **bad})
+    f = tmp_path / "s.yaml"
+    f.write_text("space: plain-vs-residual\nbudgets: 4GFLOPs\n")
+    with pytest.raises(ResnasError, match="s.yaml.*unknown option.*budgets"):
+        read_study_file(f)
+
+
+def test_shipped_study_recipe_reads():
+    root = Path(__file__).resolve().parents[1] / "studies"
+    for f in root.glob("*.yaml"):
+        raw = read_study_file(f)
+        assert raw["study"] == f.stem and "space" in raw
+
+
+def test_ctrl_c_stops_cleanly_and_the_study_resumes(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    args = [sys.executable, "-m", "cli.main", "search", "--space", SPACE, "--budget", BUDGET, "--trials", "3",
+            "--epochs", "30", "--study", "cc", "--storage", storage]
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(args, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    deadline = time.time() + 120
+    running = False
+    while time.time() < deadline and not running:  # wait until a trial is being trained
+        time.sleep(1)
+        try:
+            running = any(t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get(COUNTED)
+                          for t in optuna.load_study(study_name="cc", storage=storage).trials)
+        except Exception:  # the study may not exist yet
+            pass
+    assert running, "no trial started"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "resume" in stderr
+    trials = optuna.load_study(study_name="cc", storage=storage).trials
+    assert not any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+    stopped = [t for t in trials if t.user_attrs.get("status") == "interrupted"]
+    assert stopped and all(t.state == optuna.trial.TrialState.FAIL for t in stopped)
+    config, existed = plan({"study": "cc", "storage": storage})
+    assert existed and config.trials == 3 and config.recipe.epochs == 30
