@@ -25,10 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torchvision.transforms as T  # noqa: E402
+from machine import describe, write  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
-
-from machine import describe, write  # noqa: E402
 
 from nas_res import build, zoo  # noqa: E402
 from nas_res.data import load_data  # noqa: E402

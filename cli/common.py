@@ -21,6 +21,7 @@ err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, widt
 BUDGET_HELP = ("FLOPs cap (4GFLOPs, 600MFLOPs, 4e9) or band (3.8-4.2GFLOPs). FLOPs are multiply-adds counted as "
                "fvcore does (convs, linear, batch norm, pooling): ResNet-50 is 4.11 G, so 4GFLOPs excludes it.")
 PARAMS_HELP = "Parameter cap, e.g. 25M."
+STORAGE_HELP = "SQLAlchemy URL of the study database (default sqlite:///studies/resnas.db)."
 JSON_HELP = "Print machine-readable JSON (raw integers) instead of tables."
 
 

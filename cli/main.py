@@ -12,9 +12,9 @@ from nas_res.cost import Budget, human
 from nas_res.iso import iso_cardinality, iso_depth
 from nas_res.space import builtin_spaces
 
-from .common import (BUDGET_HELP, JSON_HELP, PARAMS_HELP, cost_record, emit_json, err, out, resolve_arch,
-                     user_errors)
-from .search import export_cmd, leaderboard_cmd, search_cmd, studies_cmd
+from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, cost_record, emit_json, err, out, resolve_arch, user_errors
+from .reports import compare_cmd, export_cmd, leaderboard_cmd, plot_cmd, studies_cmd
+from .search import search_cmd
 from .train import evaluate_cmd, train_cmd
 
 app = typer.Typer(help="Design-space exploration and architecture search for residual networks.",
@@ -26,6 +26,8 @@ app.command("evaluate")(evaluate_cmd)
 app.command("search")(search_cmd)
 app.command("studies")(studies_cmd)
 app.command("leaderboard")(leaderboard_cmd)
+app.command("compare")(compare_cmd)
+app.command("plot")(plot_cmd)
 app.command("export")(export_cmd)
 
 

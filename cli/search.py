@@ -1,9 +1,7 @@
-"""`resnas search`, `studies`, `leaderboard`, `export`: options in, live view and tables out."""
+"""`resnas search`: options in, a live view while it runs, the leaderboard at the end."""
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from pathlib import Path
 from typing import Optional
@@ -16,12 +14,11 @@ from rich.text import Text
 
 from nas_res import ResnasError
 from nas_res.cost import human
-from nas_res.report import export, leaderboard, studies
+from nas_res.report import leaderboard
 from nas_res.store import DEFAULT_STORAGE, Store, safe_url
 
-from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, emit_json, err, out, user_errors
-
-STORAGE_HELP = "SQLAlchemy URL of the study database (default sqlite:///studies/resnas.db)."
+from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, STORAGE_HELP, emit_json, err, user_errors
+from .reports import print_leaderboard
 
 
 @user_errors
@@ -75,9 +72,12 @@ def search_cmd(
     rows = leaderboard(Store(config.storage), config.study, top=top)
     if as_json:
         emit_json({"study": config.study, "counts": state.counts, "counted": state.counted,
-                   "interrupted": state.interrupted, "best": state.best, "leaderboard": rows})
+                   "interrupted": state.interrupted, "stopped_by": state.stopped_by, "best": state.best,
+                   "leaderboard": rows})
     else:
-        _print_leaderboard(config.study, rows)
+        print_leaderboard(config.study, rows)
+    if state.stopped_by and not as_json:
+        err.print(f"stopped early: {state.stopped_by}", highlight=False)
     if state.interrupted:
         err.print(f"interrupted: run the same command to resume study {config.study!r}")
         raise typer.Exit(130)
@@ -90,6 +90,7 @@ def _live_view(state) -> Group:
     head = Text.from_markup(
         f"[bold]{state.study}[/]  trials {state.counted}/{state.target}  done {c['done']}  running {state.running}  "
         f"pruned {c['pruned']}  over budget {c['over_budget']}  failed {c['failed']}  reused {c['reused']}  "
+        f"repeats {c['repeats']}  "
         f"elapsed {elapsed:,.0f} s" + (f"  ETA {eta:,.0f} s" if eta is not None else ""))
     parts = [head]
     if state.best:
@@ -108,85 +109,3 @@ def _live_view(state) -> Group:
                           f"{acc:.2f}" if acc is not None else "-", human(w.get("flops", 0)), w.get("summary", ""))
     parts.append(table)
     return Group(*parts)
-
-
-COLUMNS = [("rank", "rank"), ("trial", "trial"), ("val acc %", "val_acc"), ("test acc %", "test_acc"),
-           ("FLOPs", "flops"), ("params", "params"), ("epochs", "epochs"), ("depth", "depths"),
-           ("width", "width"), ("CxD", "cxd"), ("shortcut", "shortcut"), ("order", "unit_order"),
-           ("status", "status")]
-
-
-def _cell(key: str, v) -> str:
-    if v is None:
-        return "-"
-    if key in ("flops", "params"):
-        return human(v)
-    if key in ("val_acc", "test_acc"):
-        return f"{v:.2f}"
-    return str(v)
-
-
-def _print_leaderboard(study: str, rows: list[dict]) -> None:
-    table = Table(title=f"leaderboard: {study}")
-    for title, key in COLUMNS:
-        table.add_column(title, justify="left" if key in ("depths", "width", "cxd", "shortcut", "unit_order",
-                                                         "status") else "right")
-    for r in rows:
-        status = r["status"] + (" (reused)" if r["reused"] else "")
-        table.add_row(*[_cell(k, r[k]) if k != "status" else status for _, k in COLUMNS])
-    out.print(table)
-    if not rows:
-        out.print("no finished trial yet")
-
-
-@user_errors
-def studies_cmd(storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
-                as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
-    """Studies in the storage, with trial counts and the best result."""
-    store = Store(storage)
-    rows = studies(store)
-    if as_json:
-        return emit_json(rows)
-    table = Table(title=f"studies in {safe_url(store.url)}")
-    for col in ("study", "space", "budget", "dataset", "objective", "runs", "trained", "reused", "pruned", "failed",
-                "best val acc %", "best arch"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["study"], r["space"], r["budget"], r["dataset"], r["objective"], str(r["runs"]),
-                      str(r["trained"]), str(r["reused"]), str(r["pruned"]), str(r["failed"]),
-                      _cell("val_acc", r["best_val_acc"]), r["best_summary"] or "-")
-    out.print(table)
-
-
-@user_errors
-def leaderboard_cmd(study: str = typer.Argument(..., help="Study name (see resnas studies)."),
-                    top: int = typer.Option(20, help="Rows to show."),
-                    include_all: bool = typer.Option(False, "--all", help="Also list pruned and failed runs."),
-                    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
-                    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-                    as_csv: bool = typer.Option(False, "--csv", help="Print CSV.")):
-    """A study's trained architectures ranked by validation accuracy."""
-    rows = leaderboard(Store(storage), study, top=top, include_all=include_all)
-    if as_json:
-        return emit_json(rows)
-    if as_csv:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else [k for _, k in COLUMNS])
-        writer.writeheader()
-        writer.writerows(rows)
-        return typer.echo(buf.getvalue(), nl=False)
-    _print_leaderboard(study, rows)
-
-
-@user_errors
-def export_cmd(study: str = typer.Argument(..., help="Study name."),
-               top: int = typer.Option(1, help="Export the K best."),
-               front: bool = typer.Option(False, "--pareto", help="Export the accuracy/FLOPs Pareto front instead."),
-               out_dir: Path = typer.Option(Path("exported"), "--out", help="Folder for the files."),
-               fmt: str = typer.Option("yaml", "--format", help="yaml or json."),
-               weights: bool = typer.Option(False, "--weights", help="Copy each trial's checkpoint beside it."),
-               storage: Optional[str] = typer.Option(None, help=STORAGE_HELP)):
-    """Write the best architectures as files `resnas train` loads, with cost, metrics and provenance."""
-    paths = export(Store(storage), study, out_dir, top=top, front=front, fmt=fmt, weights=weights)
-    for p in paths:
-        out.print(str(p), highlight=False)

@@ -7,8 +7,8 @@ Public API: `Arch`, `build`, `cost`, `load_space`, `zoo`, `load_data`, `Recipe`,
 from . import zoo
 from .arch import Arch, Stage, load_arch
 from .cost import Budget, Cost, cost, fvcore_cost
-from .errors import ResnasError
 from .data import Data, load_data
+from .errors import ResnasError
 from .model import build
 from .recipe import Recipe, load_recipe
 from .space import DesignSpace, load_space

@@ -140,6 +140,8 @@ class Arch:
         put("modulation_value", value)
         if self.unit_order not in ENDS_IN_BN:
             put("zero_init_last_bn", False)  # the branch ends in a conv: there is no last BN to zero
+        if self.shortcut == "none":
+            put("zero_init_last_bn", False)  # without a shortcut a zeroed branch would zero the whole unit
 
         changes = [(cin, s.width, s.stride) for cin, s in self._first_blocks() if cin != s.width or s.stride != 1]
         if self.shortcut == "A":

@@ -30,7 +30,7 @@ from .store import Store
 from .worker import CONTINUE, PRUNE, Handle, context
 
 COUNTED = "resnas:counted"  # user attribute of trials that count toward --trials (not over-budget ones)
-MAX_ASKS = 5000             # consecutive over-budget suggestions before giving up
+MAX_ASKS = 500              # suggestions in a row with nothing new to train before the search stops
 
 
 @dataclass
@@ -40,12 +40,13 @@ class SearchState:
     study: str
     target: int
     counts: dict = field(default_factory=lambda: dict.fromkeys(
-        ("done", "pruned", "failed", "reused", "over_budget"), 0))
+        ("done", "pruned", "failed", "reused", "over_budget", "repeats"), 0))
     counted_before: int = 0
     best: dict | None = None        # {"trial", "value", "flops", "params", "summary"}
     workers: list = field(default_factory=list)
     started: float = field(default_factory=time.time)
     trial_seconds: list = field(default_factory=list)
+    overheads: list = field(default_factory=list)  # per trained trial: wall seconds outside train()
     interrupted: bool = False
     stopped_by: str = ""
 
@@ -86,6 +87,9 @@ class Coordinator:
         self.study = optuna.create_study(study_name=config.study, storage=self.storage, load_if_exists=True,
                                          sampler=make_sampler(config), pruner=make_pruner(config),
                                          directions=directions(config.objective))
+        for k, v in (("objective", config.objective), ("space", config.space.name),
+                     ("budget", config.budget.describe()), ("dataset", config.dataset)):
+            self.study.set_user_attr(k, v)  # shown by optuna-dashboard
         self.recipe = config.recipe.to_dict()
         self.recipe_key = recipe_key(self.recipe)
         data = load_data(config.dataset, data_dir=config.data_dir, val_size=config.val_size,
@@ -138,7 +142,8 @@ class Coordinator:
         return self.state
 
     def _want_more(self, deadline: float) -> bool:
-        return self.state.counted + self.state.running < self.config.trials and time.time() < deadline
+        return (self.state.counted + self.state.running < self.config.trials and time.time() < deadline
+                and not self.state.stopped_by)
 
     def _fail_stale_trials(self) -> None:
         """Trials left RUNNING by a coordinator that was killed: this coordinator owns the study now."""
@@ -164,9 +169,12 @@ class Coordinator:
 
     # ---- one suggestion ------------------------------------------------------------------------
     def _dispatch(self, h: Handle) -> None:
-        """Ask until a candidate needs training (over-budget ones pruned, known ones reused), then send it."""
+        """Ask until a candidate needs training, then send it. Over-budget suggestions are pruned unbuilt;
+        one trained in another study is reused (and counts); one already in this study is told its result
+        again (the sampler learns it is a repeat) but does not count."""
         import optuna
 
+        asked = time.time()
         for _ in range(MAX_ASKS):
             trial = self.study.ask()
             arch = self.config.space.suggest(trial).replace(**self.shape)
@@ -182,22 +190,30 @@ class Coordinator:
                 self.state.counts["over_budget"] += 1
                 continue
             self.store.put_arch(arch, c)
+            known = self.store.find_trained(arch.key, self.recipe_key, self.config.data_key,
+                                            study=self.config.study)
+            if known is not None and known["study"] == self.config.study:
+                trial.set_user_attr("status", "repeat")
+                trial.set_user_attr("repeat_of", known["trial"])
+                self.study.tell(trial, self._values(known["best_val_acc"], c))
+                self.state.counts["repeats"] += 1
+                continue
             trial.set_user_attr(COUNTED, True)
-            known = self.store.find_trained(arch.key, self.recipe_key, self.config.data_key)
             if known is not None:
                 self._reuse(trial, arch, c, known)
                 if not self._want_more(math.inf):
                     return
+                asked = time.time()
                 continue
             h.trial = trial
-            h.info = {"ready": True, "arch": arch, "cost": c, "epoch": 0, "started": time.time()}
+            h.info = {"ready": True, "arch": arch, "cost": c, "epoch": 0, "started": time.time(), "asked": asked}
             self.state.workers[h.index].update(trial=trial.number, summary=arch.summary(), epoch=0,
                                                epochs=self.config.recipe.epochs, flops=c.flops)
             ckpt = self.checkpoints / f"trial-{trial.number:05d}"
             h.jobs.put((trial.number, arch.to_dict(), self.recipe, str(ckpt)))
             return
-        raise ResnasError(f"{MAX_ASKS} suggestions in a row were over the budget ({self.config.budget.describe()}); "
-                          "the feasible region is too small for the sampler: widen the budget or the space")
+        self.state.stopped_by = (f"{MAX_ASKS} suggestions in a row brought nothing new to train (over the budget "
+                                 "or already trained): the feasible part of the space looks exhausted")
 
     def _excess(self, c) -> float:
         """How far outside the budget, relative (> 0 infeasible, <= 0 feasible): the sampler's constraint."""
@@ -302,6 +318,8 @@ class Coordinator:
         self.state.trial_seconds.append(wall)
         if values is not None:
             self._update_best(trial.number, best, arch, c)
+        if "worker_seconds" in record:
+            self.state.overheads.append(time.time() - h.info["asked"] - record["worker_seconds"])
         h.trial = None
         h.info = {"ready": h.info.get("ready", False)}
         self.state.workers[h.index] = {"device": h.device, "trial": None}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 from pathlib import Path
 
 from .arch import Arch
@@ -72,9 +73,83 @@ def pareto(rows: list[dict], cost: str = "flops") -> list[dict]:
     return front
 
 
+def compare(boards: dict[str, list[dict]]) -> list[dict]:
+    """Per study: trained models, best, median and quartiles of validation accuracy, overall and inside
+    the FLOPs range every study covers (matched complexity: a bigger space must not win by size alone)."""
+    spans = [(min(r["flops"] for r in rows), max(r["flops"] for r in rows)) for rows in boards.values() if rows]
+    lo, hi = (max(s[0] for s in spans), min(s[1] for s in spans)) if spans else (0, 0)
+    out = []
+    for name, rows in boards.items():
+        matched = [r for r in rows if lo <= r["flops"] <= hi]
+        out.append({"study": name, "models": len(rows), **_stats([r["val_acc"] for r in rows]),
+                    "matched_flops": [lo, hi] if lo <= hi else None, "matched_models": len(matched),
+                    **{f"matched_{k}": v for k, v in _stats([r["val_acc"] for r in matched]).items()}})
+    return out
+
+
+def _stats(accs: list[float]) -> dict:
+    if not accs:
+        return {"best": None, "median": None, "q25": None, "q75": None}
+    q = statistics.quantiles(accs, n=4, method="inclusive") if len(accs) > 1 else [accs[0]] * 3
+    return {"best": max(accs), "median": statistics.median(accs), "q25": q[0], "q75": q[2]}
+
+
+def write_onnx(arch: Arch, checkpoint_path: str | None, path: Path) -> bool:
+    """The network as ONNX (batch, height and width dynamic); trained weights when the checkpoint exists.
+
+    Returns whether the weights were the trained ones."""
+    import warnings
+
+    import torch
+
+    from . import checkpoint
+    from .model import build
+
+    model = build(arch).eval()
+    trained = bool(checkpoint_path) and Path(checkpoint_path).exists()
+    if trained:
+        model.load_state_dict(checkpoint.load(checkpoint_path)["model"])
+    x = torch.zeros(1, arch.in_channels, arch.resolution, arch.resolution)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["images"], output_names=["logits"],
+                              dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}})
+        except Exception as e:  # exporter failures are reported, not raised through the CLI as tracebacks
+            raise ResnasError(f"ONNX export of {arch.summary()} failed: {type(e).__name__}: {e}",
+                              field="--onnx") from None
+    return trained
+
+
+def evaluate_runs(store: Store, study: str, rows: list[dict], *, data_dir: str | None = None,
+                  device: str = "auto") -> None:
+    """The explicit final evaluation: each row's trained weights on the test split; stored with its run."""
+    from . import checkpoint
+    from .data import load_data
+    from .model import build
+    from .train import evaluate
+
+    config = store.study_config(study)
+    data = load_data(config["dataset"], data_dir=data_dir, val_size=config["val_size"],
+                     split_seed=config["split_seed"], test=True)
+    runs = {r["trial"]: r for r in store.runs(study)}
+    for row in rows:
+        run = runs[row["trial"]]
+        if not run["checkpoint"] or not Path(run["checkpoint"]).exists():
+            raise ResnasError(f"trial {row['trial']} of {study!r} has no checkpoint on this machine "
+                              f"({run['checkpoint'] or 'none recorded'}) to evaluate", field="--test")
+        model = build(Arch.from_dict(run["arch"]))
+        model.load_state_dict(checkpoint.load(run["checkpoint"])["model"])
+        row["test_acc"] = evaluate(model, data, "test", device=device)["top1"]
+        store.set_test_acc(run["id"], row["test_acc"])
+
+
 def export(store: Store, study: str, out_dir: str | Path, *, top: int = 1, front: bool = False,
-           fmt: str = "yaml", weights: bool = False) -> list[Path]:
-    """Arch files `resnas train` and `nas_res.build` load, with cost, metrics and provenance beside the arch."""
+           fmt: str = "yaml", weights: bool = False, onnx: bool = False, test: bool = False,
+           data_dir: str | None = None) -> list[Path]:
+    """Arch files `resnas train` and `nas_res.build` load, with cost, metrics and provenance beside the arch.
+
+    `test=True` first evaluates the chosen models on the test split (stored, shown by the leaderboard)."""
     import yaml
 
     if fmt not in ("yaml", "json"):
@@ -83,6 +158,8 @@ def export(store: Store, study: str, out_dir: str | Path, *, top: int = 1, front
     if not rows:
         raise ResnasError(f"study {study!r} has no finished trial to export yet", field="study")
     chosen = pareto(rows) if front else rows[:top]
+    if test:
+        evaluate_runs(store, study, chosen, data_dir=data_dir)
     config = store.study_config(study)
     runs = {r["trial"]: r for r in store.runs(study)}
     out_dir = Path(out_dir)
@@ -112,5 +189,9 @@ def export(store: Store, study: str, out_dir: str | Path, *, top: int = 1, front
                                   f"({run['checkpoint'] or 'none recorded'})", field="--weights")
             dest = stem.with_suffix(".pt")
             shutil.copyfile(run["checkpoint"], dest)
+            written.append(dest)
+        if onnx:
+            dest = stem.with_suffix(".onnx")
+            write_onnx(Arch.from_dict(run["arch"]), run["checkpoint"], dest)
             written.append(dest)
     return written

@@ -150,14 +150,24 @@ class Store:
         with self.engine.begin() as c:
             return c.execute(runs.insert().values(**values)).inserted_primary_key[0]
 
-    def find_trained(self, arch_key: str, recipe_key: str, data_key: str) -> dict | None:
-        """The first finished training of this arch with this recipe on this data split, if any."""
+    def find_trained(self, arch_key: str, recipe_key: str, data_key: str, study: str | None = None) -> dict | None:
+        """A finished training of this arch with this recipe on this data split, if any: one in `study`
+        first (a repeat there), else the first trained anywhere in this storage."""
         q = (sa.select(runs).where(runs.c.arch_key == arch_key, runs.c.recipe_key == recipe_key,
-                                   runs.c.data_key == data_key, runs.c.status.in_(REUSABLE),
-                                   runs.c.reused_from.is_(None)).order_by(runs.c.id).limit(1))
+                                   runs.c.data_key == data_key, runs.c.status.in_(REUSABLE))
+             .order_by((runs.c.study != study) if study else runs.c.id, runs.c.id))
         with self.engine.connect() as c:
-            row = c.execute(q).mappings().first()
-        return dict(row) if row else None
+            rows = [dict(r) for r in c.execute(q).mappings()]
+        if not rows:
+            return None
+        if study is not None and rows[0]["study"] == study:
+            return rows[0]
+        original = [r for r in rows if r["reused_from"] is None]
+        return original[0] if original else None
+
+    def set_test_acc(self, run_id: int, top1: float) -> None:
+        with self.engine.begin() as c:
+            c.execute(runs.update().where(runs.c.id == run_id).values(test_acc=top1))
 
     def runs(self, study: str) -> list[dict]:
         """Every run of a study with its architecture's description and cost."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,15 +97,22 @@ def main(index: int, device: str, threads: int, data_args: dict, jobs, control, 
             return
         trial, arch_dict, recipe_dict, ckpt_dir = job
 
+        waited = [0.0]  # time spent waiting for the coordinator's decision: orchestration, not training
+
         def on_epoch(m, trial=trial) -> None:
+            start = time.perf_counter()
             out.put(("epoch", index, trial, m.to_dict()))
-            if control.get() == PRUNE:
+            decision = control.get()
+            waited[0] += time.perf_counter() - start
+            if decision == PRUNE:
                 raise Pruned(f"pruned after epoch {m.epoch} (val acc {m.val_acc:.2f}%)")
 
         try:
+            start = time.perf_counter()
             result = train(Arch.from_dict(arch_dict), data, Recipe.from_dict(recipe_dict), device=device,
                            on_epoch=on_epoch, out=ckpt_dir)
             record = result.to_dict()
+            record["worker_seconds"] = time.perf_counter() - start - waited[0]  # the rest is orchestration
             out.put(("done", index, trial, record))
         except Exception as e:  # a candidate must not take the worker down with it
             tail = traceback.format_exc(limit=-3).strip().splitlines()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from formats import use_checksums, write_cifar, write_imagefolder, write_mnist
+
 from nas_res import ResnasError
 from nas_res.batches import DeviceBatches, FileBatches, augment, batches
 from nas_res.data import Split, carve, load_data

@@ -52,7 +52,11 @@ def test_a_tiny_search_trains_counts_and_respects_the_budget(searched):
     trials = _trials(tmp, "first")
     counted = [t for t in trials if t.user_attrs.get(COUNTED)]
     over = [t for t in trials if t.user_attrs.get("status") == "over_budget"]
-    assert len(counted) == 4 and len(trials) == 4 + len(over)  # over-budget ones never count
+    repeats = [t for t in trials if t.user_attrs.get("status") == "repeat"]
+    assert len(counted) == 4 and len(trials) == 4 + len(over) + len(repeats)  # neither kind counts
+    for t in repeats:  # told the result of the trial it repeats, so the sampler learns, but not trained again
+        first = next(u for u in trials if u.number == t.user_attrs["repeat_of"])
+        assert t.values == first.values and t.user_attrs["arch_key"] == first.user_attrs["arch_key"]
     for t in over:
         assert t.state == optuna.trial.TrialState.PRUNED and t.user_attrs["flops"] > 20e6
         assert t.constraints["budget"] > 0 and not t.intermediate_values  # never built, never trained
@@ -102,6 +106,7 @@ depth: {{per_stage: {[s.depth for s in arch.stages]}}}
 width: {arch.stages[0].width}
 shortcut: {arch.shortcut}
 unit_order: post
+zero_init_last_bn: {str(arch.zero_init_last_bn).lower()}
 """)
     _, _, state = _search(tmp, study="second", space=str(one), budget=None, trials=1)
     assert state.counts["reused"] == 1 and state.counts["done"] == 0
@@ -147,6 +152,19 @@ def test_reports_and_their_cli(runner, searched, tmp_path):
     assert load_arch(files[0]).key == record["provenance"]["arch_key"]
     r = runner.invoke(app, ["evaluate", str(out / (files[0].stem + ".pt")), "--device", "cpu", "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["images"] == 359  # exported weights evaluate on test
+    r = runner.invoke(app, ["export", "first", "--storage", storage, "--test", "--top", "1", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    best = leaderboard(Store(storage), "first")[0]
+    assert best["test_acc"] is not None and yaml_test_acc(out, best["trial"]) == best["test_acc"]
+    weights = next(out.glob(f"*trial{best['trial']:04d}.pt"))  # the best model is on the Pareto front
+    r = runner.invoke(app, ["evaluate", str(weights), "--device", "cpu", "--json"])
+    assert json.loads(r.stdout)["top1"] == pytest.approx(best["test_acc"])
+
+
+def yaml_test_acc(folder: Path, trial: int):
+    import yaml
+
+    return yaml.safe_load(next(folder.glob(f"*trial{trial:04d}.yaml")).read_text())["metrics"]["test_acc"]
 
 
 def test_a_failing_trial_does_not_stop_the_study(tmp_path):
@@ -223,3 +241,50 @@ def test_ctrl_c_stops_cleanly_and_the_study_resumes(tmp_path):
     assert stopped and all(t.state == optuna.trial.TrialState.FAIL for t in stopped)
     config, existed = plan({"study": "cc", "storage": storage})
     assert existed and config.trials == 3 and config.recipe.epochs == 30
+
+
+def test_compare_plot_and_onnx(runner, searched, tmp_path):
+    import onnx
+    import torch
+    from onnx.reference import ReferenceEvaluator
+
+    from nas_res import build
+    from nas_res.checkpoint import load
+    from nas_res.plots import edf
+    from nas_res.report import compare
+
+    tmp, config, _, _ = searched
+    storage = config.storage
+    assert edf([3.0, 1.0, 2.0]) == ([1.0, 2.0, 3.0], [1 / 3, 2 / 3, 1.0])
+    rows = leaderboard(Store(storage), "first")
+    stats = compare({"a": rows, "b": rows[:1]})
+    assert stats[0]["best"] == rows[0]["val_acc"] and stats[0]["models"] == len(rows)
+    assert stats[1]["matched_flops"] == [rows[0]["flops"], rows[0]["flops"]]  # the range both cover
+    assert stats[0]["matched_models"] == sum(r["flops"] == rows[0]["flops"] for r in rows)
+    png, page = tmp_path / "cmp.png", tmp_path / "cmp.html"
+    r = runner.invoke(app, ["compare", "first", "first", "--storage", storage, "--plot", str(png), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["plot"] == str(png) and png.read_bytes()[:4] == b"\x89PNG"
+    r = runner.invoke(app, ["compare", "first", "first", "--storage", storage, "--plot", str(page)])
+    text = page.read_text()
+    assert r.exit_code == 0 and "data:image/png;base64," in text and "<table class='sortable'>" in text
+    r = runner.invoke(app, ["compare", "first", "--storage", storage, "--storage", storage, "--storage", storage])
+    assert r.exit_code == 2 and "one per study" in r.stderr
+    for kind in ("history", "edf", "pareto", "parallel"):
+        f = tmp_path / f"{kind}.png"
+        r = runner.invoke(app, ["plot", "first", str(f), "--kind", kind, "--storage", storage])
+        assert r.exit_code == 0 and f.stat().st_size > 10_000, (kind, r.output)
+    r = runner.invoke(app, ["plot", "first", str(tmp_path / "x.png"), "--kind", "violin", "--storage", storage])
+    assert r.exit_code == 2 and "history, pareto" in r.stderr
+
+    r = runner.invoke(app, ["export", "first", "--storage", storage, "--onnx", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    model_file = next((tmp_path / "o").glob("*.onnx"))
+    graph = onnx.load(model_file)
+    onnx.checker.check_model(graph)
+    arch = load_arch(model_file.with_suffix(".yaml"))
+    net = build(arch).eval()
+    net.load_state_dict(load(rows[0]["checkpoint"])["model"])  # the trained weights went into the ONNX file
+    x = torch.randn(3, 1, 8, 8)  # batch and image size are dynamic
+    got = ReferenceEvaluator(graph).run(None, {"images": x.numpy()})[0]
+    assert abs(got - net(x).detach().numpy()).max() < 1e-4
