@@ -26,7 +26,8 @@ from .cost import cost
 from .data import load_data
 from .errors import ResnasError
 from .search import SearchConfig, directions, make_pruner, make_sampler
-from .store import Store
+from .store import Store, tune_sqlite
+from .train import resolve_device
 from .worker import CONTINUE, PRUNE, Handle, context
 
 COUNTED = "resnas:counted"  # user attribute of trials that count toward --trials (not over-budget ones)
@@ -77,10 +78,13 @@ class Coordinator:
 
         self.config = config
         self.on_update = on_update or (lambda state: None)
+        for g in config.gpus:
+            resolve_device(f"cuda:{g}")  # a GPU this machine lacks is an error now, not a failure per trial
         self.store = Store(config.storage)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         self.storage = optuna.storages.RDBStorage(self.store.url, engine_kwargs={"pool_pre_ping": True})
+        tune_sqlite(self.storage.engine)
         if self.store.study_config(config.study) is None:
             self.store.add_study(config.study, config.pinned())
         self.store.set_study_trials(config.study, config.trials)
@@ -99,7 +103,6 @@ class Coordinator:
         self.checkpoints = Path(config.checkpoints) if config.checkpoints else self._default_checkpoints()
         self.state = SearchState(config.study, config.trials)
         self.handles: list[Handle] = []
-        self.started: dict[int, float] = {}
 
     def _default_checkpoints(self) -> Path:
         url = make_url(self.store.url)
@@ -146,10 +149,12 @@ class Coordinator:
                 and not self.state.stopped_by)
 
     def _fail_stale_trials(self) -> None:
-        """Trials left RUNNING by a coordinator that was killed: this coordinator owns the study now."""
+        """Trials left RUNNING by a coordinator that was killed: this coordinator owns the study now.
+        (Several coordinators on one study, over PostgreSQL, need Optuna's heartbeat instead.)"""
         import optuna
 
         for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            self.storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
             self.storage.set_trial_user_attr(t._trial_id, "reason", "its coordinator stopped before it finished")
             self.storage.set_trial_user_attr(t._trial_id, COUNTED, False)
             self.storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
@@ -301,9 +306,6 @@ class Coordinator:
             trial.set_user_attr(COUNTED, False)
         if reason:
             trial.set_user_attr("reason", reason[:500])
-        if best is not None:
-            trial.set_user_attr("best_val_acc", best)
-        trial.set_user_attr("epochs", len(record.get("history", [])))
         self.study.tell(trial, values, state=state if values is None else None)
         ckpt = self.checkpoints / f"trial-{trial.number:05d}" / "checkpoint.pt"
         self.store.add_run(study=self.config.study, trial=trial.number, arch_key=arch.key, recipe_key=self.recipe_key,

@@ -176,8 +176,8 @@ def plan(options: dict, *, file: str | Path | None = None) -> tuple[SearchConfig
             src = f"{key}_input" if key in ("budget", "max_params") else key
             if key not in given and stored.get(src) not in (None, ""):
                 given[key] = stored[src]
-        if "recipe" not in given and "epochs" not in given:
-            given["recipe"] = stored["recipe"]
+        if "recipe" not in given:
+            given["recipe"] = stored["recipe"]  # --epochs alone then changes only the epochs (and is refused)
         if "trials" not in given:
             given["trials"] = stored["trials"]
     budget_input, max_params_input = str(given.get("budget") or ""), str(given.get("max_params") or "")

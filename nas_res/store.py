@@ -62,6 +62,23 @@ runs = sa.Table(
     sa.Column("created", sa.Float, nullable=False))
 
 
+def tune_sqlite(engine: sa.engine.Engine) -> None:
+    """WAL journal and `synchronous=NORMAL` for a SQLite engine: a commit no longer waits for the disk
+    (a crash can lose the last commits, never corrupt the file), which keeps the coordinator's per-trial
+    bookkeeping to a few milliseconds. Other databases are left alone."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return
+
+    def pragmas(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    sa.event.listen(engine, "connect", pragmas)
+    engine.dispose()  # pooled connections made before the listener reconnect with it
+
+
 def safe_url(url: str) -> str:
     """The storage URL with any password masked, for messages and tables."""
     try:
@@ -93,6 +110,7 @@ class Store:
         self.version = __version__
         try:
             self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+            tune_sqlite(self.engine)
             meta.create_all(self.engine)
             with self.engine.begin() as c:
                 found = c.execute(sa.select(schema.c.version)).scalars().all()
