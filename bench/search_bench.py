@@ -9,7 +9,7 @@
    (no pruning, so only the sampler differs).
 Every search has its own SQLite file, so no result is reused across them.
 
-    python bench/search_bench.py [--trials 16] [--epochs 6] [--seeds 3] [--overhead-trials 40]
+    python bench/search_bench.py [--trials 16] [--epochs 3] [--val-size 0.3] [--seeds 3] [--only overhead|searches]
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def overhead(tmp: Path, trials: int) -> dict:
 
 
 def searches(tmp: Path, args) -> dict:
-    common = dict(space=args.space, dataset="digits", trials=args.trials, epochs=args.epochs)
+    common = dict(space=args.space, dataset="digits", trials=args.trials, epochs=args.epochs, val_size=args.val_size)
     results: dict = {"tpe+hyperband": [], "tpe+none": [], "random+none": []}
     for seed in range(args.seeds):
         for label in results:
@@ -78,14 +78,16 @@ def searches(tmp: Path, args) -> dict:
     for label, s in summary.items():
         print(f"{label:>14}: mean best val acc {s['mean_best_val_acc']:.2f}% {s['best_val_acc']}, "
               f"mean trained epochs {s['mean_trained_epochs']:.1f} {s['trained_epochs']}")
-    return {"space": Path(args.space).name, "dataset": "digits", "trials": args.trials, "epochs": args.epochs,
+    return {"space": Path(args.space).name, "dataset": "digits", "val_size": args.val_size, "trials": args.trials,
+            "epochs": args.epochs,
             "seeds": args.seeds, "searches": summary}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trials", type=int, default=16)
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=3, help="short enough that not every net saturates digits")
+    p.add_argument("--val-size", type=float, default=0.3, help="a larger validation split than the default 10%%")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--overhead-trials", type=int, default=40)
     p.add_argument("--space", default=str(Path(__file__).resolve().parent / "small-space.yaml"))
@@ -98,7 +100,7 @@ def main() -> None:
             figures["overhead"] = overhead(tmp, args.overhead_trials)
         if args.only != "overhead":
             figures.update(searches(tmp, args))
-    name = "search" + (f"-{args.only}" if args.only else "")
+    name = {"overhead": "search-overhead", "searches": f"search-{args.trials}trials"}.get(args.only, "search")
     print("machine:", describe())
     print("written:", write(name, figures, "python bench/search_bench.py " + " ".join(sys.argv[1:])))
 

@@ -51,15 +51,15 @@ def search_cmd(
     from nas_res.coordinator import Coordinator
     from nas_res.search import plan
 
+    try:
+        gpu_list = [int(g) for g in gpus.split(",") if g.strip()] if gpus else None
+    except ValueError:
+        raise ResnasError(f"must be comma-separated GPU indices, e.g. 0,1; got {gpus!r}", field="--gpus") from None
     options = dict(space=space, budget=budget, max_params=max_params, dataset=dataset, data_dir=data_dir,
                    trials=trials, timeout=timeout, trial_timeout=trial_timeout, epochs=epochs, recipe=recipe,
                    sampler=sampler, objective=objective, pruner=pruner, study=study, storage=storage,
-                   workers=workers, seed=seed,
-                   gpus=[int(g) for g in gpus.split(",") if g.strip()] if gpus else None)
-    try:
-        config, existed = plan(options, file=study_file)
-    except ValueError:
-        raise ResnasError(f"--gpus must be comma-separated GPU indices, e.g. 0,1; got {gpus!r}") from None
+                   workers=workers, seed=seed, gpus=gpu_list)
+    config, existed = plan(options, file=study_file)
     err.print(f"{'resuming' if existed else 'new'} study [bold]{config.study}[/] in "
               f"{safe_url(config.storage or DEFAULT_STORAGE)}: space {config.space.name}, "
               f"{config.budget.describe()}, {config.dataset}, {config.trials} trials of {config.recipe.epochs} "

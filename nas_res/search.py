@@ -153,9 +153,19 @@ def _choice(value: str, allowed: tuple, what: str) -> str:
     return value
 
 
+def _int(given: dict, key: str, default: int, low: int = 0) -> int:
+    value = given.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if not (isinstance(value, str) and value.strip().isdigit() and int(value) >= low):
+            raise ResnasError(f"must be an integer >= {low}; got {value!r}", field=key)
+        value = int(value)
+    return value
+
+
 def plan(options: dict, *, file: str | Path | None = None) -> tuple[SearchConfig, bool]:
-    """The search to run: defaults < study file < `options` (None = not given) < nothing else;
-    for an existing study, what was not given comes from the stored study, and a conflict is an error.
+    """The search to run. A study file's values override the defaults and `options` (None: not given)
+    override both; for an existing study, what was given by neither comes from the stored study, and
+    asking it to change is an error.
 
     Returns the config and whether the study already existed."""
     given = read_study_file(file) if file else {}
@@ -184,21 +194,21 @@ def plan(options: dict, *, file: str | Path | None = None) -> tuple[SearchConfig
     budget = Budget.parse(budget_input or None, max_params_input or None)
     space.check_budget(budget)
     recipe = _recipe(given.get("recipe"), given.get("epochs"), where)
-    workers = int(given.get("workers") or 1)
-    gpus = tuple(int(g) for g in given.get("gpus") or ())
-    trials = int(given.get("trials", 20))
-    if trials < 1 or workers < 1:
-        raise ResnasError(f"--trials and --workers must be positive; got {trials} and {workers}")
+    workers, trials = _int(given, "workers", 1, low=1), _int(given, "trials", 20, low=1)
+    gpus = given.get("gpus") or ()
+    if isinstance(gpus, (int, str)):
+        gpus = [gpus]
+    gpus = tuple(_int({"gpus": g}, "gpus", 0) for g in gpus)
     config = SearchConfig(
         study=name, space=space, budget=budget, budget_input=budget_input, max_params_input=max_params_input,
         dataset=str(given.get("dataset", "digits")), data_dir=given.get("data_dir"),
-        val_size=given.get("val_size", 0.1), split_seed=int(given.get("split_seed", 0)), trials=trials,
+        val_size=given.get("val_size", 0.1), split_seed=_int(given, "split_seed", 0), trials=trials,
         timeout=parse_seconds(given.get("timeout"), "--timeout"),
         trial_timeout=parse_seconds(given.get("trial_timeout"), "--trial-timeout"), recipe=recipe,
         sampler=_choice(given.get("sampler", "tpe"), SAMPLERS, "--sampler"),
         objective=_choice(given.get("objective", "accuracy"), OBJECTIVES, "--objective"),
         pruner=_choice(given.get("pruner", "hyperband"), PRUNERS, "--pruner"),
-        storage=given.get("storage"), workers=len(gpus) or workers, gpus=gpus, seed=int(given.get("seed", 0)),
+        storage=given.get("storage"), workers=len(gpus) or workers, gpus=gpus, seed=_int(given, "seed", 0),
         checkpoints=given.get("checkpoints"))
     if stored:
         check_same(stored, config.pinned(), name)

@@ -198,7 +198,8 @@ def test_storage_and_option_mistakes(tmp_path):
     with pytest.raises(ResnasError, match="newer resnas.*schema 99"):
         Store(url)
     for bad, match in (({"sampler": "cmaes"}, "tpe, random"), ({"objective": "speed"}, "accuracy"),
-                       ({"timeout": "soon"}, "duration"), ({"budget": "1KFLOPs"}, "no candidate")):
+                       ({"timeout": "soon"}, "duration"), ({"budget": "1KFLOPs"}, "no candidate"),
+                       ({"trials": "many"}, "trials: must be an integer >= 1"), ({"gpus": ["x"]}, "gpus")):
         with pytest.raises(ResnasError, match=match):
             plan({"space": SPACE, "storage": f"sqlite:///{tmp_path / 'o.sqlite'}", **bad})
     f = tmp_path / "s.yaml"
