@@ -258,6 +258,7 @@ class Coordinator:
         h = self.handles[index]
         if kind == "ready":
             h.info["ready"] = True
+            h.failed_starts = 0
         elif kind == "fatal":
             raise ResnasError(f"worker {index} could not load the data: {payload}")
         elif h.trial is None or trial_number != h.trial.number:
@@ -348,5 +349,11 @@ class Coordinator:
                           f"worker process died (exit code {code}; killed by the OS for memory?)")
                 self._finish(h, optuna.trial.TrialState.FAIL, status="timeout" if timed_out else "crashed",
                              reason=reason)
+            if not h.info.get("ready") and h.trial is None:
+                h.failed_starts += 1  # died before it could load the data: it will not do better next time
+                if h.failed_starts >= 3:
+                    raise ResnasError(f"worker process {h.index} exited (code {code}) three times before it was "
+                                      "ready; see its error above. (A script fed on standard input cannot start "
+                                      "worker processes: run it from a file.)")
             h.info = {}
             h.start()

@@ -36,6 +36,7 @@ class Handle:
     jobs: Any = None
     control: Any = None
     trial: Any = None          # the Optuna trial it is training, or None
+    failed_starts: int = 0     # deaths in a row before reporting ready
     info: dict = field(default_factory=dict)  # what the live view shows: arch summary, epoch, started
 
     def start(self) -> None:
