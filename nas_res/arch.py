@@ -261,15 +261,9 @@ class Arch:
 
 def load_arch(path: str | Path) -> Arch:
     """Read an arch file (YAML or JSON). An exported file may wrap the arch under an `arch:` key."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ResnasError(f"cannot read arch file ({err.strerror})", where=str(path)) from None
-    try:
-        data = yaml.safe_load(text)  # JSON is YAML too
-    except yaml.YAMLError as err:
-        raise ResnasError(f"not valid YAML/JSON: {str(err).splitlines()[0]}", where=str(path)) from None
+    from .yamlfile import read_yaml
+
+    data = read_yaml(path, "arch file")
     if isinstance(data, dict) and "arch" in data and "stages" not in data:
         data = data["arch"]
     return Arch.from_dict(data, where=str(path))

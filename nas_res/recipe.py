@@ -87,15 +87,9 @@ class Recipe:
 
 def load_recipe(path: str | Path) -> Recipe:
     """A recipe from YAML/JSON (a mapping of `Recipe` fields, or `{recipe: {...}}` as in metrics.json)."""
-    import yaml
+    from .yamlfile import read_yaml
 
-    path = Path(path)
-    try:
-        d = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ResnasError(f"cannot read: {e.strerror}", where=str(path)) from None
-    except yaml.YAMLError as e:
-        raise ResnasError(f"not valid YAML/JSON ({str(e).splitlines()[0]})", where=str(path)) from None
+    d = read_yaml(path, "recipe file")
     if isinstance(d, dict) and isinstance(d.get("recipe"), dict):
         d = d["recipe"]
     if not isinstance(d, dict):

@@ -22,6 +22,7 @@ from .recipe import PRESETS, Recipe, load_recipe
 from .space import DesignSpace, load_space
 from .spec import Dim, Spec
 from .store import Store
+from .yamlfile import read_yaml
 
 SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid")
 OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params")
@@ -110,15 +111,8 @@ def parse_seconds(text: Any, what: str) -> float | None:
 
 def read_study_file(path: str | Path) -> dict:
     """A study recipe (studies/NAME.yaml): the same names as the command's options."""
-    import yaml
-
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ResnasError(f"cannot read: {e.strerror}", where=str(path)) from None
-    except yaml.YAMLError as e:
-        raise ResnasError(f"not valid YAML ({str(e).splitlines()[0]})", where=str(path)) from None
+    raw = read_yaml(path, "study file")
     if not isinstance(raw, dict):
         raise ResnasError("must be a mapping of search options (space, budget, dataset, trials, ...)",
                           where=str(path))

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .arch import BLOCKS, MODULATIONS, SHORTCUTS, STEM_ALIASES, STEMS, STRIDE_ON, UNIT_ORDERS
 from .errors import ResnasError
+from .yamlfile import read_yaml
 
 TOP_KEYS = {
     "name": "a short name", "description": "free text", "resolution": "reference input side (int)",
@@ -159,19 +158,7 @@ class Spec:
 
 
 def read_template(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ResnasError(f"cannot read template ({err.strerror or err})", where=str(path)) from None
-    except UnicodeDecodeError as err:
-        raise ResnasError(f"not a text file: byte {err.start} is not UTF-8; a template is YAML text",
-                          where=str(path)) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ResnasError(f"not valid YAML: {' '.join(str(err).split())}", where=str(path)) from None
-    except RecursionError:
-        raise ResnasError("not a usable template: YAML nested too deeply", where=str(path)) from None
+    return read_yaml(path, "template")
 
 
 def parse_spec(data: Any, where: str) -> Spec:

@@ -219,3 +219,6 @@ def test_recipe_validation_and_files(tmp_path):
     f.write_text("!!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(ResnasError, match="r.yaml"):
         load_recipe(f)
+    f.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ResnasError, match="r.yaml.*not a text file"):
+        load_recipe(f)
