@@ -205,38 +205,40 @@ def train(arch: Arch, data: Data, recipe: Recipe = Recipe(), *, device: str | to
     ckpt_path = Path(out) / "checkpoint.pt" if out is not None else None
     state = _resume_state(ckpt_path, arch, recipe, data) if resume else None
 
-    torch.manual_seed(recipe.seed)
-    model = build(arch).to(dev)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, recipe)
-    train_src = batches(data, "train", batch_size=recipe.batch_size, device=dev, train=True, seed=recipe.seed,
-                        channels_last=channels_last)
-    val_src = batches(data, "val", batch_size=max(recipe.batch_size, 256), device=dev, train=False,
-                      channels_last=channels_last)
-    steps = len(train_src)
-    batch_every = batch_every or max(1, steps // 50)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(recipe, steps))
-    history: list[EpochMetrics] = []
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if dev.type == "cuda" and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], dev)
-        train_src.load_state(state["rng"]["batches"].to(train_src.state().device))
-        history = [EpochMetrics(**{k: (math.nan if v is None else v) for k, v in m.items()})
-                   for m in state["history"]]
-    net = torch.compile(model) if recipe.compile else model
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     c = cost(arch)
-    result = Result("ok", "", history, recipe, arch, data.describe(), str(dev),
+    result = Result("ok", "", [], recipe, arch, data.describe(), str(dev),
                     {"flops": c.flops, "params": c.params, "resolution": arch.resolution,
                      "flops_at_data": cost(arch, data.size).flops, "data_resolution": data.size})
-    train_images, best_loss, stale = 0, min((m.val_loss for m in history), default=math.inf), 0
-    oom = None
-    try:
+    train_images, model, oom = 0, None, None
+    try:  # from the build on: a model too large for the GPU is a status, not an exception
+        torch.manual_seed(recipe.seed)
+        model = build(arch).to(dev)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, recipe)
+        train_src = batches(data, "train", batch_size=recipe.batch_size, device=dev, train=True, seed=recipe.seed,
+                            channels_last=channels_last)
+        val_src = batches(data, "val", batch_size=max(recipe.batch_size, 256), device=dev, train=False,
+                          channels_last=channels_last)
+        steps = len(train_src)
+        batch_every = batch_every or max(1, steps // 50)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(recipe, steps))
+        history = result.history
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"]["torch"])
+            if dev.type == "cuda" and "cuda" in state["rng"]:
+                torch.cuda.set_rng_state(state["rng"]["cuda"], dev)
+            train_src.load_state(state["rng"]["batches"].to(train_src.state().device))
+            history += [EpochMetrics(**{k: (math.nan if v is None else v) for k, v in m.items()})
+                        for m in state["history"]]
+        net = torch.compile(model) if recipe.compile else model
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+        losses = [m.val_loss for m in history]
+        best_loss = min(losses, default=math.inf)
+        stale = len(losses) - 1 - losses.index(best_loss) if losses else 0  # a resumed run keeps its patience
         for epoch in range(len(history) + 1, recipe.epochs + 1):
             model.train()
             start = time.perf_counter()

@@ -75,6 +75,13 @@ def test_out_of_memory_is_a_status_with_the_reason(digits, monkeypatch):
     r = train(NET, digits, FAST, device="cpu")
     assert r.status == "out_of_memory" and "80.00 GiB" in r.reason and r.model is None
 
+    def too_big(arch):  # already building the model does not fit
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
+
+    monkeypatch.setattr(train_module, "build", too_big)
+    r = train(NET, digits, FAST, device="cpu")
+    assert r.status == "out_of_memory" and "3.00 GiB" in r.reason and r.history == []
+
 
 def test_pruned_by_the_epoch_callback(digits):
     seen = []
