@@ -182,7 +182,8 @@ def _torchvision(name: str, root: Path, download: bool, test: bool):
     except Exception as e:  # missing files, failed download, checksum mismatch, unreadable pickle
         where = root / folder
         present = [f for f in files if (where / f).exists()]
-        state = (f"found only {', '.join(present)}" if present else "none of them is there") + \
+        state = ("all are there but unreadable" if len(present) == len(files) else
+                 f"found only {', '.join(present)}" if present else "none of them is there") + \
                 (f" ({type(e).__name__}: {e})" if present else "")
         raise ResnasError(f"{name} is not available offline and could not be downloaded: expected "
                           f"{', '.join(files)} in {where}/ — {archive}; {state}. "
@@ -203,7 +204,7 @@ def _quiet_network(timeout: float = 20.0):
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()):  # stdout may carry --json; tqdm's progress stays on stderr
             yield
     finally:
         socket.setdefaulttimeout(old)

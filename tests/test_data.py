@@ -71,7 +71,7 @@ def test_corrupt_cifar_is_one_clear_error(tmp_path):
     with pytest.raises(ResnasError) as e:
         load_data("cifar10", data_dir=tmp_path, download=False)
     msg = str(e.value)
-    assert "cifar-10-batches-py" in msg and "found only" in msg and "data_batch_1" in msg
+    assert "cifar-10-batches-py" in msg and "all are there but unreadable" in msg and "data_batch_1" in msg
 
 
 @pytest.mark.parametrize("name,folder,spec", [("MNIST", "MNIST", "mnist"),
