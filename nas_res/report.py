@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import statistics
 from pathlib import Path
@@ -178,7 +179,7 @@ def export(store: Store, study: str, out_dir: str | Path, *, top: int = 1, front
                                  "split_seed": config["split_seed"], "recipe": run["recipe"],
                                  "reused_from": run["reused_from"], "resnas": run["version"],
                                  "arch_key": row["arch_key"]}}
-        stem = out_dir / f"{study}-trial{row['trial']:04d}"
+        stem = out_dir / f"{re.sub(r'[^A-Za-z0-9._+-]', '_', study).lstrip('.')}-trial{row['trial']:04d}"
         path = stem.with_suffix(f".{fmt}")
         text = (yaml.safe_dump(record, sort_keys=False) if fmt == "yaml" else json.dumps(record, indent=2) + "\n")
         path.write_text(text)

@@ -27,6 +27,7 @@ from .yamlfile import read_yaml
 SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid")
 OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params")
 PRUNERS = ("hyperband", "median", "none")
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 PINNED = ("space", "budget", "max_params", "dataset", "val_size", "split_seed", "recipe", "objective")
 FIELDS = ("study", "space", "budget", "max_params", "dataset", "data_dir", "val_size", "split_seed", "trials",
           "timeout", "trial_timeout", "recipe", "epochs", "sampler", "objective", "pruner", "storage", "workers",
@@ -168,7 +169,10 @@ def plan(options: dict, *, file: str | Path | None = None) -> tuple[SearchConfig
     if unknown:
         raise ResnasError(f"unknown search option(s) {', '.join(unknown)}")
     store = Store(given.get("storage"))
-    name = given.get("study") or default_study_name(given)
+    name = str(given.get("study") or default_study_name(given))
+    if not STUDY_NAME.fullmatch(name):  # it names folders and files too: no separators, no "..", no spaces
+        raise ResnasError(f"must be 1-100 letters, digits, '.', '_', '+' or '-', starting with a letter or digit; "
+                          f"got {name!r}", field="--study")
     stored = store.study_config(name)
     store.dispose()
     where = f"study {name!r}"

@@ -199,7 +199,8 @@ def test_storage_and_option_mistakes(tmp_path):
         Store(url)
     for bad, match in (({"sampler": "cmaes"}, "tpe, random"), ({"objective": "speed"}, "accuracy"),
                        ({"timeout": "soon"}, "duration"), ({"budget": "1KFLOPs"}, "no candidate"),
-                       ({"trials": "many"}, "trials: must be an integer >= 1"), ({"gpus": ["x"]}, "gpus")):
+                       ({"trials": "many"}, "trials: must be an integer >= 1"), ({"gpus": ["x"]}, "gpus"),
+                       ({"study": "../../outside"}, "--study: must be"), ({"study": "a b"}, "--study")):
         with pytest.raises(ResnasError, match=match):
             plan({"space": SPACE, "storage": f"sqlite:///{tmp_path / 'o.sqlite'}", **bad})
     f = tmp_path / "s.yaml"
