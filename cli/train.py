@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nas_res import Arch, ResnasError, build, checkpoint, zoo
+from nas_res import Arch, ResnasError, checkpoint, zoo
 from nas_res.cost import human
 from nas_res.data import DATASETS, load_data
 from nas_res.recipe import Recipe, load_recipe
@@ -187,18 +187,12 @@ def evaluate_cmd(
     """Evaluate a trained checkpoint: top-1 (and top-5 above 10 classes) and loss on the test split."""
     if split not in ("test", "val"):
         raise ResnasError(f"must be test or val; got {split!r}", field="--split")
-    state = checkpoint.load(ckpt)
-    arch = Arch.from_dict(state["arch"], where=str(ckpt))
+    model, state = checkpoint.trained_model(ckpt)
+    arch = model.arch
     trained = state["data"]
     data = load_data(dataset or trained["spec"], data_dir=data_dir, test=split == "test", download=download,
                      val_size=trained["val"], split_seed=trained["split_seed"], image_size=trained["size"])
     check_fit(arch, data)
-    model = build(arch)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise ResnasError(f"{ckpt}: weights do not match the arch it records ({str(e).splitlines()[0]})",
-                          field="checkpoint") from None
     result = evaluate(model, data, split, device=device, batch_size=batch_size,
                       recipe=Recipe.from_dict(state["recipe"], where=str(ckpt)))
     record = {"checkpoint": str(ckpt), "arch_key": arch.key, "summary": arch.summary(), "dataset": data.spec,

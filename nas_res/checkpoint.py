@@ -61,3 +61,19 @@ def load(path: str | Path) -> dict:
     if missing:
         raise ResnasError(f"{path}: damaged resnas checkpoint, missing {', '.join(missing)}", field="checkpoint")
     return state
+
+
+def trained_model(path: str | Path):
+    """The network a checkpoint holds, with its weights, and the checkpoint itself: `(model, state)`."""
+    from .arch import Arch
+    from .model import build
+
+    state = load(path)
+    model = build(Arch.from_dict(state["arch"], where=str(path)))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise ResnasError(f"{path}: weights do not match the arch it records ({str(e).splitlines()[0]})",
+                          field="checkpoint") from None
+    return model, state
+

@@ -36,26 +36,33 @@ def studies(store: Store) -> list[dict]:
 
 def leaderboard(store: Store, study: str, top: int | None = None, include_all: bool = False) -> list[dict]:
     """Runs ranked by best validation accuracy (ties: fewer FLOPs first); unranked runs after, if asked."""
+    return rank(study_runs(store, study), top, include_all)
+
+
+def study_runs(store: Store, study: str) -> list[dict]:
+    """A study's runs; a study the storage does not hold is an error that lists the ones it does."""
     if store.study_config(study) is None:
         known = store.study_names()
         raise ResnasError(f"no study {study!r} in {safe_url(store.url)}; studies there: "
                           f"{', '.join(known) or 'none yet (run resnas search)'}", field="study")
-    rows = store.runs(study)
-    ranked = sorted((r for r in rows if r["status"] in RANKED and r["best_val_acc"] is not None),
+    return store.runs(study)
+
+
+def rank(runs: list[dict], top: int | None = None, include_all: bool = False) -> list[dict]:
+    ranked = sorted((r for r in runs if r["status"] in RANKED and r["best_val_acc"] is not None),
                     key=lambda r: (-r["best_val_acc"], r["flops"], r["trial"]))
-    rest = [r for r in rows if r not in ranked] if include_all else []
-    out = []
-    for i, r in enumerate(ranked[:top] if top else ranked, 1):
-        out.append(_row(r, i))
-    out += [_row(r, None) for r in rest]
+    out = [_row(r, i) for i, r in enumerate(ranked[:top] if top else ranked, 1)]
+    if include_all:
+        shown = {r["id"] for r in ranked}
+        out += [_row(r, None) for r in runs if r["id"] not in shown]
     return out
 
 
-def _row(r: dict, rank: int | None) -> dict:
+def _row(r: dict, position: int | None) -> dict:
     arch = Arch.from_dict(r["arch"])
     stages = arch.stages
     cxd = (f"{stages[0].groups}x{stages[0].mid // stages[0].groups}d" if arch.block == "bottleneck" else "-")
-    return {"rank": rank, "trial": r["trial"], "val_acc": r["best_val_acc"], "test_acc": r["test_acc"],
+    return {"rank": position, "trial": r["trial"], "val_acc": r["best_val_acc"], "test_acc": r["test_acc"],
             "flops": r["flops"], "params": r["params"], "acts": r["acts"], "epochs": r["epochs"],
             "depth": arch.depth, "depths": "-".join(str(s.depth) for s in stages),
             "width": "-".join(str(s.width) for s in stages), "cxd": cxd, "block": arch.block,
@@ -103,13 +110,11 @@ def write_onnx(arch: Arch, checkpoint_path: str | None, path: Path) -> bool:
 
     import torch
 
-    from . import checkpoint
+    from .checkpoint import trained_model
     from .model import build
 
-    model = build(arch).eval()
     trained = bool(checkpoint_path) and Path(checkpoint_path).exists()
-    if trained:
-        model.load_state_dict(checkpoint.load(checkpoint_path)["model"])
+    model = (trained_model(checkpoint_path)[0] if trained else build(arch)).eval()
     x = torch.zeros(1, arch.in_channels, arch.resolution, arch.resolution)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -122,26 +127,22 @@ def write_onnx(arch: Arch, checkpoint_path: str | None, path: Path) -> bool:
     return trained
 
 
-def evaluate_runs(store: Store, study: str, rows: list[dict], *, data_dir: str | None = None,
-                  device: str = "auto") -> None:
+def evaluate_runs(store: Store, study: str, rows: list[dict], runs: dict[int, dict], *,
+                  data_dir: str | None = None, device: str = "auto") -> None:
     """The explicit final evaluation: each row's trained weights on the test split; stored with its run."""
-    from . import checkpoint
+    from .checkpoint import trained_model
     from .data import load_data
-    from .model import build
     from .train import evaluate
 
     config = store.study_config(study)
     data = load_data(config["dataset"], data_dir=data_dir, val_size=config["val_size"],
                      split_seed=config["split_seed"], test=True)
-    runs = {r["trial"]: r for r in store.runs(study)}
     for row in rows:
         run = runs[row["trial"]]
         if not run["checkpoint"] or not Path(run["checkpoint"]).exists():
             raise ResnasError(f"trial {row['trial']} of {study!r} has no checkpoint on this machine "
                               f"({run['checkpoint'] or 'none recorded'}) to evaluate", field="--test")
-        model = build(Arch.from_dict(run["arch"]))
-        model.load_state_dict(checkpoint.load(run["checkpoint"])["model"])
-        row["test_acc"] = evaluate(model, data, "test", device=device)["top1"]
+        row["test_acc"] = evaluate(trained_model(run["checkpoint"])[0], data, "test", device=device)["top1"]
         store.set_test_acc(run["id"], row["test_acc"])
 
 
@@ -155,14 +156,15 @@ def export(store: Store, study: str, out_dir: str | Path, *, top: int = 1, front
 
     if fmt not in ("yaml", "json"):
         raise ResnasError(f"must be yaml or json; got {fmt!r}", field="--format")
-    rows = leaderboard(store, study)
+    all_runs = study_runs(store, study)
+    rows = rank(all_runs)
     if not rows:
         raise ResnasError(f"study {study!r} has no finished trial to export yet", field="study")
     chosen = pareto(rows) if front else rows[:top]
+    runs = {r["trial"]: r for r in all_runs}
     if test:
-        evaluate_runs(store, study, chosen, data_dir=data_dir)
+        evaluate_runs(store, study, chosen, runs, data_dir=data_dir)
     config = store.study_config(study)
-    runs = {r["trial"]: r for r in store.runs(study)}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
