@@ -15,12 +15,14 @@ from nas_res.space import builtin_spaces
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, cost_record, emit_json, err, out, resolve_arch, user_errors
 from .reports import compare_cmd, export_cmd, leaderboard_cmd, plot_cmd, studies_cmd
 from .search import search_cmd
+from .study import study_app
 from .train import evaluate_cmd, train_cmd
 
 app = typer.Typer(help="Design-space exploration and architecture search for residual networks.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 space_app = typer.Typer(help="Inspect and sample design spaces.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
+app.add_typer(study_app, name="study")
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("search")(search_cmd)
