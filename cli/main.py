@@ -14,7 +14,7 @@ from nas_res.space import builtin_spaces
 
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, cost_record, emit_json, err, out, resolve_arch, user_errors
 from .reports import compare_cmd, export_cmd, leaderboard_cmd, plot_cmd, studies_cmd
-from .search import search_cmd
+from .search import search_cmd, worker_cmd
 from .study import study_app
 from .train import evaluate_cmd, train_cmd
 
@@ -26,6 +26,7 @@ app.add_typer(study_app, name="study")
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("search")(search_cmd)
+app.command("worker")(worker_cmd)
 app.command("studies")(studies_cmd)
 app.command("leaderboard")(leaderboard_cmd)
 app.command("compare")(compare_cmd)

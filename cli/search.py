@@ -1,4 +1,4 @@
-"""`resnas search`: options in, a live view while it runs, the leaderboard at the end."""
+"""`resnas search` and `resnas worker`: options in, a live view while it runs, the leaderboard at the end."""
 
 from __future__ import annotations
 
@@ -13,12 +13,17 @@ from rich.table import Table
 from rich.text import Text
 
 from nas_res import ResnasError
+from nas_res.coordinator import GRACE, HEARTBEAT
 from nas_res.cost import human
 from nas_res.report import leaderboard
 from nas_res.store import DEFAULT_STORAGE, Store, safe_url
 
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, STORAGE_HELP, emit_json, err, user_errors
 from .reports import print_leaderboard
+
+HEARTBEAT_HELP = "Seconds between the heartbeats that tell other hosts this host's trials are alive."
+GRACE_HELP = ("Seconds without a heartbeat after which a trial is failed (its host died) and tried again with the "
+              "same parameters.")
 
 
 @user_errors
@@ -44,28 +49,71 @@ def search_cmd(
     workers: Optional[int] = typer.Option(None, help="Trial worker processes on CPU (default 1)."),
     gpus: Optional[str] = typer.Option(None, help="GPU indices, one worker each: 0,1,2."),
     seed: Optional[int] = typer.Option(None, help="Sampler seed (default 0)."),
+    checkpoints: Optional[str] = typer.Option(None, help="Where trial checkpoints go (default: next to a SQLite "
+                                                         "database, else studies/checkpoints/STUDY)."),
+    heartbeat: int = typer.Option(HEARTBEAT, help=HEARTBEAT_HELP),
+    grace: int = typer.Option(GRACE, help=GRACE_HELP),
     top: int = typer.Option(10, help="Leaderboard rows printed at the end."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
-    """Search a design space under a budget: Optuna picks, workers train, the leaderboard ranks."""
-    from nas_res.coordinator import Coordinator
+    """Search a design space under a budget: Optuna picks, workers train, the leaderboard ranks.
+
+    With a server --storage (PostgreSQL, MySQL) other hosts can join the study with `resnas worker`."""
     from nas_res.search import plan
 
-    try:
-        gpu_list = [int(g) for g in gpus.split(",") if g.strip()] if gpus else None
-    except ValueError:
-        raise ResnasError(f"must be comma-separated GPU indices, e.g. 0,1; got {gpus!r}", field="--gpus") from None
     options = dict(space=space, budget=budget, max_params=max_params, dataset=dataset, data_dir=data_dir,
                    trials=trials, timeout=timeout, trial_timeout=trial_timeout, epochs=epochs, recipe=recipe,
                    sampler=sampler, objective=objective, pruner=pruner, study=study, storage=storage,
-                   workers=workers, seed=seed, gpus=gpu_list)
+                   workers=workers, seed=seed, gpus=_gpus(gpus), checkpoints=checkpoints)
     config, existed = plan(options, file=study_file)
-    err.print(f"{'resuming' if existed else 'new'} study [bold]{config.study}[/] in "
+    _run(config, existed, join=False, heartbeat=heartbeat, grace=grace, top=top, as_json=as_json)
+
+
+@user_errors
+def worker_cmd(
+    study: str = typer.Option(..., help="The study to join (made by resnas search)."),
+    storage: str = typer.Option(..., help="The study's database, e.g. postgresql://user@host/db."),
+    gpus: Optional[str] = typer.Option(None, "--gpu", "--gpus", help="GPU indices on this host, one worker "
+                                                                     "each: 0 or 0,1,2,3."),
+    workers: Optional[int] = typer.Option(None, help="Trial worker processes on CPU (default 1)."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where this host keeps the datasets."),
+    checkpoints: Optional[str] = typer.Option(None, help="Where this host writes checkpoints "
+                                                         "(default studies/checkpoints/STUDY)."),
+    timeout: Optional[str] = typer.Option(None, help="Start no trial after this long (2h, 30m, 90s)."),
+    heartbeat: int = typer.Option(HEARTBEAT, help=HEARTBEAT_HELP),
+    grace: int = typer.Option(GRACE, help=GRACE_HELP),
+    top: int = typer.Option(10, help="Leaderboard rows printed at the end."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Join a running study from this host: train its trials until the study's total is reached.
+
+    Everything that defines the study (space, budget, dataset, recipe, objective) comes from the
+    database; this host only says where its GPUs, data and checkpoints are."""
+    from nas_res.search import plan
+
+    given = dict(study=study, storage=storage, workers=workers, gpus=_gpus(gpus), data_dir=data_dir,
+                 checkpoints=checkpoints, timeout=timeout)
+    config, existed = plan(given, join=True)
+    _run(config, existed, join=True, heartbeat=heartbeat, grace=grace, top=top, as_json=as_json)
+
+
+def _gpus(text: Optional[str]) -> Optional[list[int]]:
+    try:
+        return [int(g) for g in text.split(",") if g.strip()] if text else None
+    except ValueError:
+        raise ResnasError(f"must be comma-separated GPU indices, e.g. 0,1; got {text!r}", field="--gpus") from None
+
+
+def _run(config, existed: bool, *, join: bool, heartbeat: int, grace: int, top: int, as_json: bool) -> None:
+    from nas_res.coordinator import Coordinator
+
+    verb = "joining" if join else ("resuming" if existed else "new")
+    err.print(f"{verb} study [bold]{config.study}[/] in "
               f"{safe_url(config.storage or DEFAULT_STORAGE)}: space {config.space.name}, "
               f"{config.budget.describe()}, {config.dataset}, {config.trials} trials of {config.recipe.epochs} "
               f"epochs, {config.sampler} sampler, {config.pruner if not config.multi_objective else 'no'} pruning, "
-              f"{config.workers} worker(s)", highlight=False)
-    coordinator = Coordinator(config)
+              f"{config.workers} worker(s) here", highlight=False)
+    coordinator = Coordinator(config, join=join, heartbeat=heartbeat, grace=grace)
     with Live(console=err, refresh_per_second=4, transient=False) as live:
         coordinator.on_update = lambda state: live.update(_live_view(state))
         state = coordinator.run()
@@ -73,7 +121,7 @@ def search_cmd(
     if as_json:
         emit_json({"study": config.study, "counts": state.counts, "counted": state.counted,
                    "interrupted": state.interrupted, "stopped_by": state.stopped_by, "best": state.best,
-                   "leaderboard": rows})
+                   "db_errors": state.db_errors, "leaderboard": rows})
     else:
         print_leaderboard(config.study, rows)
     if state.stopped_by and not as_json:
@@ -88,10 +136,12 @@ def _live_view(state) -> Group:
     elapsed = time.time() - state.started
     eta = state.eta()
     head = Text.from_markup(
-        f"[bold]{state.study}[/]  trials {state.counted}/{state.target}  done {c['done']}  running {state.running}  "
-        f"pruned {c['pruned']}  over budget {c['over_budget']}  failed {c['failed']}  reused {c['reused']}  "
-        f"repeats {c['repeats']}  "
-        f"elapsed {elapsed:,.0f} s" + (f"  ETA {eta:,.0f} s" if eta is not None else ""))
+        f"[bold]{state.study}[/]  trials {state.counted}/{state.target}  running {state.running_all} "
+        f"(here {state.running})  |  here: done {c['done']}  pruned {c['pruned']}  over budget {c['over_budget']}  "
+        f"failed {c['failed']}  reused {c['reused']}  repeats {c['repeats']}"
+        + (f"  lost {c['lost']}  retried {c['retried']}" if c["lost"] or c["retried"] else "")
+        + (f"  database retries {state.db_errors}" if state.db_errors else "")
+        + f"  elapsed {elapsed:,.0f} s" + (f"  ETA {eta:,.0f} s" if eta is not None else ""))
     parts = [head]
     if state.best:
         b = state.best

@@ -21,7 +21,7 @@ from .errors import ResnasError
 from .recipe import PRESETS, Recipe, load_recipe
 from .space import DesignSpace, load_space
 from .spec import Dim, Spec
-from .store import Store
+from .store import Store, safe_url
 from .yamlfile import read_yaml
 
 SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid")
@@ -157,10 +157,10 @@ def _int(given: dict, key: str, default: int, low: int = 0) -> int:
     return value
 
 
-def plan(options: dict, *, file: str | Path | None = None) -> tuple[SearchConfig, bool]:
+def plan(options: dict, *, file: str | Path | None = None, join: bool = False) -> tuple[SearchConfig, bool]:
     """The search to run. A study file's values override the defaults and `options` (None: not given)
     override both; for an existing study, what was given by neither comes from the stored study, and
-    asking it to change is an error.
+    asking it to change is an error. `join` (resnas worker): the study must exist already.
 
     Returns the config and whether the study already existed."""
     given = read_study_file(file) if file else {}
@@ -174,6 +174,11 @@ def plan(options: dict, *, file: str | Path | None = None) -> tuple[SearchConfig
         raise ResnasError(f"must be 1-100 letters, digits, '.', '_', '+' or '-', starting with a letter or digit; "
                           f"got {name!r}", field="--study")
     stored = store.study_config(name)
+    if join and stored is None:
+        known = store.study_names()
+        store.dispose()
+        raise ResnasError(f"no study {name!r} in {safe_url(store.url)} to join; studies there: "
+                          f"{', '.join(known) or 'none (create one with resnas search)'}", field="--study")
     store.dispose()
     where = f"study {name!r}"
     space = load_space(given["space"]) if "space" in given else (

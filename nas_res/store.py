@@ -21,6 +21,9 @@ from .errors import ResnasError
 SCHEMA_VERSION = 1
 DEFAULT_STORAGE = "sqlite:///studies/resnas.db"
 REUSABLE = ("ok", "stopped_early")
+# A run in one of these states holds no slot of the study's trial total: it was cut short from outside
+# (Ctrl-C or SIGTERM, its process killed, its host gone quiet) and its parameters are tried again.
+UNCOUNTED = ("interrupted", "crashed", "lost")
 
 meta = sa.MetaData()
 schema = sa.Table("resnas_schema", meta, sa.Column("version", sa.Integer, nullable=False))
@@ -95,8 +98,15 @@ def resolve_storage(url: str | None) -> str:
     except (ArgumentError, ValueError):
         raise ResnasError(f"{safe_url(url)} is not a storage URL; use e.g. sqlite:///studies/resnas.db or "
                           "postgresql://user@host/db", field="--storage") from None
+    if parsed.drivername in ("mysql", "mariadb"):  # PyMySQL (pure Python, a dependency) over mysqlclient
+        url = parsed.set(drivername=f"{parsed.drivername}+pymysql").render_as_string(hide_password=False)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(parsed.database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ResnasError(f"cannot create the folder {folder} for {safe_url(url)}: {e.strerror}",
+                              field="--storage") from None
     return url
 
 
@@ -160,13 +170,49 @@ class Store:
                                                 acts=cost.acts))
 
     def add_run(self, **values: Any) -> int:
+        with self.engine.begin() as c:
+            return c.execute(runs.insert().values(**self._encode(values))).inserted_primary_key[0]
+
+    def _encode(self, values: dict) -> dict:
         for k in ("history", "recipe"):
-            if not isinstance(values.get(k, ""), str):
+            if k in values and not isinstance(values[k], str):
                 values[k] = json.dumps(values[k], sort_keys=True)
         values.setdefault("version", self.version)
         values.setdefault("created", time.time())
+        return values
+
+    def claim(self, study: str, target: int, **values: Any) -> int | None:
+        """A run row for a trial about to train, if the study's trial total leaves room for it; else None.
+
+        Any number of coordinators, on any number of hosts, claim from the same table: the study's row
+        is locked first (an UPDATE locks the row in PostgreSQL and MySQL and the file in SQLite), so
+        counting the study's runs and adding this one cannot interleave with another claim."""
         with self.engine.begin() as c:
-            return c.execute(runs.insert().values(**values)).inserted_primary_key[0]
+            c.execute(studies.update().where(studies.c.name == study).values(name=study))
+            taken = c.execute(sa.select(sa.func.count()).select_from(runs).where(
+                runs.c.study == study, runs.c.status.not_in(UNCOUNTED))).scalar_one()
+            if taken >= target:
+                return None
+            return c.execute(runs.insert().values(study=study, **self._encode(values))).inserted_primary_key[0]
+
+    def finish_run(self, run_id: int, **values: Any) -> None:
+        """The result of a claimed run (written before Optuna is told, so no told trial lacks its run)."""
+        values = {k: v for k, v in self._encode(values).items() if k not in ("created", "version")}
+        with self.engine.begin() as c:
+            c.execute(runs.update().where(runs.c.id == run_id).values(**values))
+
+    def lose_run(self, study: str, trial: int, status: str, reason: str) -> None:
+        """A run whose trial was failed from outside (stale heartbeat, dead process): it frees its slot."""
+        with self.engine.begin() as c:
+            c.execute(runs.update().where(runs.c.study == study, runs.c.trial == trial,
+                                          runs.c.status == "running").values(status=status, reason=reason))
+
+    def counts(self, study: str) -> dict:
+        """Runs of a study by status (all hosts): `running` ones hold slots of the trial total."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(runs.c.status, sa.func.count()).where(runs.c.study == study)
+                             .group_by(runs.c.status)).all()
+        return {status: n for status, n in rows}
 
     def find_trained(self, arch_key: str, recipe_key: str, data_key: str, study: str | None = None) -> dict | None:
         """A finished training of this arch with this recipe on this data split, if any: one in `study`

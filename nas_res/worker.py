@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ class Handle:
 def main(index: int, device: str, threads: int, data_args: dict, jobs, control, out) -> None:
     """Worker entry point: load the data, then train jobs until told to stop (a None job)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     import torch
 
@@ -118,3 +120,11 @@ def main(index: int, device: str, threads: int, data_args: dict, jobs, control, 
         except Exception as e:  # a candidate must not take the worker down with it
             tail = traceback.format_exc(limit=-3).strip().splitlines()
             out.put(("error", index, trial, f"{type(e).__name__}: {e} ({' | '.join(tail[-3:])})"[:2000]))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A coordinator killed outright (SIGKILL, a lost host) cannot stop its workers: they notice and go,
+    rather than train on for nobody and hold the GPU."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)

@@ -74,7 +74,8 @@ def test_resume_respects_the_total_and_pins_the_study(tmp_path):
     config, _, first = _search(tmp_path, study="grow", trials=2)
     storage = config.storage
     _, existed, state = _search(tmp_path, study="grow", trials=3)
-    assert existed and first.counted == 2 and state.counted_before == 2 and state.counted == 3
+    assert existed and first.counted == 2 and state.counted == 3
+    assert sum(state.counts[k] for k in ("done", "pruned", "failed", "reused")) == 1  # one more, not three
     assert len(Store(storage).runs("grow")) == 3
     # options not given come from the stored study
     resumed, existed = plan({"study": "grow", "storage": storage})
@@ -216,7 +217,8 @@ def test_shipped_study_recipe_reads():
         assert raw["study"] == f.stem and "space" in raw
 
 
-def test_ctrl_c_stops_cleanly_and_the_study_resumes(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_the_study_resumes(tmp_path, sig):
     storage = f"sqlite:///{tmp_path / 'db.sqlite'}"
     args = [sys.executable, "-m", "cli.main", "search", "--space", SPACE, "--budget", BUDGET, "--trials", "3",
             "--epochs", "30", "--study", "cc", "--storage", storage]
@@ -228,19 +230,23 @@ def test_ctrl_c_stops_cleanly_and_the_study_resumes(tmp_path):
     while time.time() < deadline and not running:  # wait until a trial is being trained
         time.sleep(1)
         try:
-            running = any(t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get(COUNTED)
-                          for t in optuna.load_study(study_name="cc", storage=storage).trials)
+            running = Store(storage).counts("cc").get("running", 0) > 0  # a claimed trial, training
         except Exception:  # the study may not exist yet
             pass
     assert running, "no trial started"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "resume" in stderr
     trials = optuna.load_study(study_name="cc", storage=storage).trials
     assert not any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
     stopped = [t for t in trials if t.user_attrs.get("status") == "interrupted"]
-    assert stopped and all(t.state == optuna.trial.TrialState.FAIL for t in stopped)
+    assert stopped and all(t.state == optuna.trial.TrialState.FAIL and not t.user_attrs[COUNTED] for t in stopped)
+    runs = Store(storage).runs("cc")
+    assert {r["trial"] for r in runs if r["status"] == "interrupted"} == {t.number for t in stopped}
+    assert not any(r["status"] == "running" for r in runs)
+    queued = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]  # tried again on resume
+    assert sorted(t.params.items() for t in queued) == sorted(t.params.items() for t in stopped)
     config, existed = plan({"study": "cc", "storage": storage})
     assert existed and config.trials == 3 and config.recipe.epochs == 30
 
