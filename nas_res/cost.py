@@ -111,6 +111,8 @@ def parse_amount(text: str, what: str = "FLOPs") -> int:
     value = float(m.group(1)) * _UNITS[m.group(2).upper()]
     if value <= 0:
         raise ResnasError(f"{raw!r} must be positive", field=what.lower())
+    if not value < 1e18:  # also inf (1e400): no network comes near, and the count must stay an integer
+        raise ResnasError(f"{raw!r} is too large to be a {what} amount (at most 1e18)", field=what.lower())
     return int(round(value))
 
 
