@@ -81,6 +81,12 @@ def train_cmd(
                          schedule=schedule, weight_decay=weight_decay, label_smoothing=label_smoothing,
                          warmup_epochs=warmup_epochs, grad_clip=grad_clip, precision=precision, compile=compile,
                          patience=patience, seed=seed)
+    if not 0 < val_size < float("inf"):  # also nan
+        raise ResnasError(f"must be a fraction in (0, 1) or a count of images; got {val_size}", field="--val-size")
+    if split_seed < 0:
+        raise ResnasError(f"must be a non-negative integer; got {split_seed}", field="--split-seed")
+    if image_size is not None and image_size < 1:
+        raise ResnasError(f"must be a positive number of pixels; got {image_size}", field="--image-size")
     val = int(val_size) if val_size >= 1 else val_size
     out_dir = out_dir or Path("runs") / f"{name}-{dataset.split(':')[0]}"
     if resume and overwrite:
@@ -187,6 +193,8 @@ def evaluate_cmd(
     """Evaluate a trained checkpoint: top-1 (and top-5 above 10 classes) and loss on the test split."""
     if split not in ("test", "val"):
         raise ResnasError(f"must be test or val; got {split!r}", field="--split")
+    if batch_size < 1:
+        raise ResnasError(f"must be a positive integer; got {batch_size}", field="--batch-size")
     model, state = checkpoint.trained_model(ckpt)
     arch = model.arch
     trained = state["data"]

@@ -125,7 +125,7 @@ def load_data(spec: str, *, data_dir: str | Path | None = None, val_size: float 
 def carve(split: Split, val_size: float | int, seed: int) -> tuple[Split, Split]:
     """Disjoint train/val from one training set; the same seed gives the same split on any machine."""
     n = len(split)
-    if isinstance(val_size, bool) or not isinstance(val_size, (int, float)) or val_size < 0:
+    if isinstance(val_size, bool) or not isinstance(val_size, (int, float)) or not 0 <= val_size < float("inf"):
         raise ResnasError(f"must be a count (e.g. 5000) or a fraction in (0, 1); got {val_size!r}", field="val_size")
     k = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 1 <= k < n:
