@@ -157,7 +157,7 @@ class Arch:
         if isinstance(stage, dict):
             unknown = set(stage) - {"depth", "width", "stride", "mid", "groups"}
             if unknown:
-                raise bad("", f"unknown key(s) {sorted(unknown)}; allowed: depth, width, stride, mid, groups")
+                raise bad("", f"unknown key(s) {sorted(unknown, key=str)}; allowed: depth, width, stride, mid, groups")
             stage = Stage(**stage)
         if not isinstance(stage, Stage):
             raise bad("", f"must be a mapping with depth, width, stride, mid, groups; got {stage!r}")
@@ -241,7 +241,8 @@ class Arch:
         allowed = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = set(data) - allowed
         if unknown:
-            raise ResnasError(f"unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}", where=where)
+            raise ResnasError(f"unknown key(s) {sorted(unknown, key=str)}; allowed: {', '.join(sorted(allowed))}",
+                              where=where)
         if "stages" not in data:
             raise ResnasError("missing required key 'stages'", where=where)
         try:

@@ -69,7 +69,10 @@ class Recipe:
     @classmethod
     def from_dict(cls, d: dict, where: str = "") -> "Recipe":
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        if not isinstance(d, dict):
+            raise ResnasError(f"a recipe must be a mapping of fields ({', '.join(sorted(known))}); "
+                              f"got {type(d).__name__}", where=where)
+        unknown = sorted(str(k) for k in set(d) - known)
         if unknown:
             raise ResnasError(f"unknown recipe field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
                               where=where)
@@ -82,7 +85,8 @@ class Recipe:
         try:
             return dataclasses.replace(self, **changes)
         except ResnasError as e:
-            raise ResnasError(e.bare, field=e.field.replace("recipe.", "--")) from None
+            flag = "--" + e.field.removeprefix("recipe.").replace("_", "-")  # the option as typed: --batch-size
+            raise ResnasError(e.bare, field=flag) from None
 
 
 def load_recipe(path: str | Path) -> Recipe:
