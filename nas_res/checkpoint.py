@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -37,7 +38,11 @@ def save(path: str | Path, state: dict) -> Path:
 
 
 def load(path: str | Path) -> dict:
-    """A checkpoint written by `save`, tensors on the CPU; any other file is a `ResnasError`."""
+    """A checkpoint written by `save`, tensors on the CPU; any other file is a `ResnasError`.
+
+    Every part a resumed run or an evaluation reads is checked here (types, the weights' names and
+    shapes against the arch, the optimizer and scheduler states), so a damaged or tampered file is
+    one message naming it, never a traceback halfway through restoring it."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pt"
@@ -46,12 +51,16 @@ def load(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ResnasError(f"{path}: refused, it holds objects other than tensors and plain data, so it was "
-                          f"tampered with or is not a resnas checkpoint ({first[:160]})", field="checkpoint") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ResnasError(f"{path}: unreadable, the file is truncated or corrupt ({first[:160]})",
+        smuggled = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if smuggled:
+            raise ResnasError(f"{path}: refused, it holds objects other than tensors and plain data "
+                              f"({smuggled.group(1)}), so it was tampered with or is not a resnas checkpoint",
+                              field="checkpoint") from None
+        raise ResnasError(f"{path}: unreadable, not a PyTorch checkpoint, or truncated or corrupt "
+                          f"({_detail(e)})", field="checkpoint") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+            zipfile.BadZipFile) as e:
+        raise ResnasError(f"{path}: unreadable, the file is truncated or corrupt ({_detail(e)})",
                           field="checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
@@ -60,7 +69,98 @@ def load(path: str | Path) -> dict:
     missing = [k for k in REQUIRED if k not in state]
     if missing:
         raise ResnasError(f"{path}: damaged resnas checkpoint, missing {', '.join(missing)}", field="checkpoint")
+    _check(path, state)
     return state
+
+
+def _detail(e: Exception) -> str:
+    """The informative line of a torch.load failure, without its boilerplate and terminal colours."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    text = (found.group(1) if found else text).strip()
+    first = text.splitlines()[0].strip() if text else type(e).__name__
+    first = re.split(r"(?<=\.)\s+(?=This is|If you|Please|Check)", first)[0]  # torch's advice is not for users
+    return first[:160]
+
+
+def _check(path: Path, state: dict) -> None:
+    """The parts of a checkpoint, each checked against what restoring it needs."""
+    from .arch import Arch
+    from .recipe import Recipe
+
+    def damaged(part: str, what: str) -> ResnasError:
+        return ResnasError(f"{path}: damaged resnas checkpoint: {part} {what}", field="checkpoint")
+
+    arch = Arch.from_dict(state["arch"], where=f"{path} (arch)")
+    recipe = Recipe.from_dict(state["recipe"], where=f"{path} (recipe)")
+    data = state["data"]
+    kinds = {"name": str, "spec": str, "train": int, "val": (int, float), "split_seed": int, "size": int}
+    if not isinstance(data, dict) or any(not isinstance(data.get(k), t) or isinstance(data.get(k), bool)
+                                         for k, t in kinds.items()):
+        raise damaged("data", f"must record {', '.join(kinds)} of the training data")
+    epoch, history = state["epoch"], state["history"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= recipe.epochs:
+        raise damaged("epoch", f"must be a whole number of epochs from 0 to {recipe.epochs}; got {epoch!r}")
+    fields = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+    if not isinstance(history, list) or len(history) != epoch or any(
+            not isinstance(m, dict) or set(m) != set(fields)
+            or any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in m.values())
+            for m in history):
+        raise damaged("history", f"must be {epoch} epoch record(s) of {', '.join(fields)}")
+    _check_restore(arch, recipe, state, damaged)
+
+
+def _check_restore(arch, recipe, state: dict, damaged) -> None:
+    """Restore weights, optimizer and scheduler onto a model on the meta device (no memory, no compute):
+    what fails here would fail halfway through `resnas train --resume` or `resnas evaluate`."""
+    from .model import build
+    from .train import make_optimizer
+
+    weights = state["model"]
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                for k, v in weights.items()):
+        raise damaged("model", "must map parameter names to tensors")
+    with torch.device("meta"):
+        model = build(arch)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    lost, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    wrong = [k for k in expected if k in weights and tuple(weights[k].shape) != expected[k]]
+    if lost or extra or wrong:
+        problem = (f"missing {', '.join(lost[:3])}" if lost else f"unexpected {', '.join(extra[:3])}" if extra else
+                   f"{wrong[0]} has shape {list(weights[wrong[0]].shape)}, the arch needs {list(expected[wrong[0]])}")
+        raise damaged("model", f"weights do not match the arch it records ({problem})")
+    try:
+        optimizer = make_optimizer(model, recipe)
+        optimizer.load_state_dict(state["optimizer"])
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        for p in params:
+            for value in optimizer.state.get(p, {}).values():
+                if isinstance(value, torch.Tensor) and value.dim() and tuple(value.shape) != tuple(p.shape):
+                    raise ValueError(f"a state tensor of shape {list(value.shape)} for a parameter of shape "
+                                     f"{list(p.shape)}")
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError) as e:
+        raise damaged("optimizer", f"state does not fit the model ({_detail(e)})") from None
+    scheduler = state["scheduler"]
+    try:
+        if not isinstance(scheduler, dict):
+            raise TypeError(f"got {type(scheduler).__name__}")
+        lambda_lr = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        lambda_lr.load_state_dict(dict(scheduler))  # a copy: it pops lr_lambdas from what it is given
+        if isinstance(lambda_lr.last_epoch, bool) or not isinstance(lambda_lr.last_epoch, int):
+            raise TypeError(f"last_epoch {lambda_lr.last_epoch!r}")
+        lambda_lr.get_last_lr()
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError) as e:
+        raise damaged("scheduler", f"state is not a learning-rate schedule's ({_detail(e)})") from None
+    rng = state["rng"]
+    try:
+        if not isinstance(rng, dict) or not {"torch", "batches"} <= set(rng):
+            raise KeyError("torch and batches")
+        for key in ("torch", "batches"):
+            torch.Generator().set_state(rng[key])
+        if "cuda" in rng and not (isinstance(rng["cuda"], torch.Tensor) and rng["cuda"].dtype == torch.uint8):
+            raise TypeError("cuda")
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise damaged("rng", f"must hold the random generators' states ({_detail(e)})") from None
 
 
 def trained_model(path: str | Path):
@@ -68,12 +168,8 @@ def trained_model(path: str | Path):
     from .arch import Arch
     from .model import build
 
-    state = load(path)
+    state = load(path)  # checked: the weights fit the arch
     model = build(Arch.from_dict(state["arch"], where=str(path)))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise ResnasError(f"{path}: weights do not match the arch it records ({str(e).splitlines()[0]})",
-                          field="checkpoint") from None
+    model.load_state_dict(state["model"])
     return model, state
 
