@@ -12,7 +12,7 @@ from rich.table import Table
 
 from nas_res import ResnasError
 from nas_res.cost import human
-from nas_res.report import compare, export, leaderboard, studies
+from nas_res.report import check_top, compare, export, leaderboard, studies
 from nas_res.store import Store, safe_url
 
 from .common import JSON_HELP, STORAGE_HELP, emit_json, out, user_errors
@@ -73,6 +73,7 @@ def leaderboard_cmd(study: str = typer.Argument(..., help="Study name (see resna
                     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
                     as_csv: bool = typer.Option(False, "--csv", help="Print CSV.")):
     """A study's trained architectures ranked by validation accuracy."""
+    check_top(top)
     rows = leaderboard(Store(storage), study, top=top, include_all=include_all)
     if as_json:
         return emit_json(rows)
@@ -101,7 +102,7 @@ def export_cmd(study: str = typer.Argument(..., help="Study name."),
     paths = export(Store(storage), study, out_dir, top=top, front=front, fmt=fmt, weights=weights, onnx=onnx,
                    test=test, data_dir=data_dir)
     for p in paths:
-        out.print(str(p), highlight=False)
+        out.print(str(p), highlight=False, soft_wrap=True)  # one path per line, however long
 
 
 def _boards(names: list[str], storages: list[str]) -> dict[str, list[dict]]:
@@ -151,7 +152,7 @@ def compare_cmd(study_names: list[str] = typer.Argument(..., help="Two or more s
                         for _, k in COMPARE_COLUMNS])
     out.print(table)
     if written:
-        out.print(f"wrote {written}", highlight=False)
+        out.print(f"wrote {written}", highlight=False, soft_wrap=True)
 
 
 @user_errors
@@ -169,5 +170,5 @@ def plot_cmd(study: str = typer.Argument(..., help="Study name."),
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     loaded = optuna.load_study(study_name=study, storage=store.url)
     written = save(study_figure(loaded, kind, rows), file, title=f"{study}: {kind}")
-    out.print(f"wrote {written}", highlight=False)
+    out.print(f"wrote {written}", highlight=False, soft_wrap=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import statistics
@@ -37,6 +38,12 @@ def studies(store: Store) -> list[dict]:
 def leaderboard(store: Store, study: str, top: int | None = None, include_all: bool = False) -> list[dict]:
     """Runs ranked by best validation accuracy (ties: fewer FLOPs first); unranked runs after, if asked."""
     return rank(study_runs(store, study), top, include_all)
+
+
+def check_top(top: int | None) -> None:
+    """--top counts rows: 0 or a negative number is a mistake, not 'all' or 'all but the last'."""
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise ResnasError(f"must be a positive number of rows; got {top!r}", field="--top")
 
 
 def study_runs(store: Store, study: str) -> list[dict]:
@@ -156,6 +163,9 @@ def export(store: Store, study: str, out_dir: str | Path, *, top: int = 1, front
 
     if fmt not in ("yaml", "json"):
         raise ResnasError(f"must be yaml or json; got {fmt!r}", field="--format")
+    check_top(top)
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
     all_runs = study_runs(store, study)
     rows = rank(all_runs)
     if not rows:
@@ -165,8 +175,10 @@ def export(store: Store, study: str, out_dir: str | Path, *, top: int = 1, front
     if test:
         evaluate_runs(store, study, chosen, runs, data_dir=data_dir)
     config = store.study_config(study)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ResnasError(f"cannot create the folder {out_dir} ({e.strerror or e})", field="--out") from None
     written = []
     for row in chosen:
         run = runs[row["trial"]]
@@ -184,17 +196,56 @@ def export(store: Store, study: str, out_dir: str | Path, *, top: int = 1, front
         stem = out_dir / f"{re.sub(r'[^A-Za-z0-9._+-]', '_', study).lstrip('.')}-trial{row['trial']:04d}"
         path = stem.with_suffix(f".{fmt}")
         text = (yaml.safe_dump(record, sort_keys=False) if fmt == "yaml" else json.dumps(record, indent=2) + "\n")
-        path.write_text(text)
+        _write_into(out_dir, path, lambda f: f.write(text.encode()))
         written.append(path)
         if weights:
             if not run["checkpoint"] or not Path(run["checkpoint"]).exists():
                 raise ResnasError(f"trial {row['trial']} of {study!r} has no checkpoint on this machine "
                                   f"({run['checkpoint'] or 'none recorded'})", field="--weights")
             dest = stem.with_suffix(".pt")
-            shutil.copyfile(run["checkpoint"], dest)
+            with open(run["checkpoint"], "rb") as src:
+                _write_into(out_dir, dest, lambda f: shutil.copyfileobj(src, f))
             written.append(dest)
         if onnx:
             dest = stem.with_suffix(".onnx")
-            write_onnx(Arch.from_dict(run["arch"]), run["checkpoint"], dest)
+            tmp = _free_slot(out_dir, dest)
+            try:
+                write_onnx(Arch.from_dict(run["arch"]), run["checkpoint"], tmp)
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
             written.append(dest)
     return written
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """--out must be a folder, or a path where one can be made: checked before anything is evaluated."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ResnasError(f"{out_dir} is a file, not a folder; give a folder for the exported files", field="--out")
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ResnasError(f"cannot create the folder {out_dir}: {parent} is a file", field="--out")
+            break
+
+
+def _free_slot(out_dir: Path, dest: Path) -> Path:
+    """A temporary name beside `dest`, refused when `dest` is a folder (nothing to replace it with)."""
+    if dest.is_dir() and not dest.is_symlink():
+        raise ResnasError(f"cannot write {dest}: a folder of that name is in the way", field="--out")
+    return out_dir / f".{dest.name}.{os.getpid()}.tmp"
+
+
+def _write_into(out_dir: Path, dest: Path, write) -> None:
+    """Write a file inside `out_dir` via a temporary file and a rename: an existing file (or symlink) of
+    that name is replaced, never written through, so nothing outside `out_dir` changes."""
+    tmp = _free_slot(out_dir, dest)
+    try:
+        tmp.unlink(missing_ok=True)  # a stale one (or a planted link) is removed, not written through
+        with open(tmp, "xb") as f:
+            write(f)
+        os.replace(tmp, dest)
+    except OSError as e:
+        raise ResnasError(f"cannot write {dest} ({e.strerror or e})", field="--out") from None
+    finally:
+        tmp.unlink(missing_ok=True)
