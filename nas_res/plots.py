@@ -66,7 +66,26 @@ def save(fig, path: str | Path, title: str = "", tables_html: str = "") -> Path:
     """PNG (or any matplotlib format) by suffix; `.html` is a self-contained page: the figure and tables."""
     plt = _pyplot()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if path.is_dir():
+            raise ResnasError(f"{path} is a folder; give a file name such as {path / 'plot.png'}", field="plot")
+        if not path.suffix:  # matplotlib would add .png and the message would name a file that is not there
+            raise ResnasError(f"{path} has no suffix; end it in .png, .svg, .pdf or .html", field="plot")
+        blocking = next((p for p in path.parents if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise ResnasError(f"cannot write {path}: {blocking} is a file, not a folder", field="plot")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ResnasError(f"cannot create the folder {path.parent} for {path} ({e.strerror or e})",
+                              field="plot") from None
+        _write_figure(fig, path, title, tables_html)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _write_figure(fig, path: Path, title: str, tables_html: str) -> None:
     try:
         if path.suffix.lower() == ".html":
             buf = io.BytesIO()
@@ -77,9 +96,8 @@ def save(fig, path: str | Path, title: str = "", tables_html: str = "") -> Path:
             fig.savefig(path, dpi=130)
     except ValueError as e:
         raise ResnasError(f"cannot write {path}: {e} (use .png, .svg, .pdf or .html)", field="plot") from None
-    finally:
-        plt.close(fig)
-    return path
+    except OSError as e:
+        raise ResnasError(f"cannot write {path} ({e.strerror or e})", field="plot") from None
 
 
 def html_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
