@@ -102,7 +102,7 @@ class Coordinator:
                               f"({grace} s)", field="--heartbeat")
         for g in config.gpus:
             resolve_device(f"cuda:{g}")  # a GPU this machine lacks is an error now, not a failure per trial
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = f"{host_id()}:{os.getpid()}"
         self.store = Store(config.storage)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -278,7 +278,7 @@ class Coordinator:
             return
         self._last_sweep = time.time()
         self._db(optuna.storages.fail_stale_trials, self.study)
-        host = socket.gethostname()
+        host = host_id()
         running = self._db(self.study.get_trials, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         for t in running:
             owner = str(t.user_attrs.get("owner", ""))
@@ -544,6 +544,18 @@ class Coordinator:
                                       "worker processes: run it from a file.)")
             h.info = {}
             h.start()
+
+
+def host_id() -> str:
+    """This host as a coordinator's process ids are meaningful on it: the host name, plus the boot and
+    the PID namespace (containers sharing a host name and network do not share process ids)."""
+    parts = []
+    for source in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(Path(source).read_text().strip() if "random" in source else os.readlink(source))
+        except OSError:
+            parts.append("")
+    return f"{socket.gethostname()}/{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:8]}"
 
 
 def _alive(pid: int) -> bool:

@@ -25,13 +25,13 @@ REUSABLE = ("ok", "stopped_early")
 # (Ctrl-C or SIGTERM, its process killed, its host gone quiet) and its parameters are tried again.
 UNCOUNTED = ("interrupted", "crashed", "lost")
 
-meta = sa.MetaData()
+meta = sa.MetaData()  # floats are sa.Double: MySQL's FLOAT is single precision
 schema = sa.Table("resnas_schema", meta, sa.Column("version", sa.Integer, nullable=False))
 studies = sa.Table(
     "resnas_studies", meta,
     sa.Column("name", sa.String(255), primary_key=True),
     sa.Column("config", sa.Text, nullable=False),      # JSON: space snapshot, budget, dataset, recipe, ...
-    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("created", sa.Double, nullable=False),
     sa.Column("version", sa.String(32), nullable=False))
 archs = sa.Table(
     "resnas_archs", meta,
@@ -54,15 +54,15 @@ runs = sa.Table(
     sa.Column("reason", sa.Text, nullable=False, default=""),
     sa.Column("history", sa.Text, nullable=False, default="[]"),
     sa.Column("epochs", sa.Integer, nullable=False, default=0),
-    sa.Column("best_val_acc", sa.Float),
-    sa.Column("test_acc", sa.Float),
+    sa.Column("best_val_acc", sa.Double),
+    sa.Column("test_acc", sa.Double),
     sa.Column("checkpoint", sa.Text),
     sa.Column("device", sa.String(64)),
-    sa.Column("wall_seconds", sa.Float),
-    sa.Column("train_seconds", sa.Float),
+    sa.Column("wall_seconds", sa.Double),
+    sa.Column("train_seconds", sa.Double),
     sa.Column("version", sa.String(32), nullable=False),
     sa.Column("reused_from", sa.Integer),
-    sa.Column("created", sa.Float, nullable=False))
+    sa.Column("created", sa.Double, nullable=False))
 
 
 def tune_sqlite(engine: sa.engine.Engine) -> None:
