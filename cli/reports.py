@@ -55,12 +55,12 @@ def studies_cmd(storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
     if as_json:
         return emit_json(rows)
     table = Table(title=f"studies in {safe_url(store.url)}")
-    for col in ("study", "space", "budget", "dataset", "objective", "runs", "trained", "reused", "pruned", "failed",
-                "best val acc %", "best arch"):
+    for col in ("study", "space", "budget", "dataset", "objective", "trials", "trained", "reused", "pruned", "failed",
+                "running", "best val acc %", "best arch"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["study"], r["space"], r["budget"], r["dataset"], r["objective"], str(r["runs"]),
-                      str(r["trained"]), str(r["reused"]), str(r["pruned"]), str(r["failed"]),
+        table.add_row(r["study"], r["space"], r["budget"], r["dataset"], r["objective"], f"{r['runs']}/{r['trials']}",
+                      str(r["trained"]), str(r["reused"]), str(r["pruned"]), str(r["failed"]), str(r["running"]),
                       _cell("val_acc", r["best_val_acc"]), r["best_summary"] or "-")
     out.print(table)
 

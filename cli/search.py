@@ -15,7 +15,7 @@ from rich.text import Text
 from nas_res import ResnasError
 from nas_res.coordinator import GRACE, HEARTBEAT
 from nas_res.cost import human
-from nas_res.report import leaderboard
+from nas_res.report import check_top, leaderboard
 from nas_res.store import DEFAULT_STORAGE, Store, safe_url
 
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, STORAGE_HELP, emit_json, err, user_errors
@@ -61,6 +61,7 @@ def search_cmd(
     With a server --storage (PostgreSQL, MySQL) other hosts can join the study with `resnas worker`."""
     from nas_res.search import plan
 
+    check_top(top)
     options = dict(space=space, budget=budget, max_params=max_params, dataset=dataset, data_dir=data_dir,
                    trials=trials, timeout=timeout, trial_timeout=trial_timeout, epochs=epochs, recipe=recipe,
                    sampler=sampler, objective=objective, pruner=pruner, study=study, storage=storage,
@@ -91,6 +92,7 @@ def worker_cmd(
     database; this host only says where its GPUs, data and checkpoints are."""
     from nas_res.search import plan
 
+    check_top(top)
     given = dict(study=study, storage=storage, workers=workers, gpus=_gpus(gpus), data_dir=data_dir,
                  checkpoints=checkpoints, timeout=timeout)
     config, existed = plan(given, join=True)

@@ -103,7 +103,16 @@ class Coordinator:
         for g in config.gpus:
             resolve_device(f"cuda:{g}")  # a GPU this machine lacks is an error now, not a failure per trial
         self.owner = f"{host_id()}:{os.getpid()}"
-        self.store = Store(config.storage)
+        data = load_data(config.dataset, data_dir=config.data_dir, val_size=config.val_size,
+                         split_seed=config.split_seed)  # fail here, clearly, before a study is stored
+        self.shape = {"in_channels": data.channels, "classes": data.classes}
+        del data
+        sampler_config = config
+        if join:  # same seed on every host would mean the same suggestions on every host
+            salt = int(hashlib.sha256(self.owner.encode()).hexdigest()[:8], 16)
+            sampler_config = dataclasses.replace(config, seed=(config.seed + salt) % 2**31, workers=2)
+        sampler, pruner = make_sampler(sampler_config), make_pruner(config)
+        self.store = Store(config.storage, create=True)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # Optuna >= 4.9
@@ -123,23 +132,14 @@ class Coordinator:
             self.store.add_study(config.study, config.pinned())
         if not join:
             self.store.set_study_trials(config.study, config.trials)
-        sampler_config = config
-        if join:  # same seed on every host would mean the same suggestions on every host
-            salt = int(hashlib.sha256(self.owner.encode()).hexdigest()[:8], 16)
-            sampler_config = dataclasses.replace(config, seed=(config.seed + salt) % 2**31, workers=2)
         self.study = optuna.create_study(study_name=config.study, storage=self.storage, load_if_exists=True,
-                                         sampler=make_sampler(sampler_config), pruner=make_pruner(config),
-                                         directions=directions(config.objective))
+                                         sampler=sampler, pruner=pruner, directions=directions(config.objective))
         if not join:
             for k, v in (("objective", config.objective), ("space", config.space.name),
                          ("budget", config.budget.describe()), ("dataset", config.dataset)):
                 self.study.set_user_attr(k, v)  # shown by optuna-dashboard
         self.recipe = config.recipe.to_dict()
         self.recipe_key = recipe_key(self.recipe)
-        data = load_data(config.dataset, data_dir=config.data_dir, val_size=config.val_size,
-                         split_seed=config.split_seed)  # fail here, clearly, before any worker starts
-        self.shape = {"in_channels": data.channels, "classes": data.classes}
-        del data
         self.checkpoints = Path(config.checkpoints) if config.checkpoints else self._default_checkpoints()
         self.state = SearchState(config.study, config.trials, owner=self.owner)
         self.handles: list[Handle] = []

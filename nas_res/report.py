@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .arch import Arch
 from .errors import ResnasError
-from .store import Store, safe_url
+from .store import UNCOUNTED, Store, safe_url
 
 RANKED = ("ok", "stopped_early")
 
@@ -25,11 +25,14 @@ def studies(store: Store) -> list[dict]:
         ranked = [r for r in rows if r["status"] in RANKED and r["best_val_acc"] is not None]
         best = max(ranked, key=lambda r: r["best_val_acc"], default=None)
         out.append({"study": name, "space": config["space_name"], "budget": config["budget_text"],
-                    "dataset": config["dataset"], "objective": config["objective"], "runs": len(rows),
+                    "dataset": config["dataset"], "objective": config["objective"],
+                    "runs": sum(1 for r in rows if r["status"] not in UNCOUNTED), "trials": config.get("trials"),
                     "trained": sum(1 for r in rows if r["reused_from"] is None and r["status"] in RANKED),
                     "reused": sum(1 for r in rows if r["reused_from"] is not None),
                     "pruned": sum(1 for r in rows if r["status"] == "pruned"),
-                    "failed": sum(1 for r in rows if r["status"] not in RANKED + ("pruned",)),
+                    "failed": sum(1 for r in rows if r["status"] not in RANKED + ("pruned", "running") + UNCOUNTED),
+                    "running": sum(1 for r in rows if r["status"] == "running"),
+                    "lost": sum(1 for r in rows if r["status"] in UNCOUNTED),  # cut short from outside; retried
                     "best_val_acc": best["best_val_acc"] if best else None,
                     "best_summary": best["summary"] if best else None})
     return out

@@ -139,7 +139,9 @@ def _recipe(value: Any, epochs: int | None, where: str) -> Recipe:
     else:
         raise ResnasError(f"unknown recipe {value!r}: a preset ({', '.join(PRESETS)}) or a recipe file",
                           field="recipe")
-    return recipe.replace(epochs=epochs) if epochs else recipe
+    if epochs is None:
+        return recipe
+    return recipe.replace(epochs=_int({"epochs": epochs}, "epochs", 1, low=1))
 
 
 def _choice(value: str, allowed: tuple, what: str) -> str:
@@ -164,11 +166,24 @@ def plan(options: dict, *, file: str | Path | None = None, join: bool = False) -
 
     Returns the config and whether the study already existed."""
     given = read_study_file(file) if file else {}
+    from_file = set(given) - {k for k, v in options.items() if v is not None}
     given.update({k: v for k, v in options.items() if v is not None})
+    try:
+        return _plan(given, join)
+    except ResnasError as e:  # name a bad value where the user wrote it: the study file, or the option
+        key = e.field.lstrip("-").replace("-", "_")
+        if file and not e.where and key in from_file:
+            raise ResnasError(e.bare, where=str(file), field=key) from None
+        if not e.where and key in FIELDS and not e.field.startswith("--"):
+            raise ResnasError(e.bare, field=f"--{key.replace('_', '-')}") from None
+        raise
+
+
+def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
     unknown = sorted(set(given) - set(FIELDS))
     if unknown:
         raise ResnasError(f"unknown search option(s) {', '.join(unknown)}")
-    store = Store(given.get("storage"))
+    store = Store(given.get("storage"), must_exist=False)
     name = str(given.get("study") or default_study_name(given))
     if not STUDY_NAME.fullmatch(name):  # it names folders and files too: no separators, no "..", no spaces
         raise ResnasError(f"must be 1-100 letters, digits, '.', '_', '+' or '-', starting with a letter or digit; "

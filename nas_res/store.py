@@ -90,8 +90,9 @@ def safe_url(url: str) -> str:
         return "<unparseable storage URL>"
 
 
-def resolve_storage(url: str | None) -> str:
-    """The default is one SQLite file under studies/ (its folder is created); any SQLAlchemy URL otherwise."""
+def resolve_storage(url: str | None, create: bool = True) -> str:
+    """The default is one SQLite file under studies/ (its folder is created if `create`); any SQLAlchemy URL
+    otherwise."""
     url = url or DEFAULT_STORAGE
     try:
         parsed = make_url(url)
@@ -100,7 +101,7 @@ def resolve_storage(url: str | None) -> str:
                           "postgresql://user@host/db", field="--storage") from None
     if parsed.drivername in ("mysql", "mariadb"):  # PyMySQL (pure Python, a dependency) over mysqlclient
         url = parsed.set(drivername=f"{parsed.drivername}+pymysql").render_as_string(hide_password=False)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+    if create and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         folder = Path(parsed.database).expanduser().parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -113,32 +114,52 @@ def resolve_storage(url: str | None) -> str:
 class Store:
     """resnas's tables in the database at `url`, created on first use, version-checked on every open."""
 
-    def __init__(self, url: str | None = None):
+    def __init__(self, url: str | None = None, *, create: bool = False, must_exist: bool = True):
+        """`create`: make resnas's tables where they are missing (a search does); without it (reports) a
+        database that has none is read as holding no studies and is left exactly as it was, and a SQLite
+        file that is not there is an error (a mistyped path), unless not `must_exist`."""
         from . import __version__
 
-        self.url = resolve_storage(url)
+        self.url = resolve_storage(url, create=create)
         self.version = __version__
+        self.ready = False  # resnas's tables are there
         try:
             self.engine = sa.create_engine(self.url, pool_pre_ping=True)
-            tune_sqlite(self.engine)
-            meta.create_all(self.engine)
-            with self.engine.begin() as c:
-                found = c.execute(sa.select(schema.c.version)).scalars().all()
+            if not create and _missing_sqlite_file(self.engine):  # connecting would create it
+                if not must_exist:
+                    return
+                raise ResnasError(f"no database at {safe_url(self.url)} (a search creates it): check the path",
+                                  field="--storage")
+            found = self._versions()  # read before anything is written: a newer layout is not touched
+            if found and max(found) > SCHEMA_VERSION:
+                raise ResnasError(f"{safe_url(self.url)} was written by a newer resnas (schema {max(found)}; this "
+                                  f"resnas {self.version} reads schema {SCHEMA_VERSION}): upgrade resnas",
+                                  field="--storage")
+            if create:
+                tune_sqlite(self.engine)
+                meta.create_all(self.engine)
                 if not found:
-                    c.execute(schema.insert().values(version=SCHEMA_VERSION))
+                    with self.engine.begin() as c:
+                        c.execute(schema.insert().values(version=SCHEMA_VERSION))
+            self.ready = create or found is not None
         except SQLAlchemyError as e:
             raise ResnasError(f"cannot open storage {safe_url(self.url)}: {_first_line(e)}",
                               field="--storage") from None
         except ModuleNotFoundError as e:
             raise ResnasError(f"storage {safe_url(self.url)} needs the Python driver {e.name!r} "
                               f"(pip install {e.name})", field="--storage") from None
-        if max(found, default=SCHEMA_VERSION) > SCHEMA_VERSION:
-            raise ResnasError(f"{safe_url(self.url)} was written by a newer resnas (schema {max(found)}; this "
-                              f"resnas {self.version} reads schema {SCHEMA_VERSION}): upgrade resnas",
-                              field="--storage")
+
+    def _versions(self) -> list[int] | None:
+        """The schema versions recorded, or None where resnas has never written (no resnas_schema table)."""
+        if not sa.inspect(self.engine).has_table("resnas_schema"):
+            return None
+        with self.engine.connect() as c:
+            return list(c.execute(sa.select(schema.c.version)).scalars())
 
     # ---- studies -----------------------------------------------------------------------------
     def study_config(self, name: str) -> dict | None:
+        if not self.ready:
+            return None
         with self.engine.connect() as c:
             row = c.execute(sa.select(studies.c.config).where(studies.c.name == name)).first()
         return json.loads(row[0]) if row else None
@@ -158,6 +179,8 @@ class Store:
                           .values(config=json.dumps(config, sort_keys=True)))
 
     def study_names(self) -> list[str]:
+        if not self.ready:
+            return []
         with self.engine.connect() as c:
             return list(c.execute(sa.select(studies.c.name).order_by(studies.c.created)).scalars())
 
@@ -209,6 +232,8 @@ class Store:
 
     def counts(self, study: str) -> dict:
         """Runs of a study by status (all hosts): `running` ones hold slots of the trial total."""
+        if not self.ready:
+            return {}
         with self.engine.connect() as c:
             rows = c.execute(sa.select(runs.c.status, sa.func.count()).where(runs.c.study == study)
                              .group_by(runs.c.status)).all()
@@ -235,6 +260,8 @@ class Store:
 
     def runs(self, study: str) -> list[dict]:
         """Every run of a study with its architecture's description and cost."""
+        if not self.ready:
+            return []
         q = (sa.select(runs, archs.c.arch, archs.c.summary, archs.c.flops, archs.c.params, archs.c.acts)
              .join(archs, runs.c.arch_key == archs.c.key).where(runs.c.study == study).order_by(runs.c.trial))
         with self.engine.connect() as c:
@@ -247,6 +274,11 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _missing_sqlite_file(engine: sa.engine.Engine) -> bool:
+    db = engine.url.database
+    return engine.dialect.name == "sqlite" and db not in (None, "", ":memory:") and not Path(db).expanduser().exists()
 
 
 def _first_line(e: Exception) -> str:

@@ -214,7 +214,7 @@ def _copy(name: str, new_name: str, source: str, target: str, snap: Snapshot) ->
     import optuna
 
     try:
-        store = st.Store(target)
+        store = st.Store(target, create=True)
     except ResnasError as e:
         raise ResnasError(e.bare, field="--to") from None
     from_storage = to_storage = None

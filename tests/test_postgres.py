@@ -43,9 +43,9 @@ def _wait_for(what, timeout: float = 180, every: float = 0.3):
     raise AssertionError(f"timed out waiting for {what.__doc__}")
 
 
-def test_eight_workers_on_four_hosts_share_one_study(pg_url, tmp_path):
+def test_eight_workers_on_two_hosts_share_one_study(pg_url, tmp_path):
     args = ("--heartbeat", "2", "--grace", "30")
-    first = start("search", *search_args(pg_url, "many", "--trials", "12", "--epochs", "1", "--workers", "2",
+    first = start("search", *search_args(pg_url, "many", "--trials", "12", "--epochs", "1", "--workers", "4",
                                          "--checkpoints", str(tmp_path / "a"), *args))
 
     def created():
@@ -53,8 +53,8 @@ def test_eight_workers_on_four_hosts_share_one_study(pg_url, tmp_path):
         return Store(pg_url).study_config("many")
 
     _wait_for(created)
-    joined = [start("worker", "--study", "many", "--storage", pg_url, "--workers", "2",
-                    "--checkpoints", str(tmp_path / f"w{i}"), *args) for i in range(3)]
+    joined = [start("worker", "--study", "many", "--storage", pg_url, "--workers", "4",
+                    "--checkpoints", str(tmp_path / "b"), *args)]
     outs = [finish(p) for p in [first, *joined]]
     trials, runs = check_consistent(pg_url, "many", 12)
     owners = {t.user_attrs["owner"] for t in trials if t.number in {r["trial"] for r in runs}}
@@ -77,7 +77,7 @@ def _other_host() -> list[str]:
 
 def test_a_host_killed_mid_trial_is_failed_within_the_grace_period_and_retried(pg_url, tmp_path):
     args = ("--heartbeat", "1", "--grace", "5")
-    first = start("search", *search_args(pg_url, "kill", "--trials", "4", "--epochs", "30", "--pruner", "none",
+    first = start("search", *search_args(pg_url, "kill", "--trials", "3", "--epochs", "20", "--pruner", "none",
                                          "--checkpoints", str(tmp_path / "a"), *args))
     _wait_for(lambda: Store(pg_url).study_config("kill"))
     victim = start("worker", "--study", "kill", "--storage", pg_url, "--checkpoints", str(tmp_path / "b"), *args,
@@ -103,24 +103,24 @@ def test_a_host_killed_mid_trial_is_failed_within_the_grace_period_and_retried(p
     _wait_for(failed, timeout=60, every=0.2)
     assert time.time() - killed_at <= 5 + 1 + 6  # grace, one heartbeat, and slack for a loaded machine
     out = finish(first)
-    trials, runs = check_consistent(pg_url, "kill", 4)
+    trials, runs = check_consistent(pg_url, "kill", 3)
     lost = next(r for r in runs if r["trial"] == trial.number)
     assert lost["status"] == "lost" and "no heartbeat" in lost["reason"]
     again = retried(trials, trial.number)
     assert len(again) == 1 and again[0].params == trial.params and again[0].state == COMPLETE
-    assert out["counted"] == 4 and out["counts"]["retried"] == 1
+    assert out["counted"] == 3 and out["counts"]["retried"] == 1
 
 
 def test_the_database_restarting_under_a_search_loses_nothing(pg_url, tmp_path):
     name = sa.engine.make_url(pg_url).database
-    search = start("search", *search_args(pg_url, "restart", "--trials", "4", "--epochs", "10", "--workers", "2",
+    search = start("search", *search_args(pg_url, "restart", "--trials", "2", "--epochs", "20", "--pruner", "none",
                                           "--checkpoints", str(tmp_path / "a")))
 
-    def one_done():
-        """a finished trial"""
-        return any(r["status"] not in ("running",) for r in Store(pg_url).runs("restart"))
+    def training():
+        """a trial in training"""
+        return any(r["status"] == "running" for r in Store(pg_url).runs("restart"))
 
-    _wait_for(one_done)
+    _wait_for(training)
     admin = admin_engine("postgresql")
     with admin.connect() as c:  # what a restart does to clients: connections cut, new ones refused a while
         c.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
@@ -129,6 +129,6 @@ def test_the_database_restarting_under_a_search_loses_nothing(pg_url, tmp_path):
         c.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
     admin.dispose()
     out = finish(search)
-    trials, runs = check_consistent(pg_url, "restart", 4)
+    trials, runs = check_consistent(pg_url, "restart", 2)
     assert out["db_errors"] > 0  # it did meet the outage, and waited it out
-    assert not [r for r in runs if r["status"] in ("lost", "crashed", "error")]
+    assert [r["status"] for r in runs] == ["ok", "ok"]  # the trial trained across the outage too

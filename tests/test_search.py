@@ -192,7 +192,7 @@ def test_storage_and_option_mistakes(tmp_path):
     with pytest.raises(ResnasError, match="not a storage URL"):
         Store("not a url")
     url = f"sqlite:///{tmp_path / 'v.sqlite'}"
-    Store(url)
+    Store(url, create=True)
     engine = sa.create_engine(url)
     with engine.begin() as c:
         c.execute(sa.text("UPDATE resnas_schema SET version = 99"))
@@ -240,7 +240,7 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_the_study_resumes(tmp_path, sig):
     assert "Traceback" not in stderr and "resume" in stderr
     trials = optuna.load_study(study_name="cc", storage=storage).trials
     assert not any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
-    stopped = [t for t in trials if t.user_attrs.get("status") == "interrupted"]
+    stopped = [t for t in trials if t.user_attrs.get("status") == "interrupted" and t.state.is_finished()]
     assert stopped and all(t.state == optuna.trial.TrialState.FAIL and not t.user_attrs[COUNTED] for t in stopped)
     runs = Store(storage).runs("cc")
     assert {r["trial"] for r in runs if r["status"] == "interrupted"} == {t.number for t in stopped}

@@ -41,7 +41,7 @@ def make_study(url: str, name: str, seed: int = 0) -> list[int]:
     Returns the run ids by trial."""
     config, _ = plan({"space": SPACE, "budget": BUDGET, "trials": 5, "epochs": 1, "study": name, "storage": url,
                       "seed": seed})
-    store = Store(url)
+    store = Store(url, create=True)
     store.add_study(name, config.pinned())
     study = optuna.create_study(study_name=name, storage=url, direction="maximize")
     study.set_user_attr("space", SPACE)
@@ -200,7 +200,7 @@ def test_a_target_that_has_the_study_is_refused(source, tmp_path):
         copy_study("first", src, dst)
     only_optuna, only_resnas = sqlite(tmp_path, "optuna.db"), sqlite(tmp_path, "resnas.db")
     optuna.create_study(study_name="first", storage=only_optuna)
-    Store(only_resnas).add_study("first", {})
+    Store(only_resnas, create=True).add_study("first", {})
     for url in (only_optuna, only_resnas):
         with pytest.raises(ResnasError, match="already has a study 'first'"):
             copy_study("first", src, url)
