@@ -65,10 +65,12 @@ def resnas(command: str, *args: str, tmp: Path, index: int) -> subprocess.Popen:
 def measure(storage: str, workers: int, trials: int, tmp: Path) -> dict:
     common = ("--storage", storage, "--checkpoints", str(tmp / "ck"), "--heartbeat", "5", "--grace", "60")
     procs = [resnas("search", "--space", str(HERE / "load-space.yaml"), "--dataset", "synthetic:1x4x4:2:64",
-                    "--val-size", "16", "--trials", str(trials), "--epochs", "1", "--pruner", "none",
+                    "--trials", str(trials), "--epochs", "1", "--pruner", "none",
                     "--sampler", "random", "--study", "load", *common, tmp=tmp, index=0)]
     deadline = time.time() + 300
     while time.time() < deadline:  # the others join once the study exists
+        if procs[0].poll() is not None:
+            raise SystemExit(f"resnas search exited early:\n{(tmp / '00.err').read_text()[-2000:]}")
         with contextlib.suppress(Exception):
             if Store(storage).study_config("load"):
                 break

@@ -190,6 +190,7 @@ class Coordinator:
             self._stop_beating.set()
             for h in self.handles:
                 h.kill() if self.state.interrupted else h.stop()
+            self.db_patience = 0  # on the way out: one try, no waiting for a database that is gone
             self._refresh_counts(force=True, quiet=True)
             self.on_update(self.state)
             self.store.dispose()

@@ -17,11 +17,11 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 import torch
+from servers import scratch_database
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -773,55 +773,47 @@ def test_refused_search_leaves_the_study_as_it_was(study_copy, extra, needle):
 
 # ---- passwords: never in output, files or stored metadata ---------------------------------------
 
-PG_SERVER = os.environ.get("RESNAS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def test_password_never_printed_written_or_stored(tmp_path, monkeypatch):
-    """A real search over PostgreSQL with a password in the URL (the local server trusts, so any password
-    works); then every command's output, every file, and every table row are searched for it."""
+@pytest.fixture
+def pg_with_password():
+    """A scratch PostgreSQL database, its URL carrying a password (the local server trusts, so any works)."""
     import sqlalchemy as sa
 
-    try:
-        admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(sa.text("select 1"))
-    except Exception as e:  # no server, no driver, no permission: say which
-        pytest.skip(f"no PostgreSQL reachable at {PG_SERVER} ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
-    name = f"resnas_hostile_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(PG_SERVER).set(password=SECRET, database=name).render_as_string(hide_password=False)
+    with scratch_database("postgresql") as url:
+        yield sa.engine.make_url(url).set(password=SECRET).render_as_string(hide_password=False)
+
+
+def test_password_never_printed_written_or_stored(tmp_path, monkeypatch, pg_with_password):
+    """A real search over PostgreSQL with a password in the URL; then every command's output, every file,
+    and every table row are searched for it."""
+    import sqlalchemy as sa
+
+    url = pg_with_password
     assert SECRET in url
     monkeypatch.chdir(tmp_path)  # checkpoints of a non-SQLite storage go under ./studies/
-    try:
-        outputs = []
-        r = run_cli(["search", "--space", SPACE, "--budget", BUDGET, "--trials", "1", "--epochs", "1",
-                     "--dataset", FAST, "--storage", url, "--study", "pw"], cwd=tmp_path)
-        assert r.returncode == 0, r.stderr
+    outputs = []
+    r = run_cli(["search", "--space", SPACE, "--budget", BUDGET, "--trials", "1", "--epochs", "1",
+                 "--dataset", FAST, "--storage", url, "--study", "pw"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    outputs.append(r.stdout + r.stderr)
+    for args in (["studies", "--storage", url], ["studies", "--storage", url, "--json"],
+                 ["leaderboard", "pw", "--storage", url, "--csv"],
+                 ["export", "pw", "--storage", url, "--out", tmp_path / "exported", "--weights"],
+                 ["export", "pw", "--storage", url, "--out", tmp_path / "exported", "--format", "json"]):
+        r = invoke(args)
+        assert r.exit_code == 0, r.output
         outputs.append(r.stdout + r.stderr)
-        for args in (["studies", "--storage", url], ["studies", "--storage", url, "--json"],
-                     ["leaderboard", "pw", "--storage", url, "--csv"],
-                     ["export", "pw", "--storage", url, "--out", tmp_path / "exported", "--weights"],
-                     ["export", "pw", "--storage", url, "--out", tmp_path / "exported", "--format", "json"]):
-            r = invoke(args)
-            assert r.exit_code == 0, r.output
-            outputs.append(r.stdout + r.stderr)
-        for args in (["leaderboard", "nope", "--storage", url], ["search", "--study", "pw", "--storage", url,
-                                                                  "--space", "resnext"]):
-            outputs.append(refused(invoke(args)).output)
-        for text in outputs:
-            assert SECRET not in text
-        for p in tmp_path.rglob("*"):
-            if p.is_file():
-                assert SECRET.encode() not in p.read_bytes(), p
-        engine = sa.create_engine(url)
-        with engine.connect() as c:
-            for table in sa.inspect(engine).get_table_names():
-                for row in c.execute(sa.text(f'SELECT * FROM "{table}"')):
-                    assert SECRET not in str(tuple(row)), (table, row)
-        engine.dispose()
-    finally:
-        with admin.connect() as c:
-            c.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    for args in (["leaderboard", "nope", "--storage", url], ["search", "--study", "pw", "--storage", url,
+                                                              "--space", "resnext"]):
+        outputs.append(refused(invoke(args)).output)
+    for text in outputs:
+        assert SECRET not in text
+    for p in tmp_path.rglob("*"):
+        if p.is_file():
+            assert SECRET.encode() not in p.read_bytes(), p
+    engine = sa.create_engine(url)
+    with engine.connect() as c:
+        for table in sa.inspect(engine).get_table_names():
+            for row in c.execute(sa.text(f'SELECT * FROM "{table}"')):
+                assert SECRET not in str(tuple(row)), (table, row)
+    engine.dispose()
+

@@ -10,8 +10,6 @@ server (127.0.0.1:5432, trust auth), created and dropped here; without a server 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 
 import optuna
@@ -19,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
+from servers import scratch_database
 
 from cli.main import app
 from nas_res import ResnasError, cost, transfer
@@ -31,7 +30,6 @@ from nas_res.transfer import copy_study
 SPACE, BUDGET = "plain-vs-residual", "20MFLOPs"
 STATUS = ["ok", "ok", "pruned", "error", "ok"]  # one run per trial; trial 5 is over budget and has none
 STATE = {"ok": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "error": TrialState.FAIL}
-SERVER = os.environ.get("RESNAS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -274,21 +272,8 @@ def test_a_failure_after_the_optuna_copy_leaves_nothing_behind(source, tmp_path,
 
 @pytest.fixture(scope="module")
 def pg_url():
-    try:
-        admin = sa.create_engine(SERVER, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(sa.text("select 1"))
-    except Exception as e:  # no server, no driver, no permission: say which
-        pytest.skip(f"no PostgreSQL reachable at {SERVER} ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
-    name = f"resnas_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(SERVER).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as c:
-        c.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
-        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    with scratch_database("postgresql") as url:
+        yield url
 
 
 def test_sqlite_to_postgresql_and_back(source, pg_url, tmp_path):
