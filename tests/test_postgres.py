@@ -113,7 +113,7 @@ def test_a_host_killed_mid_trial_is_failed_within_the_grace_period_and_retried(p
 
 def test_the_database_restarting_under_a_search_loses_nothing(pg_url, tmp_path):
     name = sa.engine.make_url(pg_url).database
-    search = start("search", *search_args(pg_url, "restart", "--trials", "2", "--epochs", "20", "--pruner", "none",
+    search = start("search", *search_args(pg_url, "restart", "--trials", "2", "--epochs", "12", "--pruner", "none",
                                           "--checkpoints", str(tmp_path / "a")))
 
     def training():
