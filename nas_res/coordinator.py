@@ -24,7 +24,6 @@ import os
 import queue
 import signal
 import socket
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -32,11 +31,11 @@ from pathlib import Path
 from typing import Callable
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from .cost import cost
 from .data import load_data
 from .errors import ResnasError
+from .liveness import DB_PATIENCE, Heartbeat, alive, host_id, patiently, sigterm_as_interrupt
 from .search import SearchConfig, directions, make_pruner, make_sampler
 from .store import UNCOUNTED, Store, safe_url, tune_sqlite
 from .train import resolve_device
@@ -45,7 +44,6 @@ from .worker import CONTINUE, PRUNE, Handle, context
 COUNTED = "resnas:counted"  # user attribute of trials that count toward --trials (not over-budget ones)
 MAX_ASKS = 500              # suggestions in a row with nothing new to train before the search stops
 HEARTBEAT, GRACE = 10, 60   # seconds: Optuna heartbeat interval, and silence after which a trial is failed
-DB_PATIENCE = 300           # seconds a coordinator waits out an unreachable database before giving up
 
 
 @dataclass
@@ -143,8 +141,7 @@ class Coordinator:
         self.checkpoints = Path(config.checkpoints) if config.checkpoints else self._default_checkpoints()
         self.state = SearchState(config.study, config.trials, owner=self.owner)
         self.handles: list[Handle] = []
-        self._beating: dict[int, int] = {}  # Optuna trial id -> trial number, for the heartbeat thread
-        self._stop_beating = threading.Event()
+        self.beats = Heartbeat(self.storage, self.heartbeat)
         self._last_sweep = self._last_count = 0.0
 
     def _default_checkpoints(self) -> Path:
@@ -157,9 +154,8 @@ class Coordinator:
     def run(self) -> SearchState:
         import optuna
 
-        beats = threading.Thread(target=self._beat, name="resnas-heartbeat", daemon=True)
-        beats.start()
-        previous = _sigterm_as_interrupt()
+        self.beats.start()
+        previous = sigterm_as_interrupt()
         deadline = time.time() + self.config.timeout if self.config.timeout else math.inf
         try:
             self._sweep(force=True)
@@ -187,7 +183,7 @@ class Coordinator:
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
-            self._stop_beating.set()
+            self.beats.stop()
             for h in self.handles:
                 h.kill() if self.state.interrupted else h.stop()
             self.db_patience = 0  # on the way out: one try, no waiting for a database that is gone
@@ -219,38 +215,15 @@ class Coordinator:
         self.state.running_all = by_status.get("running", 0)
         self.state.counted = sum(n for s, n in by_status.items() if s not in UNCOUNTED + ("running",))
 
-    # ---- the database, which may restart under us ----------------------------------------------
     def _db(self, fn: Callable, *args, **kwargs):
-        """Call `fn`, waiting out a database that is restarting or unreachable for up to `db_patience` s
-        (pooled connections are checked before use; a call cut off mid-way is made again)."""
-        import optuna
+        def counted(e: Exception) -> None:
+            self.state.db_errors += 1
 
-        give_up, delay = time.time() + self.db_patience, 0.25
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except (OperationalError, InterfaceError, optuna.exceptions.StorageInternalError) as e:
-                cause = e if isinstance(e, (OperationalError, InterfaceError)) else e.__cause__
-                if not isinstance(cause, (OperationalError, InterfaceError)) or time.time() > give_up:
-                    raise ResnasError(f"lost the storage {safe_url(self.store.url)}: "
-                                      f"{str(getattr(cause, 'orig', None) or cause).strip().splitlines()[0][:200]}"
-                                      ) from None
-                self.state.db_errors += 1
-                time.sleep(delay)
-                delay = min(2 * delay, 5.0)
-
-    def _beat(self) -> None:
-        """Optuna's heartbeat for every trial this coordinator holds (ask-and-tell has none of its own)."""
-        while not self._stop_beating.wait(self.heartbeat):
-            for trial_id in list(self._beating):
-                try:
-                    self.storage.record_heartbeat(trial_id)
-                except Exception:  # the database is restarting: the next beat tries again
-                    pass
+        return patiently(fn, *args, patience=self.db_patience, what=safe_url(self.store.url), on_retry=counted,
+                         **kwargs)
 
     def _hold(self, trial) -> None:
-        self._beating[trial._trial_id] = trial.number
-        self._db(self.storage.record_heartbeat, trial._trial_id)
+        self._db(self.beats.hold, trial._trial_id)
         self._db(trial.set_user_attr, "owner", self.owner)
 
     def _tell(self, trial, values=None, state=None) -> bool:
@@ -267,7 +240,7 @@ class Coordinator:
                 raise
             return False
         finally:
-            self._beating.pop(trial._trial_id, None)
+            self.beats.release(trial._trial_id)
 
     # ---- trials whose coordinator died ---------------------------------------------------------
     def _sweep(self, force: bool = False) -> None:
@@ -284,7 +257,7 @@ class Coordinator:
         for t in running:
             owner = str(t.user_attrs.get("owner", ""))
             owner_host, _, pid = owner.rpartition(":")
-            if owner_host != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            if owner_host != host or not pid.isdigit() or int(pid) == os.getpid() or alive(int(pid)):
                 continue
             try:
                 self._db(self.storage.set_trial_state_values, t._trial_id, optuna.trial.TrialState.FAIL)
@@ -484,20 +457,25 @@ class Coordinator:
         best = (record.get("best") or {}).get("val_acc")
         wall = time.time() - h.info["started"]
         ckpt = self.checkpoints / f"trial-{trial.number:05d}" / "checkpoint.pt"
-        self._db(self.store.finish_run, h.info["run_id"], status=status, reason=reason,
-                 history=record.get("history", []), epochs=len(record.get("history", [])), best_val_acc=best,
-                 checkpoint=str(ckpt) if ckpt.exists() else None,
-                 device=f"{record.get('device', h.device)}@{socket.gethostname()}"[:64], wall_seconds=wall,
-                 train_seconds=record.get("train_seconds"))
+        written = self._db(self.store.finish_run, h.info["run_id"], status=status, reason=reason,
+                           history=record.get("history", []), epochs=len(record.get("history", [])),
+                           best_val_acc=best, checkpoint=str(ckpt) if ckpt.exists() else None,
+                           device=f"{record.get('device', h.device)}@{socket.gethostname()}"[:64],
+                           wall_seconds=wall, train_seconds=record.get("train_seconds"))
         counted = status not in UNCOUNTED
+        told = False
         try:
-            for k, v in (("status", status), (COUNTED, counted)) + ((("reason", reason[:500]),) if reason else ()):
-                self._db(trial.set_user_attr, k, v)
-            told = self._tell(trial, values, state=state if values is None else None)
+            if written:
+                for k, v in (("status", status), (COUNTED, counted)) + ((("reason", reason[:500]),) if reason else ()):
+                    self._db(trial.set_user_attr, k, v)
+                told = self._tell(trial, values, state=state if values is None else None)
         except optuna.exceptions.UpdateFinishedTrialError:
-            told = False
-        if not told:  # failed as stale meanwhile: that coordinator marked the run lost and queued the retry
-            self._db(self.store.lose_run, self.config.study, trial.number, "lost", "failed as stale meanwhile")
+            pass
+        if not told:  # failed as stale by another host meanwhile (the database was away past the grace period):
+            # that host queued the retry; the run is lost whatever it had reached
+            self.beats.release(trial._trial_id)
+            self._db(self.store.finish_run, h.info["run_id"], only_running=False, status="lost",
+                     reason=f"failed as stale by another host while it was finishing as {status}")
         elif not counted:
             self._retry(trial.number, trial._trial_id)
         key = {"COMPLETE": "done", "PRUNED": "pruned"}.get(state.name, "failed")
@@ -545,41 +523,3 @@ class Coordinator:
                                       "worker processes: run it from a file.)")
             h.info = {}
             h.start()
-
-
-def host_id() -> str:
-    """This host as a coordinator's process ids are meaningful on it: the host name, plus the boot and
-    the PID namespace (containers sharing a host name and network do not share process ids)."""
-    parts = []
-    for source in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
-        try:
-            parts.append(Path(source).read_text().strip() if "random" in source else os.readlink(source))
-        except OSError:
-            parts.append("")
-    return f"{socket.gethostname()}/{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:8]}"
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process of this host is still there (a zombie, killed and not yet reaped, is not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _sigterm_as_interrupt():
-    """SIGTERM (a scheduler's stop, `kill`) ends a search as Ctrl-C does: trials marked, study resumable."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, interrupt)

@@ -218,11 +218,15 @@ class Store:
                 return None
             return c.execute(runs.insert().values(study=study, **self._encode(values))).inserted_primary_key[0]
 
-    def finish_run(self, run_id: int, **values: Any) -> None:
-        """The result of a claimed run (written before Optuna is told, so no told trial lacks its run)."""
+    def finish_run(self, run_id: int, *, only_running: bool = True, **values: Any) -> bool:
+        """The result of a claimed run (written before Optuna is told, so no told trial lacks its run).
+        False when the run was no longer `running` (another host declared it lost meanwhile)."""
         values = {k: v for k, v in self._encode(values).items() if k not in ("created", "version")}
+        q = runs.update().where(runs.c.id == run_id)
+        if only_running:
+            q = q.where(runs.c.status == "running")
         with self.engine.begin() as c:
-            c.execute(runs.update().where(runs.c.id == run_id).values(**values))
+            return c.execute(q.values(**values)).rowcount > 0
 
     def lose_run(self, study: str, trial: int, status: str, reason: str) -> None:
         """A run whose trial was failed from outside (stale heartbeat, dead process): it frees its slot."""

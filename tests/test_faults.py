@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 from studycheck import ROOT, check_consistent, finish, retried, search_args, start
 
-from nas_res.coordinator import _alive
+from nas_res.liveness import alive as _alive
 from nas_res.store import Store
 
 COMPLETE = optuna.trial.TrialState.COMPLETE

@@ -1,0 +1,113 @@
+"""How coordinators on many hosts know of each other's trials: heartbeats, host identity, dead processes,
+and database calls that wait out a restart. They share nothing but the database, so each of these is
+either a row in it (the heartbeat) or something a host can tell about itself (its processes)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from .errors import ResnasError
+
+DB_PATIENCE = 300  # seconds a coordinator waits out an unreachable database before giving up
+
+
+class Heartbeat:
+    """Optuna's heartbeat for the trials one coordinator holds (ask-and-tell has none of its own): a
+    thread records one per trial every `interval` seconds; a trial whose beats stop goes stale."""
+
+    def __init__(self, storage, interval: int):
+        self.storage, self.interval = storage, interval
+        self.trials: set[int] = set()  # Optuna trial ids
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="resnas-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def hold(self, trial_id: int) -> None:
+        """Beat now (a trial without any beat can never go stale) and from now on."""
+        self.trials.add(trial_id)
+        self.storage.record_heartbeat(trial_id)
+
+    def release(self, trial_id: int) -> None:
+        self.trials.discard(trial_id)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for trial_id in list(self.trials):
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception:  # the database is restarting: the next beat tries again
+                    pass
+
+
+def patiently(fn: Callable, *args, patience: float, what: str, on_retry: Callable[[Exception], None], **kwargs):
+    """Call `fn`, waiting out a database that is restarting or unreachable for up to `patience` seconds
+    (pooled connections are checked before use; a call cut off mid-way is made again). `what` names the
+    storage, without its password, in the message if it does not come back."""
+    import optuna
+
+    give_up, delay = time.time() + patience, 0.25
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except (OperationalError, InterfaceError, optuna.exceptions.StorageInternalError) as e:
+            cause = e if isinstance(e, (OperationalError, InterfaceError)) else e.__cause__
+            if not isinstance(cause, (OperationalError, InterfaceError)):
+                raise  # not the connection: a real error, not something to wait out
+            if time.time() > give_up:
+                first = str(getattr(cause, "orig", None) or cause).strip().splitlines()[0][:200]
+                raise ResnasError(f"lost the storage {what}: {first}") from None
+            on_retry(e)
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
+
+
+def host_id() -> str:
+    """This host as a coordinator's process ids are meaningful on it: the host name, plus the boot and
+    the PID namespace (containers sharing a host name and network do not share process ids)."""
+    parts = []
+    for source in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(Path(source).read_text().strip() if "random" in source else os.readlink(source))
+        except OSError:
+            parts.append("")
+    return f"{socket.gethostname()}/{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:8]}"
+
+
+def alive(pid: int) -> bool:
+    """Whether a process of this host is still there (a zombie, killed and not yet reaped, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def sigterm_as_interrupt():
+    """SIGTERM (a scheduler's stop, `kill`) ends a search as Ctrl-C does: trials marked, study resumable."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
