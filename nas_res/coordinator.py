@@ -37,7 +37,7 @@ from .data import load_data
 from .errors import ResnasError
 from .liveness import DB_PATIENCE, Heartbeat, alive, host_id, patiently, sigterm_as_interrupt
 from .search import SearchConfig, directions, make_pruner, make_sampler
-from .store import UNCOUNTED, Store, safe_url, tune_sqlite
+from .store import DEFAULT_STORAGE, UNCOUNTED, Store, safe_url, tune_sqlite
 from .train import resolve_device
 from .worker import CONTINUE, PRUNE, Handle, context
 
@@ -108,8 +108,9 @@ class Coordinator:
         sampler_config = config
         if join:  # same seed on every host would mean the same suggestions on every host
             salt = int(hashlib.sha256(self.owner.encode()).hexdigest()[:8], 16)
-            sampler_config = dataclasses.replace(config, seed=(config.seed + salt) % 2**31, workers=2)
-        sampler, pruner = make_sampler(sampler_config), make_pruner(config)
+            sampler_config = dataclasses.replace(config, seed=(config.seed + salt) % 2**31)
+        shared = join or make_url(config.storage or DEFAULT_STORAGE).get_backend_name() != "sqlite"  # hosts may join
+        sampler, pruner = make_sampler(sampler_config, parallel=config.workers > 1 or shared), make_pruner(config)
         self.store = Store(config.storage, create=True)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -268,10 +268,12 @@ def directions(objective: str) -> list[str]:
     return ["maximize"] if objective == "accuracy" else ["maximize", "minimize"]
 
 
-def make_sampler(config: SearchConfig):
+def make_sampler(config: SearchConfig, parallel: bool | None = None):
+    """`parallel`: trials of the study run side by side (several workers, or hosts joining): TPE then
+    counts running trials as if they had failed (constant liar), so that it does not suggest them again."""
     import optuna
 
-    parallel = config.workers > 1
+    parallel = config.workers > 1 if parallel is None else parallel
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if config.sampler == "tpe":
