@@ -65,7 +65,6 @@ class SearchState:
     interrupted: bool = False
     stopped_by: str = ""
     db_errors: int = 0              # database calls that failed and were retried (a restart, say)
-    owner: str = ""
 
     @property
     def running(self) -> int:
@@ -100,7 +99,8 @@ class Coordinator:
                               f"({grace} s)", field="--heartbeat")
         for g in config.gpus:
             resolve_device(f"cuda:{g}")  # a GPU this machine lacks is an error now, not a failure per trial
-        self.owner = f"{host_id()}:{os.getpid()}"
+        self.host = host_id()
+        self.owner = f"{self.host}:{os.getpid()}"
         data = load_data(config.dataset, data_dir=config.data_dir, val_size=config.val_size,
                          split_seed=config.split_seed)  # fail here, clearly, before a study is stored
         self.shape = {"in_channels": data.channels, "classes": data.classes}
@@ -140,7 +140,7 @@ class Coordinator:
         self.recipe = config.recipe.to_dict()
         self.recipe_key = recipe_key(self.recipe)
         self.checkpoints = Path(config.checkpoints) if config.checkpoints else self._default_checkpoints()
-        self.state = SearchState(config.study, config.trials, owner=self.owner)
+        self.state = SearchState(config.study, config.trials)
         self.handles: list[Handle] = []
         self.beats = Heartbeat(self.storage, self.heartbeat)
         self._last_sweep = self._last_count = 0.0
@@ -253,12 +253,11 @@ class Coordinator:
             return
         self._last_sweep = time.time()
         self._db(optuna.storages.fail_stale_trials, self.study)
-        host = host_id()
         running = self._db(self.study.get_trials, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         for t in running:
             owner = str(t.user_attrs.get("owner", ""))
             owner_host, _, pid = owner.rpartition(":")
-            if owner_host != host or not pid.isdigit() or int(pid) == os.getpid() or alive(int(pid)):
+            if owner_host != self.host or not pid.isdigit() or int(pid) == os.getpid() or alive(int(pid)):
                 continue
             try:
                 self._db(self.storage.set_trial_state_values, t._trial_id, optuna.trial.TrialState.FAIL)
@@ -274,9 +273,9 @@ class Coordinator:
     def _lost(self, trial, reason: str) -> None:
         self._db(self.store.lose_run, self.config.study, trial.number, "lost", reason)
         self.state.counts["lost"] += 1
-        self._retry(trial.number, trial._trial_id)
+        self._retry(trial._trial_id)
 
-    def _retry(self, number: int, trial_id: int) -> None:
+    def _retry(self, trial_id: int) -> None:
         """Queue the same parameters once more (Optuna's RetryFailedTrialCallback: at most one retry, so a
         candidate that kills its worker every time is given up after the second)."""
         frozen = self._db(self.storage.get_trial, trial_id)
@@ -340,9 +339,8 @@ class Coordinator:
                 asked = time.time()
                 continue
             ckpt = self.checkpoints / f"trial-{trial.number:05d}"
-            run_id = self._db(self.store.claim, self.config.study, self.config.trials, trial=trial.number,
-                              arch_key=arch.key, recipe_key=self.recipe_key, recipe=self.recipe,
-                              data_key=self.config.data_key, status="running", reason=f"training on {self.owner}",
+            run_id = self._db(self.store.claim, self.config.study, self.config.trials, **self._run_of(trial, arch),
+                              status="running", reason=f"training on {self.owner}",
                               device=f"{h.device}@{socket.gethostname()}"[:64])
             if run_id is None:  # another host took the last slot between our count and this claim
                 self._db(trial.set_user_attr, "status", "surplus")
@@ -359,6 +357,11 @@ class Coordinator:
             return
         self.state.stopped_by = (f"{MAX_ASKS} suggestions in a row brought nothing new to train (over the budget "
                                  "or already trained): the feasible part of the space looks exhausted")
+
+    def _run_of(self, trial, arch) -> dict:
+        """What a run row says of its trial: which architecture, trained how, on what."""
+        return {"trial": trial.number, "arch_key": arch.key, "recipe_key": self.recipe_key, "recipe": self.recipe,
+                "data_key": self.config.data_key}
 
     def _excess(self, c) -> float:
         """How far outside the budget, relative (> 0 infeasible, <= 0 feasible): the sampler's constraint."""
@@ -379,9 +382,9 @@ class Coordinator:
         import optuna
 
         run_id = self._db(
-            self.store.claim, self.config.study, self.config.trials, trial=trial.number, arch_key=arch.key,
-            recipe_key=self.recipe_key, recipe=self.recipe, data_key=self.config.data_key, status=known["status"],
-            reason=f"reused from {known['study']} trial {known['trial']}", history=known["history"],
+            self.store.claim, self.config.study, self.config.trials, **self._run_of(trial, arch),
+            status=known["status"], reason=f"reused from {known['study']} trial {known['trial']}",
+            history=known["history"],
             epochs=known["epochs"], best_val_acc=known["best_val_acc"], test_acc=known["test_acc"],
             checkpoint=known["checkpoint"], device=known["device"], wall_seconds=0.0,
             train_seconds=known["train_seconds"], reused_from=known["id"])
@@ -478,7 +481,7 @@ class Coordinator:
             self._db(self.store.finish_run, h.info["run_id"], only_running=False, status="lost",
                      reason=f"failed as stale by another host while it was finishing as {status}")
         elif not counted:
-            self._retry(trial.number, trial._trial_id)
+            self._retry(trial._trial_id)
         key = {"COMPLETE": "done", "PRUNED": "pruned"}.get(state.name, "failed")
         if counted and told:
             self.state.counts[key] += 1

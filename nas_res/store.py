@@ -125,7 +125,7 @@ class Store:
         self.ready = False  # resnas's tables are there
         try:
             self.engine = sa.create_engine(self.url, pool_pre_ping=True)
-            if not create and _missing_sqlite_file(self.engine):  # connecting would create it
+            if not create and missing_sqlite_file(self.engine.url):  # connecting would create it
                 if not must_exist:
                     return
                 raise ResnasError(f"no database at {safe_url(self.url)} (a search creates it): check the path",
@@ -280,9 +280,11 @@ class Store:
         self.engine.dispose()
 
 
-def _missing_sqlite_file(engine: sa.engine.Engine) -> bool:
-    db = engine.url.database
-    return engine.dialect.name == "sqlite" and db not in (None, "", ":memory:") and not Path(db).expanduser().exists()
+def missing_sqlite_file(url: sa.engine.URL) -> bool:
+    """A SQLite file URL whose file is not there (opening it would create an empty one)."""
+    db = url.database
+    in_file = url.get_backend_name() == "sqlite" and db not in (None, "", ":memory:")
+    return in_file and not Path(db).expanduser().exists()
 
 
 def _first_line(e: Exception) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -78,8 +77,9 @@ def _parse(url: str, option: str):
 
 
 def _missing_sqlite(parsed) -> bool:
-    return parsed.get_backend_name() == "sqlite" and (
-        parsed.database in (None, "", ":memory:") or not Path(parsed.database).expanduser().exists())
+    """No SQLite file to read: not there, or in memory (a new, empty database)."""
+    in_memory = parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+    return in_memory or st.missing_sqlite_file(parsed)
 
 
 def _resolve(url: str, option: str, must_exist: bool = False) -> str:
