@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import describe, write  # noqa: E402
+from machine import describe, write
 
-from nas_res import Budget, build, cost, fvcore_cost, load_space  # noqa: E402
-from nas_res.blocks import stem_cost, unit_cost  # noqa: E402
-from nas_res.cost import stage_cost  # noqa: E402
+from nas_res import Budget, build, cost, fvcore_cost, load_space
+from nas_res.blocks import stem_cost, unit_cost
+from nas_res.cost import stage_cost
 
 
 def clear_caches() -> None:
@@ -52,8 +52,10 @@ def main() -> None:
     archs = space.sample(args.candidates, budget, seed=0)
 
     rows = []
-    print(f"{'candidate':46s} {'FLOPs':>14s} {'fvcore s':>9s} {'(trace s)':>9s} {'cold us':>8s} {'warm us':>8s}"
-          f" {'speed-up':>9s}")
+    print(
+        f"{'candidate':46s} {'FLOPs':>14s} {'fvcore s':>9s} {'(trace s)':>9s} {'cold us':>8s} {'warm us':>8s}"
+        f" {'speed-up':>9s}"
+    )
     for arch in archs:
         t = time.perf_counter()
         build(arch)
@@ -63,13 +65,26 @@ def main() -> None:
         fv_s = time.perf_counter() - t
         cold, warm = time_analytic(arch)
         assert (ref.flops, ref.params, ref.acts) == (cost(arch).flops, cost(arch).params, cost(arch).acts)
-        rows.append({"arch": arch.summary(), "flops": ref.flops, "fvcore_s": fv_s, "trace_s": fv_s - build_s,
-                     "analytic_cold_s": cold, "analytic_warm_s": warm, "speedup_cold": fv_s / cold})
-        print(f"{arch.summary()[:46]:46s} {ref.flops:>14,} {fv_s:>9.3f} {fv_s - build_s:>9.3f} {cold * 1e6:>8.0f}"
-              f" {warm * 1e6:>8.1f} {fv_s / cold:>8.0f}x")
+        rows.append(
+            {
+                "arch": arch.summary(),
+                "flops": ref.flops,
+                "fvcore_s": fv_s,
+                "trace_s": fv_s - build_s,
+                "analytic_cold_s": cold,
+                "analytic_warm_s": warm,
+                "speedup_cold": fv_s / cold,
+            }
+        )
+        print(
+            f"{arch.summary()[:46]:46s} {ref.flops:>14,} {fv_s:>9.3f} {fv_s - build_s:>9.3f} {cold * 1e6:>8.0f}"
+            f" {warm * 1e6:>8.1f} {fv_s / cold:>8.0f}x"
+        )
     speedups = [r["speedup_cold"] for r in rows]
-    print(f"median speed-up, analytic (cold caches) vs fvcore: {statistics.median(speedups):,.0f}x "
-          f"(min {min(speedups):,.0f}x); all {len(rows)} counts identical")
+    print(
+        f"median speed-up, analytic (cold caches) vs fvcore: {statistics.median(speedups):,.0f}x "
+        f"(min {min(speedups):,.0f}x); all {len(rows)} counts identical"
+    )
 
     rates = []
     for seed in range(3):
@@ -78,12 +93,20 @@ def main() -> None:
         t = time.perf_counter()
         got = fresh.sample(args.samples, budget, seed=seed)
         rates.append(len(got) / (time.perf_counter() - t))
-    print(f"feasible resnext candidates sampled per second under {budget.describe()}: "
-          f"{statistics.median(rates):,.0f}/s (median of 3 runs of {args.samples:,}, cold caches; "
-          f"runs: {', '.join(f'{r:,.0f}' for r in rates)})")
-    figures = {"candidates": rows, "median_speedup": statistics.median(speedups), "min_speedup": min(speedups),
-               "sampling_per_s": statistics.median(rates), "sampling_runs_per_s": rates,
-               "sampling_n": args.samples, "budget": budget.describe()}
+    print(
+        f"feasible resnext candidates sampled per second under {budget.describe()}: "
+        f"{statistics.median(rates):,.0f}/s (median of 3 runs of {args.samples:,}, cold caches; "
+        f"runs: {', '.join(f'{r:,.0f}' for r in rates)})"
+    )
+    figures = {
+        "candidates": rows,
+        "median_speedup": statistics.median(speedups),
+        "min_speedup": min(speedups),
+        "sampling_per_s": statistics.median(rates),
+        "sampling_runs_per_s": rates,
+        "sampling_n": args.samples,
+        "budget": budget.describe(),
+    }
     path = write("cost", figures, command)
     print(f"machine: {describe()['cpu']}, torch {describe()['torch']}; written to {path}")
 

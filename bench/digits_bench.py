@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import describe, write  # noqa: E402
+from machine import describe, write
 
-from nas_res import Recipe, evaluate, load_data, train, zoo  # noqa: E402
+from nas_res import Recipe, evaluate, load_data, train, zoo
 
 
 def main() -> None:
@@ -40,19 +40,39 @@ def main() -> None:
         result = train(arch, data, recipe, device=args.device)
         seconds = time.perf_counter() - t
         test = evaluate(result.model, data, "test", device=args.device)
-        runs.append({"seed": seed, "status": result.status, "test_top1": test["top1"],
-                     "best_val_acc": result.best.val_acc, "wall_seconds": seconds,
-                     "train_seconds": result.train_seconds, "images_per_s": result.images_per_s})
-        print(f"seed {seed}: test top-1 {test['top1']:.2f}% ({test['images']} images), best val "
-              f"{result.best.val_acc:.2f}%, {seconds:.1f} s wall ({result.train_seconds:.1f} s training, "
-              f"{result.images_per_s:,.0f} img/s)", flush=True)
+        runs.append(
+            {
+                "seed": seed,
+                "status": result.status,
+                "test_top1": test["top1"],
+                "best_val_acc": result.best.val_acc,
+                "wall_seconds": seconds,
+                "train_seconds": result.train_seconds,
+                "images_per_s": result.images_per_s,
+            }
+        )
+        print(
+            f"seed {seed}: test top-1 {test['top1']:.2f}% ({test['images']} images), best val "
+            f"{result.best.val_acc:.2f}%, {seconds:.1f} s wall ({result.train_seconds:.1f} s training, "
+            f"{result.images_per_s:,.0f} img/s)",
+            flush=True,
+        )
     accs = [r["test_top1"] for r in runs]
-    figures = {"net": args.net, "dataset": data.describe(), "recipe": Recipe(epochs=args.epochs,
-               batch_size=args.batch_size, lr=args.lr).to_dict(), "device": args.device, "runs": runs,
-               "test_top1_min": min(accs), "test_top1_mean": sum(accs) / len(accs), "target": 97.0,
-               "data_load_seconds": load_s}
-    print(f"test top-1: min {min(accs):.2f}%, mean {sum(accs) / len(accs):.2f}% over {len(runs)} seeds "
-          f"(target >= 97%); data loaded in {load_s:.1f} s")
+    figures = {
+        "net": args.net,
+        "dataset": data.describe(),
+        "recipe": Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr).to_dict(),
+        "device": args.device,
+        "runs": runs,
+        "test_top1_min": min(accs),
+        "test_top1_mean": sum(accs) / len(accs),
+        "target": 97.0,
+        "data_load_seconds": load_s,
+    }
+    print(
+        f"test top-1: min {min(accs):.2f}%, mean {sum(accs) / len(accs):.2f}% over {len(runs)} seeds "
+        f"(target >= 97%); data loaded in {load_s:.1f} s"
+    )
     print("machine:", describe())
     print("written:", write("digits", figures, "python bench/digits_bench.py " + " ".join(sys.argv[1:])))
 

@@ -33,9 +33,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-from machine import describe, write  # noqa: E402
+from machine import describe, write
 
-from nas_res.store import UNCOUNTED, Store, safe_url  # noqa: E402
+from nas_res.store import UNCOUNTED, Store, safe_url
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -57,16 +57,40 @@ def scratch(server: str):
 
 def resnas(command: str, *args: str, tmp: Path, index: int) -> subprocess.Popen:
     log = open(tmp / f"{index:02d}.err", "w")
-    return subprocess.Popen([sys.executable, "-m", "cli.main", command, *args, "--json"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=log, text=True,
-                            env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", command, *args, "--json"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"},
+    )
 
 
 def measure(storage: str, workers: int, trials: int, tmp: Path) -> dict:
     common = ("--storage", storage, "--checkpoints", str(tmp / "ck"), "--heartbeat", "5", "--grace", "60")
-    procs = [resnas("search", "--space", str(HERE / "load-space.yaml"), "--dataset", "synthetic:1x4x4:2:64",
-                    "--trials", str(trials), "--epochs", "1", "--pruner", "none",
-                    "--sampler", "random", "--study", "load", *common, tmp=tmp, index=0)]
+    procs = [
+        resnas(
+            "search",
+            "--space",
+            str(HERE / "load-space.yaml"),
+            "--dataset",
+            "synthetic:1x4x4:2:64",
+            "--trials",
+            str(trials),
+            "--epochs",
+            "1",
+            "--pruner",
+            "none",
+            "--sampler",
+            "random",
+            "--study",
+            "load",
+            *common,
+            tmp=tmp,
+            index=0,
+        )
+    ]
     deadline = time.time() + 300
     while time.time() < deadline:  # the others join once the study exists
         if procs[0].poll() is not None:
@@ -111,15 +135,21 @@ def measure(storage: str, workers: int, trials: int, tmp: Path) -> dict:
         "counted_mismatch": int(counted_trials != {r["trial"] for r in counted_runs} or len(counted_runs) != trials),
     }
     figures = {
-        "workers": workers, "trials": len(counted_runs), "processes_that_trained": len(starts),
+        "workers": workers,
+        "trials": len(counted_runs),
+        "processes_that_trained": len(starts),
         "optuna_trials": len(all_trials),
-        "repeats_and_over_budget": sum(1 for t in all_trials if t.user_attrs.get("status") in ("repeat", "over_budget",
-                                                                                                "surplus")),
-        "wall_seconds": t1 - t0, "trials_per_second": len(counted_runs) / (t1 - t0),
+        "repeats_and_over_budget": sum(
+            1 for t in all_trials if t.user_attrs.get("status") in ("repeat", "over_budget", "surplus")
+        ),
+        "wall_seconds": t1 - t0,
+        "trials_per_second": len(counted_runs) / (t1 - t0),
         "all_working_seconds": max(0.0, full1 - full0),
         "trials_per_second_all_working": len(in_full) / (full1 - full0) if full1 > full0 else None,
         "median_trial_seconds": sorted(r["wall_seconds"] for r in counted_runs)[len(counted_runs) // 2],
-        "errors": errors, "total_errors": sum(errors.values()), "storage": safe_url(storage),
+        "errors": errors,
+        "total_errors": sum(errors.values()),
+        "storage": safe_url(storage),
     }
     return figures
 
@@ -133,13 +163,19 @@ def main() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        with (contextlib.nullcontext(a.storage) if a.storage else scratch(SERVER)) as storage:
+        with contextlib.nullcontext(a.storage) if a.storage else scratch(SERVER) as storage:
             f = measure(storage, a.workers, a.trials, Path(tmp))
-    print(f"{f['workers']} workers, {f['trials']} trials on {f['storage']}: {f['trials_per_second']:.2f} trials/s "
-          f"overall ({f['wall_seconds']:.0f} s), "
-          + (f"{f['trials_per_second_all_working']:.2f} trials/s while all {f['processes_that_trained']} worked "
-             f"({f['all_working_seconds']:.0f} s), " if f["trials_per_second_all_working"] else "")
-          + f"median trial {f['median_trial_seconds']:.2f} s; errors: {f['total_errors']} {f['errors']}")
+    print(
+        f"{f['workers']} workers, {f['trials']} trials on {f['storage']}: {f['trials_per_second']:.2f} trials/s "
+        f"overall ({f['wall_seconds']:.0f} s), "
+        + (
+            f"{f['trials_per_second_all_working']:.2f} trials/s while all {f['processes_that_trained']} worked "
+            f"({f['all_working_seconds']:.0f} s), "
+            if f["trials_per_second_all_working"]
+            else ""
+        )
+        + f"median trial {f['median_trial_seconds']:.2f} s; errors: {f['total_errors']} {f['errors']}"
+    )
     print("machine:", describe())
     print("written:", write("load", f, "python bench/load_bench.py " + " ".join(sys.argv[1:])))
 

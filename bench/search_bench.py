@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import describe, write  # noqa: E402
+from machine import describe, write
 
-from nas_res.coordinator import Coordinator  # noqa: E402
-from nas_res.search import plan  # noqa: E402
-from nas_res.store import Store  # noqa: E402
+from nas_res.coordinator import Coordinator
+from nas_res.search import plan
+from nas_res.store import Store
 
 
 def run(tmp: Path, name: str, **options):
@@ -41,20 +41,43 @@ def run(tmp: Path, name: str, **options):
     for r in sorted(runs, key=lambda r: r["trial"]):
         best = max(best, r["best_val_acc"] or 0.0)
         best_so_far.append(best)
-    return {"wall_seconds": wall, "trained_epochs": sum(r["epochs"] for r in runs if r["reused_from"] is None),
-            "best_val_acc": best, "best_so_far": best_so_far, "counts": state.counts,
-            "overheads_ms": [1000 * o for o in state.overheads]}
+    return {
+        "wall_seconds": wall,
+        "trained_epochs": sum(r["epochs"] for r in runs if r["reused_from"] is None),
+        "best_val_acc": best,
+        "best_so_far": best_so_far,
+        "counts": state.counts,
+        "overheads_ms": [1000 * o for o in state.overheads],
+    }
 
 
 def overhead(tmp: Path, trials: int) -> dict:
-    o = run(tmp, "overhead", space="plain-vs-residual", dataset="synthetic:1x4x4:2:64", val_size=16,
-            trials=trials, epochs=1, pruner="none", sampler="random")
+    o = run(
+        tmp,
+        "overhead",
+        space="plain-vs-residual",
+        dataset="synthetic:1x4x4:2:64",
+        val_size=16,
+        trials=trials,
+        epochs=1,
+        pruner="none",
+        sampler="random",
+    )
     ms = o["overheads_ms"]
-    figures = {"trials": len(ms), "median_ms": statistics.median(ms), "p90_ms": statistics.quantiles(ms, n=10)[-1],
-               "min_ms": min(ms), "max_ms": max(ms), "target_median_ms": 50,
-               "note": "per trained trial: ask to stored run, minus the worker's time inside train()"}
-    print(f"orchestration overhead per trial: median {figures['median_ms']:.1f} ms, p90 {figures['p90_ms']:.1f} ms "
-          f"over {len(ms)} trained trials (target <= 50 ms)", flush=True)
+    figures = {
+        "trials": len(ms),
+        "median_ms": statistics.median(ms),
+        "p90_ms": statistics.quantiles(ms, n=10)[-1],
+        "min_ms": min(ms),
+        "max_ms": max(ms),
+        "target_median_ms": 50,
+        "note": "per trained trial: ask to stored run, minus the worker's time inside train()",
+    }
+    print(
+        f"orchestration overhead per trial: median {figures['median_ms']:.1f} ms, p90 {figures['p90_ms']:.1f} ms "
+        f"over {len(ms)} trained trials (target <= 50 ms)",
+        flush=True,
+    )
     return figures
 
 
@@ -66,21 +89,36 @@ def searches(tmp: Path, args) -> dict:
             sampler, pruner = label.split("+")
             r = run(tmp, f"{label.replace('+', '-')}-{seed}", sampler=sampler, pruner=pruner, seed=seed, **common)
             results[label].append(r)
-            print(f"seed {seed} {label:>14}: best val acc {r['best_val_acc']:.2f}%, trained epochs "
-                  f"{r['trained_epochs']}, {r['wall_seconds']:.0f} s, {r['counts']}", flush=True)
-    summary = {label: {"best_val_acc": [r["best_val_acc"] for r in rs],
-                       "mean_best_val_acc": statistics.mean(r["best_val_acc"] for r in rs),
-                       "trained_epochs": [r["trained_epochs"] for r in rs],
-                       "mean_trained_epochs": statistics.mean(r["trained_epochs"] for r in rs),
-                       "wall_seconds": [r["wall_seconds"] for r in rs],
-                       "best_so_far": [r["best_so_far"] for r in rs]}
-               for label, rs in results.items()}
+            print(
+                f"seed {seed} {label:>14}: best val acc {r['best_val_acc']:.2f}%, trained epochs "
+                f"{r['trained_epochs']}, {r['wall_seconds']:.0f} s, {r['counts']}",
+                flush=True,
+            )
+    summary = {
+        label: {
+            "best_val_acc": [r["best_val_acc"] for r in rs],
+            "mean_best_val_acc": statistics.mean(r["best_val_acc"] for r in rs),
+            "trained_epochs": [r["trained_epochs"] for r in rs],
+            "mean_trained_epochs": statistics.mean(r["trained_epochs"] for r in rs),
+            "wall_seconds": [r["wall_seconds"] for r in rs],
+            "best_so_far": [r["best_so_far"] for r in rs],
+        }
+        for label, rs in results.items()
+    }
     for label, s in summary.items():
-        print(f"{label:>14}: mean best val acc {s['mean_best_val_acc']:.2f}% {s['best_val_acc']}, "
-              f"mean trained epochs {s['mean_trained_epochs']:.1f} {s['trained_epochs']}")
-    return {"space": Path(args.space).name, "dataset": "digits", "val_size": args.val_size, "trials": args.trials,
-            "epochs": args.epochs,
-            "seeds": args.seeds, "searches": summary}
+        print(
+            f"{label:>14}: mean best val acc {s['mean_best_val_acc']:.2f}% {s['best_val_acc']}, "
+            f"mean trained epochs {s['mean_trained_epochs']:.1f} {s['trained_epochs']}"
+        )
+    return {
+        "space": Path(args.space).name,
+        "dataset": "digits",
+        "val_size": args.val_size,
+        "trials": args.trials,
+        "epochs": args.epochs,
+        "seeds": args.seeds,
+        "searches": summary,
+    }
 
 
 def main() -> None:

@@ -23,15 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-import torchvision.transforms as T  # noqa: E402
-from machine import describe, write  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import torchvision.transforms as T
+from machine import describe, write
+from PIL import Image
+from torch import nn
 
-from nas_res import build, zoo  # noqa: E402
-from nas_res.data import load_data  # noqa: E402
-from nas_res.train import Recipe, resolve_device, train  # noqa: E402
+from nas_res import build, zoo
+from nas_res.data import load_data
+from nas_res.train import Recipe, resolve_device, train
 
 
 class PilImages(torch.utils.data.Dataset):
@@ -52,10 +52,17 @@ class PilImages(torch.utils.data.Dataset):
 
 def reference(arch, data, batch_size: int, epochs: int, device: torch.device) -> float:
     """Images/s of the plain loop, over `epochs` epochs after one warm-up epoch."""
-    tf = T.Compose([T.RandomCrop(data.size, padding=data.pad), T.RandomHorizontalFlip(), T.ToTensor(),
-                    T.Normalize(data.mean, data.std)])
-    loader = torch.utils.data.DataLoader(PilImages(data.train.images, data.train.labels, tf),
-                                         batch_size=batch_size, shuffle=True, drop_last=True)
+    tf = T.Compose(
+        [
+            T.RandomCrop(data.size, padding=data.pad),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(data.mean, data.std),
+        ]
+    )
+    loader = torch.utils.data.DataLoader(
+        PilImages(data.train.images, data.train.labels, tf), batch_size=batch_size, shuffle=True, drop_last=True
+    )
     torch.manual_seed(0)
     model = build(arch).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -104,8 +111,9 @@ def main() -> None:
     args = p.parse_args()
     device = resolve_device(args.device)
     arch = zoo.get(args.net)
-    data = load_data(f"synthetic:{arch.in_channels}x{arch.resolution}x{arch.resolution}:{arch.classes}:{args.images}",
-                     val_size=256)
+    data = load_data(
+        f"synthetic:{arch.in_channels}x{arch.resolution}x{arch.resolution}:{arch.classes}:{args.images}", val_size=256
+    )
     runs: dict[str, list[float]] = {"reference": [], "resnas": []}
     if not args.no_compile:
         runs["resnas_compiled"] = []
@@ -119,22 +127,38 @@ def main() -> None:
             compile_s.append(cs)
         print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:,.0f} img/s" for k, v in runs.items()), flush=True)
     med = {k: statistics.median(v) for k, v in runs.items()}
-    figures = {"net": args.net, "device": str(device), "batch_size": args.batch_size, "images": args.images,
-               "runs_images_per_s": runs, "median_images_per_s": med,
-               "speedup": {k: med[k] / med["reference"] for k in med if k != "reference"},
-               "compile_seconds": compile_s, "target": 3.0 if device.type == "cuda" else 1.3,
-               "recipe": Recipe(batch_size=args.batch_size).to_dict()}
+    figures = {
+        "net": args.net,
+        "device": str(device),
+        "batch_size": args.batch_size,
+        "images": args.images,
+        "runs_images_per_s": runs,
+        "median_images_per_s": med,
+        "speedup": {k: med[k] / med["reference"] for k in med if k != "reference"},
+        "compile_seconds": compile_s,
+        "target": 3.0 if device.type == "cuda" else 1.3,
+        "recipe": Recipe(batch_size=args.batch_size).to_dict(),
+    }
     if device.type == "cuda":
         cifar = load_data("synthetic:3x32x32:10:50000", val_size=5000)
         start = time.perf_counter()
-        res = train(zoo.get("resnet20_cifar"), cifar, Recipe(epochs=args.proxy_epochs, batch_size=512, lr=0.2),
-                    device=device)
-        figures["proxy_run"] = {"net": "resnet20_cifar", "epochs": args.proxy_epochs, "train_images": 45000,
-                                "batch_size": 512, "wall_seconds": time.perf_counter() - start,
-                                "images_per_s": res.images_per_s, "status": res.status}
+        res = train(
+            zoo.get("resnet20_cifar"), cifar, Recipe(epochs=args.proxy_epochs, batch_size=512, lr=0.2), device=device
+        )
+        figures["proxy_run"] = {
+            "net": "resnet20_cifar",
+            "epochs": args.proxy_epochs,
+            "train_images": 45000,
+            "batch_size": 512,
+            "wall_seconds": time.perf_counter() - start,
+            "images_per_s": res.images_per_s,
+            "status": res.status,
+        }
     for k, v in med.items():
-        print(f"{k:>16}: {v:,.0f} img/s (median of {len(runs[k])})" +
-              (f"  {v / med['reference']:.2f}x" if k != "reference" else ""))
+        print(
+            f"{k:>16}: {v:,.0f} img/s (median of {len(runs[k])})"
+            + (f"  {v / med['reference']:.2f}x" if k != "reference" else "")
+        )
     if compile_s:
         print(f"compile: {statistics.median(compile_s):.1f} s (first step, not in the throughput)")
     if "proxy_run" in figures:

@@ -18,8 +18,10 @@ from nas_res import ResnasError, load_arch, zoo
 out = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", 200)))
 err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=int(os.environ.get("COLUMNS", 200)))
 
-BUDGET_HELP = ("FLOPs cap (4GFLOPs, 600MFLOPs, 4e9) or band (3.8-4.2GFLOPs). FLOPs are multiply-adds counted as "
-               "fvcore does (convs, linear, batch norm, pooling): ResNet-50 is 4.11 G, so 4GFLOPs excludes it.")
+BUDGET_HELP = (
+    "FLOPs cap (4GFLOPs, 600MFLOPs, 4e9) or band (3.8-4.2GFLOPs). FLOPs are multiply-adds counted as "
+    "fvcore does (convs, linear, batch norm, pooling): ResNet-50 is 4.11 G, so 4GFLOPs excludes it."
+)
 PARAMS_HELP = "Parameter cap, e.g. 25M."
 STORAGE_HELP = "SQLAlchemy URL of the study database (default sqlite:///studies/resnas.db)."
 JSON_HELP = "Print machine-readable JSON (raw integers) instead of tables."
@@ -27,6 +29,7 @@ JSON_HELP = "Print machine-readable JSON (raw integers) instead of tables."
 
 def user_errors(fn):
     """A mistake the user can make ends in one line on stderr and exit code 2, never a traceback."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -37,6 +40,7 @@ def user_errors(fn):
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130)
+
     return wrapper
 
 
@@ -50,10 +54,16 @@ def resolve_arch(target: str):
         return target, zoo.get(target)
     if Path(target).suffix in (".yaml", ".yml", ".json") or Path(target).exists():
         return Path(target).stem, load_arch(target)
-    raise ResnasError(f"{target!r} is neither a zoo name ({', '.join(zoo.names()[:6])}, ...; see `resnas zoo`) "
-                      "nor an arch file (.yaml/.json)")
+    raise ResnasError(
+        f"{target!r} is neither a zoo name ({', '.join(zoo.names()[:6])}, ...; see `resnas zoo`) "
+        "nor an arch file (.yaml/.json)"
+    )
 
 
 def cost_record(arch, c) -> dict:
-    return {"key": arch.key, "summary": arch.summary(), "arch": arch.to_dict(),
-            "cost": {"flops": c.flops, "params": c.params, "acts": c.acts, "resolution": c.resolution}}
+    return {
+        "key": arch.key,
+        "summary": arch.summary(),
+        "arch": arch.to_dict(),
+        "cost": {"flops": c.flops, "params": c.params, "acts": c.acts, "resolution": c.resolution},
+    }

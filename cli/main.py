@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.table import Table
 
@@ -18,8 +16,12 @@ from .search import search_cmd, worker_cmd
 from .study import study_app
 from .train import evaluate_cmd, train_cmd
 
-app = typer.Typer(help="Design-space exploration and architecture search for residual networks.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="Design-space exploration and architecture search for residual networks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 space_app = typer.Typer(help="Inspect and sample design spaces.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
 app.add_typer(study_app, name="study")
@@ -43,17 +45,21 @@ def parse_ints(text: str, what: str) -> list[int]:
 
 # ---- zoo and cost ---------------------------------------------------------------------------------
 
+
 @app.command("zoo")
 @user_errors
-def zoo_cmd(name: Optional[str] = typer.Argument(None, help="Show one entry in full."),
-            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+def zoo_cmd(
+    name: str | None = typer.Argument(None, help="Show one entry in full."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
     """Named reference architectures (torchvision's ImageNet nets, the papers' CIFAR nets, MNIST)."""
     names = [name] if name else zoo.names()
     records = []
     for n in names:
         arch = zoo.get(n)
-        records.append({"name": n, "description": zoo.describe(n), "depth": arch.depth,
-                        **cost_record(arch, cost(arch))})
+        records.append(
+            {"name": n, "description": zoo.describe(n), "depth": arch.depth, **cost_record(arch, cost(arch))}
+        )
     if as_json:
         return emit_json(records if not name else records[0])
     if name:
@@ -61,25 +67,30 @@ def zoo_cmd(name: Optional[str] = typer.Argument(None, help="Show one entry in f
         out.print(f"[bold]{name}[/]: {r['description']} (key {r['key']})")
         out.print(zoo.get(name).to_yaml(), highlight=False)
         c = r["cost"]
-        out.print(f"FLOPs {human(c['flops'])}  params {human(c['params'])}  acts {human(c['acts'])}  "
-                  f"at {c['resolution']}x{c['resolution']}")
+        out.print(
+            f"FLOPs {human(c['flops'])}  params {human(c['params'])}  acts {human(c['acts'])}  "
+            f"at {c['resolution']}x{c['resolution']}"
+        )
         return
     table = Table(title="resnas zoo")
     for col in ("name", "layers", "FLOPs", "params", "res", "what"):
         table.add_column(col, justify="right" if col in ("layers", "FLOPs", "params", "res") else "left")
     for r in records:
         c = r["cost"]
-        table.add_row(r["name"], str(r["depth"]), human(c["flops"]), human(c["params"]), str(c["resolution"]),
-                      r["description"])
+        table.add_row(
+            r["name"], str(r["depth"]), human(c["flops"]), human(c["params"]), str(c["resolution"]), r["description"]
+        )
     out.print(table)
 
 
 @app.command("cost")
 @user_errors
-def cost_cmd(target: str = typer.Argument(..., help="Zoo name or arch file (.yaml/.json)."),
-             resolution: Optional[int] = typer.Option(None, help="Input side (default: the arch's reference)."),
-             verify: bool = typer.Option(False, "--verify", help="Also build the model and count with fvcore."),
-             as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+def cost_cmd(
+    target: str = typer.Argument(..., help="Zoo name or arch file (.yaml/.json)."),
+    resolution: int | None = typer.Option(None, help="Input side (default: the arch's reference)."),
+    verify: bool = typer.Option(False, "--verify", help="Also build the model and count with fvcore."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
     """Exact FLOPs, params and activations, computed from the description (no model built)."""
     if resolution is not None and resolution < 1:
         raise ResnasError(f"must be a positive integer; got {resolution}", field="--resolution")
@@ -100,8 +111,13 @@ def cost_cmd(target: str = typer.Argument(..., help="Zoo name or arch file (.yam
         for part, t in c.parts.items():
             extra = (f"{ref.parts[part].flops:,}",) if ref else ()
             table.add_row(part, f"{t.flops:,}", f"{t.params:,}", f"{t.acts:,}", *extra)
-        table.add_row("[bold]total", f"[bold]{c.flops:,}", f"[bold]{c.params:,}", f"[bold]{c.acts:,}",
-                      *((f"[bold]{ref.flops:,}",) if ref else ()))
+        table.add_row(
+            "[bold]total",
+            f"[bold]{c.flops:,}",
+            f"[bold]{c.params:,}",
+            f"[bold]{c.acts:,}",
+            *((f"[bold]{ref.flops:,}",) if ref else ()),
+        )
         out.print(table)
         out.print(f"{human(c.flops)}FLOPs, {human(c.params)} params, {human(c.acts)} acts (key {arch.key})")
         if ref:
@@ -115,11 +131,13 @@ def cost_cmd(target: str = typer.Argument(..., help="Zoo name or arch file (.yam
 
 @app.command("iso")
 @user_errors
-def iso_cmd(like: str = typer.Option(..., "--like", help="Reference: zoo name or arch file (e.g. resnet50)."),
-            cardinality: Optional[str] = typer.Option(None, help="Cardinalities, e.g. 1,2,4,8,32."),
-            depths: Optional[str] = typer.Option(None, help="Stage depths, e.g. 2-2-2-2,3-4-23-3."),
-            match: str = typer.Option("params", help="Keep params (as the ResNeXt paper) or flops."),
-            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+def iso_cmd(
+    like: str = typer.Option(..., "--like", help="Reference: zoo name or arch file (e.g. resnet50)."),
+    cardinality: str | None = typer.Option(None, help="Cardinalities, e.g. 1,2,4,8,32."),
+    depths: str | None = typer.Option(None, help="Stage depths, e.g. 2-2-2-2,3-4-23-3."),
+    match: str = typer.Option("params", help="Keep params (as the ResNeXt paper) or flops."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
     """Iso-complexity: the bottleneck width (per cardinality) or width (per depth) that keeps the reference's
     params or FLOPs."""
     _, ref = resolve_arch(like)
@@ -134,18 +152,25 @@ def iso_cmd(like: str = typer.Option(..., "--like", help="Reference: zoo name or
             raise ResnasError(f"must look like 2-2-2-2,3-4-6-3; got {depths!r}", field="--depths") from None
         results = iso_depth(ref, tuples, match)
     if as_json:
-        return emit_json([{"label": r.label, "deviation": r.deviation(match), **cost_record(r.arch, r.cost)}
-                          for r in results])
+        return emit_json(
+            [{"label": r.label, "deviation": r.deviation(match), **cost_record(r.arch, r.cost)} for r in results]
+        )
     table = Table(title=f"iso-{match} with {like} ({human(results[0].target)})")
     for col in ("setting", "inner width (stage 1)", "FLOPs", "params", "vs reference"):
         table.add_column(col, justify="left" if col == "setting" else "right")
     for r in results:
-        table.add_row(r.label, str(r.arch.stages[0].mid), human(r.cost.flops), human(r.cost.params),
-                      f"{r.deviation(match) * 100:+.2f}%")
+        table.add_row(
+            r.label,
+            str(r.arch.stages[0].mid),
+            human(r.cost.flops),
+            human(r.cost.params),
+            f"{r.deviation(match) * 100:+.2f}%",
+        )
     out.print(table)
 
 
 # ---- design spaces --------------------------------------------------------------------------------
+
 
 @app.command("spaces")
 @user_errors
@@ -153,8 +178,12 @@ def spaces_cmd(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
     """Built-in design-space templates."""
     spaces = [load_space(n) for n in builtin_spaces()]
     if as_json:
-        return emit_json([{"name": s.name, "description": s.spec.description, "size": s.size(),
-                           "resolution": s.spec.resolution} for s in spaces])
+        return emit_json(
+            [
+                {"name": s.name, "description": s.spec.description, "size": s.size(), "resolution": s.spec.resolution}
+                for s in spaces
+            ]
+        )
     table = Table(title="built-in design spaces (search_spaces/)")
     for col in ("name", "size", "res", "description"):
         table.add_column(col, justify="right" if col in ("size", "res") else "left")
@@ -165,10 +194,12 @@ def spaces_cmd(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
 
 @space_app.command("show")
 @user_errors
-def space_show(space: str = typer.Argument(..., help="Built-in name or template path."),
-               budget: Optional[str] = typer.Option(None, help=BUDGET_HELP),
-               max_params: Optional[str] = typer.Option(None, help=PARAMS_HELP),
-               as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+def space_show(
+    space: str = typer.Argument(..., help="Built-in name or template path."),
+    budget: str | None = typer.Option(None, help=BUDGET_HELP),
+    max_params: str | None = typer.Option(None, help=PARAMS_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
     """A space's fixed parts, open dimensions, exact size, and the share of it inside a budget."""
     s = load_space(space)
     b = Budget.parse(budget, max_params)
@@ -181,13 +212,21 @@ def space_show(space: str = typer.Argument(..., help="Built-in name or template 
         s.check_budget(b)
         frac = s.feasible_fraction(b)
         info["budget"] = {"flops_min": b.flops_min, "flops_max": b.flops_max, "params_max": b.params_max}
-        info["feasible"] = {"fraction": frac.value, "low": frac.low, "high": frac.high, "exact": frac.exact,
-                            "count": frac.feasible, "of": frac.total}
+        info["feasible"] = {
+            "fraction": frac.value,
+            "low": frac.low,
+            "high": frac.high,
+            "exact": frac.exact,
+            "count": frac.feasible,
+            "of": frac.total,
+        }
     if as_json:
         return emit_json(info)
     out.print(f"[bold]{s.name}[/]: {s.spec.description}  ({s.spec.source})")
-    out.print(f"input {s.spec.in_channels}x{s.spec.resolution}x{s.spec.resolution}, {s.spec.classes} classes, "
-              f"strides {list(s.spec.strides)} (each x2 doubles the width)")
+    out.print(
+        f"input {s.spec.in_channels}x{s.spec.resolution}x{s.spec.resolution}, {s.spec.classes} classes, "
+        f"strides {list(s.spec.strides)} (each x2 doubles the width)"
+    )
     table = Table(title="dimensions")
     table.add_column("dim")
     table.add_column("values")
@@ -199,22 +238,27 @@ def space_show(space: str = typer.Argument(..., help="Built-in name or template 
     out.print(f"FLOPs from {human(cost(cheap).flops)} ({cheap.summary()}) to {human(cost(big).flops)}")
     if frac:
         if frac.exact:
-            out.print(f"inside {b.describe()}: [bold]{frac.feasible:,}[/] of {frac.total:,} "
-                      f"({frac.value * 100:.2f}%, exact)")
+            out.print(
+                f"inside {b.describe()}: [bold]{frac.feasible:,}[/] of {frac.total:,} ({frac.value * 100:.2f}%, exact)"
+            )
         else:
-            out.print(f"inside {b.describe()}: about [bold]{frac.value * 100:.2f}%[/] "
-                      f"(95% CI {frac.low * 100:.2f}-{frac.high * 100:.2f}%, {frac.total:,} uniform samples), "
-                      f"~{frac.value * info['size']:,.0f} architectures")
+            out.print(
+                f"inside {b.describe()}: about [bold]{frac.value * 100:.2f}%[/] "
+                f"(95% CI {frac.low * 100:.2f}-{frac.high * 100:.2f}%, {frac.total:,} uniform samples), "
+                f"~{frac.value * info['size']:,.0f} architectures"
+            )
 
 
 @space_app.command("sample")
 @user_errors
-def space_sample(space: str = typer.Argument(..., help="Built-in name or template path."),
-                 budget: Optional[str] = typer.Option(None, help=BUDGET_HELP),
-                 max_params: Optional[str] = typer.Option(None, help=PARAMS_HELP),
-                 n: int = typer.Option(10, "-n", "--num", help="How many distinct candidates."),
-                 seed: int = typer.Option(0, help="Random seed (same seed, same sample)."),
-                 as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+def space_sample(
+    space: str = typer.Argument(..., help="Built-in name or template path."),
+    budget: str | None = typer.Option(None, help=BUDGET_HELP),
+    max_params: str | None = typer.Option(None, help=PARAMS_HELP),
+    n: int = typer.Option(10, "-n", "--num", help="How many distinct candidates."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same sample)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
     """Distinct candidates drawn uniformly from the space, all inside the budget."""
     if n < 1:
         raise ResnasError(f"must be at least 1; got {n}", field="-n")
@@ -223,8 +267,9 @@ def space_sample(space: str = typer.Argument(..., help="Built-in name or templat
     s.check_budget(b)
     archs = s.sample(n, b, seed)
     if not archs:
-        raise ResnasError(f"no candidate of {s.name!r} inside {b.describe()} was found among the samples drawn; "
-                          "widen the budget")
+        raise ResnasError(
+            f"no candidate of {s.name!r} inside {b.describe()} was found among the samples drawn; widen the budget"
+        )
     records = [cost_record(a, cost(a)) for a in archs]
     if as_json:
         return emit_json(records)

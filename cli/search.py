@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Group
@@ -22,35 +21,40 @@ from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, STORAGE_HELP, emit_json
 from .reports import print_leaderboard
 
 HEARTBEAT_HELP = "Seconds between the heartbeats that tell other hosts this host's trials are alive."
-GRACE_HELP = ("Seconds without a heartbeat after which a trial is failed (its host died) and tried again with the "
-              "same parameters.")
+GRACE_HELP = (
+    "Seconds without a heartbeat after which a trial is failed (its host died) and tried again with the "
+    "same parameters."
+)
 
 
 @user_errors
 def search_cmd(
-    study_file: Optional[Path] = typer.Argument(None, help="A study recipe (studies/NAME.yaml); options override it."),
-    space: Optional[str] = typer.Option(None, help="Built-in space name or template path (default resnext)."),
-    budget: Optional[str] = typer.Option(None, help=BUDGET_HELP),
-    max_params: Optional[str] = typer.Option(None, "--max-params", help=PARAMS_HELP),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset (default digits); see resnas train."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where torchvision datasets live."),
-    trials: Optional[int] = typer.Option(None, help="Trained trials in the study, in all (default 20); "
-                                                    "over-budget suggestions do not count."),
-    timeout: Optional[str] = typer.Option(None, help="Start no trial after this long (2h, 30m, 90s)."),
-    trial_timeout: Optional[str] = typer.Option(None, "--trial-timeout", help="Fail a trial running longer."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs per trial (overrides the recipe's)."),
-    recipe: Optional[str] = typer.Option(None, help="Recipe preset (fast, default) or file (default fast)."),
-    sampler: Optional[str] = typer.Option(None, help="tpe (default), random, nsga2, gp or grid."),
-    objective: Optional[str] = typer.Option(None, help="accuracy (default), accuracy+flops or accuracy+params."),
-    pruner: Optional[str] = typer.Option(None, help="hyperband (default), median or none."),
-    study: Optional[str] = typer.Option(None, help="Study name (default SPACE-DATASET-BUDGET); an existing "
-                                                   "study resumes."),
-    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
-    workers: Optional[int] = typer.Option(None, help="Trial worker processes on CPU (default 1)."),
-    gpus: Optional[str] = typer.Option(None, help="GPU indices, one worker each: 0,1,2."),
-    seed: Optional[int] = typer.Option(None, help="Sampler seed (default 0)."),
-    checkpoints: Optional[str] = typer.Option(None, help="Where trial checkpoints go (default: next to a SQLite "
-                                                         "database, else studies/checkpoints/STUDY)."),
+    study_file: Path | None = typer.Argument(None, help="A study recipe (studies/NAME.yaml); options override it."),
+    space: str | None = typer.Option(None, help="Built-in space name or template path (default resnext)."),
+    budget: str | None = typer.Option(None, help=BUDGET_HELP),
+    max_params: str | None = typer.Option(None, "--max-params", help=PARAMS_HELP),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset (default digits); see resnas train."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Where torchvision datasets live."),
+    trials: int | None = typer.Option(
+        None, help="Trained trials in the study, in all (default 20); over-budget suggestions do not count."
+    ),
+    timeout: str | None = typer.Option(None, help="Start no trial after this long (2h, 30m, 90s)."),
+    trial_timeout: str | None = typer.Option(None, "--trial-timeout", help="Fail a trial running longer."),
+    epochs: int | None = typer.Option(None, help="Epochs per trial (overrides the recipe's)."),
+    recipe: str | None = typer.Option(None, help="Recipe preset (fast, default) or file (default fast)."),
+    sampler: str | None = typer.Option(None, help="tpe (default), random, nsga2, gp or grid."),
+    objective: str | None = typer.Option(None, help="accuracy (default), accuracy+flops or accuracy+params."),
+    pruner: str | None = typer.Option(None, help="hyperband (default), median or none."),
+    study: str | None = typer.Option(
+        None, help="Study name (default SPACE-DATASET-BUDGET); an existing study resumes."
+    ),
+    storage: str | None = typer.Option(None, help=STORAGE_HELP),
+    workers: int | None = typer.Option(None, help="Trial worker processes on CPU (default 1)."),
+    gpus: str | None = typer.Option(None, help="GPU indices, one worker each: 0,1,2."),
+    seed: int | None = typer.Option(None, help="Sampler seed (default 0)."),
+    checkpoints: str | None = typer.Option(
+        None, help="Where trial checkpoints go (default: next to a SQLite database, else studies/checkpoints/STUDY)."
+    ),
     heartbeat: int = typer.Option(HEARTBEAT, help=HEARTBEAT_HELP),
     grace: int = typer.Option(GRACE, help=GRACE_HELP),
     top: int = typer.Option(10, help="Leaderboard rows printed at the end."),
@@ -62,10 +66,27 @@ def search_cmd(
     from nas_res.search import plan
 
     check_top(top)
-    options = dict(space=space, budget=budget, max_params=max_params, dataset=dataset, data_dir=data_dir,
-                   trials=trials, timeout=timeout, trial_timeout=trial_timeout, epochs=epochs, recipe=recipe,
-                   sampler=sampler, objective=objective, pruner=pruner, study=study, storage=storage,
-                   workers=workers, seed=seed, gpus=_gpus(gpus), checkpoints=checkpoints)
+    options = dict(
+        space=space,
+        budget=budget,
+        max_params=max_params,
+        dataset=dataset,
+        data_dir=data_dir,
+        trials=trials,
+        timeout=timeout,
+        trial_timeout=trial_timeout,
+        epochs=epochs,
+        recipe=recipe,
+        sampler=sampler,
+        objective=objective,
+        pruner=pruner,
+        study=study,
+        storage=storage,
+        workers=workers,
+        seed=seed,
+        gpus=_gpus(gpus),
+        checkpoints=checkpoints,
+    )
     config, existed = plan(options, file=study_file)
     _run(config, existed, join=False, heartbeat=heartbeat, grace=grace, top=top, as_json=as_json)
 
@@ -74,13 +95,15 @@ def search_cmd(
 def worker_cmd(
     study: str = typer.Option(..., help="The study to join (made by resnas search)."),
     storage: str = typer.Option(..., help="The study's database, e.g. postgresql://user@host/db."),
-    gpus: Optional[str] = typer.Option(None, "--gpu", "--gpus", help="GPU indices on this host, one worker "
-                                                                     "each: 0 or 0,1,2,3."),
-    workers: Optional[int] = typer.Option(None, help="Trial worker processes on CPU (default 1)."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where this host keeps the datasets."),
-    checkpoints: Optional[str] = typer.Option(None, help="Where this host writes checkpoints "
-                                                         "(default studies/checkpoints/STUDY)."),
-    timeout: Optional[str] = typer.Option(None, help="Start no trial after this long (2h, 30m, 90s)."),
+    gpus: str | None = typer.Option(
+        None, "--gpu", "--gpus", help="GPU indices on this host, one worker each: 0 or 0,1,2,3."
+    ),
+    workers: int | None = typer.Option(None, help="Trial worker processes on CPU (default 1)."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Where this host keeps the datasets."),
+    checkpoints: str | None = typer.Option(
+        None, help="Where this host writes checkpoints (default studies/checkpoints/STUDY)."
+    ),
+    timeout: str | None = typer.Option(None, help="Start no trial after this long (2h, 30m, 90s)."),
     heartbeat: int = typer.Option(HEARTBEAT, help=HEARTBEAT_HELP),
     grace: int = typer.Option(GRACE, help=GRACE_HELP),
     top: int = typer.Option(10, help="Leaderboard rows printed at the end."),
@@ -93,13 +116,20 @@ def worker_cmd(
     from nas_res.search import plan
 
     check_top(top)
-    given = dict(study=study, storage=storage, workers=workers, gpus=_gpus(gpus), data_dir=data_dir,
-                 checkpoints=checkpoints, timeout=timeout)
+    given = dict(
+        study=study,
+        storage=storage,
+        workers=workers,
+        gpus=_gpus(gpus),
+        data_dir=data_dir,
+        checkpoints=checkpoints,
+        timeout=timeout,
+    )
     config, existed = plan(given, join=True)
     _run(config, existed, join=True, heartbeat=heartbeat, grace=grace, top=top, as_json=as_json)
 
 
-def _gpus(text: Optional[str]) -> Optional[list[int]]:
+def _gpus(text: str | None) -> list[int] | None:
     try:
         return [int(g) for g in text.split(",") if g.strip()] if text else None
     except ValueError:
@@ -110,20 +140,32 @@ def _run(config, existed: bool, *, join: bool, heartbeat: int, grace: int, top: 
     from nas_res.coordinator import Coordinator
 
     verb = "joining" if join else ("resuming" if existed else "new")
-    err.print(f"{verb} study [bold]{config.study}[/] in "
-              f"{safe_url(config.storage or DEFAULT_STORAGE)}: space {config.space.name}, "
-              f"{config.budget.describe()}, {config.dataset}, {config.trials} trials of {config.recipe.epochs} "
-              f"epochs, {config.sampler} sampler, {config.pruner if not config.multi_objective else 'no'} pruning, "
-              f"{config.workers} worker(s) here", highlight=False)
+    err.print(
+        f"{verb} study [bold]{config.study}[/] in "
+        f"{safe_url(config.storage or DEFAULT_STORAGE)}: space {config.space.name}, "
+        f"{config.budget.describe()}, {config.dataset}, {config.trials} trials of {config.recipe.epochs} "
+        f"epochs, {config.sampler} sampler, {config.pruner if not config.multi_objective else 'no'} pruning, "
+        f"{config.workers} worker(s) here",
+        highlight=False,
+    )
     coordinator = Coordinator(config, join=join, heartbeat=heartbeat, grace=grace)
     with Live(console=err, refresh_per_second=4, transient=False) as live:
         coordinator.on_update = lambda state: live.update(_live_view(state))
         state = coordinator.run()
     rows = leaderboard(Store(config.storage), config.study, top=top)
     if as_json:
-        emit_json({"study": config.study, "counts": state.counts, "counted": state.counted,
-                   "interrupted": state.interrupted, "stopped_by": state.stopped_by, "best": state.best,
-                   "db_errors": state.db_errors, "leaderboard": rows})
+        emit_json(
+            {
+                "study": config.study,
+                "counts": state.counts,
+                "counted": state.counted,
+                "interrupted": state.interrupted,
+                "stopped_by": state.stopped_by,
+                "best": state.best,
+                "db_errors": state.db_errors,
+                "leaderboard": rows,
+            }
+        )
     else:
         print_leaderboard(config.study, rows)
     if state.stopped_by and not as_json:
@@ -143,12 +185,18 @@ def _live_view(state) -> Group:
         f"failed {c['failed']}  reused {c['reused']}  repeats {c['repeats']}"
         + (f"  lost {c['lost']}  retried {c['retried']}" if c["lost"] or c["retried"] else "")
         + (f"  database retries {state.db_errors}" if state.db_errors else "")
-        + f"  elapsed {elapsed:,.0f} s" + (f"  ETA {eta:,.0f} s" if eta is not None else ""))
+        + f"  elapsed {elapsed:,.0f} s"
+        + (f"  ETA {eta:,.0f} s" if eta is not None else "")
+    )
     parts = [head]
     if state.best:
         b = state.best
-        parts.append(Text(f"best: {b['value']:.2f}% val acc (trial {b['trial']}), {human(b['flops'])}FLOPs, "
-                          f"{human(b['params'])} params, {b['summary']}"))
+        parts.append(
+            Text(
+                f"best: {b['value']:.2f}% val acc (trial {b['trial']}), {human(b['flops'])}FLOPs, "
+                f"{human(b['params'])} params, {b['summary']}"
+            )
+        )
     table = Table(box=None, show_header=True, pad_edge=False)
     for col in ("worker", "device", "trial", "epoch", "val acc %", "FLOPs", "arch"):
         table.add_column(col)
@@ -157,7 +205,14 @@ def _live_view(state) -> Group:
             table.add_row(str(i), w["device"], "-", "-", "-", "-", "idle")
         else:
             acc = w.get("val_acc")
-            table.add_row(str(i), w["device"], str(w["trial"]), f"{w.get('epoch', 0)}/{w.get('epochs', '?')}",
-                          f"{acc:.2f}" if acc is not None else "-", human(w.get("flops", 0)), w.get("summary", ""))
+            table.add_row(
+                str(i),
+                w["device"],
+                str(w["trial"]),
+                f"{w.get('epoch', 0)}/{w.get('epochs', '?')}",
+                f"{acc:.2f}" if acc is not None else "-",
+                human(w.get("flops", 0)),
+                w.get("summary", ""),
+            )
     parts.append(table)
     return Group(*parts)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.markup import escape
 
@@ -14,11 +12,13 @@ study_app = typer.Typer(help="Work on whole studies (copy one between storages).
 
 @study_app.command("copy")
 @user_errors
-def copy_cmd(name: str = typer.Argument(..., help="Study to copy (see resnas studies --storage URL)."),
-             source: str = typer.Option(..., "--from", help="SQLAlchemy URL of the storage holding it."),
-             target: str = typer.Option(..., "--to", help="SQLAlchemy URL of the storage to copy it into."),
-             new_name: Optional[str] = typer.Option(None, "--as", help="Name of the copy (default: the same)."),
-             as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+def copy_cmd(
+    name: str = typer.Argument(..., help="Study to copy (see resnas studies --storage URL)."),
+    source: str = typer.Option(..., "--from", help="SQLAlchemy URL of the storage holding it."),
+    target: str = typer.Option(..., "--to", help="SQLAlchemy URL of the storage to copy it into."),
+    new_name: str | None = typer.Option(None, "--as", help="Name of the copy (default: the same)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
     """Copy a study with its Optuna trials and resnas's runs, e.g. from SQLite to PostgreSQL; the source is
     only read, and a copy that fails leaves nothing behind in the target."""
     from nas_res.transfer import copy_study
@@ -27,6 +27,10 @@ def copy_cmd(name: str = typer.Argument(..., help="Study to copy (see resnas stu
     if as_json:
         return emit_json(summary)
     renamed = f" as [bold]{escape(summary['as'])}[/]" if summary["as"] != name else ""
-    out.print(f"copied study [bold]{escape(name)}[/]{renamed}: {summary['trials']} trials, {summary['runs']} runs, "
-              f"{summary['archs_added']} new architectures, from {escape(summary['from'])} to "
-              f"{escape(summary['to'])}", highlight=False, soft_wrap=True)
+    out.print(
+        f"copied study [bold]{escape(name)}[/]{renamed}: {summary['trials']} trials, {summary['runs']} runs, "
+        f"{summary['archs_added']} new architectures, from {escape(summary['from'])} to "
+        f"{escape(summary['to'])}",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -15,6 +15,26 @@ from .space import DesignSpace, load_space
 from .train import Pruned, Result, evaluate, train
 
 __version__ = "0.1.0"
-__all__ = ["Arch", "Stage", "Budget", "Cost", "Data", "DesignSpace", "Pruned", "Recipe", "ResnasError", "Result",
-           "build", "cost", "evaluate", "fvcore_cost", "load_arch", "load_data", "load_recipe", "load_space", "train",
-           "zoo", "__version__"]
+__all__ = [
+    "Arch",
+    "Budget",
+    "Cost",
+    "Data",
+    "DesignSpace",
+    "Pruned",
+    "Recipe",
+    "ResnasError",
+    "Result",
+    "Stage",
+    "__version__",
+    "build",
+    "cost",
+    "evaluate",
+    "fvcore_cost",
+    "load_arch",
+    "load_data",
+    "load_recipe",
+    "load_space",
+    "train",
+    "zoo",
+]

@@ -133,8 +133,9 @@ class Arch:
         if self.modulation in ("scale", "dropout") and not 0.0 <= value <= 1.0:
             raise ResnasError(f"must be in [0, 1] for {self.modulation}; got {value}", field="modulation_value")
         if self.shortcut == "none" and self.modulation != "none":
-            raise ResnasError("a plain network (shortcut: none) has no shortcut to modulate; use modulation: none",
-                              field="modulation")
+            raise ResnasError(
+                "a plain network (shortcut: none) has no shortcut to modulate; use modulation: none", field="modulation"
+            )
         if self.shortcut == "C" and self.modulation == "conv":
             put("modulation", "none")  # shortcut C already projects every unit: nothing left to replace
         put("modulation_value", value)
@@ -147,8 +148,11 @@ class Arch:
         if self.shortcut == "A":
             for cin, cout, _ in changes:
                 if cout < cin:
-                    raise ResnasError(f"option A pads the identity with zeros, so widths may not shrink "
-                                      f"({cin} -> {cout}); use shortcut B, C or D", field="shortcut")
+                    raise ResnasError(
+                        f"option A pads the identity with zeros, so widths may not shrink "
+                        f"({cin} -> {cout}); use shortcut B, C or D",
+                        field="shortcut",
+                    )
         if not changes and self.shortcut in ("A", "D"):
             put("shortcut", "B")  # no unit changes shape: A, B and D are all the identity
 
@@ -170,8 +174,11 @@ class Arch:
         if self.block == "basic":
             if stage.groups not in (1, None):
                 raise bad("groups", f"a basic block has no grouped conv: cardinality must be 1; got {stage.groups!r}")
-            return stage if (stage.mid, stage.groups) == (stage.width, 1) else Stage(
-                stage.depth, stage.width, stage.stride, stage.width, 1)
+            return (
+                stage
+                if (stage.mid, stage.groups) == (stage.width, 1)
+                else Stage(stage.depth, stage.width, stage.stride, stage.width, 1)
+            )
         if stage.mid % stage.groups:
             raise bad("mid", f"inner width {stage.mid} is not divisible by cardinality {stage.groups}")
         return stage
@@ -234,15 +241,16 @@ class Arch:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "") -> "Arch":
+    def from_dict(cls, data: Any, where: str = "") -> Arch:
         """Build from a mapping (e.g. parsed YAML); any mistake names `where` and the field."""
         if not isinstance(data, dict):
             raise ResnasError(f"an arch must be a mapping of fields; got {type(data).__name__}", where=where)
         allowed = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = set(data) - allowed
         if unknown:
-            raise ResnasError(f"unknown key(s) {sorted(unknown, key=str)}; allowed: {', '.join(sorted(allowed))}",
-                              where=where)
+            raise ResnasError(
+                f"unknown key(s) {sorted(unknown, key=str)}; allowed: {', '.join(sorted(allowed))}", where=where
+            )
         if "stages" not in data:
             raise ResnasError("missing required key 'stages'", where=where)
         try:
@@ -256,7 +264,7 @@ class Arch:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
-    def replace(self, **changes: Any) -> "Arch":
+    def replace(self, **changes: Any) -> Arch:
         return dataclasses.replace(self, **changes)
 
 

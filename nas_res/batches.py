@@ -18,13 +18,20 @@ import torch.nn.functional as F
 from .data import Data, Split, read_image
 
 
-def batches(data: Data, split: str, *, batch_size: int, device: torch.device, train: bool, seed: int = 0,
-            channels_last: bool = False):
+def batches(
+    data: Data,
+    split: str,
+    *,
+    batch_size: int,
+    device: torch.device,
+    train: bool,
+    seed: int = 0,
+    channels_last: bool = False,
+):
     """The batch source for `data.<split>` (`train`, `val` or `test`), chosen by where the images live."""
     part: Split = getattr(data, split)
     kind = DeviceBatches if part.images is not None else FileBatches
-    return kind(data, part, batch_size=batch_size, device=device, train=train, seed=seed,
-                channels_last=channels_last)
+    return kind(data, part, batch_size=batch_size, device=device, train=train, seed=seed, channels_last=channels_last)
 
 
 class _Normalise:
@@ -42,8 +49,17 @@ class _Normalise:
 class DeviceBatches:
     """Batches cut from a uint8 tensor on the device; augmentation is batched, never per image."""
 
-    def __init__(self, data: Data, part: Split, *, batch_size: int, device: torch.device, train: bool,
-                 seed: int, channels_last: bool):
+    def __init__(
+        self,
+        data: Data,
+        part: Split,
+        *,
+        batch_size: int,
+        device: torch.device,
+        train: bool,
+        seed: int,
+        channels_last: bool,
+    ):
         self.device = device
         self.batch_size = batch_size
         self.train = train
@@ -65,10 +81,12 @@ class DeviceBatches:
         order = torch.randperm(n, device=held, generator=self.generator) if self.train else None
         for b in range(len(self)):
             if order is None:
-                x, y = self.images[b * self.batch_size:(b + 1) * self.batch_size], \
-                    self.labels[b * self.batch_size:(b + 1) * self.batch_size]
+                x, y = (
+                    self.images[b * self.batch_size : (b + 1) * self.batch_size],
+                    self.labels[b * self.batch_size : (b + 1) * self.batch_size],
+                )
             else:
-                idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+                idx = order[b * self.batch_size : (b + 1) * self.batch_size]
                 x, y = self.images[idx], self.labels[idx]
                 x = augment(x, self.pad, self.flip, self.generator)
             x = x.to(self.device, non_blocking=True)
@@ -127,17 +145,31 @@ class _FileDataset(torch.utils.data.Dataset):
 class FileBatches:
     """DataLoader fallback for image files: worker processes, pinned memory, the same augmentations."""
 
-    def __init__(self, data: Data, part: Split, *, batch_size: int, device: torch.device, train: bool,
-                 seed: int, channels_last: bool):
+    def __init__(
+        self,
+        data: Data,
+        part: Split,
+        *,
+        batch_size: int,
+        device: torch.device,
+        train: bool,
+        seed: int,
+        channels_last: bool,
+    ):
         pad, flip = (data.pad, data.flip) if train else (0, False)
         self.device = device
         self.generator = torch.Generator().manual_seed(seed)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         workers = min(8, cores)
         self.loader = torch.utils.data.DataLoader(
-            _FileDataset(part, data.size, pad, flip), batch_size=batch_size, shuffle=train,
-            drop_last=train and len(part) >= batch_size, num_workers=workers, pin_memory=device.type == "cuda",
-            generator=self.generator)
+            _FileDataset(part, data.size, pad, flip),
+            batch_size=batch_size,
+            shuffle=train,
+            drop_last=train and len(part) >= batch_size,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            generator=self.generator,
+        )
         self.normalise = _Normalise(data, device, channels_last)
 
     def __len__(self) -> int:

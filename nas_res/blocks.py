@@ -53,6 +53,7 @@ def conv(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, bias: bo
 
 # ---- the residual unit ----------------------------------------------------------------------------
 
+
 def branch_convs(arch: Arch | Kind, cin: int, cout: int, mid: int, groups: int, stride: int):
     """(in, out, kernel, stride, groups) of each conv of the residual branch, in order."""
     if arch.block == "basic":
@@ -178,7 +179,7 @@ class Unit(nn.Module):
             out = getattr(self, f"conv{i}")(out)
             if order in ("post", "relu_before_add", "relu_preact") or (order == "bn_after_add" and not last):
                 out = getattr(self, f"bn{i}")(out)
-            if order in ("post", "bn_after_add") and not last or order == "relu_before_add":
+            if (order in ("post", "bn_after_add") and not last) or order == "relu_before_add":
                 out = relu(out)
         if self.kind != "none":  # a plain unit (no shortcut) skips only the addition
             out = self._add_shortcut(out, x, pre)
@@ -190,6 +191,7 @@ class Unit(nn.Module):
 
 
 # ---- stem and head --------------------------------------------------------------------------------
+
 
 @lru_cache(maxsize=1024)
 def stem_cost(stem: str, in_channels: int, stem_width: int, unit_order: str, resolution: int):

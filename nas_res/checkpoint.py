@@ -53,19 +53,33 @@ def load(path: str | Path) -> dict:
     except pickle.UnpicklingError as e:
         smuggled = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         if smuggled:
-            raise ResnasError(f"{path}: refused, it holds objects other than tensors and plain data "
-                              f"({smuggled.group(1)}), so it was tampered with or is not a resnas checkpoint",
-                              field="checkpoint") from None
-        raise ResnasError(f"{path}: unreadable, not a PyTorch checkpoint, or truncated or corrupt "
-                          f"({_detail(e)})", field="checkpoint") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
-            zipfile.BadZipFile) as e:
-        raise ResnasError(f"{path}: unreadable, the file is truncated or corrupt ({_detail(e)})",
-                          field="checkpoint") from None
+            raise ResnasError(
+                f"{path}: refused, it holds objects other than tensors and plain data "
+                f"({smuggled.group(1)}), so it was tampered with or is not a resnas checkpoint",
+                field="checkpoint",
+            ) from None
+        raise ResnasError(
+            f"{path}: unreadable, not a PyTorch checkpoint, or truncated or corrupt ({_detail(e)})", field="checkpoint"
+        ) from None
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+        zipfile.BadZipFile,
+    ) as e:
+        raise ResnasError(
+            f"{path}: unreadable, the file is truncated or corrupt ({_detail(e)})", field="checkpoint"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise ResnasError(f"{path}: not a resnas checkpoint (format {found!r}, expected {FORMAT!r})",
-                          field="checkpoint")
+        raise ResnasError(
+            f"{path}: not a resnas checkpoint (format {found!r}, expected {FORMAT!r})", field="checkpoint"
+        )
     missing = [k for k in REQUIRED if k not in state]
     if missing:
         raise ResnasError(f"{path}: damaged resnas checkpoint, missing {', '.join(missing)}", field="checkpoint")
@@ -95,17 +109,24 @@ def _check(path: Path, state: dict) -> None:
     recipe = Recipe.from_dict(state["recipe"], where=f"{path} (recipe)")
     data = state["data"]
     kinds = {"name": str, "spec": str, "train": int, "val": (int, float), "split_seed": int, "size": int}
-    if not isinstance(data, dict) or any(not isinstance(data.get(k), t) or isinstance(data.get(k), bool)
-                                         for k, t in kinds.items()):
+    if not isinstance(data, dict) or any(
+        not isinstance(data.get(k), t) or isinstance(data.get(k), bool) for k, t in kinds.items()
+    ):
         raise damaged("data", f"must record {', '.join(kinds)} of the training data")
     epoch, history = state["epoch"], state["history"]
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= recipe.epochs:
         raise damaged("epoch", f"must be a whole number of epochs from 0 to {recipe.epochs}; got {epoch!r}")
     fields = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
-    if not isinstance(history, list) or len(history) != epoch or any(
-            not isinstance(m, dict) or set(m) != set(fields)
+    if (
+        not isinstance(history, list)
+        or len(history) != epoch
+        or any(
+            not isinstance(m, dict)
+            or set(m) != set(fields)
             or any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in m.values())
-            for m in history):
+            for m in history
+        )
+    ):
         raise damaged("history", f"must be {epoch} epoch record(s) of {', '.join(fields)}")
     _check_restore(arch, recipe, state, damaged)
 
@@ -117,8 +138,9 @@ def _check_restore(arch, recipe, state: dict, damaged) -> None:
     from .train import make_optimizer
 
     weights = state["model"]
-    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                for k, v in weights.items()):
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
         raise damaged("model", "must map parameter names to tensors")
     with torch.device("meta"):
         model = build(arch)
@@ -126,8 +148,13 @@ def _check_restore(arch, recipe, state: dict, damaged) -> None:
     lost, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
     wrong = [k for k in expected if k in weights and tuple(weights[k].shape) != expected[k]]
     if lost or extra or wrong:
-        problem = (f"missing {', '.join(lost[:3])}" if lost else f"unexpected {', '.join(extra[:3])}" if extra else
-                   f"{wrong[0]} has shape {list(weights[wrong[0]].shape)}, the arch needs {list(expected[wrong[0]])}")
+        problem = (
+            f"missing {', '.join(lost[:3])}"
+            if lost
+            else f"unexpected {', '.join(extra[:3])}"
+            if extra
+            else f"{wrong[0]} has shape {list(weights[wrong[0]].shape)}, the arch needs {list(expected[wrong[0]])}"
+        )
         raise damaged("model", f"weights do not match the arch it records ({problem})")
     try:
         optimizer = make_optimizer(model, recipe)
@@ -136,8 +163,9 @@ def _check_restore(arch, recipe, state: dict, damaged) -> None:
         for p in params:
             for value in optimizer.state.get(p, {}).values():
                 if isinstance(value, torch.Tensor) and value.dim() and tuple(value.shape) != tuple(p.shape):
-                    raise ValueError(f"a state tensor of shape {list(value.shape)} for a parameter of shape "
-                                     f"{list(p.shape)}")
+                    raise ValueError(
+                        f"a state tensor of shape {list(value.shape)} for a parameter of shape {list(p.shape)}"
+                    )
     except (KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError) as e:
         raise damaged("optimizer", f"state does not fit the model ({_detail(e)})") from None
     scheduler = state["scheduler"]
@@ -172,4 +200,3 @@ def trained_model(path: str | Path):
     model = build(Arch.from_dict(state["arch"], where=str(path)))
     model.load_state_dict(state["model"])
     return model, state
-

@@ -26,9 +26,9 @@ import signal
 import socket
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy.engine import make_url
 
@@ -42,8 +42,8 @@ from .train import resolve_device
 from .worker import CONTINUE, PRUNE, Handle, context
 
 COUNTED = "resnas:counted"  # user attribute of trials that count toward --trials (not over-budget ones)
-MAX_ASKS = 500              # suggestions in a row with nothing new to train before the search stops
-HEARTBEAT, GRACE = 10, 60   # seconds: Optuna heartbeat interval, and silence after which a trial is failed
+MAX_ASKS = 500  # suggestions in a row with nothing new to train before the search stops
+HEARTBEAT, GRACE = 10, 60  # seconds: Optuna heartbeat interval, and silence after which a trial is failed
 
 
 @dataclass
@@ -53,18 +53,21 @@ class SearchState:
 
     study: str
     target: int
-    counts: dict = field(default_factory=lambda: dict.fromkeys(
-        ("done", "pruned", "failed", "reused", "over_budget", "repeats", "retried", "lost"), 0))
-    counted: int = 0                # the study's finished trials that count toward the target
-    running_all: int = 0            # the study's trials training now, on every host
-    best: dict | None = None        # {"trial", "value", "flops", "params", "summary"}
+    counts: dict = field(
+        default_factory=lambda: dict.fromkeys(
+            ("done", "pruned", "failed", "reused", "over_budget", "repeats", "retried", "lost"), 0
+        )
+    )
+    counted: int = 0  # the study's finished trials that count toward the target
+    running_all: int = 0  # the study's trials training now, on every host
+    best: dict | None = None  # {"trial", "value", "flops", "params", "summary"}
     workers: list = field(default_factory=list)
     started: float = field(default_factory=time.time)
     trial_seconds: list = field(default_factory=list)
     overheads: list = field(default_factory=list)  # per trained trial: wall seconds outside train()
     interrupted: bool = False
     stopped_by: str = ""
-    db_errors: int = 0              # database calls that failed and were retried (a restart, say)
+    db_errors: int = 0  # database calls that failed and were retried (a restart, say)
 
     @property
     def running(self) -> int:
@@ -86,23 +89,33 @@ class Coordinator:
     """One host's share of a study. `join=True` is `resnas worker`: the study must exist, and the
     sampler's seed is varied per process so that hosts do not all suggest the same candidates."""
 
-    def __init__(self, config: SearchConfig, on_update: Callable[[SearchState], None] | None = None, *,
-                 join: bool = False, heartbeat: int = HEARTBEAT, grace: int = GRACE,
-                 db_patience: float = DB_PATIENCE):
+    def __init__(
+        self,
+        config: SearchConfig,
+        on_update: Callable[[SearchState], None] | None = None,
+        *,
+        join: bool = False,
+        heartbeat: int = HEARTBEAT,
+        grace: int = GRACE,
+        db_patience: float = DB_PATIENCE,
+    ):
         import optuna
 
         self.config = config
         self.on_update = on_update or (lambda state: None)
         self.heartbeat, self.grace, self.db_patience = int(heartbeat), int(grace), db_patience
         if self.heartbeat < 1 or self.grace <= self.heartbeat:
-            raise ResnasError(f"the heartbeat ({heartbeat} s) must be at least 1 s and shorter than the grace period "
-                              f"({grace} s)", field="--heartbeat")
+            raise ResnasError(
+                f"the heartbeat ({heartbeat} s) must be at least 1 s and shorter than the grace period ({grace} s)",
+                field="--heartbeat",
+            )
         for g in config.gpus:
             resolve_device(f"cuda:{g}")  # a GPU this machine lacks is an error now, not a failure per trial
         self.host = host_id()
         self.owner = f"{self.host}:{os.getpid()}"
-        data = load_data(config.dataset, data_dir=config.data_dir, val_size=config.val_size,
-                         split_seed=config.split_seed)  # fail here, clearly, before a study is stored
+        data = load_data(
+            config.dataset, data_dir=config.data_dir, val_size=config.val_size, split_seed=config.split_seed
+        )  # fail here, clearly, before a study is stored
         self.shape = {"in_channels": data.channels, "classes": data.classes}
         del data
         sampler_config = config
@@ -117,25 +130,43 @@ class Coordinator:
         retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # Optuna >= 4.9
         self.retry = (retry or optuna.storages.RetryFailedTrialCallback)(max_retry=1)
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-        stale = ("heartbeat_stale_trial_callback"
-                 if "heartbeat_stale_trial_callback" in inspect.signature(optuna.storages.RDBStorage).parameters
-                 else "failed_trial_callback")  # Optuna < 4.9
+        stale = (
+            "heartbeat_stale_trial_callback"
+            if "heartbeat_stale_trial_callback" in inspect.signature(optuna.storages.RDBStorage).parameters
+            else "failed_trial_callback"
+        )  # Optuna < 4.9
         self.storage = optuna.storages.RDBStorage(
-            self.store.url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=self.heartbeat,
-            grace_period=self.grace, **{stale: self._on_stale})
+            self.store.url,
+            engine_kwargs={"pool_pre_ping": True},
+            heartbeat_interval=self.heartbeat,
+            grace_period=self.grace,
+            **{stale: self._on_stale},
+        )
         tune_sqlite(self.storage.engine)
         if self.store.study_config(config.study) is None:
             if join:
-                raise ResnasError(f"no study {config.study!r} in {safe_url(self.store.url)} to join; create it with "
-                                  "resnas search", field="--study")
+                raise ResnasError(
+                    f"no study {config.study!r} in {safe_url(self.store.url)} to join; create it with resnas search",
+                    field="--study",
+                )
             self.store.add_study(config.study, config.pinned())
         if not join:
             self.store.set_study_trials(config.study, config.trials)
-        self.study = optuna.create_study(study_name=config.study, storage=self.storage, load_if_exists=True,
-                                         sampler=sampler, pruner=pruner, directions=directions(config.objective))
+        self.study = optuna.create_study(
+            study_name=config.study,
+            storage=self.storage,
+            load_if_exists=True,
+            sampler=sampler,
+            pruner=pruner,
+            directions=directions(config.objective),
+        )
         if not join:
-            for k, v in (("objective", config.objective), ("space", config.space.name),
-                         ("budget", config.budget.describe()), ("dataset", config.dataset)):
+            for k, v in (
+                ("objective", config.objective),
+                ("space", config.space.name),
+                ("budget", config.budget.describe()),
+                ("dataset", config.dataset),
+            ):
                 self.study.set_user_attr(k, v)  # shown by optuna-dashboard
         self.recipe = config.recipe.to_dict()
         self.recipe_key = recipe_key(self.recipe)
@@ -179,8 +210,12 @@ class Coordinator:
             self.state.interrupted = True
             for h in self.handles:
                 if h.trial is not None:
-                    self._finish(h, optuna.trial.TrialState.FAIL, status="interrupted",
-                                 reason="interrupted (Ctrl-C or SIGTERM); tried again when the study resumes")
+                    self._finish(
+                        h,
+                        optuna.trial.TrialState.FAIL,
+                        status="interrupted",
+                        reason="interrupted (Ctrl-C or SIGTERM); tried again when the study resumes",
+                    )
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
@@ -195,8 +230,11 @@ class Coordinator:
 
     def _want_more(self, deadline: float) -> bool:
         """Room left in the study's total (every host's finished and running trials count), and time."""
-        return (self.state.counted + self.state.running_all < self.config.trials and time.time() < deadline
-                and not self.state.stopped_by)
+        return (
+            self.state.counted + self.state.running_all < self.config.trials
+            and time.time() < deadline
+            and not self.state.stopped_by
+        )
 
     def _finished(self, deadline: float) -> bool:
         """Nothing more for this host: the total is reached, or time is up. While other hosts' trials still
@@ -220,8 +258,9 @@ class Coordinator:
         def counted(e: Exception) -> None:
             self.state.db_errors += 1
 
-        return patiently(fn, *args, patience=self.db_patience, what=safe_url(self.store.url), on_retry=counted,
-                         **kwargs)
+        return patiently(
+            fn, *args, patience=self.db_patience, what=safe_url(self.store.url), on_retry=counted, **kwargs
+        )
 
     def _hold(self, trial) -> None:
         self._db(self.beats.hold, trial._trial_id)
@@ -267,8 +306,11 @@ class Coordinator:
 
     def _on_stale(self, study, trial) -> None:
         """Optuna failed a trial whose heartbeat stopped."""
-        self._lost(trial, f"no heartbeat for {self.grace} s from its coordinator "
-                          f"({trial.user_attrs.get('owner', '?')}): its process or host died")
+        self._lost(
+            trial,
+            f"no heartbeat for {self.grace} s from its coordinator "
+            f"({trial.user_attrs.get('owner', '?')}): its process or host died",
+        )
 
     def _lost(self, trial, reason: str) -> None:
         self._db(self.store.lose_run, self.config.study, trial.number, "lost", reason)
@@ -287,8 +329,12 @@ class Coordinator:
         out = context().Queue()
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         devices = [f"cuda:{g}" for g in self.config.gpus] or ["cpu"] * self.config.workers
-        data_args = {"spec": self.config.dataset, "data_dir": self.config.data_dir, "val_size": self.config.val_size,
-                     "split_seed": self.config.split_seed}
+        data_args = {
+            "spec": self.config.dataset,
+            "data_dir": self.config.data_dir,
+            "val_size": self.config.val_size,
+            "split_seed": self.config.split_seed,
+        }
         for i, device in enumerate(devices):
             h = Handle(i, device, max(1, cores // len(devices)), data_args, out)
             h.start()
@@ -312,8 +358,13 @@ class Coordinator:
                 self._db(trial.set_user_attr, "retry_of", retry_of)
             arch = self.config.space.suggest(trial).replace(**self.shape)
             c = cost(arch)
-            for k, v in (("arch_key", arch.key), ("summary", arch.summary()), ("flops", c.flops),
-                         ("params", c.params), ("acts", c.acts)):
+            for k, v in (
+                ("arch_key", arch.key),
+                ("summary", arch.summary()),
+                ("flops", c.flops),
+                ("params", c.params),
+                ("acts", c.acts),
+            ):
                 self._db(trial.set_user_attr, k, v)
             excess = self._excess(c)
             self._db(trial.set_constraint, "budget", excess)
@@ -323,8 +374,9 @@ class Coordinator:
                 self.state.counts["over_budget"] += 1
                 continue
             self._db(self.store.put_arch, arch, c)
-            known = self._db(self.store.find_trained, arch.key, self.recipe_key, self.config.data_key,
-                             study=self.config.study)
+            known = self._db(
+                self.store.find_trained, arch.key, self.recipe_key, self.config.data_key, study=self.config.study
+            )
             if known is not None and known["study"] == self.config.study:
                 self._db(trial.set_user_attr, "status", "repeat")
                 self._db(trial.set_user_attr, "repeat_of", known["trial"])
@@ -339,29 +391,50 @@ class Coordinator:
                 asked = time.time()
                 continue
             ckpt = self.checkpoints / f"trial-{trial.number:05d}"
-            run_id = self._db(self.store.claim, self.config.study, self.config.trials, **self._run_of(trial, arch),
-                              status="running", reason=f"training on {self.owner}",
-                              device=f"{h.device}@{socket.gethostname()}"[:64])
+            run_id = self._db(
+                self.store.claim,
+                self.config.study,
+                self.config.trials,
+                **self._run_of(trial, arch),
+                status="running",
+                reason=f"training on {self.owner}",
+                device=f"{h.device}@{socket.gethostname()}"[:64],
+            )
             if run_id is None:  # another host took the last slot between our count and this claim
                 self._db(trial.set_user_attr, "status", "surplus")
                 self._tell(trial, state=optuna.trial.TrialState.PRUNED)
                 self._refresh_counts(force=True)
                 return
             h.trial = trial
-            h.info = {"ready": True, "arch": arch, "cost": c, "epoch": 0, "started": time.time(), "asked": asked,
-                      "run_id": run_id}
+            h.info = {
+                "ready": True,
+                "arch": arch,
+                "cost": c,
+                "epoch": 0,
+                "started": time.time(),
+                "asked": asked,
+                "run_id": run_id,
+            }
             self.state.running_all += 1
-            self.state.workers[h.index].update(trial=trial.number, summary=arch.summary(), epoch=0,
-                                               epochs=self.config.recipe.epochs, flops=c.flops)
+            self.state.workers[h.index].update(
+                trial=trial.number, summary=arch.summary(), epoch=0, epochs=self.config.recipe.epochs, flops=c.flops
+            )
             h.jobs.put((trial.number, arch.to_dict(), self.recipe, str(ckpt)))
             return
-        self.state.stopped_by = (f"{MAX_ASKS} suggestions in a row brought nothing new to train (over the budget "
-                                 "or already trained): the feasible part of the space looks exhausted")
+        self.state.stopped_by = (
+            f"{MAX_ASKS} suggestions in a row brought nothing new to train (over the budget "
+            "or already trained): the feasible part of the space looks exhausted"
+        )
 
     def _run_of(self, trial, arch) -> dict:
         """What a run row says of its trial: which architecture, trained how, on what."""
-        return {"trial": trial.number, "arch_key": arch.key, "recipe_key": self.recipe_key, "recipe": self.recipe,
-                "data_key": self.config.data_key}
+        return {
+            "trial": trial.number,
+            "arch_key": arch.key,
+            "recipe_key": self.recipe_key,
+            "recipe": self.recipe,
+            "data_key": self.config.data_key,
+        }
 
     def _excess(self, c) -> float:
         """How far outside the budget, relative (> 0 infeasible, <= 0 feasible): the sampler's constraint."""
@@ -382,18 +455,32 @@ class Coordinator:
         import optuna
 
         run_id = self._db(
-            self.store.claim, self.config.study, self.config.trials, **self._run_of(trial, arch),
-            status=known["status"], reason=f"reused from {known['study']} trial {known['trial']}",
+            self.store.claim,
+            self.config.study,
+            self.config.trials,
+            **self._run_of(trial, arch),
+            status=known["status"],
+            reason=f"reused from {known['study']} trial {known['trial']}",
             history=known["history"],
-            epochs=known["epochs"], best_val_acc=known["best_val_acc"], test_acc=known["test_acc"],
-            checkpoint=known["checkpoint"], device=known["device"], wall_seconds=0.0,
-            train_seconds=known["train_seconds"], reused_from=known["id"])
+            epochs=known["epochs"],
+            best_val_acc=known["best_val_acc"],
+            test_acc=known["test_acc"],
+            checkpoint=known["checkpoint"],
+            device=known["device"],
+            wall_seconds=0.0,
+            train_seconds=known["train_seconds"],
+            reused_from=known["id"],
+        )
         if run_id is None:
             self._db(trial.set_user_attr, "status", "surplus")
             self._tell(trial, state=optuna.trial.TrialState.PRUNED)
             return
-        for k, v in (("status", "reused"), ("reused_from", f"{known['study']}#{known['trial']}"),
-                     ("best_val_acc", known["best_val_acc"]), (COUNTED, True)):
+        for k, v in (
+            ("status", "reused"),
+            ("reused_from", f"{known['study']}#{known['trial']}"),
+            ("best_val_acc", known["best_val_acc"]),
+            (COUNTED, True),
+        ):
             self._db(trial.set_user_attr, k, v)
         self._tell(trial, self._values(known["best_val_acc"], c))
         self.state.counts["reused"] += 1
@@ -461,11 +548,19 @@ class Coordinator:
         best = (record.get("best") or {}).get("val_acc")
         wall = time.time() - h.info["started"]
         ckpt = self.checkpoints / f"trial-{trial.number:05d}" / "checkpoint.pt"
-        written = self._db(self.store.finish_run, h.info["run_id"], status=status, reason=reason,
-                           history=record.get("history", []), epochs=len(record.get("history", [])),
-                           best_val_acc=best, checkpoint=str(ckpt) if ckpt.exists() else None,
-                           device=f"{record.get('device', h.device)}@{socket.gethostname()}"[:64],
-                           wall_seconds=wall, train_seconds=record.get("train_seconds"))
+        written = self._db(
+            self.store.finish_run,
+            h.info["run_id"],
+            status=status,
+            reason=reason,
+            history=record.get("history", []),
+            epochs=len(record.get("history", [])),
+            best_val_acc=best,
+            checkpoint=str(ckpt) if ckpt.exists() else None,
+            device=f"{record.get('device', h.device)}@{socket.gethostname()}"[:64],
+            wall_seconds=wall,
+            train_seconds=record.get("train_seconds"),
+        )
         counted = status not in UNCOUNTED
         told = False
         try:
@@ -478,8 +573,13 @@ class Coordinator:
         if not told:  # failed as stale by another host meanwhile (the database was away past the grace period):
             # that host queued the retry; the run is lost whatever it had reached
             self.beats.release(trial._trial_id)
-            self._db(self.store.finish_run, h.info["run_id"], only_running=False, status="lost",
-                     reason=f"failed as stale by another host while it was finishing as {status}")
+            self._db(
+                self.store.finish_run,
+                h.info["run_id"],
+                only_running=False,
+                status="lost",
+                reason=f"failed as stale by another host while it was finishing as {status}",
+            )
         elif not counted:
             self._retry(trial._trial_id)
         key = {"COMPLETE": "done", "PRUNED": "pruned"}.get(state.name, "failed")
@@ -497,8 +597,13 @@ class Coordinator:
 
     def _update_best(self, number: int, value: float | None, arch, c) -> None:
         if value is not None and (self.state.best is None or value > self.state.best["value"]):
-            self.state.best = {"trial": number, "value": value, "flops": c.flops, "params": c.params,
-                               "summary": arch.summary()}
+            self.state.best = {
+                "trial": number,
+                "value": value,
+                "flops": c.flops,
+                "params": c.params,
+                "summary": arch.summary(),
+            }
 
     def _check_workers(self) -> None:
         """A dead worker fails its trial and is replaced; a trial past its timeout is killed."""
@@ -506,24 +611,37 @@ class Coordinator:
 
         now = time.time()
         for h in self.handles:
-            timed_out = (h.trial is not None and self.config.trial_timeout is not None
-                         and now - h.info["started"] > self.config.trial_timeout)
+            timed_out = (
+                h.trial is not None
+                and self.config.trial_timeout is not None
+                and now - h.info["started"] > self.config.trial_timeout
+            )
             if h.alive() and not timed_out:
                 continue
             code = h.process.exitcode if h.process is not None else None
             h.kill()
             if h.trial is not None:
                 if timed_out:
-                    self._finish(h, optuna.trial.TrialState.FAIL, status="timeout",
-                                 reason=f"timed out after {self.config.trial_timeout:g} s")
+                    self._finish(
+                        h,
+                        optuna.trial.TrialState.FAIL,
+                        status="timeout",
+                        reason=f"timed out after {self.config.trial_timeout:g} s",
+                    )
                 else:
-                    self._finish(h, optuna.trial.TrialState.FAIL, status="crashed",
-                                 reason=f"worker process died (exit code {code}; killed, or by the OS for memory?)")
+                    self._finish(
+                        h,
+                        optuna.trial.TrialState.FAIL,
+                        status="crashed",
+                        reason=f"worker process died (exit code {code}; killed, or by the OS for memory?)",
+                    )
             if not h.info.get("ready") and h.trial is None:
                 h.failed_starts += 1  # died before it could load the data: it will not do better next time
                 if h.failed_starts >= 3:
-                    raise ResnasError(f"worker process {h.index} exited (code {code}) three times before it was "
-                                      "ready; see its error above. (A script fed on standard input cannot start "
-                                      "worker processes: run it from a file.)")
+                    raise ResnasError(
+                        f"worker process {h.index} exited (code {code}) three times before it was "
+                        "ready; see its error above. (A script fed on standard input cannot start "
+                        "worker processes: run it from a file.)"
+                    )
             h.info = {}
             h.start()

@@ -27,7 +27,10 @@ class Cost:
 
     def to_dict(self) -> dict:
         return {
-            "flops": self.flops, "params": self.params, "acts": self.acts, "resolution": self.resolution,
+            "flops": self.flops,
+            "params": self.params,
+            "acts": self.acts,
+            "resolution": self.resolution,
             "parts": {k: t._asdict() for k, t in self.parts.items()},
         }
 
@@ -35,15 +38,17 @@ class Cost:
 def cost(arch: Arch, resolution: int | None = None) -> Cost:
     """Cost at `resolution` (default: the arch's reference resolution), fvcore's convention."""
     stages = tuple((s.depth, s.width, s.stride, s.mid, s.groups) for s in arch.stages)
-    tallies = network_tallies(arch.kind, arch.stem, arch.stem_width, arch.in_channels, arch.classes,
-                              resolution or arch.resolution, stages)
+    tallies = network_tallies(
+        arch.kind, arch.stem, arch.stem_width, arch.in_channels, arch.classes, resolution or arch.resolution, stages
+    )
     names = ["stem", *(f"layer{i}" for i in range(1, len(stages) + 1)), "head"]
     total = sum(tallies, Tally())
     return Cost(total.flops, total.params, total.acts, dict(zip(names, tallies)), resolution or arch.resolution)
 
 
-def network_tallies(kind: Kind, stem: str, stem_width: int, in_channels: int, classes: int, resolution: int,
-                    stages: tuple) -> list[Tally]:
+def network_tallies(
+    kind: Kind, stem: str, stem_width: int, in_channels: int, classes: int, resolution: int, stages: tuple
+) -> list[Tally]:
     """Tallies of the stem, each stage and the head, from the fields alone (stages as (depth, width,
     stride, mid, groups) tuples), so a search can price a candidate before making its `Arch`."""
     t, h, w = stem_cost(stem, in_channels, stem_width, kind.unit_order, resolution)
@@ -106,8 +111,10 @@ def parse_amount(text: str, what: str = "FLOPs") -> int:
     body = re.sub(r"(?i)\s*(flops?|params?)$", "", raw)
     m = re.fullmatch(_NUMBER, body)
     if not m:
-        raise ResnasError(f"cannot read {raw!r} as a {what} amount; write e.g. 4G, 600M, 4e9 "
-                          f"(K, M, G, T = 1e3, 1e6, 1e9, 1e12)", field=what.lower())
+        raise ResnasError(
+            f"cannot read {raw!r} as a {what} amount; write e.g. 4G, 600M, 4e9 (K, M, G, T = 1e3, 1e6, 1e9, 1e12)",
+            field=what.lower(),
+        )
     value = float(m.group(1)) * _UNITS[m.group(2).upper()]
     if value <= 0:
         raise ResnasError(f"{raw!r} must be positive", field=what.lower())
@@ -125,7 +132,7 @@ class Budget:
     params_max: int | None = None
 
     @classmethod
-    def parse(cls, flops: str | None = None, max_params: str | None = None) -> "Budget":
+    def parse(cls, flops: str | None = None, max_params: str | None = None) -> Budget:
         """A cap ('4GFLOPs', '4e9') or a band ('3.8-4.2GFLOPs'), plus an optional params cap ('25M')."""
         lo, hi = 0, None
         if flops is not None and str(flops).strip():
@@ -143,8 +150,11 @@ class Budget:
         return cls(hi, lo, pmax)
 
     def admits(self, c: Cost | Tally) -> bool:
-        return (c.flops >= self.flops_min and (self.flops_max is None or c.flops <= self.flops_max)
-                and (self.params_max is None or c.params <= self.params_max))
+        return (
+            c.flops >= self.flops_min
+            and (self.flops_max is None or c.flops <= self.flops_max)
+            and (self.params_max is None or c.params <= self.params_max)
+        )
 
     @property
     def unbounded(self) -> bool:
@@ -153,8 +163,11 @@ class Budget:
     def describe(self) -> str:
         parts = []
         if self.flops_max is not None:
-            parts.append(f"FLOPs <= {human(self.flops_max)}" if not self.flops_min
-                         else f"{human(self.flops_min)} <= FLOPs <= {human(self.flops_max)}")
+            parts.append(
+                f"FLOPs <= {human(self.flops_max)}"
+                if not self.flops_min
+                else f"{human(self.flops_min)} <= FLOPs <= {human(self.flops_max)}"
+            )
         elif self.flops_min:
             parts.append(f"FLOPs >= {human(self.flops_min)}")
         if self.params_max is not None:

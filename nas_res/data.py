@@ -20,29 +20,54 @@ import torch
 
 from .errors import ResnasError
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder:PATH",
-            "synthetic[:CxHxW[:CLASSES[:N]]]")
+DATASETS = (
+    "digits",
+    "mnist",
+    "fashion-mnist",
+    "cifar10",
+    "cifar100",
+    "imagefolder:PATH",
+    "synthetic[:CxHxW[:CLASSES[:N]]]",
+)
 DEFAULT_DATA_DIR = Path(os.environ.get("RESNAS_DATA", Path.home() / ".cache" / "resnas" / "data"))
 IN_MEMORY_LIMIT = 4 << 30  # an ImageFolder whose decoded uint8 images exceed this stays on disk
 
 # (torchvision class, folder torchvision reads, files expected there, archive to unpack into --data-dir)
 TORCHVISION = {
-    "mnist": ("MNIST", "MNIST/raw", ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
-              "the four MNIST idx files (unzipped .gz files from yann.lecun.com / ossci-datasets)"),
-    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw",
-                      ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
-                      "the four Fashion-MNIST idx files (unzipped .gz files from zalandoresearch)"),
-    "cifar10": ("CIFAR10", "cifar-10-batches-py",
-                [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"],
-                "cifar-10-python.tar.gz unpacked (or the .tar.gz itself) from cs.toronto.edu/~kriz"),
-    "cifar100": ("CIFAR100", "cifar-100-python", ["train", "test", "meta"],
-                 "cifar-100-python.tar.gz unpacked (or the .tar.gz itself) from cs.toronto.edu/~kriz"),
+    "mnist": (
+        "MNIST",
+        "MNIST/raw",
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
+        "the four MNIST idx files (unzipped .gz files from yann.lecun.com / ossci-datasets)",
+    ),
+    "fashion-mnist": (
+        "FashionMNIST",
+        "FashionMNIST/raw",
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
+        "the four Fashion-MNIST idx files (unzipped .gz files from zalandoresearch)",
+    ),
+    "cifar10": (
+        "CIFAR10",
+        "cifar-10-batches-py",
+        [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"],
+        "cifar-10-python.tar.gz unpacked (or the .tar.gz itself) from cs.toronto.edu/~kriz",
+    ),
+    "cifar100": (
+        "CIFAR100",
+        "cifar-100-python",
+        ["train", "test", "meta"],
+        "cifar-100-python.tar.gz unpacked (or the .tar.gz itself) from cs.toronto.edu/~kriz",
+    ),
 }
 # Training augmentation per source: pixels of pad-and-crop, and whether a horizontal flip keeps the label.
-AUGMENT = {"digits": (1, False), "mnist": (2, False), "fashion-mnist": (2, True), "cifar10": (4, True),
-           "cifar100": (4, True), "synthetic": (4, True)}
+AUGMENT = {
+    "digits": (1, False),
+    "mnist": (2, False),
+    "fashion-mnist": (2, True),
+    "cifar10": (4, True),
+    "cifar100": (4, True),
+    "synthetic": (4, True),
+}
 
 
 @dataclass
@@ -56,7 +81,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: torch.Tensor) -> "Split":
+    def subset(self, index: torch.Tensor) -> Split:
         files = [self.files[i] for i in index.tolist()] if self.files is not None else None
         images = self.images[index] if self.images is not None else None
         return Split(self.labels[index], images, files)
@@ -67,7 +92,7 @@ class Data:
     """A dataset ready for training: shapes, normalisation, augmentation policy and its splits."""
 
     name: str
-    spec: str                     # what was asked for: `cifar10`, `imagefolder:/data/pets`, ...
+    spec: str  # what was asked for: `cifar10`, `imagefolder:/data/pets`, ...
     channels: int
     classes: int
     size: int
@@ -87,15 +112,35 @@ class Data:
         return self.train.images is not None
 
     def describe(self) -> dict:
-        return {"name": self.name, "spec": self.spec, "channels": self.channels, "classes": self.classes,
-                "size": self.size, "train": len(self.train), "val": len(self.val),
-                "test": len(self.test) if self.test else None, "pad": self.pad, "flip": self.flip,
-                "in_memory": self.in_memory, "source": self.source, "split_seed": self.split_seed}
+        return {
+            "name": self.name,
+            "spec": self.spec,
+            "channels": self.channels,
+            "classes": self.classes,
+            "size": self.size,
+            "train": len(self.train),
+            "val": len(self.val),
+            "test": len(self.test) if self.test else None,
+            "pad": self.pad,
+            "flip": self.flip,
+            "in_memory": self.in_memory,
+            "source": self.source,
+            "split_seed": self.split_seed,
+        }
 
 
-def load_data(spec: str, *, data_dir: str | Path | None = None, val_size: float | int = 0.1, split_seed: int = 0,
-              test: bool = False, download: bool = True, image_size: int = 224, augment: bool = True,
-              memory_limit: int = IN_MEMORY_LIMIT) -> Data:
+def load_data(
+    spec: str,
+    *,
+    data_dir: str | Path | None = None,
+    val_size: float | int = 0.1,
+    split_seed: int = 0,
+    test: bool = False,
+    download: bool = True,
+    image_size: int = 224,
+    augment: bool = True,
+    memory_limit: int = IN_MEMORY_LIMIT,
+) -> Data:
     """Load the dataset `spec` names (see `DATASETS`), validation carved from train with `split_seed`.
 
     The test split is read only with `test=True` (an explicit final evaluation)."""
@@ -118,8 +163,22 @@ def load_data(spec: str, *, data_dir: str | Path | None = None, val_size: float 
     train, val = carve(Split(ytr, xtr), val_size, split_seed)
     mean, std = channel_stats(train.images)
     pad, flip = AUGMENT[name] if augment else (0, False)
-    return Data(name, spec, xtr.shape[1], classes, xtr.shape[-1], train, val, Split(yte, xte) if test else None,
-                mean, std, pad, flip, source, split_seed)
+    return Data(
+        name,
+        spec,
+        xtr.shape[1],
+        classes,
+        xtr.shape[-1],
+        train,
+        val,
+        Split(yte, xte) if test else None,
+        mean,
+        std,
+        pad,
+        flip,
+        source,
+        split_seed,
+    )
 
 
 def carve(split: Split, val_size: float | int, seed: int) -> tuple[Split, Split]:
@@ -182,13 +241,19 @@ def _torchvision(name: str, root: Path, download: bool, test: bool):
     except Exception as e:  # missing files, failed download, checksum mismatch, unreadable pickle
         where = root / folder
         present = [f for f in files if (where / f).exists()]
-        state = ("all are there but unreadable" if len(present) == len(files) else
-                 f"found only {', '.join(present)}" if present else "none of them is there") + \
-                (f" ({type(e).__name__}: {e})" if present else "")
-        raise ResnasError(f"{name} is not available offline and could not be downloaded: expected "
-                          f"{', '.join(files)} in {where}/ — {archive}; {state}. "
-                          f"Put them there or pass --data-dir DIR (the folder that holds {folder.split('/')[0]}/).",
-                          field="dataset") from None
+        state = (
+            "all are there but unreadable"
+            if len(present) == len(files)
+            else f"found only {', '.join(present)}"
+            if present
+            else "none of them is there"
+        ) + (f" ({type(e).__name__}: {e})" if present else "")
+        raise ResnasError(
+            f"{name} is not available offline and could not be downloaded: expected "
+            f"{', '.join(files)} in {where}/ — {archive}; {state}. "
+            f"Put them there or pass --data-dir DIR (the folder that holds {folder.split('/')[0]}/).",
+            field="dataset",
+        ) from None
     out = []
     for ds in parts:
         x = torch.as_tensor(np.asarray(ds.data))
@@ -220,8 +285,11 @@ def _synthetic(arg: str, seed: int):
         if len(shape) != 3 or shape[1] != shape[2] or min(shape) < 1 or classes < 2 or n < 2 or len(parts) > 3:
             raise ValueError
     except ValueError:
-        raise ResnasError(f"synthetic:{arg} is not synthetic[:CxHxW[:CLASSES[:N]]] with square images, "
-                          "e.g. synthetic:3x32x32:10:50000", field="dataset") from None
+        raise ResnasError(
+            f"synthetic:{arg} is not synthetic[:CxHxW[:CLASSES[:N]]] with square images, "
+            "e.g. synthetic:3x32x32:10:50000",
+            field="dataset",
+        ) from None
     g = torch.Generator().manual_seed(seed)
     n_test = max(2, n // 5)
     x = torch.randint(0, 256, (n + n_test, *shape), dtype=torch.uint8, generator=g)
@@ -235,9 +303,11 @@ def _imagefolder(path: str, val_size, split_seed: int, test: bool, size: int, au
 
     root = Path(path).expanduser()
     if not path or not (root / "train").is_dir():
-        raise ResnasError(f"imagefolder:{path} needs a folder with train/<class>/<images> "
-                          f"(and val/<class>/<images> for the test split); {root / 'train'} is not a folder",
-                          field="dataset")
+        raise ResnasError(
+            f"imagefolder:{path} needs a folder with train/<class>/<images> "
+            f"(and val/<class>/<images> for the test split); {root / 'train'} is not a folder",
+            field="dataset",
+        )
 
     def folder(sub: str) -> tvd.ImageFolder:
         try:
@@ -253,10 +323,14 @@ def _imagefolder(path: str, val_size, split_seed: int, test: bool, size: int, au
     if test:
         test_folder = folder("val")
         if test_folder.classes != classes:
-            raise ResnasError(f"{root / 'val'} has classes {test_folder.classes}, {root / 'train'} has {classes}; "
-                              "they must be the same", field="dataset")
-        test_split = Split(torch.tensor(test_folder.targets, dtype=torch.int64),
-                           files=[p for p, _ in test_folder.samples])
+            raise ResnasError(
+                f"{root / 'val'} has classes {test_folder.classes}, {root / 'train'} has {classes}; "
+                "they must be the same",
+                field="dataset",
+            )
+        test_split = Split(
+            torch.tensor(test_folder.targets, dtype=torch.int64), files=[p for p, _ in test_folder.samples]
+        )
     train, val = carve(Split(labels, files=files), val_size, split_seed)
     fits = (len(files) + (len(test_split) if test_split else 0)) * 3 * size * size <= memory_limit
     if fits:  # decode once, then the same device-resident fast path as CIFAR
@@ -267,8 +341,23 @@ def _imagefolder(path: str, val_size, split_seed: int, test: bool, size: int, au
         sample = train.subset(torch.arange(0, len(train), max(1, len(train) // 256)))
         mean, std = channel_stats(decode(sample, size).images)
     pad, flip = (size // 8, True) if augment else (0, False)
-    return Data("imagefolder", f"imagefolder:{root}", 3, len(classes), size, train, val, test_split, mean, std,
-                pad, flip, str(root), split_seed, {"class_names": classes})
+    return Data(
+        "imagefolder",
+        f"imagefolder:{root}",
+        3,
+        len(classes),
+        size,
+        train,
+        val,
+        test_split,
+        mean,
+        std,
+        pad,
+        flip,
+        str(root),
+        split_seed,
+        {"class_names": classes},
+    )
 
 
 def decode(split: Split, size: int) -> Split:

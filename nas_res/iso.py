@@ -50,8 +50,7 @@ def _check(ref: Arch, match: str) -> None:
     if match not in MATCHES:
         raise ResnasError(f"must be one of {', '.join(MATCHES)}; got {match!r}", field="match")
     if ref.block != "bottleneck":
-        raise ResnasError("iso-complexity over cardinality needs a bottleneck reference (e.g. resnet50)",
-                          field="like")
+        raise ResnasError("iso-complexity over cardinality needs a bottleneck reference (e.g. resnet50)", field="like")
 
 
 def iso_cardinality(ref: Arch, cardinalities: list[int], match: str = "params") -> list[IsoResult]:
@@ -69,8 +68,9 @@ def iso_cardinality(ref: Arch, cardinalities: list[int], match: str = "params") 
             raise ResnasError(f"cardinalities must be positive integers; got {c!r}", field="cardinality")
 
         def make(d: int, c: int = c) -> Arch:
-            return ref.replace(stages=tuple(Stage(s.depth, s.width, s.stride, int(k) * c * d, c)
-                                            for s, k in zip(ref.stages, scale)))
+            return ref.replace(
+                stages=tuple(Stage(s.depth, s.width, s.stride, int(k) * c * d, c) for s, k in zip(ref.stages, scale))
+            )
 
         d, arch = _closest(make, target, match, 1, 1, 64 * base)
         out.append(IsoResult(f"{c}x{d}d", arch, cost(arch), target))
@@ -87,15 +87,19 @@ def iso_depth(ref: Arch, depths: list[tuple[int, ...]], match: str = "params") -
     out = []
     for ds in depths:
         if len(ds) != len(ref.stages) or any(not isinstance(d, int) or d < 1 for d in ds):
-            raise ResnasError(f"{'-'.join(map(str, ds))} must give {len(ref.stages)} positive stage depths",
-                              field="depths")
+            raise ResnasError(
+                f"{'-'.join(map(str, ds))} must give {len(ref.stages)} positive stage depths", field="depths"
+            )
         groups = first.groups
 
         def make(mid: int, ds: tuple = ds) -> Arch:
             ratio = mid / first.mid
-            return ref.replace(stages=tuple(
-                Stage(d, max(1, round(s.width * ratio)), s.stride, mid * s.mid // first.mid, s.groups)
-                for d, s in zip(ds, ref.stages)))
+            return ref.replace(
+                stages=tuple(
+                    Stage(d, max(1, round(s.width * ratio)), s.stride, mid * s.mid // first.mid, s.groups)
+                    for d, s in zip(ds, ref.stages)
+                )
+            )
 
         mid, arch = _closest(make, target, match, groups, groups, 64 * first.mid)
         label = f"{'-'.join(map(str, ds))} w{arch.stages[0].width}"

@@ -10,8 +10,8 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 

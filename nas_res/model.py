@@ -36,8 +36,10 @@ class ResNet(nn.Module):
         cin = arch.stem_width
         self.stage_names = []
         for i, st in enumerate(arch.stages, 1):
-            units = [Unit(arch, cin if j == 0 else st.width, st.width, st.mid, st.groups, st.stride if j == 0 else 1)
-                     for j in range(st.depth)]
+            units = [
+                Unit(arch, cin if j == 0 else st.width, st.width, st.mid, st.groups, st.stride if j == 0 else 1)
+                for j in range(st.depth)
+            ]
             setattr(self, f"layer{i}", nn.Sequential(*units))
             self.stage_names.append(f"layer{i}")
             cin = st.width

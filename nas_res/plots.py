@@ -46,11 +46,20 @@ def compare_figure(boards: dict[str, list[dict]]):
         left.step(xs, ys, where="post", color=colour, label=f"{name} (n={len(xs)})")
         right.scatter([r["flops"] / 1e6 for r in rows], errors, s=18, alpha=0.55, color=colour, label=name)
         front = pareto(rows)
-        right.step([r["flops"] / 1e6 for r in front], [100 - r["val_acc"] for r in front], where="post",
-                   color=colour, linewidth=1.6)
+        right.step(
+            [r["flops"] / 1e6 for r in front],
+            [100 - r["val_acc"] for r in front],
+            where="post",
+            color=colour,
+            linewidth=1.6,
+        )
     left.set(xlabel="validation error (%)", ylabel="cumulative share of models", title="EDF of validation error")
-    right.set(xlabel="MFLOPs (fvcore convention, reference resolution)", ylabel="validation error (%)",
-              title="error vs FLOPs, Pareto fronts", xscale="log")
+    right.set(
+        xlabel="MFLOPs (fvcore convention, reference resolution)",
+        ylabel="validation error (%)",
+        title="error vs FLOPs, Pareto fronts",
+        xscale="log",
+    )
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     right.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -77,8 +86,9 @@ def save(fig, path: str | Path, title: str = "", tables_html: str = "") -> Path:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ResnasError(f"cannot create the folder {path.parent} for {path} ({e.strerror or e})",
-                              field="plot") from None
+            raise ResnasError(
+                f"cannot create the folder {path.parent} for {path} ({e.strerror or e})", field="plot"
+            ) from None
         _write_figure(fig, path, title, tables_html)
     finally:
         plt.close(fig)
@@ -103,8 +113,9 @@ def _write_figure(fig, path: Path, title: str, tables_html: str) -> None:
 def html_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     """A sortable HTML table (click a header) of `rows`, columns as (title, key)."""
     head = "".join(f"<th>{html.escape(t)}</th>" for t, _ in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_text(r.get(k)))}</td>" for _, k in columns) + "</tr>"
-                   for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_text(r.get(k)))}</td>" for _, k in columns) + "</tr>" for r in rows
+    )
     return f"<table class='sortable'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -128,8 +139,9 @@ def study_figure(study, kind: str, rows: list[dict]):
 
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(finished) < 2:
-        raise ResnasError(f"study {study.study_name!r} has {len(finished)} completed trial(s); {kind} needs 2",
-                          field="study")
+        raise ResnasError(
+            f"study {study.study_name!r} has {len(finished)} completed trial(s); {kind} needs 2", field="study"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ResnasError
 
@@ -21,18 +22,18 @@ class Recipe:
 
     epochs: int = 10
     batch_size: int = 128
-    optimizer: str = "sgd"          # sgd: Nesterov momentum; adamw
-    lr: float = 0.1                 # peak learning rate, reached after warmup
+    optimizer: str = "sgd"  # sgd: Nesterov momentum; adamw
+    lr: float = 0.1  # peak learning rate, reached after warmup
     momentum: float = 0.9
-    weight_decay: float = 5e-4      # never applied to BN weights and biases
-    schedule: str = "cosine"        # decay after warmup: cosine | linear | onecycle | constant
+    weight_decay: float = 5e-4  # never applied to BN weights and biases
+    schedule: str = "cosine"  # decay after warmup: cosine | linear | onecycle | constant
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     grad_clip: float | None = None  # max global gradient norm
-    precision: str = "auto"         # auto: bf16 autocast on GPU, fp32 on CPU
-    channels_last: bool = True      # NHWC activations: faster convs on GPU and on CPU (oneDNN)
-    compile: bool = False           # torch.compile; its time is reported apart from throughput
-    patience: int | None = None     # stop after this many epochs without a lower validation loss
+    precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    channels_last: bool = True  # NHWC activations: faster convs on GPU and on CPU (oneDNN)
+    compile: bool = False  # torch.compile; its time is reported apart from throughput
+    patience: int | None = None  # stop after this many epochs without a lower validation loss
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -53,8 +54,9 @@ class Recipe:
             bad("label_smoothing" if self.label_smoothing >= 1 else "momentum", "in [0, 1)")
         if self.grad_clip is not None and (isinstance(self.grad_clip, bool) or not self.grad_clip > 0):
             bad("grad_clip", "a positive number or null")
-        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
-                                          or self.patience < 1):
+        if self.patience is not None and (
+            isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1
+        ):
             bad("patience", "a positive integer or null")
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
@@ -67,21 +69,24 @@ class Recipe:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "") -> "Recipe":
+    def from_dict(cls, d: dict, where: str = "") -> Recipe:
         known = {f.name for f in dataclasses.fields(cls)}
         if not isinstance(d, dict):
-            raise ResnasError(f"a recipe must be a mapping of fields ({', '.join(sorted(known))}); "
-                              f"got {type(d).__name__}", where=where)
+            raise ResnasError(
+                f"a recipe must be a mapping of fields ({', '.join(sorted(known))}); got {type(d).__name__}",
+                where=where,
+            )
         unknown = sorted(str(k) for k in set(d) - known)
         if unknown:
-            raise ResnasError(f"unknown recipe field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
-                              where=where)
+            raise ResnasError(
+                f"unknown recipe field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}", where=where
+            )
         try:
             return cls(**d)
         except ResnasError as e:
             raise ResnasError(e.bare, where=where, field=e.field) from None
 
-    def replace(self, **changes: Any) -> "Recipe":
+    def replace(self, **changes: Any) -> Recipe:
         try:
             return dataclasses.replace(self, **changes)
         except ResnasError as e:
@@ -128,4 +133,3 @@ PRESETS = {
     "fast": Recipe(epochs=5, batch_size=64, lr=0.1, warmup_epochs=0.5),
     "default": Recipe(),
 }
-

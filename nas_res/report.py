@@ -24,17 +24,25 @@ def studies(store: Store) -> list[dict]:
         rows = store.runs(name)
         ranked = [r for r in rows if r["status"] in RANKED and r["best_val_acc"] is not None]
         best = max(ranked, key=lambda r: r["best_val_acc"], default=None)
-        out.append({"study": name, "space": config["space_name"], "budget": config["budget_text"],
-                    "dataset": config["dataset"], "objective": config["objective"],
-                    "runs": sum(1 for r in rows if r["status"] not in UNCOUNTED), "trials": config.get("trials"),
-                    "trained": sum(1 for r in rows if r["reused_from"] is None and r["status"] in RANKED),
-                    "reused": sum(1 for r in rows if r["reused_from"] is not None),
-                    "pruned": sum(1 for r in rows if r["status"] == "pruned"),
-                    "failed": sum(1 for r in rows if r["status"] not in RANKED + ("pruned", "running") + UNCOUNTED),
-                    "running": sum(1 for r in rows if r["status"] == "running"),
-                    "lost": sum(1 for r in rows if r["status"] in UNCOUNTED),  # cut short from outside; retried
-                    "best_val_acc": best["best_val_acc"] if best else None,
-                    "best_summary": best["summary"] if best else None})
+        out.append(
+            {
+                "study": name,
+                "space": config["space_name"],
+                "budget": config["budget_text"],
+                "dataset": config["dataset"],
+                "objective": config["objective"],
+                "runs": sum(1 for r in rows if r["status"] not in UNCOUNTED),
+                "trials": config.get("trials"),
+                "trained": sum(1 for r in rows if r["reused_from"] is None and r["status"] in RANKED),
+                "reused": sum(1 for r in rows if r["reused_from"] is not None),
+                "pruned": sum(1 for r in rows if r["status"] == "pruned"),
+                "failed": sum(1 for r in rows if r["status"] not in RANKED + ("pruned", "running") + UNCOUNTED),
+                "running": sum(1 for r in rows if r["status"] == "running"),
+                "lost": sum(1 for r in rows if r["status"] in UNCOUNTED),  # cut short from outside; retried
+                "best_val_acc": best["best_val_acc"] if best else None,
+                "best_summary": best["summary"] if best else None,
+            }
+        )
     return out
 
 
@@ -53,14 +61,19 @@ def study_runs(store: Store, study: str) -> list[dict]:
     """A study's runs; a study the storage does not hold is an error that lists the ones it does."""
     if store.study_config(study) is None:
         known = store.study_names()
-        raise ResnasError(f"no study {study!r} in {safe_url(store.url)}; studies there: "
-                          f"{', '.join(known) or 'none yet (run resnas search)'}", field="study")
+        raise ResnasError(
+            f"no study {study!r} in {safe_url(store.url)}; studies there: "
+            f"{', '.join(known) or 'none yet (run resnas search)'}",
+            field="study",
+        )
     return store.runs(study)
 
 
 def rank(runs: list[dict], top: int | None = None, include_all: bool = False) -> list[dict]:
-    ranked = sorted((r for r in runs if r["status"] in RANKED and r["best_val_acc"] is not None),
-                    key=lambda r: (-r["best_val_acc"], r["flops"], r["trial"]))
+    ranked = sorted(
+        (r for r in runs if r["status"] in RANKED and r["best_val_acc"] is not None),
+        key=lambda r: (-r["best_val_acc"], r["flops"], r["trial"]),
+    )
     out = [_row(r, i) for i, r in enumerate(ranked[:top] if top else ranked, 1)]
     if include_all:
         shown = {r["id"] for r in ranked}
@@ -71,14 +84,30 @@ def rank(runs: list[dict], top: int | None = None, include_all: bool = False) ->
 def _row(r: dict, position: int | None) -> dict:
     arch = Arch.from_dict(r["arch"])
     stages = arch.stages
-    cxd = (f"{stages[0].groups}x{stages[0].mid // stages[0].groups}d" if arch.block == "bottleneck" else "-")
-    return {"rank": position, "trial": r["trial"], "val_acc": r["best_val_acc"], "test_acc": r["test_acc"],
-            "flops": r["flops"], "params": r["params"], "acts": r["acts"], "epochs": r["epochs"],
-            "depth": arch.depth, "depths": "-".join(str(s.depth) for s in stages),
-            "width": "-".join(str(s.width) for s in stages), "cxd": cxd, "block": arch.block,
-            "shortcut": arch.shortcut, "unit_order": arch.unit_order, "status": r["status"],
-            "reused": r["reused_from"] is not None, "arch_key": r["arch_key"], "summary": r["summary"],
-            "wall_seconds": r["wall_seconds"], "checkpoint": r["checkpoint"]}
+    cxd = f"{stages[0].groups}x{stages[0].mid // stages[0].groups}d" if arch.block == "bottleneck" else "-"
+    return {
+        "rank": position,
+        "trial": r["trial"],
+        "val_acc": r["best_val_acc"],
+        "test_acc": r["test_acc"],
+        "flops": r["flops"],
+        "params": r["params"],
+        "acts": r["acts"],
+        "epochs": r["epochs"],
+        "depth": arch.depth,
+        "depths": "-".join(str(s.depth) for s in stages),
+        "width": "-".join(str(s.width) for s in stages),
+        "cxd": cxd,
+        "block": arch.block,
+        "shortcut": arch.shortcut,
+        "unit_order": arch.unit_order,
+        "status": r["status"],
+        "reused": r["reused_from"] is not None,
+        "arch_key": r["arch_key"],
+        "summary": r["summary"],
+        "wall_seconds": r["wall_seconds"],
+        "checkpoint": r["checkpoint"],
+    }
 
 
 def pareto(rows: list[dict], cost: str = "flops") -> list[dict]:
@@ -99,9 +128,16 @@ def compare(boards: dict[str, list[dict]]) -> list[dict]:
     out = []
     for name, rows in boards.items():
         matched = [r for r in rows if lo <= r["flops"] <= hi]
-        out.append({"study": name, "models": len(rows), **_stats([r["val_acc"] for r in rows]),
-                    "matched_flops": [lo, hi] if lo <= hi else None, "matched_models": len(matched),
-                    **{f"matched_{k}": v for k, v in _stats([r["val_acc"] for r in matched]).items()}})
+        out.append(
+            {
+                "study": name,
+                "models": len(rows),
+                **_stats([r["val_acc"] for r in rows]),
+                "matched_flops": [lo, hi] if lo <= hi else None,
+                "matched_models": len(matched),
+                **{f"matched_{k}": v for k, v in _stats([r["val_acc"] for r in matched]).items()},
+            }
+        )
     return out
 
 
@@ -129,36 +165,65 @@ def write_onnx(arch: Arch, checkpoint_path: str | None, path: Path) -> bool:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["images"], output_names=["logits"],
-                              dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}})
+            torch.onnx.export(
+                model,
+                (x,),
+                str(path),
+                dynamo=False,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}},
+            )
         except Exception as e:  # exporter failures are reported, not raised through the CLI as tracebacks
-            raise ResnasError(f"ONNX export of {arch.summary()} failed: {type(e).__name__}: {e}",
-                              field="--onnx") from None
+            raise ResnasError(
+                f"ONNX export of {arch.summary()} failed: {type(e).__name__}: {e}", field="--onnx"
+            ) from None
     return trained
 
 
-def evaluate_runs(store: Store, study: str, rows: list[dict], runs: dict[int, dict], *,
-                  data_dir: str | None = None, device: str = "auto") -> None:
+def evaluate_runs(
+    store: Store,
+    study: str,
+    rows: list[dict],
+    runs: dict[int, dict],
+    *,
+    data_dir: str | None = None,
+    device: str = "auto",
+) -> None:
     """The explicit final evaluation: each row's trained weights on the test split; stored with its run."""
     from .checkpoint import trained_model
     from .data import load_data
     from .train import evaluate
 
     config = store.study_config(study)
-    data = load_data(config["dataset"], data_dir=data_dir, val_size=config["val_size"],
-                     split_seed=config["split_seed"], test=True)
+    data = load_data(
+        config["dataset"], data_dir=data_dir, val_size=config["val_size"], split_seed=config["split_seed"], test=True
+    )
     for row in rows:
         run = runs[row["trial"]]
         if not run["checkpoint"] or not Path(run["checkpoint"]).exists():
-            raise ResnasError(f"trial {row['trial']} of {study!r} has no checkpoint on this machine "
-                              f"({run['checkpoint'] or 'none recorded'}) to evaluate", field="--test")
+            raise ResnasError(
+                f"trial {row['trial']} of {study!r} has no checkpoint on this machine "
+                f"({run['checkpoint'] or 'none recorded'}) to evaluate",
+                field="--test",
+            )
         row["test_acc"] = evaluate(trained_model(run["checkpoint"])[0], data, "test", device=device)["top1"]
         store.set_test_acc(run["id"], row["test_acc"])
 
 
-def export(store: Store, study: str, out_dir: str | Path, *, top: int = 1, front: bool = False,
-           fmt: str = "yaml", weights: bool = False, onnx: bool = False, test: bool = False,
-           data_dir: str | None = None) -> list[Path]:
+def export(
+    store: Store,
+    study: str,
+    out_dir: str | Path,
+    *,
+    top: int = 1,
+    front: bool = False,
+    fmt: str = "yaml",
+    weights: bool = False,
+    onnx: bool = False,
+    test: bool = False,
+    data_dir: str | None = None,
+) -> list[Path]:
     """Arch files `resnas train` and `nas_res.build` load, with cost, metrics and provenance beside the arch.
 
     `test=True` first evaluates the chosen models on the test split (stored, shown by the leaderboard)."""
@@ -185,26 +250,48 @@ def export(store: Store, study: str, out_dir: str | Path, *, top: int = 1, front
     written = []
     for row in chosen:
         run = runs[row["trial"]]
-        record = {"arch": run["arch"],
-                  "cost": {"flops": row["flops"], "params": row["params"], "acts": row["acts"],
-                           "resolution": run["arch"]["resolution"]},
-                  "metrics": {"val_acc": row["val_acc"], "test_acc": row["test_acc"], "epochs": row["epochs"],
-                              "rank": row["rank"], "history": run["history"]},
-                  "provenance": {"study": study, "trial": row["trial"], "storage": safe_url(store.url),
-                                 "space": config["space_name"], "budget": config["budget_text"],
-                                 "dataset": config["dataset"], "val_size": config["val_size"],
-                                 "split_seed": config["split_seed"], "recipe": run["recipe"],
-                                 "reused_from": run["reused_from"], "resnas": run["version"],
-                                 "arch_key": row["arch_key"]}}
+        record = {
+            "arch": run["arch"],
+            "cost": {
+                "flops": row["flops"],
+                "params": row["params"],
+                "acts": row["acts"],
+                "resolution": run["arch"]["resolution"],
+            },
+            "metrics": {
+                "val_acc": row["val_acc"],
+                "test_acc": row["test_acc"],
+                "epochs": row["epochs"],
+                "rank": row["rank"],
+                "history": run["history"],
+            },
+            "provenance": {
+                "study": study,
+                "trial": row["trial"],
+                "storage": safe_url(store.url),
+                "space": config["space_name"],
+                "budget": config["budget_text"],
+                "dataset": config["dataset"],
+                "val_size": config["val_size"],
+                "split_seed": config["split_seed"],
+                "recipe": run["recipe"],
+                "reused_from": run["reused_from"],
+                "resnas": run["version"],
+                "arch_key": row["arch_key"],
+            },
+        }
         stem = out_dir / f"{re.sub(r'[^A-Za-z0-9._+-]', '_', study).lstrip('.')}-trial{row['trial']:04d}"
         path = stem.with_suffix(f".{fmt}")
-        text = (yaml.safe_dump(record, sort_keys=False) if fmt == "yaml" else json.dumps(record, indent=2) + "\n")
+        text = yaml.safe_dump(record, sort_keys=False) if fmt == "yaml" else json.dumps(record, indent=2) + "\n"
         _write_into(out_dir, path, lambda f: f.write(text.encode()))
         written.append(path)
         if weights:
             if not run["checkpoint"] or not Path(run["checkpoint"]).exists():
-                raise ResnasError(f"trial {row['trial']} of {study!r} has no checkpoint on this machine "
-                                  f"({run['checkpoint'] or 'none recorded'})", field="--weights")
+                raise ResnasError(
+                    f"trial {row['trial']} of {study!r} has no checkpoint on this machine "
+                    f"({run['checkpoint'] or 'none recorded'})",
+                    field="--weights",
+                )
             dest = stem.with_suffix(".pt")
             with open(run["checkpoint"], "rb") as src:
                 _write_into(out_dir, dest, lambda f: shutil.copyfileobj(src, f))

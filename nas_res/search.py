@@ -29,9 +29,29 @@ OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params")
 PRUNERS = ("hyperband", "median", "none")
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 PINNED = ("space", "budget", "max_params", "dataset", "val_size", "split_seed", "recipe", "objective")
-FIELDS = ("study", "space", "budget", "max_params", "dataset", "data_dir", "val_size", "split_seed", "trials",
-          "timeout", "trial_timeout", "recipe", "epochs", "sampler", "objective", "pruner", "storage", "workers",
-          "gpus", "seed", "checkpoints")
+FIELDS = (
+    "study",
+    "space",
+    "budget",
+    "max_params",
+    "dataset",
+    "data_dir",
+    "val_size",
+    "split_seed",
+    "trials",
+    "timeout",
+    "trial_timeout",
+    "recipe",
+    "epochs",
+    "sampler",
+    "objective",
+    "pruner",
+    "storage",
+    "workers",
+    "gpus",
+    "seed",
+    "checkpoints",
+)
 
 
 @dataclass
@@ -41,14 +61,14 @@ class SearchConfig:
     study: str
     space: DesignSpace
     budget: Budget
-    budget_input: str = ""              # as given (`4GFLOPs`), so a resumed study can parse it again
+    budget_input: str = ""  # as given (`4GFLOPs`), so a resumed study can parse it again
     max_params_input: str = ""
     dataset: str = "digits"
     data_dir: str | None = None
     val_size: float | int = 0.1
     split_seed: int = 0
     trials: int = 20
-    timeout: float | None = None        # seconds: no new trial starts after this
+    timeout: float | None = None  # seconds: no new trial starts after this
     trial_timeout: float | None = None  # seconds: a trial running longer is killed and failed
     recipe: Recipe = field(default_factory=lambda: PRESETS["fast"])
     sampler: str = "tpe"
@@ -71,12 +91,23 @@ class SearchConfig:
 
     def pinned(self) -> dict:
         """The stored, unchangeable part of the study."""
-        return {"space": space_snapshot(self.space), "space_name": self.space.name,
-                "budget": dataclasses.asdict(self.budget), "budget_text": self.budget.describe(),
-                "budget_input": self.budget_input, "max_params_input": self.max_params_input,
-                "dataset": self.dataset, "val_size": self.val_size, "split_seed": self.split_seed,
-                "recipe": self.recipe.to_dict(), "objective": self.objective, "sampler": self.sampler,
-                "pruner": self.pruner, "trials": self.trials, "seed": self.seed}
+        return {
+            "space": space_snapshot(self.space),
+            "space_name": self.space.name,
+            "budget": dataclasses.asdict(self.budget),
+            "budget_text": self.budget.describe(),
+            "budget_input": self.budget_input,
+            "max_params_input": self.max_params_input,
+            "dataset": self.dataset,
+            "val_size": self.val_size,
+            "split_seed": self.split_seed,
+            "recipe": self.recipe.to_dict(),
+            "objective": self.objective,
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+            "trials": self.trials,
+            "seed": self.seed,
+        }
 
 
 def space_snapshot(space: DesignSpace) -> dict:
@@ -115,8 +146,7 @@ def read_study_file(path: str | Path) -> dict:
     path = Path(path)
     raw = read_yaml(path, "study file")
     if not isinstance(raw, dict):
-        raise ResnasError("must be a mapping of search options (space, budget, dataset, trials, ...)",
-                          where=str(path))
+        raise ResnasError("must be a mapping of search options (space, budget, dataset, trials, ...)", where=str(path))
     raw = {str(k).replace("-", "_"): v for k, v in raw.items()}
     unknown = sorted(set(raw) - set(FIELDS))
     if unknown:
@@ -137,8 +167,7 @@ def _recipe(value: Any, epochs: int | None, where: str) -> Recipe:
     elif Path(str(value)).suffix in (".yaml", ".yml", ".json") or Path(str(value)).exists():
         recipe = load_recipe(value)
     else:
-        raise ResnasError(f"unknown recipe {value!r}: a preset ({', '.join(PRESETS)}) or a recipe file",
-                          field="recipe")
+        raise ResnasError(f"unknown recipe {value!r}: a preset ({', '.join(PRESETS)}) or a recipe file", field="recipe")
     if epochs is None:
         return recipe
     return recipe.replace(epochs=_int({"epochs": epochs}, "epochs", 1, low=1))
@@ -186,21 +215,38 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
     store = Store(given.get("storage"), must_exist=False)
     name = str(given.get("study") or default_study_name(given))
     if not STUDY_NAME.fullmatch(name):  # it names folders and files too: no separators, no "..", no spaces
-        raise ResnasError(f"must be 1-100 letters, digits, '.', '_', '+' or '-', starting with a letter or digit; "
-                          f"got {name!r}", field="--study")
+        raise ResnasError(
+            f"must be 1-100 letters, digits, '.', '_', '+' or '-', starting with a letter or digit; got {name!r}",
+            field="--study",
+        )
     stored = store.study_config(name)
     if join and stored is None:
         known = store.study_names()
         store.dispose()
-        raise ResnasError(f"no study {name!r} in {safe_url(store.url)} to join; studies there: "
-                          f"{', '.join(known) or 'none (create one with resnas search)'}", field="--study")
+        raise ResnasError(
+            f"no study {name!r} in {safe_url(store.url)} to join; studies there: "
+            f"{', '.join(known) or 'none (create one with resnas search)'}",
+            field="--study",
+        )
     store.dispose()
     where = f"study {name!r}"
-    space = load_space(given["space"]) if "space" in given else (
-        space_from_snapshot(stored["space"], where) if stored else load_space("resnext"))
+    space = (
+        load_space(given["space"])
+        if "space" in given
+        else (space_from_snapshot(stored["space"], where) if stored else load_space("resnext"))
+    )
     if stored:
-        for key in ("budget", "max_params", "dataset", "val_size", "split_seed", "objective", "sampler", "pruner",
-                    "seed"):
+        for key in (
+            "budget",
+            "max_params",
+            "dataset",
+            "val_size",
+            "split_seed",
+            "objective",
+            "sampler",
+            "pruner",
+            "seed",
+        ):
             src = f"{key}_input" if key in ("budget", "max_params") else key
             if key not in given and stored.get(src) not in (None, ""):
                 given[key] = stored[src]
@@ -218,16 +264,28 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
         gpus = [gpus]
     gpus = tuple(_int({"gpus": g}, "gpus", 0) for g in gpus)
     config = SearchConfig(
-        study=name, space=space, budget=budget, budget_input=budget_input, max_params_input=max_params_input,
-        dataset=str(given.get("dataset", "digits")), data_dir=given.get("data_dir"),
-        val_size=given.get("val_size", 0.1), split_seed=_int(given, "split_seed", 0), trials=trials,
+        study=name,
+        space=space,
+        budget=budget,
+        budget_input=budget_input,
+        max_params_input=max_params_input,
+        dataset=str(given.get("dataset", "digits")),
+        data_dir=given.get("data_dir"),
+        val_size=given.get("val_size", 0.1),
+        split_seed=_int(given, "split_seed", 0),
+        trials=trials,
         timeout=parse_seconds(given.get("timeout"), "--timeout"),
-        trial_timeout=parse_seconds(given.get("trial_timeout"), "--trial-timeout"), recipe=recipe,
+        trial_timeout=parse_seconds(given.get("trial_timeout"), "--trial-timeout"),
+        recipe=recipe,
         sampler=_choice(given.get("sampler", "tpe"), SAMPLERS, "--sampler"),
         objective=_choice(given.get("objective", "accuracy"), OBJECTIVES, "--objective"),
         pruner=_choice(given.get("pruner", "hyperband"), PRUNERS, "--pruner"),
-        storage=given.get("storage"), workers=len(gpus) or workers, gpus=gpus, seed=_int(given, "seed", 0),
-        checkpoints=given.get("checkpoints"))
+        storage=given.get("storage"),
+        workers=len(gpus) or workers,
+        gpus=gpus,
+        seed=_int(given, "seed", 0),
+        checkpoints=given.get("checkpoints"),
+    )
     if stored:
         check_same(stored, config.pinned(), name)
     return config, stored is not None
@@ -238,13 +296,21 @@ def default_study_name(given: dict) -> str:
     space = Path(str(given.get("space", "resnext"))).stem
     dataset = str(given.get("dataset", "digits")).split(":")[0]
     budget = re.sub(r"[^0-9A-Za-z.]+", "", str(given.get("budget") or "any"))
-    return f"{space}-{dataset}-{budget}" + (f"-{given['objective']}" if given.get("objective", "accuracy")
-                                            != "accuracy" else "")
+    return f"{space}-{dataset}-{budget}" + (
+        f"-{given['objective']}" if given.get("objective", "accuracy") != "accuracy" else ""
+    )
 
 
 def check_same(stored: dict, now: dict, name: str) -> None:
-    labels = {"space": "space", "budget": "budget", "dataset": "dataset", "val_size": "validation split",
-              "split_seed": "split seed", "recipe": "recipe", "objective": "objective"}
+    labels = {
+        "space": "space",
+        "budget": "budget",
+        "dataset": "dataset",
+        "val_size": "validation split",
+        "split_seed": "split seed",
+        "recipe": "recipe",
+        "objective": "objective",
+    }
     changed = []
     for key, label in labels.items():
         if stored.get(key) != now.get(key):
@@ -258,11 +324,14 @@ def check_same(stored: dict, now: dict, name: str) -> None:
             else:
                 changed.append(f"{label} ({stored.get(key)!r} -> {now.get(key)!r})")
     if changed:
-        raise ResnasError(f"study {name!r} exists with a different {'; '.join(changed)}. Its trials would not be "
-                          "comparable: use another --study name, or drop those options to resume it")
+        raise ResnasError(
+            f"study {name!r} exists with a different {'; '.join(changed)}. Its trials would not be "
+            "comparable: use another --study name, or drop those options to resume it"
+        )
 
 
 # ---- Optuna pieces -------------------------------------------------------------------------------
+
 
 def directions(objective: str) -> list[str]:
     return ["maximize"] if objective == "accuracy" else ["maximize", "minimize"]
@@ -277,8 +346,7 @@ def make_sampler(config: SearchConfig, parallel: bool | None = None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if config.sampler == "tpe":
-            return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=True,
-                                              constant_liar=parallel)
+            return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=True, constant_liar=parallel)
         if config.sampler == "random":
             return optuna.samplers.RandomSampler(seed=config.seed)
         if config.sampler == "nsga2":
@@ -287,8 +355,9 @@ def make_sampler(config: SearchConfig, parallel: bool | None = None):
             return optuna.samplers.GPSampler(seed=config.seed)
         size = config.space.size()
         if size > 100_000:
-            raise ResnasError(f"grid search over {size:,} candidates is not practical; use tpe or random",
-                              field="--sampler")
+            raise ResnasError(
+                f"grid search over {size:,} candidates is not practical; use tpe or random", field="--sampler"
+            )
         grid = {d.name: list(d.values) for d in config.space.open_dims}
         return optuna.samplers.GridSampler(grid, seed=config.seed)
 

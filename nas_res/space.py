@@ -12,10 +12,11 @@ import bisect
 import itertools
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .arch import Arch, Kind, Stage
 from .blocks import Tally
@@ -54,8 +55,9 @@ class DesignSpace:
         self.dims: dict[str, Dim] = spec.dims
         self._depths: dict[tuple, list] = {}
         self._fixed = {k: d.values[0] for k, d in self.dims.items() if not d.open}
-        self._stage_depths = [self.dims[f"depth{i + 1}"].values for i in range(len(spec.strides))] \
-            if spec.split is None else []
+        self._stage_depths = (
+            [self.dims[f"depth{i + 1}"].values for i in range(len(spec.strides))] if spec.split is None else []
+        )
         self._structures = self._distinct_structures()
         self._weights = list(itertools.accumulate(self._count(s) for s in self._structures))
 
@@ -122,11 +124,21 @@ class DesignSpace:
         v = self._complete(values)
         kind, stem_width, stages = self._fields(v)
         spec = self.spec
-        return Arch(stages=tuple(Stage(*s) for s in stages), block=kind.block, stem=v["stem"], stem_width=stem_width,
-                    shortcut=kind.shortcut, unit_order=kind.unit_order, stride_on=kind.stride_on,
-                    modulation=kind.modulation, modulation_value=spec.modulation_value,
-                    zero_init_last_bn=spec.zero_init_last_bn, classes=spec.classes,
-                    in_channels=spec.in_channels, resolution=spec.resolution)
+        return Arch(
+            stages=tuple(Stage(*s) for s in stages),
+            block=kind.block,
+            stem=v["stem"],
+            stem_width=stem_width,
+            shortcut=kind.shortcut,
+            unit_order=kind.unit_order,
+            stride_on=kind.stride_on,
+            modulation=kind.modulation,
+            modulation_value=spec.modulation_value,
+            zero_init_last_bn=spec.zero_init_last_bn,
+            classes=spec.classes,
+            in_channels=spec.in_channels,
+            resolution=spec.resolution,
+        )
 
     def _complete(self, values: dict[str, Any]) -> dict[str, Any]:
         return {**self._fixed, **values}
@@ -141,8 +153,11 @@ class DesignSpace:
             else:
                 depths = blocks_for_total(v["depth"], v["block"], v["stem"], spec.split)
                 if depths is None:
-                    raise ResnasError(f"depth {v['depth']} does not split {list(spec.split)} into whole "
-                                      f"{v['block']} blocks", where=spec.source, field="depth.total")
+                    raise ResnasError(
+                        f"depth {v['depth']} does not split {list(spec.split)} into whole {v['block']} blocks",
+                        where=spec.source,
+                        field="depth.total",
+                    )
         width, block = v["width"], v["block"]
         groups = v.get("cardinality", 1) if block == "bottleneck" else 1
         if block == "basic":
@@ -218,8 +233,9 @@ class DesignSpace:
         """Budget check from values alone: candidates outside a budget never become an `Arch`."""
         kind, stem_width, stages = self._fields(self._complete(values))
         spec = self.spec
-        tallies = network_tallies(kind, values["stem"], stem_width, spec.in_channels, spec.classes,
-                                  spec.resolution, stages)
+        tallies = network_tallies(
+            kind, values["stem"], stem_width, spec.in_channels, spec.classes, spec.resolution, stages
+        )
         return budget.admits(Tally(sum(t.flops for t in tallies), sum(t.params for t in tallies)))
 
     def sample(self, n: int, budget: Budget | str | None = None, seed: int = 0) -> list[Arch]:
@@ -255,6 +271,7 @@ class DesignSpace:
     def extremes(self, metric: str = "flops") -> tuple[Arch, Arch]:
         """(cheapest, largest) by `metric`: cost grows with depth, width, cardinality and d, so each
         structure's extremes sit at the ends of its numeric ranges."""
+
         def at(s: dict, pick) -> Arch:
             values = dict(s)
             values["depths"] = self._extreme_depths(pick, s["block"], s["stem"])
@@ -279,8 +296,9 @@ class DesignSpace:
         elif budget.flops_min and cost(big_f).flops < budget.flops_min:
             problem = f"the largest candidate needs only {cost(big_f).flops:,} FLOPs: {big_f.summary()}"
         if problem:
-            raise ResnasError(f"no candidate of space {self.name!r} fits the budget ({budget.describe()}); {problem}",
-                              field="budget")
+            raise ResnasError(
+                f"no candidate of space {self.name!r} fits the budget ({budget.describe()}); {problem}", field="budget"
+            )
 
     # ---- Optuna --------------------------------------------------------------------------------
     def suggest(self, trial: Any) -> Arch:
@@ -292,19 +310,31 @@ class DesignSpace:
         for name, d in self.dims.items():
             if name in STRUCTURE or not d.open:
                 continue
-            if name in ("cardinality", "bottleneck_width", "bottleneck_ratio") and values.get(
-                    "block", self.dims["block"].values[0]) == "basic":
+            if (
+                name in ("cardinality", "bottleneck_width", "bottleneck_ratio")
+                and values.get("block", self.dims["block"].values[0]) == "basic"
+            ):
                 continue
             values[name] = _suggest(trial, d)
         return self.arch_from(values)
 
     def describe(self) -> dict:
-        return {"name": self.name, "description": self.spec.description, "source": self.spec.source,
-                "resolution": self.spec.resolution, "in_channels": self.spec.in_channels,
-                "classes": self.spec.classes, "strides": list(self.spec.strides), "size": self.size(),
-                "dims": {k: list(d.values) if len(d.values) <= 12 else
-                         [d.values[0], "...", d.values[-1], f"({len(d.values)} values)"]
-                         for k, d in self.dims.items()}}
+        return {
+            "name": self.name,
+            "description": self.spec.description,
+            "source": self.spec.source,
+            "resolution": self.spec.resolution,
+            "in_channels": self.spec.in_channels,
+            "classes": self.spec.classes,
+            "strides": list(self.spec.strides),
+            "size": self.size(),
+            "dims": {
+                k: list(d.values)
+                if len(d.values) <= 12
+                else [d.values[0], "...", d.values[-1], f"({len(d.values)} values)"]
+                for k, d in self.dims.items()
+            },
+        }
 
 
 def _suggest(trial: Any, d: Dim) -> Any:
@@ -339,8 +369,9 @@ def load_space(name_or_path: str | Path) -> DesignSpace:
     path = Path(text)
     if not (text.endswith((".yaml", ".yml")) or path.exists()):
         if text not in builtin_spaces():
-            raise ResnasError(f"unknown space {text!r}: not a file, and not a built-in template "
-                              f"({', '.join(builtin_spaces())})")
+            raise ResnasError(
+                f"unknown space {text!r}: not a file, and not a built-in template ({', '.join(builtin_spaces())})"
+            )
         with resources.as_file(resources.files("search_spaces") / f"{text}.yaml") as p:
             return DesignSpace(parse_spec(read_template(p), f"{text}.yaml"))
     return DesignSpace(parse_spec(read_template(path), str(path)))

@@ -18,16 +18,25 @@ from .errors import ResnasError
 from .yamlfile import read_yaml
 
 TOP_KEYS = {
-    "name": "a short name", "description": "free text", "resolution": "reference input side (int)",
-    "in_channels": "input channels (int)", "classes": "output classes (int)",
-    "stem": "{kind: DIM, width: int | inner}", "strides": "list of 1/2, one per stage",
-    "block": "DIM of basic/bottleneck", "depth": "{per_stage: [DIM, ...]} or {total: DIM, split: [int, ...]}",
-    "width": "DIM: first stage's output width", "cardinality": "DIM: groups C of the 3x3",
+    "name": "a short name",
+    "description": "free text",
+    "resolution": "reference input side (int)",
+    "in_channels": "input channels (int)",
+    "classes": "output classes (int)",
+    "stem": "{kind: DIM, width: int | inner}",
+    "strides": "list of 1/2, one per stage",
+    "block": "DIM of basic/bottleneck",
+    "depth": "{per_stage: [DIM, ...]} or {total: DIM, split: [int, ...]}",
+    "width": "DIM: first stage's output width",
+    "cardinality": "DIM: groups C of the 3x3",
     "bottleneck_width": "DIM: d, width per group in the first stage",
     "bottleneck_ratio": "DIM: inner width / output width (instead of bottleneck_width)",
-    "shortcut": "DIM of A/B/C/D/none", "unit_order": f"DIM of {'/'.join(UNIT_ORDERS)}",
-    "stride_on": "DIM of 3x3/1x1", "modulation": f"DIM of {'/'.join(MODULATIONS)}",
-    "modulation_value": "number", "zero_init_last_bn": "true/false",
+    "shortcut": "DIM of A/B/C/D/none",
+    "unit_order": f"DIM of {'/'.join(UNIT_ORDERS)}",
+    "stride_on": "DIM of 3x3/1x1",
+    "modulation": f"DIM of {'/'.join(MODULATIONS)}",
+    "modulation_value": "number",
+    "zero_init_last_bn": "true/false",
 }
 DIM_HELP = "a value, a list of choices, {choices: [...]}, or {range: [low, high], step: s, log: true|false}"
 DIM_KEYS = ("choices", "range", "step", "log")
@@ -83,8 +92,9 @@ def parse_dim(where: str, path: str, raw: Any, kind: Any, name: str | None = Non
         if unknown:
             raise _fail(where, path, f"unknown key(s) {unknown}; allowed: {', '.join(DIM_KEYS)} (a DIM is {DIM_HELP})")
         if ("choices" in raw) == ("range" in raw):
-            raise _fail(where, path, f"give exactly one of choices or range (a DIM is {DIM_HELP}); "
-                        f"got keys {sorted(raw)}")
+            raise _fail(
+                where, path, f"give exactly one of choices or range (a DIM is {DIM_HELP}); got keys {sorted(raw)}"
+            )
         if "choices" in raw:
             if set(raw) != {"choices"}:
                 raise _fail(where, path, "step/log go with range, not choices")
@@ -113,8 +123,12 @@ def _parse_range(where: str, path: str, raw: dict, kind: Any, name: str) -> Dim:
     if low > high:
         raise _fail(where, f"{path}.range", f"inverted range [{low}, {high}]: low must not exceed high")
     if kind is float and "step" not in raw and low < high:
-        raise _fail(where, f"{path}.step", f"a range of fractional numbers needs a step (e.g. step: {low:g}): "
-                    "the dimension is the values low, low + step, ... up to high")
+        raise _fail(
+            where,
+            f"{path}.step",
+            f"a range of fractional numbers needs a step (e.g. step: {low:g}): "
+            "the dimension is the values low, low + step, ... up to high",
+        )
     step = raw.get("step", 1)
     step = _check_value(where, f"{path}.step", step, kind)
     log = raw.get("log", False)
@@ -197,16 +211,24 @@ def parse_spec(data: Any, where: str) -> Spec:
     stem_width = stem.get("width", 64)
     if stem_width != "inner":
         if isinstance(stem_width, bool) or not isinstance(stem_width, int) or not 1 <= stem_width <= MAX_INT:
-            raise _fail(where, "stem.width", f"must be a positive integer (at most {MAX_INT}) or inner "
-                        f"(as wide as the first stage's inner width); got {stem_width!r}")
+            raise _fail(
+                where,
+                "stem.width",
+                f"must be a positive integer (at most {MAX_INT}) or inner "
+                f"(as wide as the first stage's inner width); got {stem_width!r}",
+            )
 
     dims["block"] = parse_dim(where, "block", data.get("block", "bottleneck"), BLOCKS)
     depth = data["depth"]
     split = None
     if not isinstance(depth, dict) or set(depth) not in ({"per_stage"}, {"total", "split"}):
         got = f"keys {sorted(map(str, depth))}" if isinstance(depth, dict) else repr(depth)
-        raise _fail(where, "depth", "must be {per_stage: [DIM, ...]} (one per stage) or {total: DIM, split: [...]} "
-                    f"(a stage split of a total layer count); got {got}")
+        raise _fail(
+            where,
+            "depth",
+            "must be {per_stage: [DIM, ...]} (one per stage) or {total: DIM, split: [...]} "
+            f"(a stage split of a total layer count); got {got}",
+        )
     if "per_stage" in depth:
         per = depth["per_stage"]
         if not isinstance(per, list) or len(per) != n_stages:
@@ -241,8 +263,11 @@ def parse_spec(data: Any, where: str) -> Spec:
         mod_value = float(mod_value)
         bounded = [m for m in dims["modulation"].values if m in ("scale", "dropout")]
         if bounded and not 0.0 <= mod_value <= 1.0:
-            raise _fail(where, "modulation_value", f"must be between 0 and 1 for modulation {bounded[0]} "
-                        f"(a factor or a probability); got {mod_value:g}")
+            raise _fail(
+                where,
+                "modulation_value",
+                f"must be between 0 and 1 for modulation {bounded[0]} (a factor or a probability); got {mod_value:g}",
+            )
     zero = data.get("zero_init_last_bn", False)
     if not isinstance(zero, bool):
         raise _fail(where, "zero_init_last_bn", f"must be true or false; got {zero!r}")
@@ -251,8 +276,21 @@ def parse_spec(data: Any, where: str) -> Spec:
     description = data.get("description", "")
     if not isinstance(name, str) or not isinstance(description, str):
         raise _fail(where, "name" if not isinstance(name, str) else "description", "must be text")
-    spec = Spec(name, description, where, resolution, in_channels, classes, tuple(strides), stem_width, split,
-                mod_value, zero, ratio_mode, dims)
+    spec = Spec(
+        name,
+        description,
+        where,
+        resolution,
+        in_channels,
+        classes,
+        tuple(strides),
+        stem_width,
+        split,
+        mod_value,
+        zero,
+        ratio_mode,
+        dims,
+    )
     _check_consistency(spec)
     return spec
 
@@ -264,22 +302,34 @@ def _check_consistency(spec: Spec) -> None:
     if "bottleneck" not in blocks:
         for key in ("cardinality", "bottleneck_width", "bottleneck_ratio"):
             if key in d and d[key].open:
-                raise _fail(where, key, "is open but every block is basic (two 3x3 convs, no inner width): "
-                            "fix it to one value, or add bottleneck to block")
+                raise _fail(
+                    where,
+                    key,
+                    "is open but every block is basic (two 3x3 convs, no inner width): "
+                    "fix it to one value, or add bottleneck to block",
+                )
         if d["cardinality"].values != (1,):
             raise _fail(where, "cardinality", "a basic block has no grouped conv: cardinality must be 1")
     if "none" in d["shortcut"].values and d["modulation"].values != ("none",):
         other = next(m for m in d["modulation"].values if m != "none")
-        raise _fail(where, "modulation", f"shortcut 'none' (a plain net) has no shortcut to modulate with "
-                    f"{other!r}: use modulation: none, or drop none from shortcut")
+        raise _fail(
+            where,
+            "modulation",
+            f"shortcut 'none' (a plain net) has no shortcut to modulate with "
+            f"{other!r}: use modulation: none, or drop none from shortcut",
+        )
     if spec.ratio_mode and "bottleneck" in blocks:
         _check_inner_widths(spec)
     if "A" in d["shortcut"].values:
         if spec.stem_width != "inner":
             for w in d["width"].values:
                 if w < spec.stem_width:
-                    raise _fail(where, "shortcut", f"option A cannot shrink {spec.stem_width} stem channels to "
-                                f"width {w}; raise width or use shortcut B")
+                    raise _fail(
+                        where,
+                        "shortcut",
+                        f"option A cannot shrink {spec.stem_width} stem channels to "
+                        f"width {w}; raise width or use shortcut B",
+                    )
         elif "bottleneck" in blocks:  # the stem is as wide as the inner width, which may exceed the width
             if spec.ratio_mode:
                 r, w = max(d["bottleneck_ratio"].values), min(d["width"].values)
@@ -288,9 +338,13 @@ def _check_consistency(spec: Spec) -> None:
                 c, bw, w = max(d["cardinality"].values), max(d["bottleneck_width"].values), min(d["width"].values)
                 widest, how = c * bw, f"cardinality {c} x bottleneck_width {bw}"
             if widest > w:
-                raise _fail(where, "shortcut", f"option A cannot shrink a stem of width inner ({how} = {widest:g} "
-                            f"channels) to width {w}; keep inner widths at most the width, give stem.width, "
-                            "or use shortcut B")
+                raise _fail(
+                    where,
+                    "shortcut",
+                    f"option A cannot shrink a stem of width inner ({how} = {widest:g} "
+                    f"channels) to width {w}; keep inner widths at most the width, give stem.width, "
+                    "or use shortcut B",
+                )
     if spec.split is not None:
         from .space import blocks_for_total  # one rule for totals, kept with the space
 
@@ -303,16 +357,24 @@ def _check_consistency(spec: Spec) -> None:
         totals = d["depth"].values
         for total in totals:
             if not any(blocks_for_total(total, b, s, spec.split) for b, s in combos):
-                rules = " or ".join(dict.fromkeys(f"{need(b, s)} ({b}{', deep stem' if s == 'deep' else ''})"
-                                                  for b, s in combos))
-                raise _fail(where, "depth.total", f"{total} layers cannot be split {list(spec.split)} into "
-                            f"whole blocks: need {rules}")
+                rules = " or ".join(
+                    dict.fromkeys(f"{need(b, s)} ({b}{', deep stem' if s == 'deep' else ''})" for b, s in combos)
+                )
+                raise _fail(
+                    where,
+                    "depth.total",
+                    f"{total} layers cannot be split {list(spec.split)} into whole blocks: need {rules}",
+                )
         for b, s in combos:  # every block type with every stem must give some candidate
             if not any(blocks_for_total(total, b, s, spec.split) for total in totals):
                 shown = list(totals) if len(totals) <= 12 else f"{totals[0]}..{totals[-1]}"
-                raise _fail(where, "depth.total", f"no total in {shown} splits {list(spec.split)} into whole {b} "
-                            f"blocks with the {s} stem: need {need(b, s)}; add such a total, or drop {b} from "
-                            f"block or {s} from stem.kind")
+                raise _fail(
+                    where,
+                    "depth.total",
+                    f"no total in {shown} splits {list(spec.split)} into whole {b} "
+                    f"blocks with the {s} stem: need {need(b, s)}; add such a total, or drop {b} from "
+                    f"block or {s} from stem.kind",
+                )
 
 
 def _check_inner_widths(spec: Spec) -> None:
@@ -320,8 +382,12 @@ def _check_inner_widths(spec: Spec) -> None:
     d, where = spec.dims, spec.source
     widths, ratios, cards = d["width"].values, d["bottleneck_ratio"].values, d["cardinality"].values
     if len(widths) * len(ratios) > MAX_PAIRS:
-        raise _fail(where, "bottleneck_ratio", f"{len(widths)} widths x {len(ratios)} ratios are too many "
-                    f"combinations to check (at most {MAX_PAIRS}); use fewer values")
+        raise _fail(
+            where,
+            "bottleneck_ratio",
+            f"{len(widths)} widths x {len(ratios)} ratios are too many "
+            f"combinations to check (at most {MAX_PAIRS}); use fewer values",
+        )
     lcm = 1  # divisible by every cardinality <=> divisible by their lcm (capped: no inner width exceeds MAX_INT)
     for c in cards:
         lcm = min(math.lcm(lcm, c), MAX_INT + 1)
@@ -329,12 +395,23 @@ def _check_inner_widths(spec: Spec) -> None:
         inner = w * r
         whole = round(inner)
         if abs(inner - whole) > 1e-9 * max(1.0, inner) or whole < 1:
-            raise _fail(where, "bottleneck_ratio", f"width {w} x ratio {r:g} = {inner:g} is not a whole number "
-                        "of channels: inner widths (width x ratio) must be positive integers")
+            raise _fail(
+                where,
+                "bottleneck_ratio",
+                f"width {w} x ratio {r:g} = {inner:g} is not a whole number "
+                "of channels: inner widths (width x ratio) must be positive integers",
+            )
         if whole > MAX_INT:
-            raise _fail(where, "bottleneck_ratio", f"width {w} x ratio {r:g} = {whole} channels; inner widths "
-                        f"may be at most {MAX_INT}")
+            raise _fail(
+                where,
+                "bottleneck_ratio",
+                f"width {w} x ratio {r:g} = {whole} channels; inner widths may be at most {MAX_INT}",
+            )
         if whole % lcm:
             c = next(c for c in cards if whole % c)
-            raise _fail(where, "bottleneck_ratio", f"width {w} x ratio {r:g} = {whole} is not a whole multiple of "
-                        f"cardinality {c}: inner widths must be divisible by the cardinality")
+            raise _fail(
+                where,
+                "bottleneck_ratio",
+                f"width {w} x ratio {r:g} = {whole} is not a whole multiple of "
+                f"cardinality {c}: inner widths must be divisible by the cardinality",
+            )

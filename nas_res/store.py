@@ -28,21 +28,26 @@ UNCOUNTED = ("interrupted", "crashed", "lost")
 meta = sa.MetaData()  # floats are sa.Double: MySQL's FLOAT is single precision
 schema = sa.Table("resnas_schema", meta, sa.Column("version", sa.Integer, nullable=False))
 studies = sa.Table(
-    "resnas_studies", meta,
+    "resnas_studies",
+    meta,
     sa.Column("name", sa.String(255), primary_key=True),
-    sa.Column("config", sa.Text, nullable=False),      # JSON: space snapshot, budget, dataset, recipe, ...
+    sa.Column("config", sa.Text, nullable=False),  # JSON: space snapshot, budget, dataset, recipe, ...
     sa.Column("created", sa.Double, nullable=False),
-    sa.Column("version", sa.String(32), nullable=False))
+    sa.Column("version", sa.String(32), nullable=False),
+)
 archs = sa.Table(
-    "resnas_archs", meta,
+    "resnas_archs",
+    meta,
     sa.Column("key", sa.String(32), primary_key=True),
     sa.Column("arch", sa.Text, nullable=False),
     sa.Column("summary", sa.String(255), nullable=False),
     sa.Column("flops", sa.BigInteger, nullable=False),
     sa.Column("params", sa.BigInteger, nullable=False),
-    sa.Column("acts", sa.BigInteger, nullable=False))
+    sa.Column("acts", sa.BigInteger, nullable=False),
+)
 runs = sa.Table(
-    "resnas_runs", meta,
+    "resnas_runs",
+    meta,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("study", sa.String(255), nullable=False, index=True),
     sa.Column("trial", sa.Integer, nullable=False),
@@ -62,7 +67,8 @@ runs = sa.Table(
     sa.Column("train_seconds", sa.Double),
     sa.Column("version", sa.String(32), nullable=False),
     sa.Column("reused_from", sa.Integer),
-    sa.Column("created", sa.Double, nullable=False))
+    sa.Column("created", sa.Double, nullable=False),
+)
 
 
 def tune_sqlite(engine: sa.engine.Engine) -> None:
@@ -97,8 +103,10 @@ def resolve_storage(url: str | None, create: bool = True) -> str:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        raise ResnasError(f"{safe_url(url)} is not a storage URL; use e.g. sqlite:///studies/resnas.db or "
-                          "postgresql://user@host/db", field="--storage") from None
+        raise ResnasError(
+            f"{safe_url(url)} is not a storage URL; use e.g. sqlite:///studies/resnas.db or postgresql://user@host/db",
+            field="--storage",
+        ) from None
     if parsed.drivername in ("mysql", "mariadb"):  # PyMySQL (pure Python, a dependency) over mysqlclient
         url = parsed.set(drivername=f"{parsed.drivername}+pymysql").render_as_string(hide_password=False)
     if create and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -106,8 +114,9 @@ def resolve_storage(url: str | None, create: bool = True) -> str:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ResnasError(f"cannot create the folder {folder} for {safe_url(url)}: {e.strerror}",
-                              field="--storage") from None
+            raise ResnasError(
+                f"cannot create the folder {folder} for {safe_url(url)}: {e.strerror}", field="--storage"
+            ) from None
     return url
 
 
@@ -128,13 +137,16 @@ class Store:
             if not create and missing_sqlite_file(self.engine.url):  # connecting would create it
                 if not must_exist:
                     return
-                raise ResnasError(f"no database at {safe_url(self.url)} (a search creates it): check the path",
-                                  field="--storage")
+                raise ResnasError(
+                    f"no database at {safe_url(self.url)} (a search creates it): check the path", field="--storage"
+                )
             found = self._versions()  # read before anything is written: a newer layout is not touched
             if found and max(found) > SCHEMA_VERSION:
-                raise ResnasError(f"{safe_url(self.url)} was written by a newer resnas (schema {max(found)}; this "
-                                  f"resnas {self.version} reads schema {SCHEMA_VERSION}): upgrade resnas",
-                                  field="--storage")
+                raise ResnasError(
+                    f"{safe_url(self.url)} was written by a newer resnas (schema {max(found)}; this "
+                    f"resnas {self.version} reads schema {SCHEMA_VERSION}): upgrade resnas",
+                    field="--storage",
+                )
             if create:
                 tune_sqlite(self.engine)
                 meta.create_all(self.engine)
@@ -143,11 +155,14 @@ class Store:
                         c.execute(schema.insert().values(version=SCHEMA_VERSION))
             self.ready = create or found is not None
         except SQLAlchemyError as e:
-            raise ResnasError(f"cannot open storage {safe_url(self.url)}: {_first_line(e)}",
-                              field="--storage") from None
+            raise ResnasError(
+                f"cannot open storage {safe_url(self.url)}: {_first_line(e)}", field="--storage"
+            ) from None
         except ModuleNotFoundError as e:
-            raise ResnasError(f"storage {safe_url(self.url)} needs the Python driver {e.name!r} "
-                              f"(pip install {e.name})", field="--storage") from None
+            raise ResnasError(
+                f"storage {safe_url(self.url)} needs the Python driver {e.name!r} (pip install {e.name})",
+                field="--storage",
+            ) from None
 
     def _versions(self) -> list[int] | None:
         """The schema versions recorded, or None where resnas has never written (no resnas_schema table)."""
@@ -166,8 +181,11 @@ class Store:
 
     def add_study(self, name: str, config: dict) -> None:
         with self.engine.begin() as c:
-            c.execute(studies.insert().values(name=name, config=json.dumps(config, sort_keys=True),
-                                              created=time.time(), version=self.version))
+            c.execute(
+                studies.insert().values(
+                    name=name, config=json.dumps(config, sort_keys=True), created=time.time(), version=self.version
+                )
+            )
 
     def set_study_trials(self, name: str, trials: int) -> None:
         """The trial target is the one setting a resumed study may change; the latest one is kept."""
@@ -175,8 +193,9 @@ class Store:
         if config is not None and config.get("trials") != trials:
             config["trials"] = trials
             with self.engine.begin() as c:
-                c.execute(studies.update().where(studies.c.name == name)
-                          .values(config=json.dumps(config, sort_keys=True)))
+                c.execute(
+                    studies.update().where(studies.c.name == name).values(config=json.dumps(config, sort_keys=True))
+                )
 
     def study_names(self) -> list[str]:
         if not self.ready:
@@ -188,9 +207,16 @@ class Store:
     def put_arch(self, arch, cost) -> None:
         with self.engine.begin() as c:
             if c.execute(sa.select(archs.c.key).where(archs.c.key == arch.key)).first() is None:
-                c.execute(archs.insert().values(key=arch.key, arch=json.dumps(arch.to_dict(), sort_keys=True),
-                                                summary=arch.summary(), flops=cost.flops, params=cost.params,
-                                                acts=cost.acts))
+                c.execute(
+                    archs.insert().values(
+                        key=arch.key,
+                        arch=json.dumps(arch.to_dict(), sort_keys=True),
+                        summary=arch.summary(),
+                        flops=cost.flops,
+                        params=cost.params,
+                        acts=cost.acts,
+                    )
+                )
 
     def add_run(self, **values: Any) -> int:
         with self.engine.begin() as c:
@@ -212,8 +238,11 @@ class Store:
         counting the study's runs and adding this one cannot interleave with another claim."""
         with self.engine.begin() as c:
             c.execute(studies.update().where(studies.c.name == study).values(name=study))
-            taken = c.execute(sa.select(sa.func.count()).select_from(runs).where(
-                runs.c.study == study, runs.c.status.not_in(UNCOUNTED))).scalar_one()
+            taken = c.execute(
+                sa.select(sa.func.count())
+                .select_from(runs)
+                .where(runs.c.study == study, runs.c.status.not_in(UNCOUNTED))
+            ).scalar_one()
             if taken >= target:
                 return None
             return c.execute(runs.insert().values(study=study, **self._encode(values))).inserted_primary_key[0]
@@ -231,24 +260,35 @@ class Store:
     def lose_run(self, study: str, trial: int, status: str, reason: str) -> None:
         """A run whose trial was failed from outside (stale heartbeat, dead process): it frees its slot."""
         with self.engine.begin() as c:
-            c.execute(runs.update().where(runs.c.study == study, runs.c.trial == trial,
-                                          runs.c.status == "running").values(status=status, reason=reason))
+            c.execute(
+                runs.update()
+                .where(runs.c.study == study, runs.c.trial == trial, runs.c.status == "running")
+                .values(status=status, reason=reason)
+            )
 
     def counts(self, study: str) -> dict:
         """Runs of a study by status (all hosts): `running` ones hold slots of the trial total."""
         if not self.ready:
             return {}
         with self.engine.connect() as c:
-            rows = c.execute(sa.select(runs.c.status, sa.func.count()).where(runs.c.study == study)
-                             .group_by(runs.c.status)).all()
+            rows = c.execute(
+                sa.select(runs.c.status, sa.func.count()).where(runs.c.study == study).group_by(runs.c.status)
+            ).all()
         return {status: n for status, n in rows}
 
     def find_trained(self, arch_key: str, recipe_key: str, data_key: str, study: str | None = None) -> dict | None:
         """A finished training of this arch with this recipe on this data split, if any: one in `study`
         first (a repeat there), else the first trained anywhere in this storage."""
-        q = (sa.select(runs).where(runs.c.arch_key == arch_key, runs.c.recipe_key == recipe_key,
-                                   runs.c.data_key == data_key, runs.c.status.in_(REUSABLE))
-             .order_by((runs.c.study != study) if study else runs.c.id, runs.c.id))
+        q = (
+            sa.select(runs)
+            .where(
+                runs.c.arch_key == arch_key,
+                runs.c.recipe_key == recipe_key,
+                runs.c.data_key == data_key,
+                runs.c.status.in_(REUSABLE),
+            )
+            .order_by((runs.c.study != study) if study else runs.c.id, runs.c.id)
+        )
         with self.engine.connect() as c:
             rows = [dict(r) for r in c.execute(q).mappings()]
         if not rows:
@@ -266,8 +306,12 @@ class Store:
         """Every run of a study with its architecture's description and cost."""
         if not self.ready:
             return []
-        q = (sa.select(runs, archs.c.arch, archs.c.summary, archs.c.flops, archs.c.params, archs.c.acts)
-             .join(archs, runs.c.arch_key == archs.c.key).where(runs.c.study == study).order_by(runs.c.trial))
+        q = (
+            sa.select(runs, archs.c.arch, archs.c.summary, archs.c.flops, archs.c.params, archs.c.acts)
+            .join(archs, runs.c.arch_key == archs.c.key)
+            .where(runs.c.study == study)
+            .order_by(runs.c.trial)
+        )
         with self.engine.connect() as c:
             rows = [dict(r) for r in c.execute(q).mappings()]
         for r in rows:

@@ -12,10 +12,10 @@ import dataclasses
 import gc
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -38,14 +38,14 @@ class Pruned(Exception):
 
 @dataclass
 class EpochMetrics:
-    epoch: int                 # 1-based
+    epoch: int  # 1-based
     train_loss: float
-    train_acc: float           # % on augmented batches
-    val_loss: float            # plain cross-entropy (no smoothing), comparable across recipes
-    val_acc: float             # %
-    lr: float                  # at the end of the epoch
-    seconds: float             # training and validation
-    images_per_s: float        # training images / training seconds
+    train_acc: float  # % on augmented batches
+    val_loss: float  # plain cross-entropy (no smoothing), comparable across recipes
+    val_acc: float  # %
+    lr: float  # at the end of the epoch
+    seconds: float  # training and validation
+    images_per_s: float  # training images / training seconds
 
     def to_dict(self) -> dict:
         return {k: _finite(v) for k, v in dataclasses.asdict(self).items()}
@@ -54,9 +54,9 @@ class EpochMetrics:
 @dataclass
 class BatchProgress:
     epoch: int
-    batch: int                 # 1-based, of `batches`
+    batch: int  # 1-based, of `batches`
     batches: int
-    loss: float                # running mean over the epoch so far
+    loss: float  # running mean over the epoch so far
     acc: float
     images_per_s: float
 
@@ -85,13 +85,24 @@ class Result:
 
     def to_dict(self) -> dict:
         best = self.best
-        return {"status": self.status, "reason": self.reason, "epochs": len(self.history),
-                "best": best.to_dict() if best else None,
-                "final": self.history[-1].to_dict() if self.history else None,
-                "images_per_s": _finite(self.images_per_s), "train_seconds": self.train_seconds,
-                "compile_seconds": self.compile_seconds, "device": self.device, "test": self.test,
-                "cost": self.cost, "data": self.data, "recipe": self.recipe.to_dict(), "arch": self.arch.to_dict(),
-                "arch_key": self.arch.key, "history": [m.to_dict() for m in self.history]}
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "epochs": len(self.history),
+            "best": best.to_dict() if best else None,
+            "final": self.history[-1].to_dict() if self.history else None,
+            "images_per_s": _finite(self.images_per_s),
+            "train_seconds": self.train_seconds,
+            "compile_seconds": self.compile_seconds,
+            "device": self.device,
+            "test": self.test,
+            "cost": self.cost,
+            "data": self.data,
+            "recipe": self.recipe.to_dict(),
+            "arch": self.arch.to_dict(),
+            "arch_key": self.arch.key,
+            "history": [m.to_dict() for m in self.history],
+        }
 
 
 def _finite(v):
@@ -108,11 +119,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ResnasError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N", field="device") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ResnasError(f"{device!r} asked for, but this machine has no usable CUDA GPU; use --device cpu",
-                              field="device")
+            raise ResnasError(
+                f"{device!r} asked for, but this machine has no usable CUDA GPU; use --device cpu", field="device"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ResnasError(f"{device!r}: this machine has {torch.cuda.device_count()} GPU(s), "
-                              f"cuda:0..cuda:{torch.cuda.device_count() - 1}", field="device")
+            raise ResnasError(
+                f"{device!r}: this machine has {torch.cuda.device_count()} GPU(s), "
+                f"cuda:0..cuda:{torch.cuda.device_count() - 1}",
+                field="device",
+            )
     elif dev.type != "cpu":
         raise ResnasError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N", field="device")
     return dev
@@ -126,8 +141,11 @@ def check_fit(arch: Arch, data: Data) -> None:
     if arch.classes != data.classes:
         wrong.append(f"classes {arch.classes} but {data.name} has {data.classes}")
     if wrong:
-        raise ResnasError(f"the arch does not fit the dataset: {'; '.join(wrong)}. Set in_channels: {data.channels} "
-                          f"and classes: {data.classes} in the arch (or pass --fit to `resnas train`)", field="arch")
+        raise ResnasError(
+            f"the arch does not fit the dataset: {'; '.join(wrong)}. Set in_channels: {data.channels} "
+            f"and classes: {data.classes} in the arch (or pass --fit to `resnas train`)",
+            field="arch",
+        )
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -176,12 +194,20 @@ def run_eval(net: nn.Module, source, device: torch.device, recipe: Recipe, top5:
     return result
 
 
-def evaluate(model: nn.Module, data: Data, split: str = "test", *, device: str | torch.device = "auto",
-             batch_size: int = 512, recipe: Recipe | None = None) -> dict:
+def evaluate(
+    model: nn.Module,
+    data: Data,
+    split: str = "test",
+    *,
+    device: str | torch.device = "auto",
+    batch_size: int = 512,
+    recipe: Recipe | None = None,
+) -> dict:
     """Final evaluation on `data.<split>`: loss, top-1 %, and top-5 % when there are more than 10 classes."""
     if getattr(data, split) is None:
-        raise ResnasError(f"{data.name} was loaded without its {split} split (load_data(..., test=True))",
-                          field="split")
+        raise ResnasError(
+            f"{data.name} was loaded without its {split} split (load_data(..., test=True))", field="split"
+        )
     dev = resolve_device(device)
     recipe = recipe or Recipe()
     channels_last = recipe.channels_last
@@ -190,10 +216,18 @@ def evaluate(model: nn.Module, data: Data, split: str = "test", *, device: str |
     return run_eval(model, source, dev, recipe, top5=data.classes > 10)
 
 
-def train(arch: Arch, data: Data, recipe: Recipe = Recipe(), *, device: str | torch.device = "auto",
-          on_epoch: Callable[[EpochMetrics], None] | None = None,
-          on_batch: Callable[[BatchProgress], None] | None = None, batch_every: int = 0,
-          out: str | Path | None = None, resume: bool = False) -> Result:
+def train(
+    arch: Arch,
+    data: Data,
+    recipe: Recipe = Recipe(),
+    *,
+    device: str | torch.device = "auto",
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    on_batch: Callable[[BatchProgress], None] | None = None,
+    batch_every: int = 0,
+    out: str | Path | None = None,
+    resume: bool = False,
+) -> Result:
     """Train `arch` on `data.train`, validating on `data.val` each epoch; never raises for a candidate's failure.
 
     With `out`, a checkpoint is written there after every epoch; `resume=True` continues from it.
@@ -206,9 +240,22 @@ def train(arch: Arch, data: Data, recipe: Recipe = Recipe(), *, device: str | to
     state = _resume_state(ckpt_path, arch, recipe, data) if resume else None
 
     c = cost(arch)
-    result = Result("ok", "", [], recipe, arch, data.describe(), str(dev),
-                    {"flops": c.flops, "params": c.params, "resolution": arch.resolution,
-                     "flops_at_data": cost(arch, data.size).flops, "data_resolution": data.size})
+    result = Result(
+        "ok",
+        "",
+        [],
+        recipe,
+        arch,
+        data.describe(),
+        str(dev),
+        {
+            "flops": c.flops,
+            "params": c.params,
+            "resolution": arch.resolution,
+            "flops_at_data": cost(arch, data.size).flops,
+            "data_resolution": data.size,
+        },
+    )
     train_images, model, oom = 0, None, None
     try:  # from the build on: a model too large for the GPU is a status, not an exception
         torch.manual_seed(recipe.seed)
@@ -216,10 +263,18 @@ def train(arch: Arch, data: Data, recipe: Recipe = Recipe(), *, device: str | to
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = make_optimizer(model, recipe)
-        train_src = batches(data, "train", batch_size=recipe.batch_size, device=dev, train=True, seed=recipe.seed,
-                            channels_last=channels_last)
-        val_src = batches(data, "val", batch_size=max(recipe.batch_size, 256), device=dev, train=False,
-                          channels_last=channels_last)
+        train_src = batches(
+            data,
+            "train",
+            batch_size=recipe.batch_size,
+            device=dev,
+            train=True,
+            seed=recipe.seed,
+            channels_last=channels_last,
+        )
+        val_src = batches(
+            data, "val", batch_size=max(recipe.batch_size, 256), device=dev, train=False, channels_last=channels_last
+        )
         steps = len(train_src)
         batch_every = batch_every or max(1, steps // 50)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(recipe, steps))
@@ -232,8 +287,9 @@ def train(arch: Arch, data: Data, recipe: Recipe = Recipe(), *, device: str | to
             if dev.type == "cuda" and "cuda" in state["rng"]:
                 torch.cuda.set_rng_state(state["rng"]["cuda"], dev)
             train_src.load_state(state["rng"]["batches"].to(train_src.state().device))
-            history += [EpochMetrics(**{k: (math.nan if v is None else v) for k, v in m.items()})
-                        for m in state["history"]]
+            history += [
+                EpochMetrics(**{k: (math.nan if v is None else v) for k, v in m.items()}) for m in state["history"]
+            ]
         net = torch.compile(model) if recipe.compile else model
         loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         losses = [m.val_loss for m in history]
@@ -262,15 +318,31 @@ def train(arch: Arch, data: Data, recipe: Recipe = Recipe(), *, device: str | to
                     start, skipped = time.perf_counter(), seen
                 if on_batch is not None and (i % batch_every == 0 or i == steps):
                     s = sums.tolist()
-                    on_batch(BatchProgress(epoch, i, steps, s[0] / seen, 100 * s[1] / seen,
-                                           (seen - skipped) / max(time.perf_counter() - start, 1e-9)))
+                    on_batch(
+                        BatchProgress(
+                            epoch,
+                            i,
+                            steps,
+                            s[0] / seen,
+                            100 * s[1] / seen,
+                            (seen - skipped) / max(time.perf_counter() - start, 1e-9),
+                        )
+                    )
             _sync(dev)
             train_time = time.perf_counter() - start
             timed = seen - skipped
             val = run_eval(net, val_src, dev, recipe)
             s = sums.tolist()
-            m = EpochMetrics(epoch, s[0] / seen, 100 * s[1] / seen, val["loss"], val["top1"],
-                             scheduler.get_last_lr()[0], time.perf_counter() - start, timed / max(train_time, 1e-9))
+            m = EpochMetrics(
+                epoch,
+                s[0] / seen,
+                100 * s[1] / seen,
+                val["loss"],
+                val["top1"],
+                scheduler.get_last_lr()[0],
+                time.perf_counter() - start,
+                timed / max(train_time, 1e-9),
+            )
             result.train_seconds += train_time
             train_images += timed
             history.append(m)
@@ -278,8 +350,10 @@ def train(arch: Arch, data: Data, recipe: Recipe = Recipe(), *, device: str | to
                 result.status, result.reason = "diverged", f"loss became {m.train_loss} at epoch {epoch}"
                 break
             if ckpt_path is not None:
-                checkpoint.save(ckpt_path, _checkpoint_state(model, optimizer, scheduler, train_src, recipe, arch,
-                                                             data, history, dev))
+                checkpoint.save(
+                    ckpt_path,
+                    _checkpoint_state(model, optimizer, scheduler, train_src, recipe, arch, data, history, dev),
+                )
             if on_epoch is not None:
                 on_epoch(m)
             if m.val_loss < best_loss:
@@ -313,9 +387,17 @@ def _checkpoint_state(model, optimizer, scheduler, train_src, recipe, arch, data
     rng = {"torch": torch.get_rng_state(), "batches": train_src.state().cpu()}
     if dev.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(dev)
-    return {"arch": arch.to_dict(), "recipe": recipe.to_dict(), "data": data.describe(), "epoch": len(history),
-            "history": [m.to_dict() for m in history], "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng}
+    return {
+        "arch": arch.to_dict(),
+        "recipe": recipe.to_dict(),
+        "data": data.describe(),
+        "epoch": len(history),
+        "history": [m.to_dict() for m in history],
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng,
+    }
 
 
 def _resume_state(path: Path | None, arch: Arch, recipe: Recipe, data: Data) -> dict:
@@ -324,16 +406,24 @@ def _resume_state(path: Path | None, arch: Arch, recipe: Recipe, data: Data) -> 
         raise ResnasError("resuming needs the output folder that holds checkpoint.pt", field="out")
     state = checkpoint.load(path)
     if state["arch"] != arch.to_dict():
-        raise ResnasError(f"{path}: the checkpoint is of another arch ({Arch.from_dict(state['arch']).summary()})",
-                          field="resume")
+        raise ResnasError(
+            f"{path}: the checkpoint is of another arch ({Arch.from_dict(state['arch']).summary()})", field="resume"
+        )
     if state["recipe"] != recipe.to_dict():
-        diff = [f"{k}={state['recipe'].get(k)!r} (now {v!r})" for k, v in recipe.to_dict().items()
-                if state["recipe"].get(k) != v]
-        raise ResnasError(f"{path}: the checkpoint was trained with {', '.join(diff)}; resume with the same recipe",
-                          field="resume")
+        diff = [
+            f"{k}={state['recipe'].get(k)!r} (now {v!r})"
+            for k, v in recipe.to_dict().items()
+            if state["recipe"].get(k) != v
+        ]
+        raise ResnasError(
+            f"{path}: the checkpoint was trained with {', '.join(diff)}; resume with the same recipe", field="resume"
+        )
     same = ("name", "train", "val", "split_seed", "size")
     if any(state["data"].get(k) != data.describe()[k] for k in same):
-        raise ResnasError(f"{path}: the checkpoint was trained on {state['data'].get('name')} "
-                          f"({state['data'].get('train')} train / {state['data'].get('val')} val, split seed "
-                          f"{state['data'].get('split_seed')}); resume on the same data", field="resume")
+        raise ResnasError(
+            f"{path}: the checkpoint was trained on {state['data'].get('name')} "
+            f"({state['data'].get('train')} train / {state['data'].get('val')} val, split seed "
+            f"{state['data'].get('split_seed')}); resume on the same data",
+            field="resume",
+        )
     return state

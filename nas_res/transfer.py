@@ -28,7 +28,7 @@ from . import store as st
 from .errors import ResnasError
 from .search import STUDY_NAME
 
-REUSED_ELSEWHERE = 0      # reused_from for a run whose original lives in another storage
+REUSED_ELSEWHERE = 0  # reused_from for a run whose original lives in another storage
 RUNNING_STATUS = "running"  # a resnas run claimed by a worker and not finished yet
 OPTUNA_TABLES = ("studies", "trials", "version_info", "alembic_version")  # all there: opening writes nothing
 
@@ -49,18 +49,25 @@ def copy_study(name: str, source_url: str, target_url: str, new_name: str | None
     """Copy study `name` from `source_url` to `target_url` (as `new_name`); returns what was copied."""
     new_name = new_name or name
     if not STUDY_NAME.fullmatch(new_name):
-        raise ResnasError(f"must be 1-100 letters, digits, '.', '_', '+' or '-', starting with a letter or digit; "
-                          f"got {new_name!r}", field="--as")
+        raise ResnasError(
+            f"must be 1-100 letters, digits, '.', '_', '+' or '-', starting with a letter or digit; got {new_name!r}",
+            field="--as",
+        )
     source = _resolve(source_url, "--from", must_exist=True)
     target_parsed = _parse(target_url, "--to")
     if target_parsed.get_backend_name() == "sqlite" and target_parsed.database in (None, "", ":memory:"):
-        raise ResnasError("an in-memory SQLite database ends with this command: copy to a file, e.g. "
-                          "sqlite:///studies/resnas.db", field="--to")
+        raise ResnasError(
+            "an in-memory SQLite database ends with this command: copy to a file, e.g. sqlite:///studies/resnas.db",
+            field="--to",
+        )
     _quiet_optuna()
     snap = _read_source(source, name)
     if snap.running:
-        raise ResnasError(f"{snap.running} trial{'s' if snap.running > 1 else ''} of {name!r} still running: copy "
-                          "it when its workers have stopped", field="study")
+        raise ResnasError(
+            f"{snap.running} trial{'s' if snap.running > 1 else ''} of {name!r} still running: copy "
+            "it when its workers have stopped",
+            field="study",
+        )
     if not _missing_sqlite(target_parsed):  # a SQLite file not there yet holds no study; do not create it to ask
         _refuse_existing(_resolve(target_url, "--to"), new_name)
     return _copy(name, new_name, source, _resolve(target_url, "--to"), snap)
@@ -68,12 +75,16 @@ def copy_study(name: str, source_url: str, target_url: str, new_name: str | None
 
 # ---- URLs and connections ------------------------------------------------------------------------
 
+
 def _parse(url: str, option: str):
     try:
         return make_url(url)
     except (ArgumentError, ValueError):
-        raise ResnasError(f"{st.safe_url(url)} is not a storage URL; use e.g. sqlite:///studies/resnas.db or "
-                          "postgresql://user@host/db", field=option) from None
+        raise ResnasError(
+            f"{st.safe_url(url)} is not a storage URL; use e.g. sqlite:///studies/resnas.db or "
+            "postgresql://user@host/db",
+            field=option,
+        ) from None
 
 
 def _missing_sqlite(parsed) -> bool:
@@ -109,11 +120,13 @@ def _storage_errors(url: str, option: str):
             line = line.replace(str(password), "***")
         raise ResnasError(f"cannot use storage {st.safe_url(url)}: {line}", field=option) from None
     except ImportError as e:
-        raise ResnasError(f"storage {st.safe_url(url)} needs a Python driver that is not installed "
-                          f"({e.name or e})", field=option) from None
+        raise ResnasError(
+            f"storage {st.safe_url(url)} needs a Python driver that is not installed ({e.name or e})", field=option
+        ) from None
     except RuntimeError as e:  # Optuna's schema check: an older or newer Optuna wrote it
-        raise ResnasError(f"cannot use storage {st.safe_url(url)}: {str(e).splitlines()[0][:300]}",
-                          field=option) from None
+        raise ResnasError(
+            f"cannot use storage {st.safe_url(url)}: {str(e).splitlines()[0][:300]}", field=option
+        ) from None
 
 
 def _rdb(url: str, *, create: bool):
@@ -156,6 +169,7 @@ def _names(url: str, option: str) -> tuple[set[str], set[str]]:
 
 # ---- the source ----------------------------------------------------------------------------------
 
+
 def _read_source(url: str, name: str) -> Snapshot:
     import optuna
 
@@ -178,19 +192,43 @@ def _read_source(url: str, name: str) -> Snapshot:
             with engine.connect() as c:
                 version = max(c.execute(sa.select(st.schema.c.version)).scalars(), default=st.SCHEMA_VERSION)
                 if version > st.SCHEMA_VERSION:
-                    raise ResnasError(f"{safe} was written by a newer resnas (schema {version}; this one reads "
-                                      f"{st.SCHEMA_VERSION}): upgrade resnas", field="--from")
+                    raise ResnasError(
+                        f"{safe} was written by a newer resnas (schema {version}; this one reads "
+                        f"{st.SCHEMA_VERSION}): upgrade resnas",
+                        field="--from",
+                    )
                 study = dict(c.execute(sa.select(st.studies).where(st.studies.c.name == name)).mappings().one())
-                runs = [dict(r) for r in c.execute(sa.select(st.runs).where(st.runs.c.study == name)
-                                                   .order_by(st.runs.c.id)).mappings()]
+                runs = [
+                    dict(r)
+                    for r in c.execute(
+                        sa.select(st.runs).where(st.runs.c.study == name).order_by(st.runs.c.id)
+                    ).mappings()
+                ]
                 keys = sorted({r["arch_key"] for r in runs})
-                archs = [dict(r) for r in c.execute(sa.select(st.archs).where(st.archs.c.key.in_(keys))
-                                                    .order_by(st.archs.c.key)).mappings()] if keys else []
+                archs = (
+                    [
+                        dict(r)
+                        for r in c.execute(
+                            sa.select(st.archs).where(st.archs.c.key.in_(keys)).order_by(st.archs.c.key)
+                        ).mappings()
+                    ]
+                    if keys
+                    else []
+                )
                 ids = {r["id"] for r in runs}
                 outside = sorted({r["reused_from"] for r in runs} - ids - {None, REUSED_ELSEWHERE})
-                others = {r["id"]: dict(r) for r in c.execute(
-                    sa.select(st.runs.c.id, st.runs.c.study, st.runs.c.trial, st.runs.c.arch_key)
-                    .where(st.runs.c.id.in_(outside))).mappings()} if outside else {}
+                others = (
+                    {
+                        r["id"]: dict(r)
+                        for r in c.execute(
+                            sa.select(st.runs.c.id, st.runs.c.study, st.runs.c.trial, st.runs.c.arch_key).where(
+                                st.runs.c.id.in_(outside)
+                            )
+                        ).mappings()
+                    }
+                    if outside
+                    else {}
+                )
             trials = storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False)
     finally:
         for eng in (engine, storage and storage.engine):
@@ -203,11 +241,14 @@ def _read_source(url: str, name: str) -> Snapshot:
 
 # ---- the target ----------------------------------------------------------------------------------
 
+
 def _refuse_existing(url: str, new_name: str) -> None:
     in_optuna, in_resnas = _names(url, "--to")
     if new_name in in_optuna or new_name in in_resnas:
-        raise ResnasError(f"{st.safe_url(url)} already has a study {new_name!r}: pick another name for the copy "
-                          "with --as NEWNAME", field="--to")
+        raise ResnasError(
+            f"{st.safe_url(url)} already has a study {new_name!r}: pick another name for the copy with --as NEWNAME",
+            field="--to",
+        )
 
 
 def _copy(name: str, new_name: str, source: str, target: str, snap: Snapshot) -> dict:
@@ -227,12 +268,16 @@ def _copy(name: str, new_name: str, source: str, target: str, snap: Snapshot) ->
         try:
             with _storage_errors(target, "--to"):
                 started = True
-                optuna.copy_study(from_study_name=name, from_storage=from_storage, to_storage=to_storage,
-                                  to_study_name=new_name)
+                optuna.copy_study(
+                    from_study_name=name, from_storage=from_storage, to_storage=to_storage, to_study_name=new_name
+                )
         except optuna.exceptions.DuplicatedStudyError:
             started = False  # someone else's study of that name: not ours to delete
-            raise ResnasError(f"{st.safe_url(target)} already has a study {new_name!r}: pick another name for the "
-                              "copy with --as NEWNAME", field="--to") from None
+            raise ResnasError(
+                f"{st.safe_url(target)} already has a study {new_name!r}: pick another name for the "
+                "copy with --as NEWNAME",
+                field="--to",
+            ) from None
         except ValueError as e:
             raise ResnasError(f"Optuna could not copy {name!r}: {e}", field="study") from None
         with _storage_errors(target, "--to"):
@@ -242,18 +287,27 @@ def _copy(name: str, new_name: str, source: str, target: str, snap: Snapshot) ->
         if started:
             problem = _drop(to_storage, new_name)
             if problem and isinstance(e, ResnasError):
-                raise ResnasError(f"{e}; removing the half-copied Optuna study {new_name!r} from "
-                                  f"{st.safe_url(target)} also failed ({problem}): delete it with "
-                                  f"`optuna delete-study`") from None
+                raise ResnasError(
+                    f"{e}; removing the half-copied Optuna study {new_name!r} from "
+                    f"{st.safe_url(target)} also failed ({problem}): delete it with "
+                    f"`optuna delete-study`"
+                ) from None
         raise
     finally:
         for storage in (from_storage, to_storage):
             if storage is not None:
                 storage.engine.dispose()
         store.dispose()
-    return {"study": name, "as": new_name, "from": st.safe_url(source), "to": st.safe_url(target),
-            "trials": len(snap.trial_numbers), "runs": len(snap.runs), "archs_added": added,
-            "reused_elsewhere": elsewhere}
+    return {
+        "study": name,
+        "as": new_name,
+        "from": st.safe_url(source),
+        "to": st.safe_url(target),
+        "trials": len(snap.trial_numbers),
+        "runs": len(snap.runs),
+        "archs_added": added,
+        "reused_elsewhere": elsewhere,
+    }
 
 
 def _check_numbers(snap: Snapshot, storage, new_name: str) -> None:
@@ -261,9 +315,12 @@ def _check_numbers(snap: Snapshot, storage, new_name: str) -> None:
     copied = [t.number for t in storage.get_all_trials(storage.get_study_id_from_name(new_name), deepcopy=False)]
     if copied != snap.trial_numbers:
         moved = [f"{a}->{b}" for a, b in zip(snap.trial_numbers, copied) if a != b][:5]
-        raise ResnasError(f"the copy numbered its trials differently ({len(snap.trial_numbers)} trials in the "
-                          f"source, {len(copied)} copied; {', '.join(moved) or 'different counts'}): "
-                          "nothing was copied", field="study")
+        raise ResnasError(
+            f"the copy numbered its trials differently ({len(snap.trial_numbers)} trials in the "
+            f"source, {len(copied)} copied; {', '.join(moved) or 'different counts'}): "
+            "nothing was copied",
+            field="study",
+        )
 
 
 def _insert(engine: sa.engine.Engine, snap: Snapshot, new_name: str, source: str) -> tuple[int, int]:
@@ -299,15 +356,24 @@ def _match(c, original: dict | None) -> int:
     """The target's run of the same study, trial and architecture, else REUSED_ELSEWHERE."""
     if original is None:
         return REUSED_ELSEWHERE
-    found = c.execute(sa.select(st.runs.c.id).where(
-        st.runs.c.study == original["study"], st.runs.c.trial == original["trial"],
-        st.runs.c.arch_key == original["arch_key"]).order_by(st.runs.c.id)).first()
+    found = c.execute(
+        sa.select(st.runs.c.id)
+        .where(
+            st.runs.c.study == original["study"],
+            st.runs.c.trial == original["trial"],
+            st.runs.c.arch_key == original["arch_key"],
+        )
+        .order_by(st.runs.c.id)
+    ).first()
     return found[0] if found else REUSED_ELSEWHERE
 
 
 def _provenance(reason: str, ref: int, original: dict | None, source: str) -> str:
-    where = (f"run {ref} ({original['study']} trial {original['trial']}) in {source}" if original
-             else f"run {ref}, no longer in {source}")
+    where = (
+        f"run {ref} ({original['study']} trial {original['trial']}) in {source}"
+        if original
+        else f"run {ref}, no longer in {source}"
+    )
     note = f"reused from {where}; not copied here"
     return f"{reason}; {note}" if reason else note
 

@@ -36,16 +36,19 @@ class Handle:
     process: Any = None
     jobs: Any = None
     control: Any = None
-    trial: Any = None          # the Optuna trial it is training, or None
-    failed_starts: int = 0     # deaths in a row before reporting ready
+    trial: Any = None  # the Optuna trial it is training, or None
+    failed_starts: int = 0  # deaths in a row before reporting ready
     info: dict = field(default_factory=dict)  # what the live view shows: arch summary, epoch, started
 
     def start(self) -> None:
         ctx = context()
         self.jobs, self.control = ctx.Queue(), ctx.Queue()
-        self.process = ctx.Process(target=main, name=f"resnas-worker-{self.index}", daemon=True,
-                                   args=(self.index, self.device, self.threads, self.data_args, self.jobs,
-                                         self.control, self.out))
+        self.process = ctx.Process(
+            target=main,
+            name=f"resnas-worker-{self.index}",
+            daemon=True,
+            args=(self.index, self.device, self.threads, self.data_args, self.jobs, self.control, self.out),
+        )
         self.process.start()
 
     def alive(self) -> bool:
@@ -112,8 +115,14 @@ def main(index: int, device: str, threads: int, data_args: dict, jobs, control, 
 
         try:
             start = time.perf_counter()
-            result = train(Arch.from_dict(arch_dict), data, Recipe.from_dict(recipe_dict), device=device,
-                           on_epoch=on_epoch, out=ckpt_dir)
+            result = train(
+                Arch.from_dict(arch_dict),
+                data,
+                Recipe.from_dict(recipe_dict),
+                device=device,
+                on_epoch=on_epoch,
+                out=ckpt_dir,
+            )
             record = result.to_dict()
             record["worker_seconds"] = time.perf_counter() - start - waited[0]  # the rest is orchestration
             out.put(("done", index, trial, record))

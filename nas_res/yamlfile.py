@@ -18,8 +18,9 @@ def read_yaml(path: str | Path, what: str = "file") -> Any:
     except OSError as err:
         raise ResnasError(f"cannot read {what} ({err.strerror or err})", where=str(path)) from None
     except UnicodeDecodeError as err:
-        raise ResnasError(f"not a text file: byte {err.start} is not UTF-8; a {what} is YAML text",
-                          where=str(path)) from None
+        raise ResnasError(
+            f"not a text file: byte {err.start} is not UTF-8; a {what} is YAML text", where=str(path)
+        ) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -24,24 +24,39 @@ def cifar_resnet(depth: int, shortcut: str = "A") -> Arch:
     """The ResNet paper's CIFAR-10 nets: 6n+2 layers, widths 16/32/64, option-A shortcuts."""
     n = (depth - 2) // 6
     stages = tuple(Stage(n, w, s) for w, s in ((16, 1), (32, 2), (64, 2)))
-    return Arch(stages=stages, block="basic", stem="cifar", stem_width=16, shortcut=shortcut,
-                classes=10, resolution=32)
+    return Arch(stages=stages, block="basic", stem="cifar", stem_width=16, shortcut=shortcut, classes=10, resolution=32)
 
 
 def preact_resnet(depth: int) -> Arch:
     """Identity Mappings' CIFAR bottleneck nets: 9n+2 layers, full pre-activation, projection when shapes change."""
     n = (depth - 2) // 9
     stages = tuple(Stage(n, 4 * w, s, w, 1) for w, s in ((16, 1), (32, 2), (64, 2)))
-    return Arch(stages=stages, block="bottleneck", stem="cifar", stem_width=16, shortcut="B",
-                unit_order="preact", classes=10, resolution=32)
+    return Arch(
+        stages=stages,
+        block="bottleneck",
+        stem="cifar",
+        stem_width=16,
+        shortcut="B",
+        unit_order="preact",
+        classes=10,
+        resolution=32,
+    )
 
 
 def mnist_net(shortcut: str = "B") -> Arch:
     """The seed write-up's MNIST net: 3x3 convs, stride-2 convs doubling the filters instead of pooling,
     1x1 stride-2 projection shortcuts, BN, two convs per unit."""
     stages = tuple(Stage(2, w, s) for w, s in ((16, 1), (32, 2), (64, 2)))
-    return Arch(stages=stages, block="basic", stem="cifar", stem_width=16, shortcut=shortcut,
-                classes=10, in_channels=1, resolution=28)
+    return Arch(
+        stages=stages,
+        block="basic",
+        stem="cifar",
+        stem_width=16,
+        shortcut=shortcut,
+        classes=10,
+        in_channels=1,
+        resolution=28,
+    )
 
 
 TORCHVISION = "torchvision ImageNet net (state-dict compatible)"

@@ -45,22 +45,51 @@ def write_cifar(root: Path, n_train: int = 50, n_test: int = 20, classes: int = 
         folder.mkdir(parents=True, exist_ok=True)
         parts = np.array_split(np.arange(n_train), 5)
         for i, idx in enumerate(parts, 1):
-            dump(folder / f"data_batch_{i}", {"batch_label": f"training batch {i} of 5", "data": rows(x_train[idx]),
-                                              "labels": [y_train[j] for j in idx],
-                                              "filenames": [f"img_{j}.png" for j in idx]})
-        dump(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "data": rows(x_test), "labels": y_test,
-                                     "filenames": [f"test_{j}.png" for j in range(n_test)]})
-        dump(folder / "batches.meta", {"label_names": [f"class{c}" for c in range(10)],
-                                       "num_cases_per_batch": len(parts[0]), "num_vis": 3072})
+            dump(
+                folder / f"data_batch_{i}",
+                {
+                    "batch_label": f"training batch {i} of 5",
+                    "data": rows(x_train[idx]),
+                    "labels": [y_train[j] for j in idx],
+                    "filenames": [f"img_{j}.png" for j in idx],
+                },
+            )
+        dump(
+            folder / "test_batch",
+            {
+                "batch_label": "testing batch 1 of 1",
+                "data": rows(x_test),
+                "labels": y_test,
+                "filenames": [f"test_{j}.png" for j in range(n_test)],
+            },
+        )
+        dump(
+            folder / "batches.meta",
+            {"label_names": [f"class{c}" for c in range(10)], "num_cases_per_batch": len(parts[0]), "num_vis": 3072},
+        )
     else:
         folder = root / "cifar-100-python"
         folder.mkdir(parents=True, exist_ok=True)
-        dump(folder / "train", {"data": rows(x_train), "fine_labels": y_train,
-                                "coarse_labels": [y // 5 for y in y_train], "filenames": []})
-        dump(folder / "test", {"data": rows(x_test), "fine_labels": y_test,
-                               "coarse_labels": [y // 5 for y in y_test], "filenames": []})
-        dump(folder / "meta", {"fine_label_names": [f"fine{c}" for c in range(100)],
-                               "coarse_label_names": [f"coarse{c}" for c in range(20)]})
+        dump(
+            folder / "train",
+            {
+                "data": rows(x_train),
+                "fine_labels": y_train,
+                "coarse_labels": [y // 5 for y in y_train],
+                "filenames": [],
+            },
+        )
+        dump(
+            folder / "test",
+            {"data": rows(x_test), "fine_labels": y_test, "coarse_labels": [y // 5 for y in y_test], "filenames": []},
+        )
+        dump(
+            folder / "meta",
+            {
+                "fine_label_names": [f"fine{c}" for c in range(100)],
+                "coarse_label_names": [f"coarse{c}" for c in range(20)],
+            },
+        )
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test, "md5": checksums}
 
 
@@ -83,10 +112,12 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 def write_mnist(root: Path, name: str = "MNIST", n_train: int = 60, n_test: int = 20, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    arrays = {"x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-              "y_train": rng.integers(0, 10, n_train).astype(np.uint8),
-              "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-              "y_test": rng.integers(0, 10, n_test).astype(np.uint8)}
+    arrays = {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, n_train).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, n_test).astype(np.uint8),
+    }
     raw = root / name / "raw"
     write_idx(raw / "train-images-idx3-ubyte", arrays["x_train"])
     write_idx(raw / "train-labels-idx1-ubyte", arrays["y_train"])
@@ -95,8 +126,9 @@ def write_mnist(root: Path, name: str = "MNIST", n_train: int = 60, n_test: int 
     return arrays
 
 
-def write_imagefolder(root: Path, classes=("cat", "dog", "owl"), per_class: int = 6, size: int = 16,
-                      splits=("train", "val")) -> dict:
+def write_imagefolder(
+    root: Path, classes=("cat", "dog", "owl"), per_class: int = 6, size: int = 16, splits=("train", "val")
+) -> dict:
     """PNG files of one flat colour per class (so a decoded pixel tells its class): <split>/<class>/<i>.png."""
     from PIL import Image
 

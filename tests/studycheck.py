@@ -20,9 +20,14 @@ SPACE, BUDGET = "plain-vs-residual", "20MFLOPs"  # 24 candidates fit; quick on 8
 
 def start(command: str, *args: str, env: dict | None = None, prefix: list[str] = ()) -> subprocess.Popen:
     """`resnas COMMAND ARGS --json` in its own process (as on another host: nothing shared but the database)."""
-    return subprocess.Popen([*prefix, sys.executable, "-m", "cli.main", command, *args, "--json"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "200", **(env or {})})
+    return subprocess.Popen(
+        [*prefix, sys.executable, "-m", "cli.main", command, *args, "--json"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> dict:
@@ -33,8 +38,7 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> dict:
 
 def search_args(storage: str, study: str, *extra: str, dataset: str = "synthetic:1x8x8:4:256") -> list[str]:
     """A search whose trials are cheap: what is tested is the bookkeeping around them."""
-    return ["--space", SPACE, "--budget", BUDGET, "--study", study, "--storage", storage, "--dataset", dataset,
-            *extra]
+    return ["--space", SPACE, "--budget", BUDGET, "--study", study, "--storage", storage, "--dataset", dataset, *extra]
 
 
 def check_consistent(storage: str, study: str, target: int) -> tuple[list, list]:
@@ -53,9 +57,13 @@ def check_consistent(storage: str, study: str, target: int) -> tuple[list, list]
         if r["status"] != "lost":  # a lost trial was failed by another process, which cannot set its attributes
             assert t.user_attrs["status"] == r["status"] and t.user_attrs[COUNTED] == (r["status"] not in UNCOUNTED)
         ok = r["status"] in ("ok", "stopped_early")
-        assert t.state == (optuna.trial.TrialState.COMPLETE if ok else
-                           optuna.trial.TrialState.PRUNED if r["status"] == "pruned" else
-                           optuna.trial.TrialState.FAIL), (r["trial"], r["status"], t.state.name)
+        assert t.state == (
+            optuna.trial.TrialState.COMPLETE
+            if ok
+            else optuna.trial.TrialState.PRUNED
+            if r["status"] == "pruned"
+            else optuna.trial.TrialState.FAIL
+        ), (r["trial"], r["status"], t.state.name)
     counted = {t.number for t in trials if t.user_attrs.get(COUNTED)}
     assert counted == {r["trial"] for r in runs if r["status"] not in UNCOUNTED}
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.number in counted]

@@ -32,8 +32,9 @@ def test_key_is_stable_across_processes():
 
 
 def base(**kw):
-    fields = dict(stages=(Stage(2, 16, 1), Stage(2, 32, 2)), block="basic", stem="cifar", stem_width=16,
-                  classes=10, resolution=32)
+    fields = dict(
+        stages=(Stage(2, 16, 1), Stage(2, 32, 2)), block="basic", stem="cifar", stem_width=16, classes=10, resolution=32
+    )
     fields.update(kw)
     return Arch(**fields)
 
@@ -66,20 +67,23 @@ def test_equal_keys_build_identical_networks():
     assert names(build(a)) == names(build(b))
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    (dict(block="triple"), "block"),
-    (dict(shortcut="E"), "shortcut"),
-    (dict(unit_order="sideways"), "unit_order"),
-    (dict(stem_width=0), "stem_width"),
-    (dict(stages=()), "stages"),
-    (dict(stages=(Stage(0, 16, 1),)), "stages[0].depth"),
-    (dict(stages=(Stage(1, 16, 3),)), "stages[0].stride"),
-    (dict(stages=(Stage(1, 16, 1, 0, 2),)), "stages[0].groups"),
-    (dict(block="bottleneck", stages=(Stage(1, 64, 1, 30, 4),)), "stages[0].mid"),
-    (dict(shortcut="none", modulation="gate"), "modulation"),
-    (dict(modulation="dropout", modulation_value=2.0), "modulation_value"),
-    (dict(shortcut="A", stem_width=64), "shortcut"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(block="triple"), "block"),
+        (dict(shortcut="E"), "shortcut"),
+        (dict(unit_order="sideways"), "unit_order"),
+        (dict(stem_width=0), "stem_width"),
+        (dict(stages=()), "stages"),
+        (dict(stages=(Stage(0, 16, 1),)), "stages[0].depth"),
+        (dict(stages=(Stage(1, 16, 3),)), "stages[0].stride"),
+        (dict(stages=(Stage(1, 16, 1, 0, 2),)), "stages[0].groups"),
+        (dict(block="bottleneck", stages=(Stage(1, 64, 1, 30, 4),)), "stages[0].mid"),
+        (dict(shortcut="none", modulation="gate"), "modulation"),
+        (dict(modulation="dropout", modulation_value=2.0), "modulation_value"),
+        (dict(shortcut="A", stem_width=64), "shortcut"),
+    ],
+)
 def test_invalid_fields_name_the_field(kwargs, field):
     with pytest.raises(ResnasError) as info:
         base(**kwargs)
@@ -123,8 +127,14 @@ def test_every_variant_builds_and_runs():
             for mod in ("none", "scale", "gate", "shortcut_gate", "conv", "dropout"):
                 if shortcut == "none" and mod != "none":
                     continue
-                arch = base(shortcut=shortcut, unit_order=order, modulation=mod, block="bottleneck",
-                            stages=(Stage(1, 32, 1, 8, 2), Stage(1, 64, 2, 16, 2)), stem="deep")
+                arch = base(
+                    shortcut=shortcut,
+                    unit_order=order,
+                    modulation=mod,
+                    block="bottleneck",
+                    stages=(Stage(1, 32, 1, 8, 2), Stage(1, 64, 2, 16, 2)),
+                    stem="deep",
+                )
                 y = build(arch).train()(torch.randn(2, 3, 32, 32))
                 assert y.shape == (2, 10)
                 assert cost(arch).params == sum(p.numel() for p in build(arch).parameters())

@@ -50,8 +50,14 @@ def test_iso(runner):
 
 def test_spaces_and_show(runner):
     data = json.loads(run(runner, "spaces", "--json").output)
-    assert {d["name"] for d in data} >= {"resnet", "resnext", "cifar-resnet", "cifar-resnext", "preact",
-                                         "plain-vs-residual"}
+    assert {d["name"] for d in data} >= {
+        "resnet",
+        "resnext",
+        "cifar-resnet",
+        "cifar-resnext",
+        "preact",
+        "plain-vs-residual",
+    }
     out = run(runner, "space", "show", "resnext", "--budget", "4GFLOPs").output
     assert "2,064,384" in out and "95% CI" in out
     data = json.loads(run(runner, "space", "show", "cifar-resnet", "--budget", "100MFLOPs", "--json").output)
@@ -59,14 +65,44 @@ def test_spaces_and_show(runner):
 
 
 def test_sample(runner):
-    data = json.loads(run(runner, "space", "sample", "resnext", "--budget", "3.8-4.2GFLOPs", "--max-params", "30M",
-                          "-n", "5", "--seed", "3", "--json").output)
+    data = json.loads(
+        run(
+            runner,
+            "space",
+            "sample",
+            "resnext",
+            "--budget",
+            "3.8-4.2GFLOPs",
+            "--max-params",
+            "30M",
+            "-n",
+            "5",
+            "--seed",
+            "3",
+            "--json",
+        ).output
+    )
     assert len(data) == 5 and len({d["key"] for d in data}) == 5
     for d in data:
         assert 3.8e9 <= d["cost"]["flops"] <= 4.2e9 and d["cost"]["params"] <= 30e6
         assert set(d["arch"]) >= {"stages", "block", "shortcut"}
-    again = json.loads(run(runner, "space", "sample", "resnext", "--budget", "3.8-4.2GFLOPs", "--max-params", "30M",
-                           "-n", "5", "--seed", "3", "--json").output)
+    again = json.loads(
+        run(
+            runner,
+            "space",
+            "sample",
+            "resnext",
+            "--budget",
+            "3.8-4.2GFLOPs",
+            "--max-params",
+            "30M",
+            "-n",
+            "5",
+            "--seed",
+            "3",
+            "--json",
+        ).output
+    )
     assert again == data
     out = run(runner, "space", "sample", "resnext", "--budget", "4GFLOPs", "-n", "3").output
     assert "3 candidates" in out
@@ -80,18 +116,21 @@ def test_sampled_json_rebuilds_the_same_arch(runner, tmp_path):
     assert again["key"] == data["key"]
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["cost", "resnet51"], "neither a zoo name"),
-    (["cost", "missing.yaml"], "cannot read"),
-    (["space", "show", "nospace"], "unknown space"),
-    (["space", "sample", "resnext", "--budget", "10MFLOPs"], "cheapest candidate"),
-    (["space", "sample", "resnext", "--budget", "four"], "cannot read 'four'"),
-    (["space", "sample", "resnext", "-n", "0"], "at least 1"),
-    (["iso", "--like", "resnet18", "--cardinality", "1,2"], "bottleneck reference"),
-    (["iso", "--like", "resnet50", "--cardinality", "a,b"], "comma-separated"),
-    (["iso", "--like", "resnet50"], "exactly one"),
-    (["cost", "resnet50", "--resolution", "0"], "positive"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["cost", "resnet51"], "neither a zoo name"),
+        (["cost", "missing.yaml"], "cannot read"),
+        (["space", "show", "nospace"], "unknown space"),
+        (["space", "sample", "resnext", "--budget", "10MFLOPs"], "cheapest candidate"),
+        (["space", "sample", "resnext", "--budget", "four"], "cannot read 'four'"),
+        (["space", "sample", "resnext", "-n", "0"], "at least 1"),
+        (["iso", "--like", "resnet18", "--cardinality", "1,2"], "bottleneck reference"),
+        (["iso", "--like", "resnet50", "--cardinality", "a,b"], "comma-separated"),
+        (["iso", "--like", "resnet50"], "exactly one"),
+        (["cost", "resnet50", "--resolution", "0"], "positive"),
+    ],
+)
 def test_user_errors_exit_2_with_one_message(runner, args, needle):
     result = run(runner, *args, code=2)
     assert needle in result.output

@@ -64,8 +64,17 @@ GRID = list(itertools.product(("basic", "bottleneck"), SHORTCUTS, UNIT_ORDERS))
 @pytest.mark.parametrize("block,shortcut,order", GRID)
 def test_every_unit_variant_equals_fvcore(block, shortcut, order):
     g = 2 if block == "bottleneck" else 1
-    arch = Arch(stages=(Stage(2, 32, 1, 8, g), Stage(1, 64, 2, 16, g)), block=block, stem="cifar", stem_width=16,
-                shortcut=shortcut, unit_order=order, stride_on="1x1", classes=10, resolution=16)
+    arch = Arch(
+        stages=(Stage(2, 32, 1, 8, g), Stage(1, 64, 2, 16, g)),
+        block=block,
+        stem="cifar",
+        stem_width=16,
+        shortcut=shortcut,
+        unit_order=order,
+        stride_on="1x1",
+        classes=10,
+        resolution=16,
+    )
     assert_matches_fvcore(arch)
 
 
@@ -84,15 +93,26 @@ def test_every_unit_variant_equals_fvcore(block, shortcut, order):
     resolution=st.integers(9, 40),
     in_channels=st.sampled_from([1, 3]),
 )
-def test_random_archs_equal_fvcore(block, stem, shortcut, order, modulation, stride_on, depths, width, groups,
-                                   stem_width, resolution, in_channels):
+def test_random_archs_equal_fvcore(
+    block, stem, shortcut, order, modulation, stride_on, depths, width, groups, stem_width, resolution, in_channels
+):
     if shortcut == "none":
         modulation = "none"
     g = groups if block == "bottleneck" else 1
     stages = tuple(Stage(d, width * 2**i, 1 if i == 0 else 2, 4 * g * 2**i, g) for i, d in enumerate(depths))
-    arch = Arch(stages=stages, block=block, stem=stem, stem_width=stem_width, shortcut=shortcut, unit_order=order,
-                stride_on=stride_on, modulation=modulation, classes=7, in_channels=in_channels,
-                resolution=resolution)
+    arch = Arch(
+        stages=stages,
+        block=block,
+        stem=stem,
+        stem_width=stem_width,
+        shortcut=shortcut,
+        unit_order=order,
+        stride_on=stride_on,
+        modulation=modulation,
+        classes=7,
+        in_channels=in_channels,
+        resolution=resolution,
+    )
     assert_matches_fvcore(arch)
 
 

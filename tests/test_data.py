@@ -74,8 +74,9 @@ def test_corrupt_cifar_is_one_clear_error(tmp_path):
     assert "cifar-10-batches-py" in msg and "all are there but unreadable" in msg and "data_batch_1" in msg
 
 
-@pytest.mark.parametrize("name,folder,spec", [("MNIST", "MNIST", "mnist"),
-                                              ("FashionMNIST", "FashionMNIST", "fashion-mnist")])
+@pytest.mark.parametrize(
+    "name,folder,spec", [("MNIST", "MNIST", "mnist"), ("FashionMNIST", "FashionMNIST", "fashion-mnist")]
+)
 def test_mnist_idx_files_through_torchvision(tmp_path, name, folder, spec):
     w = write_mnist(tmp_path, name, n_train=60, n_test=20)
     d = load_data(spec, data_dir=tmp_path, val_size=12, test=True, download=False)
@@ -135,7 +136,7 @@ def test_synthetic_shapes_and_bad_specs():
 def _shifts(img: torch.Tensor, pad: int):
     padded = torch.nn.functional.pad(img, (pad,) * 4)
     h, w = img.shape[-2:]
-    return [padded[..., dy:dy + h, dx:dx + w] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
+    return [padded[..., dy : dy + h, dx : dx + w] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
 
 
 def test_augment_is_a_padded_crop_and_a_mirror_of_each_image():

@@ -22,10 +22,29 @@ COMPLETE = optuna.trial.TrialState.COMPLETE
 
 def test_failing_trials_fail_alone_and_a_killed_worker_is_retried(tmp_path):
     storage = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    env = {"PYTHONPATH": f"{ROOT / 'tests' / 'faults'}{os.pathsep}{ROOT}",
-           "RESNAS_TEST_FAULTS": "raise,oom,diverge,kill", "RESNAS_TEST_FAULTS_COUNTER": str(tmp_path / "n")}
-    out = finish(start("search", *search_args(storage, "faults", "--trials", "6", "--epochs", "1", "--pruner", "none",
-                                              "--checkpoints", str(tmp_path / "ck")), env=env))
+    env = {
+        "PYTHONPATH": f"{ROOT / 'tests' / 'faults'}{os.pathsep}{ROOT}",
+        "RESNAS_TEST_FAULTS": "raise,oom,diverge,kill",
+        "RESNAS_TEST_FAULTS_COUNTER": str(tmp_path / "n"),
+    }
+    out = finish(
+        start(
+            "search",
+            *search_args(
+                storage,
+                "faults",
+                "--trials",
+                "6",
+                "--epochs",
+                "1",
+                "--pruner",
+                "none",
+                "--checkpoints",
+                str(tmp_path / "ck"),
+            ),
+            env=env,
+        )
+    )
     trials, runs = check_consistent(storage, "faults", 6)
     status = [r["status"] for r in sorted(runs, key=lambda r: r["trial"])]
     assert status[:4] == ["error", "out_of_memory", "diverged", "crashed"]  # each with its reason
@@ -52,8 +71,9 @@ def _children(pid: int) -> list[int]:
 
 def test_a_killed_coordinator_resumes_without_counting_twice(tmp_path):
     storage = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    args = search_args(storage, "killed", "--trials", "3", "--epochs", "3", "--pruner", "none",
-                       "--checkpoints", str(tmp_path / "ck"))
+    args = search_args(
+        storage, "killed", "--trials", "3", "--epochs", "3", "--pruner", "none", "--checkpoints", str(tmp_path / "ck")
+    )
     proc = start("search", *args)
     deadline, running = time.time() + 180, False
     while time.time() < deadline and not running:

@@ -37,6 +37,7 @@ runner = CliRunner()
 
 # ---- helpers -----------------------------------------------------------------------------------
 
+
 def squash(text: str) -> str:
     """Output without rich's boxes and line breaks, so a message wrapped in a panel still matches."""
     return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
@@ -50,7 +51,8 @@ def refused(result, *needles: str, usage: bool = False):
     """Exit 2, no traceback, one message naming every needle, no password anywhere."""
     text = result.stdout + result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"uncaught {type(result.exception).__name__}: {result.exception}")
+        f"uncaught {type(result.exception).__name__}: {result.exception}"
+    )
     assert result.exit_code == 2, (result.exit_code, text)
     assert "Traceback" not in text, text
     assert SECRET not in text, text
@@ -68,8 +70,14 @@ def refused(result, *needles: str, usage: bool = False):
 def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     """`resnas ARGS` as a separate process (a search spawns workers), from `cwd`."""
     env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def copy_db(src: Path, dst: Path) -> str:
@@ -102,7 +110,7 @@ def tree(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def studies_in(url: str) -> list[str]:
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
         return []  # nothing was even created
     r = invoke(["studies", "--storage", url, "--json"])
     assert r.exit_code == 0, r.output
@@ -111,13 +119,32 @@ def studies_in(url: str) -> list[str]:
 
 # ---- fixtures: one real study and one real checkpoint, made through the CLI --------------------
 
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """A finished two-trial study `s` (about 20 s), made by `resnas search` as a user would."""
     tmp = tmp_path_factory.mktemp("study")
     url = f"sqlite:///{tmp / 's.db'}"
-    r = run_cli(["search", "--space", SPACE, "--budget", BUDGET, "--trials", "2", "--epochs", "1", "--dataset", FAST,
-                 "--storage", url, "--study", "s"], cwd=tmp)
+    r = run_cli(
+        [
+            "search",
+            "--space",
+            SPACE,
+            "--budget",
+            BUDGET,
+            "--trials",
+            "2",
+            "--epochs",
+            "1",
+            "--dataset",
+            FAST,
+            "--storage",
+            url,
+            "--study",
+            "s",
+        ],
+        cwd=tmp,
+    )
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     return tmp, url
@@ -144,19 +171,42 @@ def trained(tmp_path_factory):
 # ---- YAML files: templates, arch files, study files, recipe files -------------------------------
 
 CONTENT = {  # per kind of file: a wrong type and an unknown key that each kind must name
-    "template": {"wrong_type": (ROOT / "search_spaces" / f"{SPACE}.yaml").read_text().replace(
-        "resolution: 28", "resolution: abc"), "unknown_key": "widht: 16\n"},
+    "template": {
+        "wrong_type": (ROOT / "search_spaces" / f"{SPACE}.yaml")
+        .read_text()
+        .replace("resolution: 28", "resolution: abc"),
+        "unknown_key": "widht: 16\n",
+    },
     "arch": {"wrong_type": "stages: 5\n", "unknown_key": "stages: []\nstagess: []\n"},
-    "study": {"wrong_type": f"space: {SPACE}\nbudget: {BUDGET}\ntrials: many\n",
-              "unknown_key": f"space: {SPACE}\nbudgets: {BUDGET}\n"},
+    "study": {
+        "wrong_type": f"space: {SPACE}\nbudget: {BUDGET}\ntrials: many\n",
+        "unknown_key": f"space: {SPACE}\nbudgets: {BUDGET}\n",
+    },
     "recipe": {"wrong_type": "epochs: ten\n", "unknown_key": "epoch: 3\n"},
 }
-NEEDLE = {("template", "wrong_type"): "resolution", ("template", "unknown_key"): "widht",
-          ("arch", "wrong_type"): "stages", ("arch", "unknown_key"): "stagess",
-          ("study", "wrong_type"): "trials", ("study", "unknown_key"): "budgets",
-          ("recipe", "wrong_type"): "epochs", ("recipe", "unknown_key"): "epoch"}
-BAD_FILES = ("syntax", "wrong_type", "unknown_key", "empty", "top_level_list", "mixed_keys", "folder", "binary",
-             "nul_bytes", "missing", "unreadable")
+NEEDLE = {
+    ("template", "wrong_type"): "resolution",
+    ("template", "unknown_key"): "widht",
+    ("arch", "wrong_type"): "stages",
+    ("arch", "unknown_key"): "stagess",
+    ("study", "wrong_type"): "trials",
+    ("study", "unknown_key"): "budgets",
+    ("recipe", "wrong_type"): "epochs",
+    ("recipe", "unknown_key"): "epoch",
+}
+BAD_FILES = (
+    "syntax",
+    "wrong_type",
+    "unknown_key",
+    "empty",
+    "top_level_list",
+    "mixed_keys",
+    "folder",
+    "binary",
+    "nul_bytes",
+    "missing",
+    "unreadable",
+)
 
 
 def make_bad_file(folder: Path, kind: str, how: str) -> Path:
@@ -179,8 +229,10 @@ def make_bad_file(folder: Path, kind: str, how: str) -> Path:
         path.write_bytes(b"\x00" * 64)
     elif how == "unreadable":
         if IS_ROOT:
-            pytest.skip("runs as root: chmod 000 does not stop root from reading (the folder case covers "
-                        "a file that cannot be read as one)")
+            pytest.skip(
+                "runs as root: chmod 000 does not stop root from reading (the folder case covers "
+                "a file that cannot be read as one)"
+            )
         path.write_text(CONTENT[kind]["wrong_type"])
         path.chmod(0)
     return path
@@ -195,15 +247,32 @@ def file_command(command: str, path: Path, tmp: Path) -> list:
         "iso --like": ["iso", "--like", path, "--cardinality", "1,2"],
         "search --space": ["search", "--space", path, "--budget", BUDGET, "--trials", "1", *storage],
         "search STUDY_FILE": ["search", path, *storage],
-        "search --recipe": ["search", "--space", SPACE, "--budget", BUDGET, "--recipe", path, "--trials", "1",
-                            *storage],
+        "search --recipe": [
+            "search",
+            "--space",
+            SPACE,
+            "--budget",
+            BUDGET,
+            "--recipe",
+            path,
+            "--trials",
+            "1",
+            *storage,
+        ],
         "train --recipe": ["train", "mnist_resnet", "--recipe", path, "--out", tmp / "run"],
     }[command]
 
 
-KIND = {"space show": "template", "space sample": "template", "cost": "arch", "iso --like": "arch",
-        "search --space": "template", "search STUDY_FILE": "study", "search --recipe": "recipe",
-        "train --recipe": "recipe"}
+KIND = {
+    "space show": "template",
+    "space sample": "template",
+    "cost": "arch",
+    "iso --like": "arch",
+    "search --space": "template",
+    "search STUDY_FILE": "study",
+    "search --recipe": "recipe",
+    "train --recipe": "recipe",
+}
 
 
 FILE_CASES = [pytest.param(c, h, id=f"{c}-{h}") for c in KIND for h in BAD_FILES]
@@ -240,9 +309,23 @@ BUDGETS = [
 @pytest.mark.parametrize("command", ["space show", "space sample", "search"])
 @pytest.mark.parametrize("budget,needles", BUDGETS, ids=[" ".join(b[0]) for b in BUDGETS])
 def test_impossible_or_unreadable_budget(command, budget, needles, tmp_path):
-    head = {"space show": ["space", "show", SPACE], "space sample": ["space", "sample", SPACE],
-            "search": ["search", "--space", SPACE, "--trials", "1", "--epochs", "1",
-                       "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}", "--study", "b"]}[command]
+    head = {
+        "space show": ["space", "show", SPACE],
+        "space sample": ["space", "sample", SPACE],
+        "search": [
+            "search",
+            "--space",
+            SPACE,
+            "--trials",
+            "1",
+            "--epochs",
+            "1",
+            "--storage",
+            f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "--study",
+            "b",
+        ],
+    }[command]
     refused(invoke([*head, *budget]), *needles)
     if command == "search":
         assert studies_in(f"sqlite:///{tmp_path / 'db.sqlite'}") == []
@@ -250,9 +333,24 @@ def test_impossible_or_unreadable_budget(command, budget, needles, tmp_path):
 
 # ---- numeric and choice options -----------------------------------------------------------------
 
+
 def _search(tmp: Path, *extra) -> list:
-    return ["search", "--space", SPACE, "--budget", BUDGET, "--trials", "1", "--epochs", "1",
-            "--storage", f"sqlite:///{tmp / 'db.sqlite'}", "--study", "n", *extra]
+    return [
+        "search",
+        "--space",
+        SPACE,
+        "--budget",
+        BUDGET,
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--storage",
+        f"sqlite:///{tmp / 'db.sqlite'}",
+        "--study",
+        "n",
+        *extra,
+    ]
 
 
 OPTIONS = [  # (id, args builder, needles, typer usage error?)
@@ -264,8 +362,7 @@ OPTIONS = [  # (id, args builder, needles, typer usage error?)
     ("search --gpus 0,-1", lambda t: [*_search(t), "--gpus", "0,-1"], ["gpus", "-1"], False),
     ("search --timeout 5x", lambda t: [*_search(t), "--timeout", "5x"], ["--timeout", "'5x'"], False),
     ("search --timeout 0", lambda t: [*_search(t), "--timeout", "0"], ["--timeout", "positive"], False),
-    ("search --trial-timeout soon", lambda t: [*_search(t), "--trial-timeout", "soon"], ["--trial-timeout"],
-     False),
+    ("search --trial-timeout soon", lambda t: [*_search(t), "--trial-timeout", "soon"], ["--trial-timeout"], False),
     ("search --seed -1", lambda t: [*_search(t), "--seed=-1"], ["seed", "-1"], False),
     ("search --sampler cmaes", lambda t: [*_search(t), "--sampler", "cmaes"], ["--sampler", "tpe"], False),
     ("search --objective speed", lambda t: [*_search(t), "--objective", "speed"], ["--objective"], False),
@@ -278,38 +375,53 @@ OPTIONS = [  # (id, args builder, needles, typer usage error?)
     ("train --batch-size 0", lambda t: [*TRAIN, "--out", t / "o", "--batch-size", "0"], ["--batch-size"], False),
     ("train --lr nan", lambda t: [*TRAIN, "--out", t / "o", "--lr", "nan"], ["--lr", "nan"], False),
     ("train --lr inf", lambda t: [*TRAIN, "--out", t / "o", "--lr", "inf"], ["--lr", "inf"], False),
-    ("train --weight-decay -1", lambda t: [*TRAIN, "--out", t / "o", "--weight-decay=-1"], ["--weight-decay"],
-     False),
-    ("train --label-smoothing 1", lambda t: [*TRAIN, "--out", t / "o", "--label-smoothing", "1"],
-     ["--label-smoothing"], False),
-    ("train --warmup-epochs -1", lambda t: [*TRAIN, "--out", t / "o", "--warmup-epochs=-1"], ["--warmup-epochs"],
-     False),
+    ("train --weight-decay -1", lambda t: [*TRAIN, "--out", t / "o", "--weight-decay=-1"], ["--weight-decay"], False),
+    (
+        "train --label-smoothing 1",
+        lambda t: [*TRAIN, "--out", t / "o", "--label-smoothing", "1"],
+        ["--label-smoothing"],
+        False,
+    ),
+    (
+        "train --warmup-epochs -1",
+        lambda t: [*TRAIN, "--out", t / "o", "--warmup-epochs=-1"],
+        ["--warmup-epochs"],
+        False,
+    ),
     ("train --grad-clip 0", lambda t: [*TRAIN, "--out", t / "o", "--grad-clip", "0"], ["--grad-clip"], False),
     ("train --patience 0", lambda t: [*TRAIN, "--out", t / "o", "--patience", "0"], ["--patience"], False),
     ("train --seed -1", lambda t: [*TRAIN, "--out", t / "o", "--seed=-1"], ["--seed"], False),
     ("train --optimizer lion", lambda t: [*TRAIN, "--out", t / "o", "--optimizer", "lion"], ["sgd, adamw"], False),
-    ("train --val-size nan", lambda t: [*TRAIN, "--out", t / "o", "--val-size", "nan"], ["--val-size", "nan"],
-     False),
-    ("train --val-size inf", lambda t: [*TRAIN, "--out", t / "o", "--val-size", "inf"], ["--val-size", "inf"],
-     False),
+    ("train --val-size nan", lambda t: [*TRAIN, "--out", t / "o", "--val-size", "nan"], ["--val-size", "nan"], False),
+    ("train --val-size inf", lambda t: [*TRAIN, "--out", t / "o", "--val-size", "inf"], ["--val-size", "inf"], False),
     ("train --val-size -1", lambda t: [*TRAIN, "--out", t / "o", "--val-size=-1"], ["--val-size"], False),
     ("train --val-size 0", lambda t: [*TRAIN, "--out", t / "o", "--val-size", "0"], ["--val-size"], False),
-    ("train --val-size 100000", lambda t: [*TRAIN, "--out", t / "o", "--val-size", "100000"], ["val_size"],
-     False),
+    ("train --val-size 100000", lambda t: [*TRAIN, "--out", t / "o", "--val-size", "100000"], ["val_size"], False),
     ("train --split-seed -1", lambda t: [*TRAIN, "--out", t / "o", "--split-seed=-1"], ["--split-seed"], False),
     ("train --image-size -1", lambda t: [*TRAIN, "--out", t / "o", "--image-size=-1"], ["--image-size"], False),
     ("train --device tpu", lambda t: [*TRAIN[:-2], "--out", t / "o", "--device", "tpu"], ["'tpu'"], False),
-    ("train --resume --overwrite", lambda t: [*TRAIN, "--out", t / "o", "--resume", "--overwrite"],
-     ["--resume", "--overwrite"], False),
-    ("evaluate --batch-size 0", lambda t: ["evaluate", t / "none.pt", "--batch-size", "0"], ["--batch-size"],
-     False),
-    ("evaluate --split train", lambda t: ["evaluate", t / "none.pt", "--split", "train"], ["--split", "'train'"],
-     False),
+    (
+        "train --resume --overwrite",
+        lambda t: [*TRAIN, "--out", t / "o", "--resume", "--overwrite"],
+        ["--resume", "--overwrite"],
+        False,
+    ),
+    ("evaluate --batch-size 0", lambda t: ["evaluate", t / "none.pt", "--batch-size", "0"], ["--batch-size"], False),
+    (
+        "evaluate --split train",
+        lambda t: ["evaluate", t / "none.pt", "--split", "train"],
+        ["--split", "'train'"],
+        False,
+    ),
     ("space sample -n 0", lambda t: ["space", "sample", SPACE, "-n", "0"], ["-n", "0"], False),
     ("cost --resolution 0", lambda t: ["cost", "resnet18", "--resolution", "0"], ["--resolution", "0"], False),
     ("cost --resolution -3", lambda t: ["cost", "resnet18", "--resolution=-3"], ["--resolution", "-3"], False),
-    ("iso --match speed", lambda t: ["iso", "--like", "resnet50", "--cardinality", "1,2", "--match", "speed"],
-     ["speed"], False),
+    (
+        "iso --match speed",
+        lambda t: ["iso", "--like", "resnet50", "--cardinality", "1,2", "--match", "speed"],
+        ["speed"],
+        False,
+    ),
     ("zoo nonet", lambda t: ["zoo", "nonet"], ["'nonet'", "resnet18"], False),
     ("cost nonet", lambda t: ["cost", "nonet"], ["'nonet'", "resnet18"], False),
 ]
@@ -333,6 +445,7 @@ def test_search_refuses_a_top_that_is_not_a_count(study_copy, top):
 
 
 # ---- datasets -----------------------------------------------------------------------------------
+
 
 def image_folder(root: Path, how: str) -> Path:
     from PIL import Image
@@ -361,8 +474,9 @@ def image_folder(root: Path, how: str) -> Path:
             (root / "train" / "dog" / "gone.png").symlink_to(root / "deleted.png")
         elif how == "unreadable_class":
             if IS_ROOT:
-                pytest.skip("runs as root: chmod 000 does not stop root (train_is_a_file covers a folder "
-                            "that cannot be read)")
+                pytest.skip(
+                    "runs as root: chmod 000 does not stop root (train_is_a_file covers a folder that cannot be read)"
+                )
             (root / "train" / "dog").chmod(0)
     elif how == "path_is_a_file":
         root.rmdir()
@@ -370,8 +484,17 @@ def image_folder(root: Path, how: str) -> Path:
     return root
 
 
-DATASETS = ["missing", "path_is_a_file", "train_is_a_file", "no_classes", "no_images", "corrupt_image",
-            "broken_link", "no_val_for_test", "unreadable_class"]
+DATASETS = [
+    "missing",
+    "path_is_a_file",
+    "train_is_a_file",
+    "no_classes",
+    "no_images",
+    "corrupt_image",
+    "broken_link",
+    "no_val_for_test",
+    "unreadable_class",
+]
 
 
 @pytest.mark.parametrize("how", DATASETS)
@@ -383,26 +506,43 @@ def test_imagefolder_that_cannot_be_used(how, tmp_path):
     assert not (tmp_path / "o" / "checkpoint.pt").exists()
 
 
-@pytest.mark.parametrize("spec,needle", [("imagenet", "'imagenet'"), ("synthetic:abc", "synthetic:abc"),
-                                         ("synthetic:3x8x9", "square"), ("IMAGEFOLDER:", "imagefolder:")])
+@pytest.mark.parametrize(
+    "spec,needle",
+    [
+        ("imagenet", "'imagenet'"),
+        ("synthetic:abc", "synthetic:abc"),
+        ("synthetic:3x8x9", "square"),
+        ("IMAGEFOLDER:", "imagefolder:"),
+    ],
+)
 @pytest.mark.parametrize("command", ["train", "search", "evaluate"])
 def test_unknown_or_malformed_dataset(command, spec, needle, tmp_path, trained):
-    args = {"train": [*TRAIN, "--out", tmp_path / "o"], "search": _search(tmp_path),
-            "evaluate": ["evaluate", trained, "--device", "cpu"]}[command]
+    args = {
+        "train": [*TRAIN, "--out", tmp_path / "o"],
+        "search": _search(tmp_path),
+        "evaluate": ["evaluate", trained, "--device", "cpu"],
+    }[command]
     refused(invoke([*args, "--dataset", spec]), needle)
 
 
 def test_torchvision_dataset_offline_names_the_files_and_folder(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    refused(invoke([*TRAIN, "--dataset", "cifar10", "--data-dir", data, "--no-download", "--out", tmp_path / "o"]),
-            "data_batch_1", str(data))
+    refused(
+        invoke([*TRAIN, "--dataset", "cifar10", "--data-dir", data, "--no-download", "--out", tmp_path / "o"]),
+        "data_batch_1",
+        str(data),
+    )
 
 
-@pytest.mark.parametrize("extra,needle", [
-    (["--dataset", "imagenet"], "imagenet"),
-    (["--dataset", "imagefolder:/nonexistent-resnas"], "nonexistent-resnas"),
-    (["--gpus", "99"], "99")])
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--dataset", "imagenet"], "imagenet"),
+        (["--dataset", "imagefolder:/nonexistent-resnas"], "nonexistent-resnas"),
+        (["--gpus", "99"], "99"),
+    ],
+)
 def test_a_refused_search_leaves_no_study_behind(extra, needle, tmp_path):
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     refused(invoke([*_search(tmp_path), "--study", "left", *extra]), needle)
@@ -410,6 +550,7 @@ def test_a_refused_search_leaves_no_study_behind(extra, needle, tmp_path):
 
 
 # ---- storage URLs -------------------------------------------------------------------------------
+
 
 def storage_case(how: str, tmp: Path) -> tuple[str, list[str]]:
     if how == "nonsense":
@@ -425,8 +566,10 @@ def storage_case(how: str, tmp: Path) -> tuple[str, list[str]]:
         return f"sqlite:///{tmp}/a-file/x.db", [f"{tmp}/a-file"]
     if how == "sqlite_folder_not_creatable":
         if IS_ROOT:
-            pytest.skip("runs as root: the folder /nonexistent-dir-root would be created (the a-file and /proc "
-                        "cases cover a folder that cannot be made)")
+            pytest.skip(
+                "runs as root: the folder /nonexistent-dir-root would be created (the a-file and /proc "
+                "cases cover a folder that cannot be made)"
+            )
         return "sqlite:////nonexistent-dir-root/x.db", ["/nonexistent-dir-root"]
     if how == "sqlite_in_proc":
         if not Path("/proc/self").exists():
@@ -441,18 +584,28 @@ def storage_case(how: str, tmp: Path) -> tuple[str, list[str]]:
     raise AssertionError(how)
 
 
-STORAGES = ["nonsense", "postgres_unreachable", "mysql_unknown_host", "sqlite_with_password",
-            "sqlite_folder_under_a_file", "sqlite_folder_not_creatable", "sqlite_in_proc", "sqlite_is_a_folder",
-            "sqlite_not_a_database"]
+STORAGES = [
+    "nonsense",
+    "postgres_unreachable",
+    "mysql_unknown_host",
+    "sqlite_with_password",
+    "sqlite_folder_under_a_file",
+    "sqlite_folder_not_creatable",
+    "sqlite_in_proc",
+    "sqlite_is_a_folder",
+    "sqlite_not_a_database",
+]
 
 
 def storage_command(command: str, url: str, tmp: Path) -> list:
-    return {"search": [*_search(tmp)[:-4], "--storage", url, "--study", "x"],
-            "studies": ["studies", "--storage", url],
-            "leaderboard": ["leaderboard", "s", "--storage", url],
-            "export": ["export", "s", "--storage", url, "--out", tmp / "exported"],
-            "plot": ["plot", "s", tmp / "p.png", "--storage", url],
-            "compare": ["compare", "s", "--storage", url]}[command]
+    return {
+        "search": [*_search(tmp)[:-4], "--storage", url, "--study", "x"],
+        "studies": ["studies", "--storage", url],
+        "leaderboard": ["leaderboard", "s", "--storage", url],
+        "export": ["export", "s", "--storage", url, "--out", tmp / "exported"],
+        "plot": ["plot", "s", tmp / "p.png", "--storage", url],
+        "compare": ["compare", "s", "--storage", url],
+    }[command]
 
 
 @pytest.mark.parametrize("how", STORAGES)
@@ -465,6 +618,7 @@ def test_bad_or_unreachable_storage(command, how, tmp_path):
 
 
 # ---- a database written by a newer resnas -------------------------------------------------------
+
 
 def newer_db(path: Path) -> str:
     url = f"sqlite:///{path}"
@@ -509,6 +663,7 @@ def test_foreign_sqlite_database_is_not_altered_by_a_read_only_command(tmp_path)
 
 
 # ---- checkpoints --------------------------------------------------------------------------------
+
 
 class Smuggled:
     """Pickles to a call that would create a file: loading must refuse it, never run it."""
@@ -579,11 +734,33 @@ def tamper(good: dict, raw: bytes, how: str, tmp: Path):
     return state
 
 
-TAMPERED = ["truncated", "truncated_to_nothing", "random_bytes", "text_file", "wrong_keys", "plain_state_dict",
-            "a_tensor", "smuggled_object", "legacy_format", "missing_model", "weights_wrong_shape", "weights_missing",
-            "weights_extra", "model_not_a_dict", "arch_tampered", "recipe_tampered", "data_tampered",
-            "epoch_tampered", "history_tampered", "optimizer_tampered", "optimizer_groups_tampered",
-            "optimizer_buffer_tampered", "scheduler_tampered", "rng_tampered", "rng_missing"]
+TAMPERED = [
+    "truncated",
+    "truncated_to_nothing",
+    "random_bytes",
+    "text_file",
+    "wrong_keys",
+    "plain_state_dict",
+    "a_tensor",
+    "smuggled_object",
+    "legacy_format",
+    "missing_model",
+    "weights_wrong_shape",
+    "weights_missing",
+    "weights_extra",
+    "model_not_a_dict",
+    "arch_tampered",
+    "recipe_tampered",
+    "data_tampered",
+    "epoch_tampered",
+    "history_tampered",
+    "optimizer_tampered",
+    "optimizer_groups_tampered",
+    "optimizer_buffer_tampered",
+    "scheduler_tampered",
+    "rng_tampered",
+    "rng_missing",
+]
 
 
 @pytest.mark.parametrize("how", TAMPERED)
@@ -610,8 +787,11 @@ def test_damaged_tampered_or_foreign_checkpoint(command, how, trained, tmp_path)
 
 @pytest.mark.parametrize("target", ["folder_without_checkpoint", "missing_file", "arch_yaml"])
 def test_evaluate_something_that_is_not_a_checkpoint(target, tmp_path):
-    path = {"folder_without_checkpoint": tmp_path, "missing_file": tmp_path / "nope.pt",
-            "arch_yaml": tmp_path / "net.yaml"}[target]
+    path = {
+        "folder_without_checkpoint": tmp_path,
+        "missing_file": tmp_path / "nope.pt",
+        "arch_yaml": tmp_path / "net.yaml",
+    }[target]
     if target == "arch_yaml":
         path.write_text("stages: []\n")
     refused(invoke(["evaluate", path]), str(path.name))
@@ -623,13 +803,30 @@ def test_resume_without_a_checkpoint_or_with_another_run(trained, tmp_path):
     other.mkdir()
     shutil.copy(trained, other / "checkpoint.pt")
     before = fingerprint(other / "checkpoint.pt")
-    refused(invoke(["train", "mnist_plain", "--epochs", "1", "--batch-size", "64", "--device", "cpu",
-                    "--out", other, "--resume"]), "another arch")
+    refused(
+        invoke(
+            [
+                "train",
+                "mnist_plain",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "64",
+                "--device",
+                "cpu",
+                "--out",
+                other,
+                "--resume",
+            ]
+        ),
+        "another arch",
+    )
     refused(invoke([*TRAIN[:3], "2", *TRAIN[4:], "--out", other, "--resume"]), "epochs=1 (now 2)")
     assert fingerprint(other / "checkpoint.pt") == before
 
 
 # ---- export: where files go ---------------------------------------------------------------------
+
 
 def export_args(url: str, out: Path, *extra) -> list:
     return ["export", "s", "--storage", url, "--out", out, *extra]
@@ -720,9 +917,18 @@ def test_export_format_and_weights_mistakes(study_copy, tmp_path):
 
 # ---- unknown studies and report options ---------------------------------------------------------
 
-@pytest.mark.parametrize("args", [
-    ["leaderboard", "nope"], ["export", "nope"], ["plot", "nope", "PNG"], ["compare", "s", "nope"],
-    ["compare", "nope", "s"]], ids=lambda a: " ".join(a))
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["leaderboard", "nope"],
+        ["export", "nope"],
+        ["plot", "nope", "PNG"],
+        ["compare", "s", "nope"],
+        ["compare", "nope", "s"],
+    ],
+    ids=lambda a: " ".join(a),
+)
 def test_unknown_study_lists_the_ones_there(study_copy, tmp_path, args):
     args = [tmp_path / "p.png" if a == "PNG" else a for a in args]
     extra = ["--out", tmp_path / "out"] if args[0] == "export" else []
@@ -735,31 +941,42 @@ def test_leaderboard_top_must_be_a_count(study_copy, top):
     refused(invoke(["leaderboard", "s", "--storage", study_copy, f"--top={top}"]), "--top", top)
 
 
-@pytest.mark.parametrize("where,needle", [("a-file/p.png", "a-file"), ("folder", "folder"), ("noext", "suffix"),
-                                          ("p.xyz", "'xyz'")])
+@pytest.mark.parametrize(
+    "where,needle", [("a-file/p.png", "a-file"), ("folder", "folder"), ("noext", "suffix"), ("p.xyz", "'xyz'")]
+)
 @pytest.mark.parametrize("command", ["plot", "compare --plot"])
 def test_plot_file_that_cannot_be_written(study_copy, tmp_path, command, where, needle):
     (tmp_path / "a-file").write_text("x")
     (tmp_path / "folder").mkdir()
     target = tmp_path / where
     before = tree(tmp_path)
-    args = (["plot", "s", target, "--kind", "edf"] if command == "plot" else ["compare", "s", "--plot", target])
+    args = ["plot", "s", target, "--kind", "edf"] if command == "plot" else ["compare", "s", "--plot", target]
     refused(invoke([*args, "--storage", study_copy]), needle)
     assert tree(tmp_path) == before
 
 
 def test_plot_kind_and_compare_storages(study_copy, tmp_path):
-    refused(invoke(["plot", "s", tmp_path / "p.png", "--kind", "violin", "--storage", study_copy]), "--kind",
-            "'violin'")
+    refused(
+        invoke(["plot", "s", tmp_path / "p.png", "--kind", "violin", "--storage", study_copy]), "--kind", "'violin'"
+    )
     refused(invoke(["compare", "s", "s", "s", "--storage", study_copy, "--storage", study_copy]), "--storage")
 
 
 # ---- existing studies survive refused commands --------------------------------------------------
 
-@pytest.mark.parametrize("extra,needle", [
-    (["--space", "resnext"], "space"), (["--dataset", "mnist"], "dataset"), (["--budget", "1FLOPs"], "no candidate"),
-    (["--budget", "10MFLOPs"], "budget"), (["--recipe", "default"], "recipe"), (["--epochs", "3"], "epochs"),
-    (["--objective", "accuracy+flops"], "objective")])
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--space", "resnext"], "space"),
+        (["--dataset", "mnist"], "dataset"),
+        (["--budget", "1FLOPs"], "no candidate"),
+        (["--budget", "10MFLOPs"], "budget"),
+        (["--recipe", "default"], "recipe"),
+        (["--epochs", "3"], "epochs"),
+        (["--objective", "accuracy+flops"], "objective"),
+    ],
+)
 def test_refused_search_leaves_the_study_as_it_was(study_copy, extra, needle):
     def state():
         r = invoke(["leaderboard", "s", "--storage", study_copy, "--all", "--json"])
@@ -772,6 +989,7 @@ def test_refused_search_leaves_the_study_as_it_was(study_copy, extra, needle):
 
 
 # ---- passwords: never in output, files or stored metadata ---------------------------------------
+
 
 @pytest.fixture
 def pg_with_password():
@@ -791,19 +1009,42 @@ def test_password_never_printed_written_or_stored(tmp_path, monkeypatch, pg_with
     assert SECRET in url
     monkeypatch.chdir(tmp_path)  # checkpoints of a non-SQLite storage go under ./studies/
     outputs = []
-    r = run_cli(["search", "--space", SPACE, "--budget", BUDGET, "--trials", "1", "--epochs", "1",
-                 "--dataset", FAST, "--storage", url, "--study", "pw"], cwd=tmp_path)
+    r = run_cli(
+        [
+            "search",
+            "--space",
+            SPACE,
+            "--budget",
+            BUDGET,
+            "--trials",
+            "1",
+            "--epochs",
+            "1",
+            "--dataset",
+            FAST,
+            "--storage",
+            url,
+            "--study",
+            "pw",
+        ],
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     outputs.append(r.stdout + r.stderr)
-    for args in (["studies", "--storage", url], ["studies", "--storage", url, "--json"],
-                 ["leaderboard", "pw", "--storage", url, "--csv"],
-                 ["export", "pw", "--storage", url, "--out", tmp_path / "exported", "--weights"],
-                 ["export", "pw", "--storage", url, "--out", tmp_path / "exported", "--format", "json"]):
+    for args in (
+        ["studies", "--storage", url],
+        ["studies", "--storage", url, "--json"],
+        ["leaderboard", "pw", "--storage", url, "--csv"],
+        ["export", "pw", "--storage", url, "--out", tmp_path / "exported", "--weights"],
+        ["export", "pw", "--storage", url, "--out", tmp_path / "exported", "--format", "json"],
+    ):
         r = invoke(args)
         assert r.exit_code == 0, r.output
         outputs.append(r.stdout + r.stderr)
-    for args in (["leaderboard", "nope", "--storage", url], ["search", "--study", "pw", "--storage", url,
-                                                              "--space", "resnext"]):
+    for args in (
+        ["leaderboard", "nope", "--storage", url],
+        ["search", "--study", "pw", "--storage", url, "--space", "resnext"],
+    ):
         outputs.append(refused(invoke(args)).output)
     for text in outputs:
         assert SECRET not in text
@@ -816,4 +1057,3 @@ def test_password_never_printed_written_or_stored(tmp_path, monkeypatch, pg_with
             for row in c.execute(sa.text(f'SELECT * FROM "{table}"')):
                 assert SECRET not in str(tuple(row)), (table, row)
     engine.dispose()
-

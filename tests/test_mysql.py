@@ -15,8 +15,10 @@ def test_two_processes_share_a_study_on_mariadb(tmp_path):
     with scratch_database("mysql") as url:
         plain = url.replace("mysql+pymysql://", "mysql://")  # what a user types
         assert resolve_storage(plain).startswith("mysql+pymysql://")
-        first = start("search", *search_args(plain, "maria", "--trials", "3", "--epochs", "1",
-                                             "--checkpoints", str(tmp_path / "a")))
+        first = start(
+            "search",
+            *search_args(plain, "maria", "--trials", "3", "--epochs", "1", "--checkpoints", str(tmp_path / "a")),
+        )
         deadline = time.time() + 180
         while time.time() < deadline:
             try:

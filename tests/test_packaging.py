@@ -11,24 +11,33 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_wheel_ships_templates_and_resolves_them_by_name(tmp_path):
     dist = tmp_path / "dist"
-    build = ("import sys; from setuptools import build_meta as b; "
-             "print(b.build_wheel(sys.argv[1]))")
-    name = subprocess.run([sys.executable, "-c", build, str(dist)], cwd=ROOT, check=True, capture_output=True,
-                          text=True).stdout.strip().splitlines()[-1]
+    build = "import sys; from setuptools import build_meta as b; print(b.build_wheel(sys.argv[1]))"
+    name = (
+        subprocess.run([sys.executable, "-c", build, str(dist)], cwd=ROOT, check=True, capture_output=True, text=True)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     wheel = dist / name
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
-        assert {"search_spaces/resnext.yaml", "search_spaces/plain-vs-residual.yaml", "nas_res/space.py",
-                "cli/main.py"} <= names
+        assert {
+            "search_spaces/resnext.yaml",
+            "search_spaces/plain-vs-residual.yaml",
+            "nas_res/space.py",
+            "cli/main.py",
+        } <= names
         entry = next(n for n in names if n.endswith("entry_points.txt"))
         assert "resnas = cli.main:app" in z.read(entry).decode()
         site = tmp_path / "site"
         z.extractall(site)  # what a non-editable install puts in site-packages
-    probe = ("import nas_res, search_spaces; from nas_res import load_space; "
-             "from nas_res.space import builtin_spaces; "
-             "print(nas_res.__file__); print(len(builtin_spaces())); print(load_space('resnext').size())")
+    probe = (
+        "import nas_res, search_spaces; from nas_res import load_space; "
+        "from nas_res.space import builtin_spaces; "
+        "print(nas_res.__file__); print(len(builtin_spaces())); print(load_space('resnext').size())"
+    )
     env = {**os.environ, "PYTHONPATH": str(site)}
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, check=True, capture_output=True,
-                         text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, check=True, capture_output=True, text=True
+    ).stdout.split()
     assert out[0].startswith(str(site))
     assert int(out[1]) >= 6 and out[2] == "2064384"

@@ -45,23 +45,51 @@ def _wait_for(what, timeout: float = 180, every: float = 0.3):
 
 def test_eight_workers_on_two_hosts_share_one_study(pg_url, tmp_path):
     args = ("--heartbeat", "2", "--grace", "30")
-    first = start("search", *search_args(pg_url, "many", "--trials", "12", "--epochs", "1", "--workers", "4",
-                                         "--checkpoints", str(tmp_path / "a"), *args))
+    first = start(
+        "search",
+        *search_args(
+            pg_url,
+            "many",
+            "--trials",
+            "12",
+            "--epochs",
+            "1",
+            "--workers",
+            "4",
+            "--checkpoints",
+            str(tmp_path / "a"),
+            *args,
+        ),
+    )
 
     def created():
         """the study"""
         return Store(pg_url).study_config("many")
 
     _wait_for(created)
-    joined = [start("worker", "--study", "many", "--storage", pg_url, "--workers", "4",
-                    "--checkpoints", str(tmp_path / "b"), *args)]
+    joined = [
+        start(
+            "worker",
+            "--study",
+            "many",
+            "--storage",
+            pg_url,
+            "--workers",
+            "4",
+            "--checkpoints",
+            str(tmp_path / "b"),
+            *args,
+        )
+    ]
     outs = [finish(p) for p in [first, *joined]]
     trials, runs = check_consistent(pg_url, "many", 12)
     owners = {t.user_attrs["owner"] for t in trials if t.number in {r["trial"] for r in runs}}
     assert len(owners) >= 2  # trained by more than one of the processes
     assert all(o["counted"] == 12 and not o["interrupted"] for o in outs)
-    assert sum(o["counts"]["done"] + o["counts"]["pruned"] + o["counts"]["failed"] + o["counts"]["reused"]
-               for o in outs) == 12  # each counted trial counted by exactly one process
+    assert (
+        sum(o["counts"]["done"] + o["counts"]["pruned"] + o["counts"]["failed"] + o["counts"]["reused"] for o in outs)
+        == 12
+    )  # each counted trial counted by exactly one process
     again, existed = plan({"study": "many", "storage": pg_url})  # any host sees the pinned study
     assert existed and again.space.name == "plain-vs-residual" and again.trials == 12
 
@@ -77,17 +105,43 @@ def _other_host() -> list[str]:
 
 def test_a_host_killed_mid_trial_is_failed_within_the_grace_period_and_retried(pg_url, tmp_path):
     args = ("--heartbeat", "1", "--grace", "5")
-    first = start("search", *search_args(pg_url, "kill", "--trials", "3", "--epochs", "20", "--pruner", "none",
-                                         "--checkpoints", str(tmp_path / "a"), *args))
+    first = start(
+        "search",
+        *search_args(
+            pg_url,
+            "kill",
+            "--trials",
+            "3",
+            "--epochs",
+            "20",
+            "--pruner",
+            "none",
+            "--checkpoints",
+            str(tmp_path / "a"),
+            *args,
+        ),
+    )
     _wait_for(lambda: Store(pg_url).study_config("kill"))
-    victim = start("worker", "--study", "kill", "--storage", pg_url, "--checkpoints", str(tmp_path / "b"), *args,
-                   prefix=_other_host())
+    victim = start(
+        "worker",
+        "--study",
+        "kill",
+        "--storage",
+        pg_url,
+        "--checkpoints",
+        str(tmp_path / "b"),
+        *args,
+        prefix=_other_host(),
+    )
 
     def victims_trial():
         """a trial on the host that will be killed"""
         study = optuna.load_study(study_name="kill", storage=pg_url)
-        theirs = [t for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-                  if not str(t.user_attrs.get("owner", "")).endswith(f":{first.pid}")]
+        theirs = [
+            t
+            for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            if not str(t.user_attrs.get("owner", "")).endswith(f":{first.pid}")
+        ]
         running = {r["trial"] for r in Store(pg_url).runs("kill") if r["status"] == "running"}
         return next((t for t in theirs if t.number in running), None)
 
@@ -113,8 +167,21 @@ def test_a_host_killed_mid_trial_is_failed_within_the_grace_period_and_retried(p
 
 def test_the_database_restarting_under_a_search_loses_nothing(pg_url, tmp_path):
     name = sa.engine.make_url(pg_url).database
-    search = start("search", *search_args(pg_url, "restart", "--trials", "2", "--epochs", "12", "--pruner", "none",
-                                          "--checkpoints", str(tmp_path / "a")))
+    search = start(
+        "search",
+        *search_args(
+            pg_url,
+            "restart",
+            "--trials",
+            "2",
+            "--epochs",
+            "12",
+            "--pruner",
+            "none",
+            "--checkpoints",
+            str(tmp_path / "a"),
+        ),
+    )
 
     def training():
         """a trial in training"""

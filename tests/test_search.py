@@ -23,13 +23,20 @@ from nas_res.report import export, leaderboard, pareto, studies
 from nas_res.search import plan, read_study_file
 from nas_res.store import Store
 
-SPACE = "plain-vs-residual"       # 81 candidates, 28x28 reference; digits are 8x8, so trials are quick
-BUDGET = "20MFLOPs"               # 24 of the 81 fit
+SPACE = "plain-vs-residual"  # 81 candidates, 28x28 reference; digits are 8x8, so trials are quick
+BUDGET = "20MFLOPs"  # 24 of the 81 fit
 
 
 def _search(tmp_path: Path, **options):
-    options = {"space": SPACE, "budget": BUDGET, "trials": 4, "epochs": 1,
-               "storage": f"sqlite:///{tmp_path / 'db.sqlite'}", "checkpoints": str(tmp_path / "ckpt"), **options}
+    options = {
+        "space": SPACE,
+        "budget": BUDGET,
+        "trials": 4,
+        "epochs": 1,
+        "storage": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "checkpoints": str(tmp_path / "ckpt"),
+        **options,
+    }
     config, existed = plan(options)
     return config, existed, Coordinator(config).run()
 
@@ -142,8 +149,9 @@ def test_reports_and_their_cli(runner, searched, tmp_path):
     r = runner.invoke(app, ["leaderboard", "nope", "--storage", storage])
     assert r.exit_code == 2 and "no study 'nope'" in r.stderr and "first" in r.stderr
     out = tmp_path / "exp"
-    r = runner.invoke(app, ["export", "first", "--storage", storage, "--pareto", "--format", "json", "--weights",
-                            "--out", str(out)])
+    r = runner.invoke(
+        app, ["export", "first", "--storage", storage, "--pareto", "--format", "json", "--weights", "--out", str(out)]
+    )
     assert r.exit_code == 0, r.output
     files = sorted(out.glob("*.json"))
     assert len(files) == len(front) and len(list(out.glob("*.pt"))) == len(front)
@@ -198,10 +206,16 @@ def test_storage_and_option_mistakes(tmp_path):
         c.execute(sa.text("UPDATE resnas_schema SET version = 99"))
     with pytest.raises(ResnasError, match="newer resnas.*schema 99"):
         Store(url)
-    for bad, match in (({"sampler": "cmaes"}, "tpe, random"), ({"objective": "speed"}, "accuracy"),
-                       ({"timeout": "soon"}, "duration"), ({"budget": "1KFLOPs"}, "no candidate"),
-                       ({"trials": "many"}, "trials: must be an integer >= 1"), ({"gpus": ["x"]}, "gpus"),
-                       ({"study": "../../outside"}, "--study: must be"), ({"study": "a b"}, "--study")):
+    for bad, match in (
+        ({"sampler": "cmaes"}, "tpe, random"),
+        ({"objective": "speed"}, "accuracy"),
+        ({"timeout": "soon"}, "duration"),
+        ({"budget": "1KFLOPs"}, "no candidate"),
+        ({"trials": "many"}, "trials: must be an integer >= 1"),
+        ({"gpus": ["x"]}, "gpus"),
+        ({"study": "../../outside"}, "--study: must be"),
+        ({"study": "a b"}, "--study"),
+    ):
         with pytest.raises(ResnasError, match=match):
             plan({"space": SPACE, "storage": f"sqlite:///{tmp_path / 'o.sqlite'}", **bad})
     f = tmp_path / "s.yaml"
@@ -220,11 +234,28 @@ def test_shipped_study_recipe_reads():
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_or_sigterm_stops_cleanly_and_the_study_resumes(tmp_path, sig):
     storage = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    args = [sys.executable, "-m", "cli.main", "search", "--space", SPACE, "--budget", BUDGET, "--trials", "3",
-            "--epochs", "30", "--study", "cc", "--storage", storage]
+    args = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "search",
+        "--space",
+        SPACE,
+        "--budget",
+        BUDGET,
+        "--trials",
+        "3",
+        "--epochs",
+        "30",
+        "--study",
+        "cc",
+        "--storage",
+        storage,
+    ]
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(args, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.Popen(
+        args, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"}
+    )
     deadline = time.time() + 120
     running = False
     while time.time() < deadline and not running:  # wait until a trial is being trained

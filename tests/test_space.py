@@ -14,7 +14,8 @@ SMALL = ["cifar-resnet", "cifar-resnext", "plain-vs-residual", "preact"]
 
 def test_builtin_spaces_are_shipped():
     assert {"resnet", "resnext", "cifar-resnet", "cifar-resnext", "preact", "plain-vs-residual"} <= set(
-        builtin_spaces())
+        builtin_spaces()
+    )
 
 
 @pytest.mark.parametrize("name", SMALL)
@@ -140,8 +141,10 @@ def test_estimated_feasible_fraction_covers_the_truth():
 def test_impossible_budget_names_the_cheapest_candidate():
     s = load_space("resnext")
     cheapest, _ = s.extremes("flops")
-    assert cost(cheapest).flops == min(cost(s.random_arch(__import__("random").Random(i))).flops
-                                       for i in range(2000)) or cost(cheapest).flops < 300e6
+    assert (
+        cost(cheapest).flops == min(cost(s.random_arch(__import__("random").Random(i))).flops for i in range(2000))
+        or cost(cheapest).flops < 300e6
+    )
     with pytest.raises(ResnasError, match=f"cheapest candidate needs {cost(cheapest).flops:,} FLOPs"):
         s.check_budget(Budget.parse("100MFLOPs"))
     with pytest.raises(ResnasError, match="smallest candidate has"):

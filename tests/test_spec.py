@@ -70,12 +70,21 @@ def load_error(path: Path) -> ResnasError:
 MISTAKES = {
     # unknown keys
     "unknown top-level key": (variant(widht=64), "widht", ["unknown key", "did you mean width", "allowed:"]),
-    "unknown key in a DIM": (variant(width={"range": [16, 64], "stpe": 16}), "width",
-                             ["unknown key", "stpe", "allowed: choices, range, step, log"]),
-    "unknown key in stem": (variant(stem={"kind": "cifar", "wdth": 16}), "stem.wdth",
-                            ["unknown key", "imagenet, cifar, deep", "width: int | inner"]),
-    "unknown key in depth": (variant(depth={"per_stage": [1, 1, 1], "total": 20}), "depth",
-                             ["per_stage", "total", "split"]),
+    "unknown key in a DIM": (
+        variant(width={"range": [16, 64], "stpe": 16}),
+        "width",
+        ["unknown key", "stpe", "allowed: choices, range, step, log"],
+    ),
+    "unknown key in stem": (
+        variant(stem={"kind": "cifar", "wdth": 16}),
+        "stem.wdth",
+        ["unknown key", "imagenet, cifar, deep", "width: int | inner"],
+    ),
+    "unknown key in depth": (
+        variant(depth={"per_stage": [1, 1, 1], "total": 20}),
+        "depth",
+        ["per_stage", "total", "split"],
+    ),
     # wrong types
     "width a word": (variant(width="wide"), "width", ["positive integer", "'wide'"]),
     "width a float": (variant(width=64.5), "width", ["positive integer"]),
@@ -87,23 +96,31 @@ MISTAKES = {
     "block in a list": (variant(block=["basic", "resnet"]), "block[1]", ["one of basic, bottleneck"]),
     "stem a number": (variant(stem=3), "stem", ["imagenet, cifar, deep"]),
     "stem kind unknown": (variant(stem={"kind": "huge"}), "stem.kind", ["one of imagenet, cifar, deep"]),
-    "stem width a word": (variant(stem={"kind": "cifar", "width": "wide"}), "stem.width",
-                          ["positive integer", "inner"]),
+    "stem width a word": (
+        variant(stem={"kind": "cifar", "width": "wide"}),
+        "stem.width",
+        ["positive integer", "inner"],
+    ),
     "resolution null": (variant(resolution=None), "resolution", ["positive integer"]),
     "classes zero": (variant(classes=0), "classes", ["positive integer"]),
     "too large": (variant(width=10**40), "width", ["at most 1000000"]),
-    "ratio infinite": (variant(bottleneck_width=DROP, bottleneck_ratio=float("inf")), "bottleneck_ratio",
-                       ["positive number"]),
-    "ratio nan": (variant(bottleneck_width=DROP, bottleneck_ratio=float("nan")), "bottleneck_ratio",
-                  ["positive number"]),
+    "ratio infinite": (
+        variant(bottleneck_width=DROP, bottleneck_ratio=float("inf")),
+        "bottleneck_ratio",
+        ["positive number"],
+    ),
+    "ratio nan": (
+        variant(bottleneck_width=DROP, bottleneck_ratio=float("nan")),
+        "bottleneck_ratio",
+        ["positive number"],
+    ),
     "choices not a list": (variant(width={"choices": 64}), "width.choices", ["must be a list"]),
     "range not a pair": (variant(width={"range": [16]}), "width.range", ["[low, high]"]),
     "log not a bool": (variant(width={"range": [16, 64], "log": "yes"}), "width.log", ["true or false"]),
     "zero_init not a bool": (variant(zero_init_last_bn="yes"), "zero_init_last_bn", ["true or false"]),
     "modulation_value a word": (variant(modulation_value="half"), "modulation_value", ["number"]),
     "name not text": (variant(name=3), "name", ["text"]),
-    "split a word": (variant(depth={"total": 29, "split": "even"}), "depth.split",
-                     ["one positive integer per stage"]),
+    "split a word": (variant(depth={"total": 29, "split": "even"}), "depth.split", ["one positive integer per stage"]),
     # empty, inverted or malformed ranges and choices
     "empty choices": (variant(width=[]), "width", ["at least one value"]),
     "empty choices mapping": (variant(width={"choices": []}), "width", ["at least one value"]),
@@ -112,69 +129,126 @@ MISTAKES = {
     "zero step": (variant(width={"range": [16, 64], "step": 0}), "width.step", ["positive integer"]),
     "negative step": (variant(width={"range": [16, 64], "step": -16}), "width.step", ["positive integer"]),
     "negative bound": (variant(width={"range": [-16, 64]}), "width.range[0]", ["positive integer"]),
-    "fractional step for ints": (variant(width={"range": [16, 64], "step": 0.5}), "width.step",
-                                 ["positive integer"]),
-    "float range without step": (variant(bottleneck_width=DROP, bottleneck_ratio={"range": [0.25, 0.5]}),
-                                 "bottleneck_ratio.step", ["needs a step"]),
-    "step with choices": (variant(width={"choices": [64, 128], "step": 2}), "width",
-                          ["step/log go with range"]),
-    "both choices and range": (variant(width={"choices": [64], "range": [16, 64]}), "width",
-                               ["exactly one of choices or range"]),
-    "log with step not dividing low": (variant(width={"range": [20, 64], "step": 16, "log": True}), "width.range",
-                                       ["multiple of step"]),
+    "fractional step for ints": (variant(width={"range": [16, 64], "step": 0.5}), "width.step", ["positive integer"]),
+    "float range without step": (
+        variant(bottleneck_width=DROP, bottleneck_ratio={"range": [0.25, 0.5]}),
+        "bottleneck_ratio.step",
+        ["needs a step"],
+    ),
+    "step with choices": (variant(width={"choices": [64, 128], "step": 2}), "width", ["step/log go with range"]),
+    "both choices and range": (
+        variant(width={"choices": [64], "range": [16, 64]}),
+        "width",
+        ["exactly one of choices or range"],
+    ),
+    "log with step not dividing low": (
+        variant(width={"range": [20, 64], "step": 16, "log": True}),
+        "width.range",
+        ["multiple of step"],
+    ),
     "range too long": (variant(width={"range": [1, 1_000_000]}), "width", ["more than 100000 values"]),
     "duplicate choices": (variant(width=[64, 128, 64]), "width", ["listed twice", "distinct"]),
     "duplicate stem via alias": (variant(stem={"kind": ["cifar", "mnist"]}), "stem.kind", ["listed twice"]),
     # inner widths
-    "inner not divisible by cardinality": (variant(width=[64], bottleneck_width=DROP, bottleneck_ratio=0.25,
-                                                   cardinality=[3]),
-                                           "bottleneck_ratio", ["cardinality 3", "divisible by the cardinality"]),
-    "inner not whole": (variant(width=[64, 96], bottleneck_width=DROP, bottleneck_ratio=0.3, cardinality=1),
-                        "bottleneck_ratio", ["not a whole number", "positive integers"]),
-    "inner below one": (variant(width=[64], bottleneck_width=DROP, bottleneck_ratio=0.001, cardinality=1),
-                        "bottleneck_ratio", ["positive integers"]),
-    "both bottleneck_width and ratio": (variant(bottleneck_ratio=0.25), "bottleneck_ratio",
-                                        ["bottleneck_width or bottleneck_ratio, not both"]),
+    "inner not divisible by cardinality": (
+        variant(width=[64], bottleneck_width=DROP, bottleneck_ratio=0.25, cardinality=[3]),
+        "bottleneck_ratio",
+        ["cardinality 3", "divisible by the cardinality"],
+    ),
+    "inner not whole": (
+        variant(width=[64, 96], bottleneck_width=DROP, bottleneck_ratio=0.3, cardinality=1),
+        "bottleneck_ratio",
+        ["not a whole number", "positive integers"],
+    ),
+    "inner below one": (
+        variant(width=[64], bottleneck_width=DROP, bottleneck_ratio=0.001, cardinality=1),
+        "bottleneck_ratio",
+        ["positive integers"],
+    ),
+    "both bottleneck_width and ratio": (
+        variant(bottleneck_ratio=0.25),
+        "bottleneck_ratio",
+        ["bottleneck_width or bottleneck_ratio, not both"],
+    ),
     # contradictions
     "basic with open cardinality": (variant(block="basic"), "cardinality", ["basic", "fix it to one value"]),
-    "basic with cardinality 2": (variant(block="basic", cardinality=2), "cardinality",
-                                 ["cardinality must be 1"]),
-    "basic with open bottleneck_width": (variant(block="basic", cardinality=1, bottleneck_width=[4, 8]),
-                                         "bottleneck_width", ["basic", "fix it to one value"]),
-    "plain net with modulation": (variant(shortcut="none", modulation="scale"), "modulation",
-                                  ["use modulation: none"]),
-    "plain net with open modulation": (variant(shortcut=["B", "none"], modulation=["none", "gate"]), "modulation",
-                                       ["use modulation: none"]),
-    "modulation_value out of [0, 1]": (variant(modulation="scale", modulation_value=2), "modulation_value",
-                                       ["between 0 and 1"]),
-    "total depth does not split": (variant(depth={"total": 30, "split": [1, 1, 1]}), "depth.total",
-                                   ["cannot be split", "divisible by 9"]),
-    "total depth never splits": (variant(block=["basic", "bottleneck"], cardinality=1,
-                                         depth={"total": [20, 21], "split": [1, 1, 1]}), "depth.total",
-                                 ["21 layers", "divisible by 6", "divisible by 9"]),
-    "per_stage too short": (variant(depth={"per_stage": [1, 2]}), "depth.per_stage",
-                            ["one DIM per stage (3 stages)"]),
-    "per_stage too long": (variant(depth={"per_stage": [1, 2, 3, 4]}), "depth.per_stage",
-                           ["one DIM per stage (3 stages)"]),
+    "basic with cardinality 2": (variant(block="basic", cardinality=2), "cardinality", ["cardinality must be 1"]),
+    "basic with open bottleneck_width": (
+        variant(block="basic", cardinality=1, bottleneck_width=[4, 8]),
+        "bottleneck_width",
+        ["basic", "fix it to one value"],
+    ),
+    "plain net with modulation": (variant(shortcut="none", modulation="scale"), "modulation", ["use modulation: none"]),
+    "plain net with open modulation": (
+        variant(shortcut=["B", "none"], modulation=["none", "gate"]),
+        "modulation",
+        ["use modulation: none"],
+    ),
+    "modulation_value out of [0, 1]": (
+        variant(modulation="scale", modulation_value=2),
+        "modulation_value",
+        ["between 0 and 1"],
+    ),
+    "total depth does not split": (
+        variant(depth={"total": 30, "split": [1, 1, 1]}),
+        "depth.total",
+        ["cannot be split", "divisible by 9"],
+    ),
+    "total depth never splits": (
+        variant(block=["basic", "bottleneck"], cardinality=1, depth={"total": [20, 21], "split": [1, 1, 1]}),
+        "depth.total",
+        ["21 layers", "divisible by 6", "divisible by 9"],
+    ),
+    "per_stage too short": (variant(depth={"per_stage": [1, 2]}), "depth.per_stage", ["one DIM per stage (3 stages)"]),
+    "per_stage too long": (
+        variant(depth={"per_stage": [1, 2, 3, 4]}),
+        "depth.per_stage",
+        ["one DIM per stage (3 stages)"],
+    ),
     "per_stage entry zero": (variant(depth={"per_stage": [1, 0, 2]}), "depth.per_stage[1]", ["positive integer"]),
-    "per_stage entry inverted": (variant(depth={"per_stage": [1, {"range": [3, 1]}, 2]}),
-                                 "depth.per_stage[1].range", ["low must not exceed high"]),
-    "split of wrong length": (variant(depth={"total": 29, "split": [1, 1]}), "depth.split",
-                              ["one positive integer per stage (3)"]),
-    "a stem no total splits for": (variant(stem={"kind": ["cifar", "deep"]}, width=64, cardinality=1,
-                                          depth={"total": [29, 56], "split": [1, 1, 1]}), "depth.total",
-                                   ["with the deep stem", "(depth - 4) divisible by 9", "drop"]),
-    "option A with a wider stem": (variant(stem={"kind": "cifar", "width": 64}, width=[32, 64], shortcut=["A", "B"]),
-                                   "shortcut", ["option A", "use shortcut B"]),
+    "per_stage entry inverted": (
+        variant(depth={"per_stage": [1, {"range": [3, 1]}, 2]}),
+        "depth.per_stage[1].range",
+        ["low must not exceed high"],
+    ),
+    "split of wrong length": (
+        variant(depth={"total": 29, "split": [1, 1]}),
+        "depth.split",
+        ["one positive integer per stage (3)"],
+    ),
+    "a stem no total splits for": (
+        variant(
+            stem={"kind": ["cifar", "deep"]}, width=64, cardinality=1, depth={"total": [29, 56], "split": [1, 1, 1]}
+        ),
+        "depth.total",
+        ["with the deep stem", "(depth - 4) divisible by 9", "drop"],
+    ),
+    "option A with a wider stem": (
+        variant(stem={"kind": "cifar", "width": 64}, width=[32, 64], shortcut=["A", "B"]),
+        "shortcut",
+        ["option A", "use shortcut B"],
+    ),
     "option A with an inner stem wider than the width": (
-        variant(stem={"kind": "cifar", "width": "inner"}, bottleneck_width=DROP, bottleneck_ratio=2, cardinality=1,
-                shortcut="A"), "shortcut", ["option A", "use shortcut B"]),
+        variant(
+            stem={"kind": "cifar", "width": "inner"},
+            bottleneck_width=DROP,
+            bottleneck_ratio=2,
+            cardinality=1,
+            shortcut="A",
+        ),
+        "shortcut",
+        ["option A", "use shortcut B"],
+    ),
     "option A with C x d wider than the width": (
         variant(stem={"kind": "cifar", "width": "inner"}, cardinality=[1, 32], bottleneck_width=4, shortcut="A"),
-        "shortcut", ["cardinality 32 x bottleneck_width 4", "use shortcut B"]),
+        "shortcut",
+        ["cardinality 32 x bottleneck_width 4", "use shortcut B"],
+    ),
     # missing required keys
-    **{f"missing {key}": (variant(**{key: DROP}), key, ["missing", "expected"])
-       for key in ("resolution", "classes", "strides", "depth", "width")},
+    **{
+        f"missing {key}": (variant(**{key: DROP}), key, ["missing", "expected"])
+        for key in ("resolution", "classes", "strides", "depth", "width")
+    },
 }
 
 
@@ -258,6 +332,7 @@ def test_non_string_keys_are_unknown_keys():
 
 # ---- the same through the CLI: one `error:` line, exit 2, no traceback -----------------------------
 
+
 def invoke(runner, *args):
     result = runner.invoke(app, list(args))
     assert "Traceback" not in result.output, result.output
@@ -311,6 +386,7 @@ def test_cli_markup_in_a_value_is_not_a_traceback(runner, tmp_path):
 
 # ---- valid edge cases still load -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", builtin_spaces())
 def test_builtin_loads_by_name_and_path(name):
     by_name = load_space(name)
@@ -326,15 +402,23 @@ def test_log_range_with_step(tmp_path):
 
 
 def test_float_log_range_on_a_noisy_grid(tmp_path):
-    data = variant(bottleneck_width=DROP, bottleneck_ratio={"range": [0.3, 0.9], "step": 0.1, "log": True},
-                   width=[10, 20], cardinality=1)  # 0.3 % 0.1 is not 0 in floats, yet 0.3 is on the grid
+    data = variant(
+        bottleneck_width=DROP,
+        bottleneck_ratio={"range": [0.3, 0.9], "step": 0.1, "log": True},
+        width=[10, 20],
+        cardinality=1,
+    )  # 0.3 % 0.1 is not 0 in floats, yet 0.3 is on the grid
     d = load_space(write(tmp_path, data)).dims["bottleneck_ratio"]
     assert d.values == (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9) and d.log
 
 
 def test_float_range_with_step(tmp_path):
-    data = variant(bottleneck_width=DROP, bottleneck_ratio={"range": [0.25, 1.0], "step": 0.25}, width=[64, 128],
-                   cardinality=[1, 2, 4])
+    data = variant(
+        bottleneck_width=DROP,
+        bottleneck_ratio={"range": [0.25, 1.0], "step": 0.25},
+        width=[64, 128],
+        cardinality=[1, 2, 4],
+    )
     d = load_space(write(tmp_path, data)).dims["bottleneck_ratio"]
     assert d.values == (0.25, 0.5, 0.75, 1.0)
 
@@ -350,9 +434,19 @@ def test_choices_mapping(tmp_path):
 
 
 def test_fixed_scalar_wherever_a_dim_goes(tmp_path):
-    data = variant(stem={"kind": "deep", "width": 32}, block="bottleneck", depth={"per_stage": [1, 2, 1]},
-                   width=64, cardinality=4, bottleneck_width=8, shortcut="D", unit_order="preact",
-                   stride_on="1x1", modulation="scale", modulation_value=0.25)
+    data = variant(
+        stem={"kind": "deep", "width": 32},
+        block="bottleneck",
+        depth={"per_stage": [1, 2, 1]},
+        width=64,
+        cardinality=4,
+        bottleneck_width=8,
+        shortcut="D",
+        unit_order="preact",
+        stride_on="1x1",
+        modulation="scale",
+        modulation_value=0.25,
+    )
     s = load_space(write(tmp_path, data))
     assert s.open_dims == [] and s.size() == 1
     arch = next(s.enumerate())
@@ -386,45 +480,85 @@ unit_order: [post, preact]
 
 # ---- fuzz: mutated built-in templates raise nothing but ResnasError --------------------------------
 
-WORDS = ["inner", "basic", "bottleneck", "A", "B", "C", "D", "none", "post", "preact", "3x3", "1x1", "scale",
-         "dropout", "conv", "cifar", "deep", "imagenet", "mnist", "range", "choices", "step", "log", "", "wide"]
+WORDS = [
+    "inner",
+    "basic",
+    "bottleneck",
+    "A",
+    "B",
+    "C",
+    "D",
+    "none",
+    "post",
+    "preact",
+    "3x3",
+    "1x1",
+    "scale",
+    "dropout",
+    "conv",
+    "cifar",
+    "deep",
+    "imagenet",
+    "mnist",
+    "range",
+    "choices",
+    "step",
+    "log",
+    "",
+    "wide",
+]
 scalars = st.one_of(
-    st.none(), st.booleans(),
-    st.integers(-3, 70), st.sampled_from([0, -1, 256, 999_999, 1_000_000, 1_000_001, 2**63, 10**400]),
-    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 0.25, 0.3, 0.5, 1.5, 1e-300, 1e300]),
-    st.text(max_size=6), st.sampled_from(WORDS),
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 70),
+    st.sampled_from([0, -1, 256, 999_999, 1_000_000, 1_000_001, 2**63, 10**400]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, 0.25, 0.3, 0.5, 1.5, 1e-300, 1e300]),
+    st.text(max_size=6),
+    st.sampled_from(WORDS),
 )
 small_number = st.one_of(st.integers(-2, 40), st.sampled_from([0.0, 0.1, 0.25, 0.5, 1e-12, 1e6, 10**30]))
 dim_like = st.one_of(
     st.lists(scalars, max_size=5),
-    st.fixed_dictionaries({"range": st.lists(small_number, min_size=0, max_size=3)},
-                          optional={"step": st.one_of(small_number, scalars),
-                                    "log": st.one_of(st.booleans(), scalars)}),
-    st.fixed_dictionaries({"choices": st.one_of(st.lists(scalars, max_size=4), scalars)},
-                          optional={"step": small_number}),
+    st.fixed_dictionaries(
+        {"range": st.lists(small_number, min_size=0, max_size=3)},
+        optional={"step": st.one_of(small_number, scalars), "log": st.one_of(st.booleans(), scalars)},
+    ),
+    st.fixed_dictionaries(
+        {"choices": st.one_of(st.lists(scalars, max_size=4), scalars)}, optional={"step": small_number}
+    ),
 )
 json_like = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.one_of(st.sampled_from(list(TOP_KEYS) + list(DIM_KEYS)),
-                                                      st.text(max_size=5)), inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.one_of(st.sampled_from(list(TOP_KEYS) + list(DIM_KEYS)), st.text(max_size=5)), inner, max_size=4
+        ),
+    ),
     max_leaves=8,
 )
 any_value = st.one_of(scalars, dim_like, json_like)
-new_key = st.one_of(st.sampled_from(list(TOP_KEYS) + list(DIM_KEYS) + ["kind", "width", "per_stage", "total",
-                                                                       "split"]),
-                    st.text(max_size=6), st.integers(-2, 3))
-
-
+new_key = st.one_of(
+    st.sampled_from(list(TOP_KEYS) + list(DIM_KEYS) + ["kind", "width", "per_stage", "total", "split"]),
+    st.text(max_size=6),
+    st.integers(-2, 3),
+)
 
 
 def dim_of(values, numbers):
     """A DIM over a domain: one value, a list of distinct ones, {choices}, or (numbers only) a range."""
-    options = [values, st.lists(values, min_size=1, max_size=4, unique=True),
-               st.fixed_dictionaries({"choices": st.lists(values, min_size=1, max_size=3, unique=True)})]
+    options = [
+        values,
+        st.lists(values, min_size=1, max_size=4, unique=True),
+        st.fixed_dictionaries({"choices": st.lists(values, min_size=1, max_size=3, unique=True)}),
+    ]
     if numbers:
-        options.append(st.fixed_dictionaries({"range": st.lists(values, min_size=2, max_size=2)},
-                                             optional={"step": values, "log": st.booleans()}))
+        options.append(
+            st.fixed_dictionaries(
+                {"range": st.lists(values, min_size=2, max_size=2)}, optional={"step": values, "log": st.booleans()}
+            )
+        )
     return st.one_of(*options)
 
 
@@ -432,20 +566,33 @@ ints = st.one_of(st.integers(1, 40), st.sampled_from([48, 64, 96, 128, 256]))
 ratios = st.sampled_from([0.125, 0.25, 0.3, 0.5, 1.0, 1.5, 2.0, 4.0])
 # Plausible values per top-level key: they pass the per-field checks, so the consistency checks get exercised.
 PLAUSIBLE = {
-    "resolution": ints, "in_channels": ints, "classes": ints,
-    "stem": st.one_of(st.sampled_from(STEMS), st.fixed_dictionaries(
-        {}, optional={"kind": dim_of(st.sampled_from(STEMS), False), "width": st.one_of(ints, st.just("inner"))})),
+    "resolution": ints,
+    "in_channels": ints,
+    "classes": ints,
+    "stem": st.one_of(
+        st.sampled_from(STEMS),
+        st.fixed_dictionaries(
+            {}, optional={"kind": dim_of(st.sampled_from(STEMS), False), "width": st.one_of(ints, st.just("inner"))}
+        ),
+    ),
     "strides": st.lists(st.sampled_from([1, 2]), min_size=1, max_size=5),
     "block": dim_of(st.sampled_from(BLOCKS), False),
     "depth": st.one_of(
         st.fixed_dictionaries({"per_stage": st.lists(dim_of(st.integers(1, 6), True), min_size=1, max_size=5)}),
-        st.fixed_dictionaries({"total": dim_of(st.integers(1, 120), True),
-                               "split": st.lists(st.integers(1, 3), min_size=1, max_size=5)})),
-    "width": dim_of(ints, True), "cardinality": dim_of(st.sampled_from([1, 2, 3, 4, 8, 32]), True),
-    "bottleneck_width": dim_of(ints, True), "bottleneck_ratio": dim_of(ratios, True),
-    "shortcut": dim_of(st.sampled_from(SHORTCUTS), False), "unit_order": dim_of(st.sampled_from(UNIT_ORDERS), False),
-    "stride_on": dim_of(st.sampled_from(STRIDE_ON), False), "modulation": dim_of(st.sampled_from(MODULATIONS), False),
-    "modulation_value": st.one_of(st.none(), st.floats(-1, 2)), "zero_init_last_bn": st.booleans(),
+        st.fixed_dictionaries(
+            {"total": dim_of(st.integers(1, 120), True), "split": st.lists(st.integers(1, 3), min_size=1, max_size=5)}
+        ),
+    ),
+    "width": dim_of(ints, True),
+    "cardinality": dim_of(st.sampled_from([1, 2, 3, 4, 8, 32]), True),
+    "bottleneck_width": dim_of(ints, True),
+    "bottleneck_ratio": dim_of(ratios, True),
+    "shortcut": dim_of(st.sampled_from(SHORTCUTS), False),
+    "unit_order": dim_of(st.sampled_from(UNIT_ORDERS), False),
+    "stride_on": dim_of(st.sampled_from(STRIDE_ON), False),
+    "modulation": dim_of(st.sampled_from(MODULATIONS), False),
+    "modulation_value": st.one_of(st.none(), st.floats(-1, 2)),
+    "zero_init_last_bn": st.booleans(),
 }
 
 
@@ -535,23 +682,34 @@ def test_fuzz_raw_file_contents(tmp_path_factory, content):
         assert err.where == str(path)
 
 
-@pytest.mark.parametrize("data", [
-    {**BUILTIN_DATA["resnext"], "bottleneck_width": {"range": [0.1, 1e6], "step": 1e-12}},
-    {**BUILTIN_DATA["preact"], "bottleneck_ratio": {"range": [1e-300, 1e300], "step": 1e-300}},
-    {**BUILTIN_DATA["preact"], "bottleneck_ratio": 1e300},
-    {**BUILTIN_DATA["preact"], "bottleneck_ratio": 10**400},
-    {**BUILTIN_DATA["preact"], "width": {"range": [1, 10**400]}},
-    {**BUILTIN_DATA["cifar-resnext"], "cardinality": {"range": [1, 50_000]}},
-    {**BUILTIN_DATA["resnet"], "width": {"range": [1, 99_999]},
-     "bottleneck_ratio": {"range": [0.5, 5000], "step": 0.5}},
-    {**BUILTIN_DATA["resnet"], "width": {1: 2, "x": 3}},
-    {**BUILTIN_DATA["cifar-resnet"], "shortcut": "A", "stem": {"kind": "cifar", "width": "inner"},
-     "block": "bottleneck", "bottleneck_width": 64},
-    {**BUILTIN_DATA["cifar-resnet"], "modulation": "dropout", "modulation_value": float("nan")},
-    {**BUILTIN_DATA["cifar-resnext"], "stem": {"kind": ["imagenet", "deep"]}},
-    {**BUILTIN_DATA["preact"], "bottleneck_ratio": {"range": [1e6, 1e6], "step": 5e-324, "log": True}},
-    {**BUILTIN_DATA["preact"], "bottleneck_ratio": {"range": [0.3, 0.9], "step": 0.1, "log": True}},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {**BUILTIN_DATA["resnext"], "bottleneck_width": {"range": [0.1, 1e6], "step": 1e-12}},
+        {**BUILTIN_DATA["preact"], "bottleneck_ratio": {"range": [1e-300, 1e300], "step": 1e-300}},
+        {**BUILTIN_DATA["preact"], "bottleneck_ratio": 1e300},
+        {**BUILTIN_DATA["preact"], "bottleneck_ratio": 10**400},
+        {**BUILTIN_DATA["preact"], "width": {"range": [1, 10**400]}},
+        {**BUILTIN_DATA["cifar-resnext"], "cardinality": {"range": [1, 50_000]}},
+        {
+            **BUILTIN_DATA["resnet"],
+            "width": {"range": [1, 99_999]},
+            "bottleneck_ratio": {"range": [0.5, 5000], "step": 0.5},
+        },
+        {**BUILTIN_DATA["resnet"], "width": {1: 2, "x": 3}},
+        {
+            **BUILTIN_DATA["cifar-resnet"],
+            "shortcut": "A",
+            "stem": {"kind": "cifar", "width": "inner"},
+            "block": "bottleneck",
+            "bottleneck_width": 64,
+        },
+        {**BUILTIN_DATA["cifar-resnet"], "modulation": "dropout", "modulation_value": float("nan")},
+        {**BUILTIN_DATA["cifar-resnext"], "stem": {"kind": ["imagenet", "deep"]}},
+        {**BUILTIN_DATA["preact"], "bottleneck_ratio": {"range": [1e6, 1e6], "step": 5e-324, "log": True}},
+        {**BUILTIN_DATA["preact"], "bottleneck_ratio": {"range": [0.3, 0.9], "step": 0.1, "log": True}},
+    ],
+)
 def test_fuzz_regressions(data):
     """Inputs that once escaped as OverflowError, TypeError or a ResnasError without the file."""
     exercise(data)

@@ -195,7 +195,8 @@ def test_schedules_and_weight_decay_groups():
             assert all(a >= b for a, b in zip(values[10:], values[11:])) and values[-1] < 0.03
     assert lr_factor(Recipe(epochs=2, warmup_epochs=0), steps)(0) == 1.0
     assert lr_factor(Recipe(epochs=2, schedule="cosine", warmup_epochs=0), steps)(10) == pytest.approx(
-        0.5 * (1 + math.cos(math.pi * 0.5)))
+        0.5 * (1 + math.cos(math.pi * 0.5))
+    )
     from nas_res import build
 
     model = build(NET)
@@ -207,10 +208,17 @@ def test_schedules_and_weight_decay_groups():
 
 
 def test_recipe_validation_and_files(tmp_path):
-    for bad, field in (({"epochs": 0}, "epochs"), ({"lr": -1}, "lr"), ({"optimizer": "rmsprop"}, "optimizer"),
-                       ({"schedule": "step"}, "schedule"), ({"label_smoothing": 1.0}, "label_smoothing"),
-                       ({"patience": 0}, "patience"), ({"precision": "fp16"}, "precision"),
-                       ({"grad_clip": -1.0}, "grad_clip"), ({"compile": "yes"}, "compile")):
+    for bad, field in (
+        ({"epochs": 0}, "epochs"),
+        ({"lr": -1}, "lr"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"schedule": "step"}, "schedule"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"patience": 0}, "patience"),
+        ({"precision": "fp16"}, "precision"),
+        ({"grad_clip": -1.0}, "grad_clip"),
+        ({"compile": "yes"}, "compile"),
+    ):
         with pytest.raises(ResnasError, match=f"recipe.{field}"):
             Recipe(**bad)
     assert Recipe.from_dict(Recipe().to_dict()) == Recipe()

@@ -15,8 +15,27 @@ def _ok(result):
 
 def test_train_then_evaluate_on_digits(runner, tmp_path):
     out = tmp_path / "run"
-    r = _ok(runner.invoke(app, ["train", "mnist_resnet", "--dataset", "digits", "--epochs", "2", "--batch-size", "64",
-                                "--device", "cpu", "--out", str(out), "--test", "--json"]))
+    r = _ok(
+        runner.invoke(
+            app,
+            [
+                "train",
+                "mnist_resnet",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "64",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--test",
+                "--json",
+            ],
+        )
+    )
     record = json.loads(r.stdout)
     assert record["status"] == "ok" and record["epochs"] == 2 and len(record["history"]) == 2
     assert record["recipe"]["epochs"] == 2 and record["recipe"]["batch_size"] == 64
@@ -34,17 +53,50 @@ def test_train_then_evaluate_on_digits(runner, tmp_path):
 
     again = runner.invoke(app, ["train", "mnist_resnet", "--epochs", "2", "--device", "cpu", "--out", str(out)])
     assert again.exit_code == 2 and "already holds a checkpoint" in again.stderr  # nothing overwritten
-    longer = runner.invoke(app, ["train", "mnist_resnet", "--epochs", "3", "--batch-size", "64", "--device", "cpu",
-                                 "--out", str(out), "--resume"])
+    longer = runner.invoke(
+        app,
+        [
+            "train",
+            "mnist_resnet",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "64",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--resume",
+        ],
+    )
     assert longer.exit_code == 2 and "epochs=2 (now 3)" in longer.stderr
-    done = _ok(runner.invoke(app, ["train", "mnist_resnet", "--epochs", "2", "--batch-size", "64", "--device", "cpu",
-                                   "--out", str(out), "--resume"]))
+    done = _ok(
+        runner.invoke(
+            app,
+            [
+                "train",
+                "mnist_resnet",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "64",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--resume",
+            ],
+        )
+    )
     assert "best val acc" in done.stdout
 
 
 def test_table_output_and_fitting_a_zoo_net(runner, tmp_path):
-    r = _ok(runner.invoke(app, ["train", "resnet20_cifar", "--epochs", "1", "--device", "cpu",
-                                "--out", str(tmp_path / "a")]))
+    r = _ok(
+        runner.invoke(
+            app, ["train", "resnet20_cifar", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "a")]
+        )
+    )
     assert "in_channels 3->1" in r.stderr  # a zoo family adapts to the data, and says so
     assert "val acc" in r.stdout and "FLOPs at the data's 8x8" in r.stdout and "saved" in r.stdout
 
@@ -55,15 +107,20 @@ def test_arch_file_that_does_not_fit_is_an_error_unless_fitted(runner, tmp_path)
     r = runner.invoke(app, ["train", str(arch_file), "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "does not fit" in r.stderr and "--fit" in r.stderr
     assert "Traceback" not in r.output
-    _ok(runner.invoke(app, ["train", str(arch_file), "--fit", "--epochs", "1", "--device", "cpu",
-                            "--out", str(tmp_path / "y")]))
+    _ok(
+        runner.invoke(
+            app, ["train", str(arch_file), "--fit", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "y")]
+        )
+    )
 
 
 def test_user_mistakes_are_one_line_errors(runner, tmp_path):
     cases = [
         (["train", "mnist_resnet", "--dataset", "imagenet"], "unknown dataset"),
-        (["train", "mnist_resnet", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--no-download"],
-         "data_batch_1"),
+        (
+            ["train", "mnist_resnet", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--no-download"],
+            "data_batch_1",
+        ),
         (["train", "mnist_resnet", "--lr", "-1"], "--lr"),
         (["train", "mnist_resnet", "--optimizer", "lion"], "sgd, adamw"),
         (["train", "mnist_resnet", "--device", "tpu"], "unknown device"),
@@ -72,8 +129,9 @@ def test_user_mistakes_are_one_line_errors(runner, tmp_path):
         (["evaluate", str(tmp_path / "missing.pt")], "no such checkpoint"),
     ]
     for args, message in cases:
-        r = runner.invoke(app, args + ([] if "--out" in args else ["--out", str(tmp_path / "o")]
-                                       if args[0] == "train" else []))
+        r = runner.invoke(
+            app, args + ([] if "--out" in args else ["--out", str(tmp_path / "o")] if args[0] == "train" else [])
+        )
         assert r.exit_code == 2, (args, r.output)
         assert message in r.stderr and "Traceback" not in r.output, (args, r.stderr)
     bad = tmp_path / "bad.pt"

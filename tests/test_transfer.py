@@ -37,8 +37,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def make_study(url: str, name: str, seed: int = 0) -> list[int]:
     """A finished study as a search leaves it: 6 trials (complete, pruned, failed, over budget), 5 runs.
     Returns the run ids by trial."""
-    config, _ = plan({"space": SPACE, "budget": BUDGET, "trials": 5, "epochs": 1, "study": name, "storage": url,
-                      "seed": seed})
+    config, _ = plan(
+        {"space": SPACE, "budget": BUDGET, "trials": 5, "epochs": 1, "study": name, "storage": url, "seed": seed}
+    )
     store = Store(url, create=True)
     store.add_study(name, config.pinned())
     study = optuna.create_study(study_name=name, storage=url, direction="maximize")
@@ -50,17 +51,44 @@ def make_study(url: str, name: str, seed: int = 0) -> list[int]:
         store.put_arch(arch, c)
         status = STATUS[number]
         acc = 50.0 + 7 * number + seed if status == "ok" else None
-        study.add_trial(optuna.trial.create_trial(
-            state=STATE[status], value=acc, params={"arch": 7 * number + seed, "lr": 0.01 * (number + 1)},
-            distributions=dists, user_attrs={"arch_key": arch.key, "status": status, "flops": c.flops},
-            intermediate_values={0: acc or 10.0}))
-        ids.append(store.add_run(
-            study=name, trial=number, arch_key=arch.key, recipe_key="r1", recipe=config.recipe.to_dict(),
-            data_key=config.data_key, status=status, reason="" if status == "ok" else f"{status} at epoch 1",
-            history=[{"epoch": 1, "val_acc": acc or 10.0}], epochs=1, best_val_acc=acc, test_acc=None,
-            checkpoint=f"/ckpt/{name}/{number}.pt", device="cpu", wall_seconds=1.5, train_seconds=1.0))
-    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, params={"arch": 80, "lr": 0.1},
-                                              distributions=dists, user_attrs={"status": "over_budget"}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=STATE[status],
+                value=acc,
+                params={"arch": 7 * number + seed, "lr": 0.01 * (number + 1)},
+                distributions=dists,
+                user_attrs={"arch_key": arch.key, "status": status, "flops": c.flops},
+                intermediate_values={0: acc or 10.0},
+            )
+        )
+        ids.append(
+            store.add_run(
+                study=name,
+                trial=number,
+                arch_key=arch.key,
+                recipe_key="r1",
+                recipe=config.recipe.to_dict(),
+                data_key=config.data_key,
+                status=status,
+                reason="" if status == "ok" else f"{status} at epoch 1",
+                history=[{"epoch": 1, "val_acc": acc or 10.0}],
+                epochs=1,
+                best_val_acc=acc,
+                test_acc=None,
+                checkpoint=f"/ckpt/{name}/{number}.pt",
+                device="cpu",
+                wall_seconds=1.5,
+                train_seconds=1.0,
+            )
+        )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.PRUNED,
+            params={"arch": 80, "lr": 0.1},
+            distributions=dists,
+            user_attrs={"status": "over_budget"},
+        )
+    )
     store.dispose()
     return ids
 
@@ -107,10 +135,25 @@ def trials(url: str, name: str) -> list:
 def same_trials(a: list, b: list) -> None:
     assert [t.number for t in a] == [t.number for t in b] == list(range(len(a)))
     for x, y in zip(a, b):
-        assert (x.state, x.values, x.params, x.distributions, x.user_attrs, x.intermediate_values,
-                x.datetime_start, x.datetime_complete) == (y.state, y.values, y.params, y.distributions,
-                                                           y.user_attrs, y.intermediate_values,
-                                                           y.datetime_start, y.datetime_complete)
+        assert (
+            x.state,
+            x.values,
+            x.params,
+            x.distributions,
+            x.user_attrs,
+            x.intermediate_values,
+            x.datetime_start,
+            x.datetime_complete,
+        ) == (
+            y.state,
+            y.values,
+            y.params,
+            y.distributions,
+            y.user_attrs,
+            y.intermediate_values,
+            y.datetime_start,
+            y.datetime_complete,
+        )
 
 
 def runs_without_ids(url: str, name: str, leave_out: tuple = ()) -> list[dict]:
@@ -130,12 +173,21 @@ def assert_same_study(src: str, dst: str, name: str, new_name: str | None = None
 
 # ---- SQLite to SQLite ------------------------------------------------------------------------------
 
+
 def test_a_copy_keeps_trials_runs_and_the_leaderboard(source, tmp_path):
     src, before = source
     dst = sqlite(tmp_path)
     summary = copy_study("first", src, dst)
-    assert summary == {"study": "first", "as": "first", "from": src, "to": dst, "trials": 6, "runs": 5,
-                       "archs_added": 5, "reused_elsewhere": 0}
+    assert summary == {
+        "study": "first",
+        "as": "first",
+        "from": src,
+        "to": dst,
+        "trials": 6,
+        "runs": 5,
+        "archs_added": 5,
+        "reused_elsewhere": 0,
+    }
     assert_same_study(src, dst, "first")
     assert [r["study"] for r in studies(Store(dst))] == ["first"]
     assert dump(src) == before  # the source is only read
@@ -188,6 +240,7 @@ def test_reused_from_follows_the_copy(source, tmp_path):
 
 
 # ---- refusals and failures -------------------------------------------------------------------------
+
 
 def test_a_target_that_has_the_study_is_refused(source, tmp_path):
     src, before = source
@@ -257,7 +310,8 @@ def test_a_failure_after_the_optuna_copy_leaves_nothing_behind(source, tmp_path,
     def renumbering(**kwargs):  # a copy whose trial numbers would not match the runs'
         real(**kwargs)
         optuna.load_study(study_name=kwargs["to_study_name"], storage=dst).add_trial(
-            optuna.trial.create_trial(state=TrialState.FAIL))
+            optuna.trial.create_trial(state=TrialState.FAIL)
+        )
 
     monkeypatch.setattr(optuna, "copy_study", renumbering)
     with pytest.raises(ResnasError, match="numbered its trials differently"):
@@ -269,6 +323,7 @@ def test_a_failure_after_the_optuna_copy_leaves_nothing_behind(source, tmp_path,
 
 
 # ---- PostgreSQL ------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def pg_url():
@@ -299,6 +354,7 @@ def test_sqlite_to_postgresql_and_back(source, pg_url, tmp_path):
 
 # ---- command line ----------------------------------------------------------------------------------
 
+
 def test_the_command(source, tmp_path, runner):
     src, _ = source
     dst = sqlite(tmp_path)
@@ -308,7 +364,9 @@ def test_the_command(source, tmp_path, runner):
     result = runner.invoke(app, ["study", "copy", "first", "--from", src, "--to", dst, "--as", "f2", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["as"] == "f2"
-    result = runner.invoke(app, ["study", "copy", "first", "--from", src, "--to", "postgresql://u:s3cret@127.0.0.1:1/x"])
+    result = runner.invoke(
+        app, ["study", "copy", "first", "--from", src, "--to", "postgresql://u:s3cret@127.0.0.1:1/x"]
+    )
     assert result.exit_code == 2
     assert "s3cret" not in result.output and "Traceback" not in result.output and "error:" in result.output
     result = runner.invoke(app, ["study", "copy", "first", "--from", src, "--to", dst])

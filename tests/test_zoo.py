@@ -6,8 +6,18 @@ import torchvision
 
 from nas_res import build, cost, zoo
 
-TORCHVISION = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
-               "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"]
+TORCHVISION = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+]
 
 
 @pytest.mark.parametrize("name", TORCHVISION)
@@ -23,8 +33,15 @@ def test_torchvision_state_dict_and_outputs(name):
 
 
 # Parameter counts as printed in the papers' tables (ResNet paper Table 6; Identity Mappings Table 3).
-PAPER_PARAMS_M = {"resnet20_cifar": 0.27, "resnet32_cifar": 0.46, "resnet44_cifar": 0.66, "resnet56_cifar": 0.85,
-                  "resnet110_cifar": 1.7, "resnet1202_cifar": 19.4, "preact_resnet164": 1.7}
+PAPER_PARAMS_M = {
+    "resnet20_cifar": 0.27,
+    "resnet32_cifar": 0.46,
+    "resnet44_cifar": 0.66,
+    "resnet56_cifar": 0.85,
+    "resnet110_cifar": 1.7,
+    "resnet1202_cifar": 19.4,
+    "preact_resnet164": 1.7,
+}
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_PARAMS_M))
@@ -39,8 +56,12 @@ def test_preact_1001_parameter_count():
     BatchNorm's affine parameters (10.18M), so both readings are pinned here."""
     model = build(zoo.get("preact_resnet1001"))
     total = sum(p.numel() for p in model.parameters())
-    without_bn = sum(p.numel() for m in model.modules() if not isinstance(m, torch.nn.BatchNorm2d)
-                     for p in m.parameters(recurse=False))
+    without_bn = sum(
+        p.numel()
+        for m in model.modules()
+        if not isinstance(m, torch.nn.BatchNorm2d)
+        for p in m.parameters(recurse=False)
+    )
     assert total == cost(zoo.get("preact_resnet1001")).params == 10_327_706
     assert round(without_bn / 1e6, 1) == 10.2
 
@@ -73,8 +94,9 @@ def test_mnist_net_shape_and_structure():
     for unit in projections:
         conv = unit.downsample[0]
         assert conv.kernel_size == (1, 1) and conv.stride == (2, 2)
-    assert all(m.kernel_size == (3, 3) for m in model.modules()
-               if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))
+    assert all(
+        m.kernel_size == (3, 3) for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)
+    )
 
 
 def test_paper_initialisation():
