@@ -210,13 +210,21 @@ class Arch:
         stem_convs = 3 if self.stem == "deep" else 1
         return per_block * sum(s.depth for s in self.stages) + stem_convs + 1
 
+    @property
+    def cxd(self) -> str:
+        """ResNeXt's C x d label of the first stage (cardinality x bottleneck width, "32x4d"); "-" for
+        basic blocks, which have neither."""
+        if self.block != "bottleneck":
+            return "-"
+        first = self.stages[0]
+        return f"{first.groups}x{first.mid // first.groups}d"
+
     def summary(self) -> str:
         depths = "-".join(str(s.depth) for s in self.stages)
         widths = "-".join(str(s.width) for s in self.stages)
         text = f"{self.block} d{depths} w{widths}"
         if self.block == "bottleneck":
-            first = self.stages[0]
-            text += f" {first.groups}x{first.mid // first.groups}d"
+            text += f" {self.cxd}"
         text += f" sc:{self.shortcut} {self.unit_order}"
         if self.modulation != "none":
             text += f" mod:{self.modulation}"
