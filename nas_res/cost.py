@@ -150,11 +150,17 @@ class Budget:
         return cls(hi, lo, pmax)
 
     def admits(self, c: Cost | Tally) -> bool:
-        return (
-            c.flops >= self.flops_min
-            and (self.flops_max is None or c.flops <= self.flops_max)
-            and (self.params_max is None or c.params <= self.params_max)
-        )
+        return self.excess(c) <= 0
+
+    def excess(self, c: Cost | Tally) -> float:
+        """How far outside the budget, relative to the bound broken most (> 0 outside, <= 0 inside): the
+        constraint value a sampler learns the feasible region from."""
+        worst = (self.flops_min - c.flops) / max(1, self.flops_min) if self.flops_min else -1.0
+        if self.flops_max is not None:
+            worst = max(worst, (c.flops - self.flops_max) / self.flops_max)
+        if self.params_max is not None:
+            worst = max(worst, (c.params - self.params_max) / self.params_max)
+        return worst
 
     @property
     def unbounded(self) -> bool:
