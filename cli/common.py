@@ -1,4 +1,4 @@
-"""What every `resnas` command shares: consoles, the error boundary, JSON output, arch lookup."""
+"""What every `resnas` command shares: consoles, the error boundary, JSON output, cost records."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import functools
 import json
 import os
 import sys
-from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from nas_res import ResnasError, load_arch, zoo
+from nas_res import ResnasError
 
 # Piped or captured output is not squeezed to 80 columns: tables stay readable in logs and files.
 out = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", 200)))
@@ -36,28 +35,16 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except ResnasError as e:
             err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
 
     return wrapper
 
 
 def emit_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
-
-
-def resolve_arch(target: str):
-    """A zoo name or an arch file."""
-    if target in zoo.names():
-        return target, zoo.get(target)
-    if Path(target).suffix in (".yaml", ".yml", ".json") or Path(target).exists():
-        return Path(target).stem, load_arch(target)
-    raise ResnasError(
-        f"{target!r} is neither a zoo name ({', '.join(zoo.names()[:6])}, ...; see `resnas zoo`) "
-        "nor an arch file (.yaml/.json)"
-    )
 
 
 def cost_record(arch, c) -> dict:

@@ -7,10 +7,11 @@ from rich.table import Table
 
 from nas_res import ResnasError, cost, fvcore_cost, load_space, zoo
 from nas_res.cost import Budget, human
-from nas_res.iso import iso_cardinality, iso_depth
+from nas_res.iso import iso_table
 from nas_res.space import builtin_spaces
+from nas_res.zoo import resolve_arch
 
-from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, cost_record, emit_json, err, out, resolve_arch, user_errors
+from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, cost_record, emit_json, err, out, user_errors
 from .reports import compare_cmd, export_cmd, leaderboard_cmd, plot_cmd, studies_cmd
 from .search import search_cmd, worker_cmd
 from .study import study_app
@@ -34,13 +35,6 @@ app.command("leaderboard")(leaderboard_cmd)
 app.command("compare")(compare_cmd)
 app.command("plot")(plot_cmd)
 app.command("export")(export_cmd)
-
-
-def parse_ints(text: str, what: str) -> list[int]:
-    try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise ResnasError(f"must be comma-separated integers, e.g. 1,2,4,8,32; got {text!r}", field=what) from None
 
 
 # ---- zoo and cost ---------------------------------------------------------------------------------
@@ -141,16 +135,7 @@ def iso_cmd(
     """Iso-complexity: the bottleneck width (per cardinality) or width (per depth) that keeps the reference's
     params or FLOPs."""
     _, ref = resolve_arch(like)
-    if bool(cardinality) == bool(depths):
-        raise ResnasError("give exactly one of --cardinality or --depths")
-    if cardinality:
-        results = iso_cardinality(ref, parse_ints(cardinality, "--cardinality"), match)
-    else:
-        try:
-            tuples = [tuple(int(x) for x in d.split("-")) for d in depths.split(",")]
-        except ValueError:
-            raise ResnasError(f"must look like 2-2-2-2,3-4-6-3; got {depths!r}", field="--depths") from None
-        results = iso_depth(ref, tuples, match)
+    results = iso_table(ref, cardinality=cardinality, depths=depths, match=match)
     if as_json:
         return emit_json(
             [{"label": r.label, "deviation": r.deviation(match), **cost_record(r.arch, r.cost)} for r in results]

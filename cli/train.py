@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -10,37 +9,17 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nas_res import Arch, ResnasError, checkpoint, zoo
 from nas_res.cost import human
-from nas_res.data import DATASETS, load_data
-from nas_res.recipe import Recipe, load_recipe
-from nas_res.train import check_fit, evaluate, train
+from nas_res.data import DATASETS
+from nas_res.evaluation import evaluate_checkpoint
+from nas_res.recipe import Recipe
+from nas_res.training import TrainPlan, plan_training, run_training
 
-from .common import JSON_HELP, emit_json, err, out, resolve_arch, user_errors
+from .common import JSON_HELP, emit_json, err, out, user_errors
 
 DATASET_HELP = f"One of: {', '.join(DATASETS)}."
 DATA_DIR_HELP = "Where torchvision datasets live (default: $RESNAS_DATA or ~/.cache/resnas/data)."
 DOWNLOAD_HELP = "Download a missing torchvision dataset into --data-dir (when online)."
-
-
-def fit_to_data(name: str, arch: Arch, data, fit: bool | None, from_zoo: bool) -> Arch:
-    """Zoo nets are families: adapt input channels and classes to the data unless told not to."""
-    if fit is None:
-        fit = from_zoo
-    if fit and (arch.in_channels, arch.classes) != (data.channels, data.classes):
-        err.print(
-            f"{name}: in_channels {arch.in_channels}->{data.channels}, classes {arch.classes}->{data.classes} "
-            f"to fit {data.name}",
-            highlight=False,
-        )
-        arch = arch.replace(in_channels=data.channels, classes=data.classes)
-    check_fit(arch, data)
-    return arch
-
-
-def make_recipe(recipe_file: Path | None, **flags) -> Recipe:
-    base = load_recipe(recipe_file) if recipe_file else Recipe()
-    return base.replace(**{k: v for k, v in flags.items() if v is not None})
 
 
 @user_errors
@@ -81,9 +60,7 @@ def train_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Train a zoo net or an arch file on a dataset; checkpoint every epoch, metrics.json at the end."""
-    name, arch = resolve_arch(target)
-    recipe = make_recipe(
-        recipe_file,
+    overrides = dict(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -98,54 +75,46 @@ def train_cmd(
         patience=patience,
         seed=seed,
     )
-    if not 0 < val_size < float("inf"):  # also nan
-        raise ResnasError(f"must be a fraction in (0, 1) or a count of images; got {val_size}", field="--val-size")
-    if split_seed < 0:
-        raise ResnasError(f"must be a non-negative integer; got {split_seed}", field="--split-seed")
-    if image_size is not None and image_size < 1:
-        raise ResnasError(f"must be a positive number of pixels; got {image_size}", field="--image-size")
-    val = int(val_size) if val_size >= 1 else val_size
-    out_dir = out_dir or Path("runs") / f"{name}-{dataset.split(':')[0]}"
-    if resume and overwrite:
-        raise ResnasError("--resume continues the checkpoint, --overwrite replaces it: choose one", field="--resume")
-    if not (resume or overwrite) and (out_dir / "checkpoint.pt").exists():
-        raise ResnasError(
-            f"{out_dir} already holds a checkpoint; pass --resume to continue it, --overwrite to start "
-            "over, or choose another --out",
-            field="--out",
-        )
-    data = load_data(
-        dataset,
-        data_dir=data_dir,
-        val_size=val,
+    plan = plan_training(
+        target,
+        dataset=dataset,
+        recipe_file=recipe_file,
+        overrides=overrides,
+        val_size=val_size,
         split_seed=split_seed,
+        image_size=image_size,
+        fit=fit,
+        out=out_dir,
+        resume=resume,
+        overwrite=overwrite,
         test=test,
+        device=device,
+        data_dir=data_dir,
         download=download,
-        image_size=image_size or arch.resolution,
     )
-    arch = fit_to_data(name, arch, data, fit, from_zoo=target in zoo.names())
-    on_batch, on_epoch, progress = _progress(recipe, not as_json)
-    try:
-        with progress:
-            result = train(
-                arch, data, recipe, device=device, on_batch=on_batch, on_epoch=on_epoch, out=out_dir, resume=resume
-            )
-    except KeyboardInterrupt:
+    data = plan.load_data()
+    arch = plan.arch_for(data)
+    if arch != plan.arch:
         err.print(
-            f"interrupted; the last finished epoch is in {out_dir / 'checkpoint.pt'} (continue with --resume)",
+            f"{plan.name}: in_channels {plan.arch.in_channels}->{arch.in_channels}, classes "
+            f"{plan.arch.classes}->{arch.classes} to fit {data.name}",
             highlight=False,
         )
-        raise typer.Exit(130)
-    if test and result.model is not None and result.status != "diverged":
-        result.test = evaluate(result.model, data, "test", device=device, recipe=recipe)
-    record = result.to_dict()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    on_batch, on_epoch, progress = _progress(plan.recipe, not as_json)
+    try:
+        with progress:
+            result = run_training(plan, data, on_batch=on_batch, on_epoch=on_epoch)
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted; the last finished epoch is in {plan.checkpoint} (continue with --resume)",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
     if as_json:
-        emit_json(record)
+        emit_json(result.to_dict())
     else:
-        _summary(name, result, out_dir)
-    if result.status in ("diverged", "out_of_memory"):
+        _summary(plan, result)
+    if result.status.failed:
         raise typer.Exit(1)
 
 
@@ -190,9 +159,10 @@ def _fmt(v, spec: str) -> str:
     return "nan" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
 
-def _summary(name: str, result, out_dir: Path) -> None:
+def _summary(plan: TrainPlan, result) -> None:
     table = Table(
-        title=f"{name} on {result.data['name']}: {result.status}" + (f" ({result.reason})" if result.reason else "")
+        title=f"{plan.name} on {result.data['name']}: {result.status}"
+        + (f" ({result.reason})" if result.reason else "")
     )
     for col in ("epoch", "train loss", "train acc %", "val loss", "val acc %", "lr", "s", "img/s"):
         table.add_column(col, justify="right")
@@ -230,10 +200,7 @@ def _summary(name: str, result, out_dir: Path) -> None:
             + (f", top-5 {t['top5']:.2f}%" if "top5" in t else "")
             + f", loss {t['loss']:.4f} on {t['images']} images"
         )
-    lines.append(
-        f"saved {out_dir / 'metrics.json'}"
-        + (f" and {out_dir / 'checkpoint.pt'}" if (out_dir / "checkpoint.pt").exists() else "")
-    )
+    lines.append(f"saved {plan.metrics}" + (f" and {plan.checkpoint}" if plan.checkpoint.exists() else ""))
     for line in lines:
         out.print(line, highlight=False)
 
@@ -252,49 +219,18 @@ def evaluate_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Evaluate a trained checkpoint: top-1 (and top-5 above 10 classes) and loss on the test split."""
-    if split not in ("test", "val"):
-        raise ResnasError(f"must be test or val; got {split!r}", field="--split")
-    if batch_size < 1:
-        raise ResnasError(f"must be a positive integer; got {batch_size}", field="--batch-size")
-    model, state = checkpoint.trained_model(ckpt)
-    arch = model.arch
-    trained = state["data"]
-    data = load_data(
-        dataset or trained["spec"],
-        data_dir=data_dir,
-        test=split == "test",
-        download=download,
-        val_size=trained["val"],
-        split_seed=trained["split_seed"],
-        image_size=trained["size"],
+    record = evaluate_checkpoint(
+        ckpt, dataset=dataset, split=split, batch_size=batch_size, device=device, data_dir=data_dir, download=download
     )
-    check_fit(arch, data)
-    result = evaluate(
-        model,
-        data,
-        split,
-        device=device,
-        batch_size=batch_size,
-        recipe=Recipe.from_dict(state["recipe"], where=str(ckpt)),
-    )
-    record = {
-        "checkpoint": str(ckpt),
-        "arch_key": arch.key,
-        "summary": arch.summary(),
-        "dataset": data.spec,
-        "split": split,
-        "epoch": state["epoch"],
-        **result,
-    }
     if as_json:
         return emit_json(record)
-    table = Table(title=f"{arch.summary()} after {state['epoch']} epochs: {data.spec} {split} split")
+    table = Table(title=f"{record['summary']} after {record['epoch']} epochs: {record['dataset']} {split} split")
     for col in ("images", "top-1 %", "top-5 %", "loss"):
         table.add_column(col, justify="right")
     table.add_row(
-        str(result["images"]),
-        f"{result['top1']:.2f}",
-        f"{result['top5']:.2f}" if "top5" in result else "-",
-        f"{result['loss']:.4f}",
+        str(record["images"]),
+        f"{record['top1']:.2f}",
+        f"{record['top5']:.2f}" if "top5" in record else "-",
+        f"{record['loss']:.4f}",
     )
     out.print(table)

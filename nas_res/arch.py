@@ -18,9 +18,14 @@ from typing import Any, NamedTuple
 import yaml
 
 from .errors import ResnasError
+from .yamlfile import read_yaml
 
-BLOCKS = ("basic", "bottleneck")
-STEMS = ("imagenet", "cifar", "deep")
+# Block types and stems with their weighted layers, as the papers' "ResNet-N" counts them: the convs of
+# each block along the main path, the stem's convs, and the fc.
+CONVS_PER_BLOCK = {"basic": 2, "bottleneck": 3}
+STEM_CONVS = {"imagenet": 1, "cifar": 1, "deep": 3}
+BLOCKS = tuple(CONVS_PER_BLOCK)
+STEMS = tuple(STEM_CONVS)
 STEM_ALIASES = {"mnist": "cifar", "small": "cifar", "resnet-c": "deep"}
 SHORTCUTS = ("A", "B", "C", "D", "none")
 UNIT_ORDERS = ("post", "bn_after_add", "relu_before_add", "relu_preact", "preact")
@@ -33,6 +38,25 @@ MODULATION_DEFAULT = {"none": 0.0, "scale": 0.5, "gate": 0.0, "shortcut_gate": 0
 ENDS_IN_BN = ("post", "relu_before_add", "relu_preact")
 # Pre-activation orders: projection shortcuts carry no BN (the next unit normalises), as in the paper's code.
 PREACT_ORDERS = ("relu_preact", "preact")
+
+
+def layers_outside_blocks(stem: str) -> int:
+    """The stem's convs and the fc: what a total depth holds besides its blocks."""
+    return STEM_CONVS[stem] + 1
+
+
+def blocks_for_total(total: int, block: str, stem: str, split: tuple) -> tuple | None:
+    """Blocks per stage for a total layer count (the papers' 'ResNet-N'), or None if it does not split."""
+    body = total - layers_outside_blocks(stem)
+    unit = CONVS_PER_BLOCK[block] * sum(split)
+    if body <= 0 or body % unit:
+        return None
+    return tuple(body // unit * s for s in split)
+
+
+def inner_shape(block: str, width: int, mid: int, groups: int) -> tuple[int, int]:
+    """A stage's (inner width, cardinality) as built: a basic block's two convs keep its width, ungrouped."""
+    return (width, 1) if block == "basic" else (mid, groups)
 
 
 def _choice(value: Any, allowed: tuple[str, ...], field_name: str, aliases: dict | None = None) -> str:
@@ -67,6 +91,16 @@ class Kind(NamedTuple):
     unit_order: str
     shortcut: str
     modulation: str
+
+
+def canonical_kind(kind: Kind) -> Kind:
+    """One spelling of units that build the same network: a basic block's stride is on its first 3x3
+    either way, and shortcut C already projects every unit, leaving a conv modulation nothing to replace."""
+    if kind.block == "basic":
+        kind = kind._replace(stride_on="3x3")
+    if kind.shortcut == "C" and kind.modulation == "conv":
+        kind = kind._replace(modulation="none")
+    return kind
 
 
 @dataclass(frozen=True)
@@ -105,12 +139,14 @@ class Arch:
     def __post_init__(self) -> None:
         put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
         block = _choice(self.block, BLOCKS, "block")
-        put("block", block)
-        put("stem", _choice(self.stem, STEMS, "stem", STEM_ALIASES))
-        put("shortcut", _choice(self.shortcut, SHORTCUTS, "shortcut"))
-        put("unit_order", _choice(self.unit_order, UNIT_ORDERS, "unit_order"))
-        put("stride_on", _choice(self.stride_on, STRIDE_ON, "stride_on"))
-        put("modulation", _choice(self.modulation, MODULATIONS, "modulation"))
+        stem = _choice(self.stem, STEMS, "stem", STEM_ALIASES)
+        shortcut = _choice(self.shortcut, SHORTCUTS, "shortcut")
+        unit_order = _choice(self.unit_order, UNIT_ORDERS, "unit_order")
+        stride_on = _choice(self.stride_on, STRIDE_ON, "stride_on")
+        modulation = _choice(self.modulation, MODULATIONS, "modulation")
+        put("stem", stem)
+        for name, value in canonical_kind(Kind(block, stride_on, unit_order, shortcut, modulation))._asdict().items():
+            put(name, value)
         for name in ("stem_width", "classes", "in_channels", "resolution"):
             _int(getattr(self, name), name)
         if not isinstance(self.zero_init_last_bn, bool):
@@ -120,8 +156,6 @@ class Arch:
         stages = tuple(self._canonical_stage(i, s) for i, s in enumerate(self.stages))
         put("stages", stages)
 
-        if block == "basic":
-            put("stride_on", "3x3")  # a basic block's stride is on its first 3x3 either way
         value = self.modulation_value
         if value is None or value == "":
             value = MODULATION_DEFAULT[self.modulation]
@@ -136,8 +170,6 @@ class Arch:
             raise ResnasError(
                 "a plain network (shortcut: none) has no shortcut to modulate; use modulation: none", field="modulation"
             )
-        if self.shortcut == "C" and self.modulation == "conv":
-            put("modulation", "none")  # shortcut C already projects every unit: nothing left to replace
         put("modulation_value", value)
         if self.unit_order not in ENDS_IN_BN:
             put("zero_init_last_bn", False)  # the branch ends in a conv: there is no last BN to zero
@@ -174,10 +206,9 @@ class Arch:
         if self.block == "basic":
             if stage.groups not in (1, None):
                 raise bad("groups", f"a basic block has no grouped conv: cardinality must be 1; got {stage.groups!r}")
+            shape = inner_shape(self.block, stage.width, stage.mid, stage.groups)
             return (
-                stage
-                if (stage.mid, stage.groups) == (stage.width, 1)
-                else Stage(stage.depth, stage.width, stage.stride, stage.width, 1)
+                stage if (stage.mid, stage.groups) == shape else Stage(stage.depth, stage.width, stage.stride, *shape)
             )
         if stage.mid % stage.groups:
             raise bad("mid", f"inner width {stage.mid} is not divisible by cardinality {stage.groups}")
@@ -206,9 +237,7 @@ class Arch:
     @property
     def depth(self) -> int:
         """Weighted layers as the papers count them: convs along the main path, plus the stem's and fc."""
-        per_block = 2 if self.block == "basic" else 3
-        stem_convs = 3 if self.stem == "deep" else 1
-        return per_block * sum(s.depth for s in self.stages) + stem_convs + 1
+        return CONVS_PER_BLOCK[self.block] * sum(s.depth for s in self.stages) + layers_outside_blocks(self.stem)
 
     @property
     def cxd(self) -> str:
@@ -278,8 +307,6 @@ class Arch:
 
 def load_arch(path: str | Path) -> Arch:
     """Read an arch file (YAML or JSON). An exported file may wrap the arch under an `arch:` key."""
-    from .yamlfile import read_yaml
-
     data = read_yaml(path, "arch file")
     if isinstance(data, dict) and "arch" in data and "stages" not in data:
         data = data["arch"]

@@ -4,7 +4,8 @@ Cost follows fvcore's convention (one multiply-add = one FLOP, batch 1, eval): c
 linear layers count `out_elements * in_channels/groups * k*k`, batch norm 2 per element, adaptive
 average pooling 1 per input element; additions, ReLU, max/avg-pool, gating products and slicing
 count nothing. Activations count the output elements of every convolution and linear layer.
-The same `branch_convs`/`shortcut_kind` drive both the modules and their cost, so the two cannot drift.
+The same `branch_convs`/`shortcut_kind` and `*_has_*` predicates drive both the modules (here and in
+`model`) and their cost, so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def unit_cost(arch: Kind, cin: int, cout: int, mid: int, groups: int, stride: in
     total = Tally()
     convs = branch_convs(arch, cin, cout, mid, groups, stride)
     ho, wo = h, w
-    for (i, ch), (ci, co, k, s, g) in zip(_bn_channels(arch, convs), convs):
+    for (_, ch), (ci, co, k, s, g) in zip(_bn_channels(arch, convs), convs):
         if arch.unit_order == "preact":
             total += bn_cost(ch, ho, wo)
         t, ho, wo = conv_cost(ci, co, k, s, g, ho, wo)
@@ -96,7 +97,7 @@ def unit_cost(arch: Kind, cin: int, cout: int, mid: int, groups: int, stride: in
         if arch.unit_order != "preact":
             total += bn_cost(ch, ho, wo)  # bn_after_add's last BN also sees (cout, ho, wo)
     kind = shortcut_kind(arch, cin, cout, stride)
-    with_bn = arch.unit_order not in PREACT_ORDERS
+    with_bn = projection_has_bn(arch.unit_order)
     if kind == "proj":
         total += conv_cost(cin, cout, 1, stride, 1, h, w)[0] + (bn_cost(cout, ho, wo) if with_bn else Tally())
     elif kind == "avgproj":
@@ -127,7 +128,7 @@ class Unit(nn.Module):
 
         self.kind = shortcut_kind(arch, cin, cout, stride)
         self.stride, self.pad = stride, cout - cin
-        with_bn = [nn.BatchNorm2d(cout)] if arch.unit_order not in PREACT_ORDERS else []
+        with_bn = [nn.BatchNorm2d(cout)] if projection_has_bn(arch.unit_order) else []
         if self.kind == "proj":
             self.downsample = nn.Sequential(conv(cin, cout, 1, stride), *with_bn)
         elif self.kind == "avgproj":
@@ -204,7 +205,7 @@ def stem_cost(stem: str, in_channels: int, stem_width: int, unit_order: str, res
         total += t
         if j < len(convs) - 1 or stem_has_bn(unit_order):
             total += bn_cost(co, h, w)
-    if stem in ("imagenet", "deep"):
+    if stem_has_maxpool(stem):
         h, w = conv_size(h, 3, 2), conv_size(w, 3, 2)  # max-pool 3x3/2: counted as nothing
     return total, h, w
 
@@ -225,9 +226,24 @@ def stem_has_bn(unit_order: str) -> bool:
     return unit_order != "preact"
 
 
+def stem_has_maxpool(stem: str) -> bool:
+    """ImageNet-style stems downsample once more with a 3x3/2 max-pool; the CIFAR stem keeps the size."""
+    return stem in ("imagenet", "deep")
+
+
+def head_has_bn(unit_order: str) -> bool:
+    """Full pre-activation leaves the last unit's output unnormalised: the head adds a final BN."""
+    return unit_order == "preact"
+
+
+def projection_has_bn(unit_order: str) -> bool:
+    """Pre-activation orders leave projection shortcuts bare: the next unit normalises (the paper's code)."""
+    return unit_order not in PREACT_ORDERS
+
+
 @lru_cache(maxsize=1024)
 def head_cost(unit_order: str, classes: int, channels: int, h: int, w: int) -> Tally:
     """Final BN (full pre-activation only), global average pool, linear classifier."""
-    total = bn_cost(channels, h, w) if unit_order == "preact" else Tally()
+    total = bn_cost(channels, h, w) if head_has_bn(unit_order) else Tally()
     total += Tally(channels * h * w, 0, 0)  # adaptive average pool: one per input element
     return total + Tally(channels * classes, channels * classes + classes, classes)

@@ -7,7 +7,6 @@ truncated or damaged one ends in a message naming the file rather than a traceba
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 import zipfile
@@ -15,26 +14,43 @@ from pathlib import Path
 
 import torch
 
+from .arch import Arch
+from .data import Data
 from .errors import ResnasError
+from .files import write_atomic
+from .model import build
+from .optim import make_optimizer
+from .recipe import Recipe
 
 FORMAT = "resnas-checkpoint/1"
+FILE_NAME = "checkpoint.pt"  # in a run's folder, beside its metrics.json
 REQUIRED = ("format", "arch", "recipe", "data", "epoch", "history", "model", "optimizer", "scheduler", "rng")
 
 
 def save(path: str | Path, state: dict) -> Path:
-    """Write `state` to `path` via a temporary file and a rename: a crash leaves the old file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Write `state` to `path` atomically and durably: a crash leaves the old file intact."""
+    return write_atomic(path, lambda f: torch.save({"format": FORMAT, **state}, f), durable=True)
+
+
+def training_state(
+    model, optimizer, scheduler, train_batches, *, arch: Arch, recipe: Recipe, data: Data, history: list, device
+) -> dict:
+    """What `save` writes after an epoch: enough to continue the run exactly (weights, optimiser,
+    schedule, every random generator) and to say what it is (arch, recipe, data, metrics so far)."""
+    rng = {"torch": torch.get_rng_state(), "batches": train_batches.state().cpu()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return {
+        "arch": arch.to_dict(),
+        "recipe": recipe.to_dict(),
+        "data": data.describe(),
+        "epoch": len(history),
+        "history": [m.to_dict() for m in history],
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng,
+    }
 
 
 def load(path: str | Path) -> dict:
@@ -45,7 +61,7 @@ def load(path: str | Path) -> dict:
     one message naming it, never a traceback halfway through restoring it."""
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoint.pt"
+        path = path / FILE_NAME
     if not path.is_file():
         raise ResnasError(f"{path}: no such checkpoint file", field="checkpoint")
     try:
@@ -99,8 +115,6 @@ def _detail(e: Exception) -> str:
 
 def _check(path: Path, state: dict) -> None:
     """The parts of a checkpoint, each checked against what restoring it needs."""
-    from .arch import Arch
-    from .recipe import Recipe
 
     def damaged(part: str, what: str) -> ResnasError:
         return ResnasError(f"{path}: damaged resnas checkpoint: {part} {what}", field="checkpoint")
@@ -134,9 +148,6 @@ def _check(path: Path, state: dict) -> None:
 def _check_restore(arch, recipe, state: dict, damaged) -> None:
     """Restore weights, optimizer and scheduler onto a model on the meta device (no memory, no compute):
     what fails here would fail halfway through `resnas train --resume` or `resnas evaluate`."""
-    from .model import build
-    from .train import make_optimizer
-
     weights = state["model"]
     if not isinstance(weights, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
@@ -193,10 +204,36 @@ def _check_restore(arch, recipe, state: dict, damaged) -> None:
 
 def trained_model(path: str | Path):
     """The network a checkpoint holds, with its weights, and the checkpoint itself: `(model, state)`."""
-    from .arch import Arch
-    from .model import build
-
     state = load(path)  # checked: the weights fit the arch
     model = build(Arch.from_dict(state["arch"], where=str(path)))
     model.load_state_dict(state["model"])
     return model, state
+
+
+def load_matching(path: Path | None, arch: Arch, recipe: Recipe, data: Data) -> dict:
+    """The checkpoint to continue from, refused unless it is this arch, recipe and data split."""
+    if path is None:
+        raise ResnasError("resuming needs the output folder that holds checkpoint.pt", field="out")
+    state = load(path)
+    if state["arch"] != arch.to_dict():
+        raise ResnasError(
+            f"{path}: the checkpoint is of another arch ({Arch.from_dict(state['arch']).summary()})", field="resume"
+        )
+    if state["recipe"] != recipe.to_dict():
+        diff = [
+            f"{k}={state['recipe'].get(k)!r} (now {v!r})"
+            for k, v in recipe.to_dict().items()
+            if state["recipe"].get(k) != v
+        ]
+        raise ResnasError(
+            f"{path}: the checkpoint was trained with {', '.join(diff)}; resume with the same recipe", field="resume"
+        )
+    same = ("name", "train", "val", "split_seed", "size")
+    if any(state["data"].get(k) != data.describe()[k] for k in same):
+        raise ResnasError(
+            f"{path}: the checkpoint was trained on {state['data'].get('name')} "
+            f"({state['data'].get('train')} train / {state['data'].get('val')} val, split seed "
+            f"{state['data'].get('split_seed')}); resume on the same data",
+            field="resume",
+        )
+    return state

@@ -12,9 +12,12 @@ import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import torch
+
 from .arch import Arch, Kind
 from .blocks import Tally, head_cost, stem_cost, unit_cost
 from .errors import ResnasError
+from .model import build
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,6 @@ def stage_cost(kind: Kind, cin: int, width: int, mid: int, groups: int, stride: 
 
 def fvcore_cost(arch: Arch, resolution: int | None = None) -> Cost:
     """The referee: build the model and let fvcore trace it (slow; seconds for large nets)."""
-    import torch
-
-    from .model import build
-
     res = resolution or arch.resolution
     model = build(arch).eval()
     x = torch.zeros(1, arch.in_channels, res, res)
@@ -120,7 +119,7 @@ def parse_amount(text: str, what: str = "FLOPs") -> int:
         raise ResnasError(f"{raw!r} must be positive", field=what.lower())
     if not value < 1e18:  # also inf (1e400): no network comes near, and the count must stay an integer
         raise ResnasError(f"{raw!r} is too large to be a {what} amount (at most 1e18)", field=what.lower())
-    return int(round(value))
+    return round(value)
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,7 @@ def carve(split: Split, val_size: float | int, seed: int) -> tuple[Split, Split]
     n = len(split)
     if isinstance(val_size, bool) or not isinstance(val_size, (int, float)) or not 0 <= val_size < float("inf"):
         raise ResnasError(f"must be a count (e.g. 5000) or a fraction in (0, 1); got {val_size!r}", field="val_size")
-    k = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+    k = round(val_size * n) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 1 <= k < n:
         raise ResnasError(f"leaves no training or no validation images: {k} of {n} for validation", field="val_size")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -238,7 +238,7 @@ def _torchvision(name: str, root: Path, download: bool, test: bool):
 
     try:
         parts = [read(True)] + ([read(False)] if test else [])
-    except Exception as e:  # missing files, failed download, checksum mismatch, unreadable pickle
+    except Exception as e:  # noqa: BLE001 (missing files, failed download, bad checksum, unreadable pickle...)
         where = root / folder
         present = [f for f in files if (where / f).exists()]
         state = (

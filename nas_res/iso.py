@@ -4,6 +4,7 @@ ResNeXt's Table 2 holds ResNet-50's complexity fixed and, for each cardinality C
 bottleneck width d that comes closest; `iso_cardinality` does exactly that on the whole network.
 `iso_depth` does the same for depth: for each stage-depth tuple, the width that comes closest.
 Complexity grows with d and with width, so the search walks upward and stops once past the target.
+`iso_table` is `resnas iso`: the reference against a list of cardinalities or of stage depths, as typed.
 """
 
 from __future__ import annotations
@@ -101,7 +102,37 @@ def iso_depth(ref: Arch, depths: list[tuple[int, ...]], match: str = "params") -
                 )
             )
 
-        mid, arch = _closest(make, target, match, groups, groups, 64 * first.mid)
+        _, arch = _closest(make, target, match, groups, groups, 64 * first.mid)
         label = f"{'-'.join(map(str, ds))} w{arch.stages[0].width}"
         out.append(IsoResult(label, arch, cost(arch), target))
     return out
+
+
+def parse_cardinalities(text: str) -> list[int]:
+    """'1,2,4,8,32' -> [1, 2, 4, 8, 32]."""
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise ResnasError(
+            f"must be comma-separated integers, e.g. 1,2,4,8,32; got {text!r}", field="--cardinality"
+        ) from None
+
+
+def parse_depths(text: str) -> list[tuple[int, ...]]:
+    """'2-2-2-2,3-4-6-3' -> [(2, 2, 2, 2), (3, 4, 6, 3)]: stage depths, one tuple per network."""
+    try:
+        return [tuple(int(x) for x in d.split("-")) for d in text.split(",")]
+    except ValueError:
+        raise ResnasError(f"must look like 2-2-2-2,3-4-6-3; got {text!r}", field="--depths") from None
+
+
+def iso_table(
+    ref: Arch, *, cardinality: str | None = None, depths: str | None = None, match: str = "params"
+) -> list[IsoResult]:
+    """`iso_cardinality` over cardinalities such as '1,2,4,8,32', or `iso_depth` over stage depths such
+    as '2-2-2-2,3-4-6-3': exactly one of the two."""
+    if bool(cardinality) == bool(depths):
+        raise ResnasError("give exactly one of --cardinality or --depths")
+    if cardinality:
+        return iso_cardinality(ref, parse_cardinalities(cardinality), match)
+    return iso_depth(ref, parse_depths(depths), match)

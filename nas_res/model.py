@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .arch import PREACT_ORDERS, Arch
-from .blocks import Unit, conv, stem_convs, stem_has_bn
+from .blocks import Unit, conv, head_has_bn, stem_convs, stem_has_bn, stem_has_maxpool
 
 
 class ResNet(nn.Module):
@@ -31,7 +31,7 @@ class ResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(arch.stem_width) if stem_has_bn(arch.unit_order) else None
         self.stem_relu = arch.unit_order not in PREACT_ORDERS
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1) if arch.stem in ("imagenet", "deep") else None
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if stem_has_maxpool(arch.stem) else None
 
         cin = arch.stem_width
         self.stage_names = []
@@ -43,7 +43,7 @@ class ResNet(nn.Module):
             setattr(self, f"layer{i}", nn.Sequential(*units))
             self.stage_names.append(f"layer{i}")
             cin = st.width
-        self.final_bn = nn.BatchNorm2d(cin) if arch.unit_order == "preact" else None
+        self.final_bn = nn.BatchNorm2d(cin) if head_has_bn(arch.unit_order) else None
         self.final_relu = arch.unit_order in PREACT_ORDERS
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, arch.classes)

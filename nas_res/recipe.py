@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ResnasError
+from .yamlfile import read_yaml
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "linear", "onecycle", "constant")
@@ -96,8 +97,6 @@ class Recipe:
 
 def load_recipe(path: str | Path) -> Recipe:
     """A recipe from YAML/JSON (a mapping of `Recipe` fields, or `{recipe: {...}}` as in metrics.json)."""
-    from .yamlfile import read_yaml
-
     d = read_yaml(path, "recipe file")
     if isinstance(d, dict) and isinstance(d.get("recipe"), dict):
         d = d["recipe"]
@@ -106,10 +105,17 @@ def load_recipe(path: str | Path) -> Recipe:
     return Recipe.from_dict(d, where=str(path))
 
 
+def recipe_with(path: str | Path | None = None, **overrides: Any) -> Recipe:
+    """A recipe file's recipe (the defaults without one) with each override that is not None applied:
+    a command line's flags over its `--recipe` file."""
+    base = load_recipe(path) if path else Recipe()
+    return base.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
 def lr_factor(recipe: Recipe, steps_per_epoch: int) -> Callable[[int], float]:
     """Multiplier of the peak lr at each optimiser step: linear warmup, then the recipe's decay."""
     total = recipe.epochs * steps_per_epoch
-    warm = min(int(round(recipe.warmup_epochs * steps_per_epoch)), total - 1)
+    warm = min(round(recipe.warmup_epochs * steps_per_epoch), total - 1)
 
     def factor(step: int) -> float:
         if step < warm:

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .arch import Arch, Kind, Stage
+from .arch import Arch, Kind, Stage, blocks_for_total, canonical_kind, inner_shape
 from .blocks import Tally
 from .cost import Budget, cost, network_tallies
 from .errors import ResnasError
@@ -26,15 +26,6 @@ from .spec import Dim, Spec, parse_spec, read_template
 
 STRUCTURE = ("block", "stem", "shortcut", "unit_order", "stride_on", "modulation")
 ENUMERATE_LIMIT = 20_000  # exact answers by enumeration up to this many candidates
-
-
-def blocks_for_total(total: int, block: str, stem: str, split: tuple) -> tuple | None:
-    """Blocks per stage for a total layer count (the papers' 'ResNet-N'), or None if it does not split."""
-    body = total - (3 if stem == "deep" else 1) - 1
-    unit = (2 if block == "basic" else 3) * sum(split)
-    if body <= 0 or body % unit:
-        return None
-    return tuple(body // unit * s for s in split)
 
 
 @dataclass(frozen=True)
@@ -75,10 +66,7 @@ class DesignSpace:
         seen: dict[tuple, dict] = {}
         for combo in itertools.product(*(self.dims[k].values for k in STRUCTURE)):
             s = dict(zip(STRUCTURE, combo))
-            if s["block"] == "basic":
-                s["stride_on"] = "3x3"
-            if s["shortcut"] == "C" and s["modulation"] == "conv":
-                s["modulation"] = "none"
+            s.update(canonical_kind(_kind(s))._asdict())
             seen.setdefault(tuple(s.values()), s)
         return list(seen.values())
 
@@ -159,21 +147,17 @@ class DesignSpace:
                         field="depth.total",
                     )
         width, block = v["width"], v["block"]
-        groups = v.get("cardinality", 1) if block == "bottleneck" else 1
-        if block == "basic":
-            inner = width
-        elif spec.ratio_mode:
-            inner = int(round(width * v["bottleneck_ratio"]))
-        else:
-            inner = groups * v["bottleneck_width"]
+        groups, inner = v.get("cardinality", 1), 0  # a basic block has no bottleneck dims to read
+        if block == "bottleneck":
+            inner = round(width * v["bottleneck_ratio"]) if spec.ratio_mode else groups * v["bottleneck_width"]
+        inner, groups = inner_shape(block, width, inner, groups)
         stages, factor = [], 1
         for i, (depth, stride) in enumerate(zip(depths, spec.strides)):
             if i > 0 and stride == 2:
                 factor *= 2  # rule (ii): a x2 downsample doubles the width
             stages.append((depth, width * factor, stride, inner * factor, groups))
         stem_width = inner if spec.stem_width == "inner" else spec.stem_width
-        kind = Kind(block, v["stride_on"], v["unit_order"], v["shortcut"], v["modulation"])
-        return kind, stem_width, tuple(stages)
+        return _kind(v), stem_width, tuple(stages)
 
     def values_of(self, arch: Arch) -> dict[str, Any]:
         """The dim values that give `arch` (inverse of `arch_from`, for open dims)."""
@@ -335,6 +319,10 @@ class DesignSpace:
                 for k, d in self.dims.items()
             },
         }
+
+
+def _kind(v: dict[str, Any]) -> Kind:
+    return Kind(v["block"], v["stride_on"], v["unit_order"], v["shortcut"], v["modulation"])
 
 
 def _suggest(trial: Any, d: Dim) -> Any:

@@ -13,7 +13,6 @@ import gc
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,11 +24,26 @@ from .arch import Arch
 from .batches import batches
 from .cost import cost
 from .data import Data
-from .errors import ResnasError
+from .device import autocast, resolve_device, sync
+from .evaluation import evaluate, run_eval
+from .fitting import check_fit
 from .model import build
-from .recipe import Recipe, lr_factor
+from .optim import make_optimizer, make_scheduler
+from .recipe import Recipe
+from .status import RunStatus
 
-STATUSES = ("ok", "diverged", "out_of_memory", "pruned", "stopped_early")
+# `evaluate`, `check_fit`, `make_optimizer` and `resolve_device` are also imported from here.
+__all__ = [
+    "BatchProgress",
+    "EpochMetrics",
+    "Pruned",
+    "Result",
+    "check_fit",
+    "evaluate",
+    "make_optimizer",
+    "resolve_device",
+    "train",
+]
 
 
 class Pruned(Exception):
@@ -63,7 +77,7 @@ class BatchProgress:
 
 @dataclass
 class Result:
-    status: str
+    status: RunStatus
     reason: str
     history: list[EpochMetrics]
     recipe: Recipe
@@ -86,7 +100,7 @@ class Result:
     def to_dict(self) -> dict:
         best = self.best
         return {
-            "status": self.status,
+            "status": str(self.status),  # the plain text, as stored and compared
             "reason": self.reason,
             "epochs": len(self.history),
             "best": best.to_dict() if best else None,
@@ -109,113 +123,6 @@ def _finite(v):
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """`auto` (a GPU when there is one), `cpu`, `cuda`, `cuda:N`; a device this machine lacks is an error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ResnasError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N", field="device") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ResnasError(
-                f"{device!r} asked for, but this machine has no usable CUDA GPU; use --device cpu", field="device"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ResnasError(
-                f"{device!r}: this machine has {torch.cuda.device_count()} GPU(s), "
-                f"cuda:0..cuda:{torch.cuda.device_count() - 1}",
-                field="device",
-            )
-    elif dev.type != "cpu":
-        raise ResnasError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N", field="device")
-    return dev
-
-
-def check_fit(arch: Arch, data: Data) -> None:
-    """The arch must take the data's channels and predict its classes; say so before any conv sees a batch."""
-    wrong = []
-    if arch.in_channels != data.channels:
-        wrong.append(f"in_channels {arch.in_channels} but {data.name} images have {data.channels} channel(s)")
-    if arch.classes != data.classes:
-        wrong.append(f"classes {arch.classes} but {data.name} has {data.classes}")
-    if wrong:
-        raise ResnasError(
-            f"the arch does not fit the dataset: {'; '.join(wrong)}. Set in_channels: {data.channels} "
-            f"and classes: {data.classes} in the arch (or pass --fit to `resnas train`)",
-            field="arch",
-        )
-
-
-def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)  # BN weights/biases and all biases
-    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0)
-    return torch.optim.AdamW(groups, lr=recipe.lr)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _autocast(device: torch.device, recipe: Recipe):
-    bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-
-
-@torch.no_grad()
-def run_eval(net: nn.Module, source, device: torch.device, recipe: Recipe, top5: bool = False) -> dict:
-    """Loss, top-1 (and top-5) over a batch source, summed on the device and read once."""
-    was_training = net.training
-    net.eval()
-    loss = torch.zeros((), device=device, dtype=torch.float64)
-    hits = torch.zeros(2, device=device, dtype=torch.int64)
-    seen = 0
-    for x, y in source:
-        with _autocast(device, recipe):
-            out = net(x)
-        out = out.float()
-        loss += nn.functional.cross_entropy(out, y, reduction="sum").double()
-        hits[0] += (out.argmax(1) == y).sum()
-        if top5:
-            hits[1] += (out.topk(min(5, out.shape[1]), 1).indices == y[:, None]).any(1).sum()
-        seen += len(y)
-    net.train(was_training)
-    loss_v, (h1, h5) = loss.item(), hits.tolist()
-    result = {"loss": loss_v / seen, "top1": 100.0 * h1 / seen, "images": seen}
-    if top5:
-        result["top5"] = 100.0 * h5 / seen
-    return result
-
-
-def evaluate(
-    model: nn.Module,
-    data: Data,
-    split: str = "test",
-    *,
-    device: str | torch.device = "auto",
-    batch_size: int = 512,
-    recipe: Recipe | None = None,
-) -> dict:
-    """Final evaluation on `data.<split>`: loss, top-1 %, and top-5 % when there are more than 10 classes."""
-    if getattr(data, split) is None:
-        raise ResnasError(
-            f"{data.name} was loaded without its {split} split (load_data(..., test=True))", field="split"
-        )
-    dev = resolve_device(device)
-    recipe = recipe or Recipe()
-    channels_last = recipe.channels_last
-    model = model.to(dev)
-    source = batches(data, split, batch_size=batch_size, device=dev, train=False, channels_last=channels_last)
-    return run_eval(model, source, dev, recipe, top5=data.classes > 10)
-
-
 def train(
     arch: Arch,
     data: Data,
@@ -236,12 +143,12 @@ def train(
     check_fit(arch, data)
     dev = resolve_device(device)
     channels_last = recipe.channels_last
-    ckpt_path = Path(out) / "checkpoint.pt" if out is not None else None
-    state = _resume_state(ckpt_path, arch, recipe, data) if resume else None
+    ckpt_path = Path(out) / checkpoint.FILE_NAME if out is not None else None
+    state = checkpoint.load_matching(ckpt_path, arch, recipe, data) if resume else None
 
     c = cost(arch)
     result = Result(
-        "ok",
+        RunStatus.OK,
         "",
         [],
         recipe,
@@ -277,7 +184,7 @@ def train(
         )
         steps = len(train_src)
         batch_every = batch_every or max(1, steps // 50)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(recipe, steps))
+        scheduler = make_scheduler(optimizer, recipe, steps)
         history = result.history
         if state is not None:
             model.load_state_dict(state["model"])
@@ -301,7 +208,7 @@ def train(
             sums = torch.zeros(2, device=dev, dtype=torch.float64)  # loss, correct
             seen = skipped = 0  # skipped: images of the compiling step, kept out of throughput
             for i, (x, y) in enumerate(train_src, 1):
-                with _autocast(dev, recipe):
+                with autocast(dev, recipe):
                     logits = net(x)
                 loss = loss_fn(logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
@@ -313,7 +220,7 @@ def train(
                 sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
                 seen += len(y)
                 if recipe.compile and result.compile_seconds is None:  # first step = compilation
-                    _sync(dev)
+                    sync(dev)
                     result.compile_seconds = time.perf_counter() - start
                     start, skipped = time.perf_counter(), seen
                 if on_batch is not None and (i % batch_every == 0 or i == steps):
@@ -328,7 +235,7 @@ def train(
                             (seen - skipped) / max(time.perf_counter() - start, 1e-9),
                         )
                     )
-            _sync(dev)
+            sync(dev)
             train_time = time.perf_counter() - start
             timed = seen - skipped
             val = run_eval(net, val_src, dev, recipe)
@@ -347,13 +254,21 @@ def train(
             train_images += timed
             history.append(m)
             if not (math.isfinite(m.train_loss) and math.isfinite(m.val_loss)):
-                result.status, result.reason = "diverged", f"loss became {m.train_loss} at epoch {epoch}"
+                result.status, result.reason = RunStatus.DIVERGED, f"loss became {m.train_loss} at epoch {epoch}"
                 break
             if ckpt_path is not None:
-                checkpoint.save(
-                    ckpt_path,
-                    _checkpoint_state(model, optimizer, scheduler, train_src, recipe, arch, data, history, dev),
+                snapshot = checkpoint.training_state(
+                    model,
+                    optimizer,
+                    scheduler,
+                    train_src,
+                    arch=arch,
+                    recipe=recipe,
+                    data=data,
+                    history=history,
+                    device=dev,
                 )
+                checkpoint.save(ckpt_path, snapshot)
             if on_epoch is not None:
                 on_epoch(m)
             if m.val_loss < best_loss:
@@ -361,11 +276,11 @@ def train(
             else:
                 stale += 1
             if recipe.patience is not None and stale >= recipe.patience and epoch < recipe.epochs:
-                result.status = "stopped_early"
+                result.status = RunStatus.STOPPED_EARLY
                 result.reason = f"validation loss did not improve for {stale} epochs (best {best_loss:.4f})"
                 break
     except Pruned as e:
-        result.status, result.reason = "pruned", str(e) or f"pruned after epoch {len(history)}"
+        result.status, result.reason = RunStatus.PRUNED, str(e) or f"pruned after epoch {len(history)}"
     except torch.cuda.OutOfMemoryError as e:
         oom = str(e).strip().splitlines()[0] if str(e).strip() else "CUDA out of memory"
     except RuntimeError as e:  # the CPU allocator's failure is a plain RuntimeError
@@ -377,53 +292,7 @@ def train(
         gc.collect()
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-        result.status, result.reason = "out_of_memory", oom
+        result.status, result.reason = RunStatus.OUT_OF_MEMORY, oom
     result.images_per_s = train_images / result.train_seconds if result.train_seconds else 0.0
     result.model = model
     return result
-
-
-def _checkpoint_state(model, optimizer, scheduler, train_src, recipe, arch, data, history, dev) -> dict:
-    rng = {"torch": torch.get_rng_state(), "batches": train_src.state().cpu()}
-    if dev.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(dev)
-    return {
-        "arch": arch.to_dict(),
-        "recipe": recipe.to_dict(),
-        "data": data.describe(),
-        "epoch": len(history),
-        "history": [m.to_dict() for m in history],
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": rng,
-    }
-
-
-def _resume_state(path: Path | None, arch: Arch, recipe: Recipe, data: Data) -> dict:
-    """The checkpoint to continue from, refused unless it is this arch, recipe and data split."""
-    if path is None:
-        raise ResnasError("resuming needs the output folder that holds checkpoint.pt", field="out")
-    state = checkpoint.load(path)
-    if state["arch"] != arch.to_dict():
-        raise ResnasError(
-            f"{path}: the checkpoint is of another arch ({Arch.from_dict(state['arch']).summary()})", field="resume"
-        )
-    if state["recipe"] != recipe.to_dict():
-        diff = [
-            f"{k}={state['recipe'].get(k)!r} (now {v!r})"
-            for k, v in recipe.to_dict().items()
-            if state["recipe"].get(k) != v
-        ]
-        raise ResnasError(
-            f"{path}: the checkpoint was trained with {', '.join(diff)}; resume with the same recipe", field="resume"
-        )
-    same = ("name", "train", "val", "split_seed", "size")
-    if any(state["data"].get(k) != data.describe()[k] for k in same):
-        raise ResnasError(
-            f"{path}: the checkpoint was trained on {state['data'].get('name')} "
-            f"({state['data'].get('train')} train / {state['data'].get('val')} val, split seed "
-            f"{state['data'].get('split_seed')}); resume on the same data",
-            field="resume",
-        )
-    return state

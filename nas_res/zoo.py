@@ -1,12 +1,14 @@
 """Named reference architectures: torchvision's ImageNet nets, the papers' CIFAR nets, the seed's MNIST net.
 
 `zoo.get(name)` returns an `Arch`; the ImageNet entries are state-dict compatible with the
-torchvision model of the same name.
+torchvision model of the same name. `resolve_arch` is how every command reads "a zoo name or an arch file".
 """
 
 from __future__ import annotations
 
-from .arch import Arch, Stage
+from pathlib import Path
+
+from .arch import Arch, Stage, load_arch
 from .errors import ResnasError
 
 
@@ -101,3 +103,16 @@ def get(name: str) -> Arch:
 
 def describe(name: str) -> str:
     return _entry(name)[1]
+
+
+def resolve_arch(target: str) -> tuple[str, Arch]:
+    """A zoo name, or else an arch file (.yaml/.yml/.json, or any existing file): `(name, arch)`, the
+    name being the zoo name or the file's stem (it names runs and tables)."""
+    if target in _ZOO:
+        return target, get(target)
+    if Path(target).suffix in (".yaml", ".yml", ".json") or Path(target).exists():
+        return Path(target).stem, load_arch(target)
+    raise ResnasError(
+        f"{target!r} is neither a zoo name ({', '.join(names()[:6])}, ...; see `resnas zoo`) "
+        "nor an arch file (.yaml/.json)"
+    )

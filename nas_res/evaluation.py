@@ -1,0 +1,107 @@
+"""Measuring a network: loss, top-1 and top-5 over a split, for a model in memory or a saved checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import checkpoint
+from .batches import batches
+from .data import Data, load_data
+from .device import autocast, resolve_device
+from .errors import ResnasError
+from .fitting import check_fit
+from .recipe import Recipe
+
+SPLITS = ("test", "val")  # what a trained checkpoint is evaluated on; never its training images
+
+
+@torch.no_grad()
+def run_eval(net: nn.Module, source, device: torch.device, recipe: Recipe, top5: bool = False) -> dict:
+    """Loss, top-1 (and top-5) over a batch source, summed on the device and read once."""
+    was_training = net.training
+    net.eval()
+    loss = torch.zeros((), device=device, dtype=torch.float64)
+    hits = torch.zeros(2, device=device, dtype=torch.int64)
+    seen = 0
+    for x, y in source:
+        with autocast(device, recipe):
+            out = net(x)
+        out = out.float()
+        loss += nn.functional.cross_entropy(out, y, reduction="sum").double()
+        hits[0] += (out.argmax(1) == y).sum()
+        if top5:
+            hits[1] += (out.topk(min(5, out.shape[1]), 1).indices == y[:, None]).any(1).sum()
+        seen += len(y)
+    net.train(was_training)
+    loss_v, (h1, h5) = loss.item(), hits.tolist()
+    result = {"loss": loss_v / seen, "top1": 100.0 * h1 / seen, "images": seen}
+    if top5:
+        result["top5"] = 100.0 * h5 / seen
+    return result
+
+
+def evaluate(
+    model: nn.Module,
+    data: Data,
+    split: str = "test",
+    *,
+    device: str | torch.device = "auto",
+    batch_size: int = 512,
+    recipe: Recipe | None = None,
+) -> dict:
+    """Final evaluation on `data.<split>`: loss, top-1 %, and top-5 % when there are more than 10 classes."""
+    if getattr(data, split) is None:
+        raise ResnasError(
+            f"{data.name} was loaded without its {split} split (load_data(..., test=True))", field="split"
+        )
+    dev = resolve_device(device)
+    recipe = recipe or Recipe()
+    channels_last = recipe.channels_last
+    model = model.to(dev)
+    source = batches(data, split, batch_size=batch_size, device=dev, train=False, channels_last=channels_last)
+    return run_eval(model, source, dev, recipe, top5=data.classes > 10)
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    *,
+    dataset: str | None = None,
+    split: str = "test",
+    batch_size: int = 512,
+    device: str | torch.device = "auto",
+    data_dir: str | Path | None = None,
+    download: bool = True,
+) -> dict:
+    """Evaluate a trained checkpoint (or the folder holding it) on `split` of the data it was trained on
+    (or `dataset`), split off and sized as in training. A record of what was measured and the result."""
+    if split not in SPLITS:
+        raise ResnasError(f"must be test or val; got {split!r}", field="--split")
+    if batch_size < 1:
+        raise ResnasError(f"must be a positive integer; got {batch_size}", field="--batch-size")
+    model, state = checkpoint.trained_model(path)
+    arch = model.arch
+    trained = state["data"]
+    data = load_data(
+        dataset or trained["spec"],
+        data_dir=data_dir,
+        test=split == "test",
+        download=download,
+        val_size=trained["val"],
+        split_seed=trained["split_seed"],
+        image_size=trained["size"],
+    )
+    check_fit(arch, data)
+    recipe = Recipe.from_dict(state["recipe"], where=str(path))
+    result = evaluate(model, data, split, device=device, batch_size=batch_size, recipe=recipe)
+    return {
+        "checkpoint": str(path),
+        "arch_key": arch.key,
+        "summary": arch.summary(),
+        "dataset": data.spec,
+        "split": split,
+        "epoch": state["epoch"],
+        **result,
+    }

@@ -1,0 +1,29 @@
+"""Whether an arch fits a dataset (its images' channels, its classes), and adapting an arch to one."""
+
+from __future__ import annotations
+
+from .arch import Arch
+from .data import Data
+from .errors import ResnasError
+
+
+def check_fit(arch: Arch, data: Data) -> None:
+    """The arch must take the data's channels and predict its classes; say so before any conv sees a batch."""
+    wrong = []
+    if arch.in_channels != data.channels:
+        wrong.append(f"in_channels {arch.in_channels} but {data.name} images have {data.channels} channel(s)")
+    if arch.classes != data.classes:
+        wrong.append(f"classes {arch.classes} but {data.name} has {data.classes}")
+    if wrong:
+        raise ResnasError(
+            f"the arch does not fit the dataset: {'; '.join(wrong)}. Set in_channels: {data.channels} "
+            f"and classes: {data.classes} in the arch (or pass --fit to `resnas train`)",
+            field="arch",
+        )
+
+
+def fit_to_data(arch: Arch, data: Data) -> Arch:
+    """`arch` with the data's input channels and classes: a zoo net is a family, its layout is the net."""
+    if (arch.in_channels, arch.classes) == (data.channels, data.classes):
+        return arch
+    return arch.replace(in_channels=data.channels, classes=data.classes)

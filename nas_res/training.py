@@ -1,0 +1,163 @@
+"""A training run as `resnas train` makes one: every decision planned and checked before data loads.
+
+`plan_training` resolves the arch (zoo name or file), the recipe (a file plus overrides), the
+validation split, the output folder and whether its checkpoint is continued or replaced, refusing
+a contradiction with the option named. `run_training` then trains, evaluates on the test split when
+asked, and writes metrics.json beside the checkpoint. A Python user gets what the command does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import checkpoint
+from .arch import Arch
+from .data import Data, load_data
+from .errors import ResnasError
+from .evaluation import evaluate
+from .files import write_text
+from .fitting import check_fit, fit_to_data
+from .recipe import Recipe, recipe_with
+from .status import RunStatus
+from .train import BatchProgress, EpochMetrics, Result, train
+from .zoo import names as zoo_names
+from .zoo import resolve_arch
+
+RUNS = Path("runs")  # where runs go without an output folder: runs/NAME-DATASET
+METRICS_NAME = "metrics.json"
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """A checked training run: what to train, how, on which split of which data, and where it goes."""
+
+    name: str  # the zoo name or the arch file's stem
+    arch: Arch  # as given; `arch_for` adapts it to the data when `fit`
+    recipe: Recipe
+    dataset: str
+    val_size: float | int  # a fraction (< 1) or a count of images
+    split_seed: int
+    image_size: int  # the side ImageFolder images are decoded at
+    fit: bool  # set the arch's in_channels and classes from the data
+    out: Path
+    resume: bool  # continue `out`'s checkpoint (else start over, replacing any)
+    test: bool  # evaluate on the test split at the end, never during training
+    device: str = "auto"
+    data_dir: Path | None = None
+    download: bool = True
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / checkpoint.FILE_NAME
+
+    @property
+    def metrics(self) -> Path:
+        return self.out / METRICS_NAME
+
+    def load_data(self) -> Data:
+        """The dataset, its validation split carved as planned (and its test split only when asked)."""
+        return load_data(
+            self.dataset,
+            data_dir=self.data_dir,
+            val_size=self.val_size,
+            split_seed=self.split_seed,
+            test=self.test,
+            download=self.download,
+            image_size=self.image_size,
+        )
+
+    def arch_for(self, data: Data) -> Arch:
+        """The arch this run trains on `data`: adapted to its channels and classes when `fit`, and
+        refused (naming both) when it does not fit them."""
+        arch = fit_to_data(self.arch, data) if self.fit else self.arch
+        check_fit(arch, data)
+        return arch
+
+
+def plan_training(
+    target: str,
+    *,
+    dataset: str = "digits",
+    recipe_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    val_size: float = 0.1,
+    split_seed: int = 0,
+    image_size: int | None = None,
+    fit: bool | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    test: bool = False,
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+    download: bool = True,
+) -> TrainPlan:
+    """Check and settle a training run of `target` (a zoo name or an arch file) on `dataset`.
+
+    `recipe_file` is a recipe file; `overrides` are `Recipe` fields over it (None: keep the file's).
+    `fit` defaults to yes for zoo names (families adapted to the data), no for arch files (trained as
+    written). `out` defaults to runs/NAME-DATASET; a checkpoint already there needs `resume` or
+    `overwrite`. Errors name the `resnas train` option at fault."""
+    name, arch = resolve_arch(target)
+    recipe = recipe_with(recipe_file, **(overrides or {}))
+    if not 0 < val_size < float("inf"):  # also nan
+        raise ResnasError(f"must be a fraction in (0, 1) or a count of images; got {val_size}", field="--val-size")
+    if split_seed < 0:
+        raise ResnasError(f"must be a non-negative integer; got {split_seed}", field="--split-seed")
+    if image_size is not None and image_size < 1:
+        raise ResnasError(f"must be a positive number of pixels; got {image_size}", field="--image-size")
+    folder = Path(out) if out is not None else RUNS / f"{name}-{dataset.split(':')[0]}"
+    if resume and overwrite:
+        raise ResnasError("--resume continues the checkpoint, --overwrite replaces it: choose one", field="--resume")
+    if not (resume or overwrite) and (folder / checkpoint.FILE_NAME).exists():
+        raise ResnasError(
+            f"{folder} already holds a checkpoint; pass --resume to continue it, --overwrite to start "
+            "over, or choose another --out",
+            field="--out",
+        )
+    return TrainPlan(
+        name=name,
+        arch=arch,
+        recipe=recipe,
+        dataset=dataset,
+        val_size=int(val_size) if val_size >= 1 else val_size,
+        split_seed=split_seed,
+        image_size=image_size or arch.resolution,
+        fit=target in zoo_names() if fit is None else fit,
+        out=folder,
+        resume=resume,
+        test=test,
+        device=device,
+        data_dir=Path(data_dir) if data_dir is not None else None,
+        download=download,
+    )
+
+
+def run_training(
+    plan: TrainPlan,
+    data: Data,
+    *,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    on_batch: Callable[[BatchProgress], None] | None = None,
+) -> Result:
+    """Train as planned on `data` (from `plan.load_data()`), checkpointing every epoch into `plan.out`;
+    then the test split when planned (unless the run diverged), and `plan.metrics` written."""
+    recipe = plan.recipe
+    result = train(
+        plan.arch_for(data),
+        data,
+        recipe,
+        device=plan.device,
+        on_batch=on_batch,
+        on_epoch=on_epoch,
+        out=plan.out,
+        resume=plan.resume,
+    )
+    if plan.test and result.model is not None and result.status != RunStatus.DIVERGED:
+        result.test = evaluate(result.model, data, "test", device=plan.device, recipe=recipe)
+    write_text(plan.metrics, json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
