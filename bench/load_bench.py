@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from machine import describe, write
 
-from nas_res.store import UNCOUNTED, Store, safe_url
+from nas_res.results import Store, safe_url
+from nas_res.status import RunStatus
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -56,15 +57,15 @@ def scratch(server: str):
 
 
 def resnas(command: str, *args: str, tmp: Path, index: int) -> subprocess.Popen:
-    log = open(tmp / f"{index:02d}.err", "w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", command, *args, "--json"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"},
-    )
+    with open(tmp / f"{index:02d}.err", "w") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", command, *args, "--json"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"},
+        )
 
 
 def measure(storage: str, workers: int, trials: int, tmp: Path) -> dict:
@@ -112,27 +113,27 @@ def measure(storage: str, workers: int, trials: int, tmp: Path) -> dict:
     runs = Store(storage).runs("load")
     study = optuna.load_study(study_name="load", storage=storage)
     all_trials = study.get_trials()
-    counted_runs = [r for r in runs if r["status"] not in UNCOUNTED]
+    counted_runs = [r for r in runs if r.status.counts]
     counted_trials = {t.number for t in all_trials if t.user_attrs.get("resnas:counted")}
     starts = {}  # each process' first claim and last finish, from the run rows
     by_owner: dict[str, list] = {}
     owner_of = {t.number: t.user_attrs.get("owner") for t in all_trials}
     for r in runs:
-        by_owner.setdefault(owner_of.get(r["trial"]), []).append(r)
+        by_owner.setdefault(owner_of.get(r.trial), []).append(r)
     for owner, rs in by_owner.items():
-        starts[owner] = (min(r["created"] for r in rs), max(r["created"] + (r["wall_seconds"] or 0) for r in rs))
+        starts[owner] = (min(r.created for r in rs), max(r.created + (r.wall_seconds or 0) for r in rs))
     t0 = min(s for s, _ in starts.values())
     t1 = max(e for _, e in starts.values())
     full0 = max(s for s, _ in starts.values())  # every process has started training
     full1 = min(e for _, e in starts.values())  # ... until the first one stops
-    in_full = [r for r in counted_runs if full0 <= r["created"] + (r["wall_seconds"] or 0) <= full1]
+    in_full = [r for r in counted_runs if full0 <= r.created + (r.wall_seconds or 0) <= full1]
     errors = {
         "processes_failed": failed,
         "database_retries": sum(o.get("db_errors", 0) for o in outs),
-        "trials_failed_or_lost": sum(1 for r in runs if r["status"] not in ("ok", "stopped_early", "pruned")),
+        "trials_failed_or_lost": sum(1 for r in runs if not (r.status.ranks or r.status is RunStatus.PRUNED)),
         "trials_unfinished": sum(1 for t in all_trials if not t.state.is_finished()),
-        "runs_without_trial": len({r["trial"] for r in runs} - {t.number for t in all_trials}),
-        "counted_mismatch": int(counted_trials != {r["trial"] for r in counted_runs} or len(counted_runs) != trials),
+        "runs_without_trial": len({r.trial for r in runs} - {t.number for t in all_trials}),
+        "counted_mismatch": int(counted_trials != {r.trial for r in counted_runs} or len(counted_runs) != trials),
     }
     figures = {
         "workers": workers,
@@ -146,7 +147,7 @@ def measure(storage: str, workers: int, trials: int, tmp: Path) -> dict:
         "trials_per_second": len(counted_runs) / (t1 - t0),
         "all_working_seconds": max(0.0, full1 - full0),
         "trials_per_second_all_working": len(in_full) / (full1 - full0) if full1 > full0 else None,
-        "median_trial_seconds": sorted(r["wall_seconds"] for r in counted_runs)[len(counted_runs) // 2],
+        "median_trial_seconds": sorted(r.wall_seconds for r in counted_runs)[len(counted_runs) // 2],
         "errors": errors,
         "total_errors": sum(errors.values()),
         "storage": safe_url(storage),
@@ -162,9 +163,11 @@ def main() -> None:
     a = ap.parse_args()
     import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp:
-        with contextlib.nullcontext(a.storage) if a.storage else scratch(SERVER) as storage:
-            f = measure(storage, a.workers, a.trials, Path(tmp))
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        contextlib.nullcontext(a.storage) if a.storage else scratch(SERVER) as storage,
+    ):
+        f = measure(storage, a.workers, a.trials, Path(tmp))
     print(
         f"{f['workers']} workers, {f['trials']} trials on {f['storage']}: {f['trials_per_second']:.2f} trials/s "
         f"overall ({f['wall_seconds']:.0f} s), "

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, write
 
 from nas_res.coordinator import Coordinator
+from nas_res.results import Store
 from nas_res.search import plan
-from nas_res.store import Store
 
 
 def run(tmp: Path, name: str, **options):
@@ -38,12 +38,12 @@ def run(tmp: Path, name: str, **options):
     wall = time.perf_counter() - start
     runs = Store(storage).runs(name)
     best_so_far, best = [], 0.0
-    for r in sorted(runs, key=lambda r: r["trial"]):
-        best = max(best, r["best_val_acc"] or 0.0)
+    for r in sorted(runs, key=lambda r: r.trial):
+        best = max(best, r.best_val_acc or 0.0)
         best_so_far.append(best)
     return {
         "wall_seconds": wall,
-        "trained_epochs": sum(r["epochs"] for r in runs if r["reused_from"] is None),
+        "trained_epochs": sum(r.epochs for r in runs if not r.reused),
         "best_val_acc": best,
         "best_so_far": best_so_far,
         "counts": state.counts,

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from nas_res import ResnasError
 from nas_res.cost import human
-from nas_res.report import check_top, compare, export, leaderboard, studies
-from nas_res.store import Store, safe_url
+from nas_res.results import Store, check_top, compare, export, leaderboard, safe_url, studies
+from nas_res.results.plots import compare_figure, html_table, save, study_figure
 
 from .common import JSON_HELP, STORAGE_HELP, emit_json, out, user_errors
 
@@ -198,8 +198,6 @@ def compare_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Studies side by side: accuracy statistics, at matched complexity too, EDF and Pareto fronts."""
-    from nas_res.plots import compare_figure, html_table, save
-
     boards = _boards(study_names, storage)
     stats = compare(boards)
     written = None
@@ -235,8 +233,6 @@ def plot_cmd(
 ):
     """One plot of a study: Optuna's history, importance, parallel coordinates, Pareto front; or the EDF."""
     import optuna
-
-    from nas_res.plots import save, study_figure
 
     store = Store(storage)
     rows = leaderboard(store, study)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
+from nas_res.results import copy_study
+
 from .common import JSON_HELP, emit_json, out, user_errors
 
 study_app = typer.Typer(help="Work on whole studies (copy one between storages).", no_args_is_help=True)
@@ -21,8 +23,6 @@ def copy_cmd(
 ):
     """Copy a study with its Optuna trials and resnas's runs, e.g. from SQLite to PostgreSQL; the source is
     only read, and a copy that fails leaves nothing behind in the target."""
-    from nas_res.transfer import copy_study
-
     summary = copy_study(name, source, target, new_name)
     if as_json:
         return emit_json(summary)

@@ -36,8 +36,9 @@ from .cost import cost
 from .data import load_data
 from .errors import ResnasError
 from .liveness import DB_PATIENCE, Heartbeat, alive, host_id, patiently, sigterm_as_interrupt
+from .results import DEFAULT_STORAGE, Run, Store, safe_url, tune_sqlite
 from .search import SearchConfig, directions, make_pruner, make_sampler
-from .store import DEFAULT_STORAGE, UNCOUNTED, Store, safe_url, tune_sqlite
+from .status import RunStatus
 from .train import resolve_device
 from .worker import CONTINUE, PRUNE, Handle, context
 
@@ -252,7 +253,7 @@ class Coordinator:
                 return
             raise
         self.state.running_all = by_status.get("running", 0)
-        self.state.counted = sum(n for s, n in by_status.items() if s not in UNCOUNTED + ("running",))
+        self.state.counted = sum(n for s, n in by_status.items() if RunStatus(s).counts and RunStatus(s).terminal)
 
     def _db(self, fn: Callable, *args, **kwargs):
         def counted(e: Exception) -> None:
@@ -377,10 +378,10 @@ class Coordinator:
             known = self._db(
                 self.store.find_trained, arch.key, self.recipe_key, self.config.data_key, study=self.config.study
             )
-            if known is not None and known["study"] == self.config.study:
+            if known is not None and known.study == self.config.study:
                 self._db(trial.set_user_attr, "status", "repeat")
-                self._db(trial.set_user_attr, "repeat_of", known["trial"])
-                self._tell(trial, self._values(known["best_val_acc"], c))
+                self._db(trial.set_user_attr, "repeat_of", known.trial)
+                self._tell(trial, self._values(known.best_val_acc, c))
                 self.state.counts["repeats"] += 1
                 continue
             if known is not None:
@@ -451,7 +452,7 @@ class Coordinator:
             return [best_val_acc]
         return [best_val_acc, float(c.flops if self.config.objective == "accuracy+flops" else c.params)]
 
-    def _reuse(self, trial, arch, c, known: dict) -> None:
+    def _reuse(self, trial, arch, c, known: Run) -> None:
         import optuna
 
         run_id = self._db(
@@ -459,17 +460,17 @@ class Coordinator:
             self.config.study,
             self.config.trials,
             **self._run_of(trial, arch),
-            status=known["status"],
-            reason=f"reused from {known['study']} trial {known['trial']}",
-            history=known["history"],
-            epochs=known["epochs"],
-            best_val_acc=known["best_val_acc"],
-            test_acc=known["test_acc"],
-            checkpoint=known["checkpoint"],
-            device=known["device"],
+            status=known.status,
+            reason=f"reused from {known.study} trial {known.trial}",
+            history=known.history,
+            epochs=known.epochs,
+            best_val_acc=known.best_val_acc,
+            test_acc=known.test_acc,
+            checkpoint=known.checkpoint,
+            device=known.device,
             wall_seconds=0.0,
-            train_seconds=known["train_seconds"],
-            reused_from=known["id"],
+            train_seconds=known.train_seconds,
+            reused_from=known.id,
         )
         if run_id is None:
             self._db(trial.set_user_attr, "status", "surplus")
@@ -477,14 +478,14 @@ class Coordinator:
             return
         for k, v in (
             ("status", "reused"),
-            ("reused_from", f"{known['study']}#{known['trial']}"),
-            ("best_val_acc", known["best_val_acc"]),
+            ("reused_from", f"{known.study}#{known.trial}"),
+            ("best_val_acc", known.best_val_acc),
             (COUNTED, True),
         ):
             self._db(trial.set_user_attr, k, v)
-        self._tell(trial, self._values(known["best_val_acc"], c))
+        self._tell(trial, self._values(known.best_val_acc, c))
         self.state.counts["reused"] += 1
-        self._update_best(trial.number, known["best_val_acc"], arch, c)
+        self._update_best(trial.number, known.best_val_acc, arch, c)
 
     # ---- messages from workers ---------------------------------------------------------------
     def _handle_messages(self) -> None:
@@ -561,7 +562,7 @@ class Coordinator:
             wall_seconds=wall,
             train_seconds=record.get("train_seconds"),
         )
-        counted = status not in UNCOUNTED
+        counted = RunStatus(status).counts
         told = False
         try:
             if written:

@@ -19,15 +19,14 @@ from typing import Any
 from .cost import Budget
 from .errors import ResnasError
 from .recipe import PRESETS, Recipe, load_recipe
+from .results import STUDY_NAME, Store, safe_url
 from .space import DesignSpace, load_space
 from .spec import Dim, Spec
-from .store import Store, safe_url
 from .yamlfile import read_yaml
 
 SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid")
 OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params")
 PRUNERS = ("hyperband", "median", "none")
-STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 PINNED = ("space", "budget", "max_params", "dataset", "val_size", "split_seed", "recipe", "objective")
 FIELDS = (
     "study",

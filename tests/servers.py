@@ -1,8 +1,9 @@
-"""Throw-away databases on the local PostgreSQL and MariaDB servers, for tests that need a real server.
+"""Throw-away databases: a SQLite file in a test's folder, or one on the local PostgreSQL and MariaDB servers.
 
-Each call makes a database with a fresh name and drops it afterwards; without a reachable server (or
-driver) the test is skipped and the reason names the server and the error. The servers' addresses
-can be changed with RESNAS_TEST_POSTGRES and RESNAS_TEST_MYSQL.
+`sqlite_url` names a SQLite storage in a folder the test owns. `scratch_database` makes a server
+database with a fresh name and drops it afterwards; without a reachable server (or driver) the test
+is skipped and the reason names the server and the error. The servers' addresses can be changed with
+RESNAS_TEST_POSTGRES and RESNAS_TEST_MYSQL.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +21,11 @@ SERVERS = {
     "postgresql": os.environ.get("RESNAS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"),
     "mysql": os.environ.get("RESNAS_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test"),
 }
+
+
+def sqlite_url(folder: Path, name: str = "db.sqlite") -> str:
+    """The storage URL of SQLite file `name` in `folder` (a test's tmp_path): every test's own storage."""
+    return f"sqlite:///{Path(folder) / name}"
 
 
 @contextlib.contextmanager

@@ -11,8 +11,7 @@ from pathlib import Path
 import optuna
 
 from nas_res.coordinator import COUNTED
-from nas_res.report import leaderboard
-from nas_res.store import UNCOUNTED, Store
+from nas_res.results import Store, leaderboard
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE, BUDGET = "plain-vs-residual", "20MFLOPs"  # 24 candidates fit; quick on 8x8 digits
@@ -49,23 +48,23 @@ def check_consistent(storage: str, study: str, target: int) -> tuple[list, list]
     runs = Store(storage).runs(study)
     assert all(t.state.is_finished() for t in trials), [(t.number, t.state.name) for t in trials]
     assert len({t.number for t in trials}) == len(trials)
-    assert len({r["trial"] for r in runs}) == len(runs)
-    assert len([r for r in runs if r["status"] not in UNCOUNTED]) == target
+    assert len({r.trial for r in runs}) == len(runs)
+    assert len([r for r in runs if r.status.counts]) == target
     state = {t.number: t for t in trials}
     for r in runs:
-        t = state[r["trial"]]
-        if r["status"] != "lost":  # a lost trial was failed by another process, which cannot set its attributes
-            assert t.user_attrs["status"] == r["status"] and t.user_attrs[COUNTED] == (r["status"] not in UNCOUNTED)
-        ok = r["status"] in ("ok", "stopped_early")
+        t = state[r.trial]
+        if r.status != "lost":  # a lost trial was failed by another process, which cannot set its attributes
+            assert t.user_attrs["status"] == r.status and t.user_attrs[COUNTED] == r.status.counts
+        ok = r.status in ("ok", "stopped_early")
         assert t.state == (
             optuna.trial.TrialState.COMPLETE
             if ok
             else optuna.trial.TrialState.PRUNED
-            if r["status"] == "pruned"
+            if r.status == "pruned"
             else optuna.trial.TrialState.FAIL
-        ), (r["trial"], r["status"], t.state.name)
+        ), (r.trial, r.status, t.state.name)
     counted = {t.number for t in trials if t.user_attrs.get(COUNTED)}
-    assert counted == {r["trial"] for r in runs if r["status"] not in UNCOUNTED}
+    assert counted == {r.trial for r in runs if r.status.counts}
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.number in counted]
     board = leaderboard(Store(storage), study)
     if complete:

@@ -6,22 +6,24 @@ Faults are injected into the worker processes by tests/faults/sitecustomize.py (
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
 from pathlib import Path
 
 import optuna
+from servers import sqlite_url
 from studycheck import ROOT, check_consistent, finish, retried, search_args, start
 
 from nas_res.liveness import alive as _alive
-from nas_res.store import Store
+from nas_res.results import Store
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 
 
 def test_failing_trials_fail_alone_and_a_killed_worker_is_retried(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    storage = sqlite_url(tmp_path)
     env = {
         "PYTHONPATH": f"{ROOT / 'tests' / 'faults'}{os.pathsep}{ROOT}",
         "RESNAS_TEST_FAULTS": "raise,oom,diverge,kill",
@@ -46,9 +48,9 @@ def test_failing_trials_fail_alone_and_a_killed_worker_is_retried(tmp_path):
         )
     )
     trials, runs = check_consistent(storage, "faults", 6)
-    status = [r["status"] for r in sorted(runs, key=lambda r: r["trial"])]
+    status = [r.status for r in sorted(runs, key=lambda r: r.trial)]
     assert status[:4] == ["error", "out_of_memory", "diverged", "crashed"]  # each with its reason
-    reasons = {r["status"]: r["reason"] for r in runs}
+    reasons = {r.status.value: r.reason for r in runs}
     assert "injected fault" in reasons["error"] and "80.00 GiB" in reasons["out_of_memory"]
     assert "nan" in reasons["diverged"] and "worker process died" in reasons["crashed"]
     assert status[4:] == ["ok"] * 3  # the worker carried on; the killed trial was tried again
@@ -70,7 +72,7 @@ def _children(pid: int) -> list[int]:
 
 
 def test_a_killed_coordinator_resumes_without_counting_twice(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    storage = sqlite_url(tmp_path)
     args = search_args(
         storage, "killed", "--trials", "3", "--epochs", "3", "--pruner", "none", "--checkpoints", str(tmp_path / "ck")
     )
@@ -78,10 +80,8 @@ def test_a_killed_coordinator_resumes_without_counting_twice(tmp_path):
     deadline, running = time.time() + 180, False
     while time.time() < deadline and not running:
         time.sleep(0.3)
-        try:
+        with contextlib.suppress(Exception):  # the tables may not exist yet
             running = Store(storage).counts("killed").get("running", 0) > 0
-        except Exception:  # the tables may not exist yet
-            pass
     assert running, "no trial started"
     workers = _children(proc.pid)
     proc.send_signal(signal.SIGKILL)  # no chance to mark anything
@@ -92,9 +92,9 @@ def test_a_killed_coordinator_resumes_without_counting_twice(tmp_path):
     out = finish(start("search", *args, "--grace", "600"))  # the same command; no grace period to wait out
     assert time.time() - started < 300
     trials, runs = check_consistent(storage, "killed", 3)
-    lost = [r for r in runs if r["status"] == "lost"]
-    assert len(lost) == 1 and "exited before the trial finished" in lost[0]["reason"]
-    before = next(t for t in trials if t.number == lost[0]["trial"])
+    lost = [r for r in runs if r.status == "lost"]
+    assert len(lost) == 1 and "exited before the trial finished" in lost[0].reason
+    before = next(t for t in trials if t.number == lost[0].trial)
     again = retried(trials, before.number)
     assert len(again) == 1 and again[0].params == before.params and again[0].state == COMPLETE
     assert out["counted"] == 3

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from servers import scratch_database
+from servers import scratch_database, sqlite_url
 from typer.testing import CliRunner
 
 from cli.main import app
-from nas_res.store import Store
+from nas_res.results import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE, BUDGET = "plain-vs-residual", "20MFLOPs"  # 81 candidates, trained in seconds on the 8x8 digits
@@ -86,7 +86,7 @@ def copy_db(src: Path, dst: Path) -> str:
         a.backup(b)
     a.close()
     b.close()
-    return f"sqlite:///{dst}"
+    return sqlite_url(dst.parent, dst.name)
 
 
 def fingerprint(path: Path) -> tuple[str, int]:
@@ -124,7 +124,7 @@ def studies_in(url: str) -> list[str]:
 def study(tmp_path_factory):
     """A finished two-trial study `s` (about 20 s), made by `resnas search` as a user would."""
     tmp = tmp_path_factory.mktemp("study")
-    url = f"sqlite:///{tmp / 's.db'}"
+    url = sqlite_url(tmp, "s.db")
     r = run_cli(
         [
             "search",
@@ -239,7 +239,7 @@ def make_bad_file(folder: Path, kind: str, how: str) -> Path:
 
 
 def file_command(command: str, path: Path, tmp: Path) -> list:
-    storage = ["--storage", f"sqlite:///{tmp / 'db.sqlite'}"]
+    storage = ["--storage", sqlite_url(tmp)]
     return {
         "space show": ["space", "show", path],
         "space sample": ["space", "sample", path, "-n", "2"],
@@ -321,14 +321,14 @@ def test_impossible_or_unreadable_budget(command, budget, needles, tmp_path):
             "--epochs",
             "1",
             "--storage",
-            f"sqlite:///{tmp_path / 'db.sqlite'}",
+            sqlite_url(tmp_path),
             "--study",
             "b",
         ],
     }[command]
     refused(invoke([*head, *budget]), *needles)
     if command == "search":
-        assert studies_in(f"sqlite:///{tmp_path / 'db.sqlite'}") == []
+        assert studies_in(sqlite_url(tmp_path)) == []
 
 
 # ---- numeric and choice options -----------------------------------------------------------------
@@ -346,7 +346,7 @@ def _search(tmp: Path, *extra) -> list:
         "--epochs",
         "1",
         "--storage",
-        f"sqlite:///{tmp / 'db.sqlite'}",
+        sqlite_url(tmp),
         "--study",
         "n",
         *extra,
@@ -432,7 +432,7 @@ def test_bad_option_value(make, needles, usage, tmp_path):
     refused(invoke(make(tmp_path)), *needles, usage=usage)
     assert not (tmp_path / "o").exists()  # train refused before writing anything
     if (tmp_path / "db.sqlite").exists():
-        assert studies_in(f"sqlite:///{tmp_path / 'db.sqlite'}") == []
+        assert studies_in(sqlite_url(tmp_path)) == []
 
 
 def test_search_refuses_zero_epochs(tmp_path):
@@ -544,7 +544,7 @@ def test_torchvision_dataset_offline_names_the_files_and_folder(tmp_path):
     ],
 )
 def test_a_refused_search_leaves_no_study_behind(extra, needle, tmp_path):
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    url = sqlite_url(tmp_path)
     refused(invoke([*_search(tmp_path), "--study", "left", *extra]), needle)
     assert "left" not in studies_in(url)
 
@@ -621,7 +621,7 @@ def test_bad_or_unreachable_storage(command, how, tmp_path):
 
 
 def newer_db(path: Path) -> str:
-    url = f"sqlite:///{path}"
+    url = sqlite_url(path.parent, path.name)
     Store(url, create=True).dispose()
     with sqlite3.connect(path) as c:
         c.execute("UPDATE resnas_schema SET version = 99")
@@ -647,7 +647,7 @@ def test_newer_schema_with_another_layout_is_not_altered(tmp_path):
         c.execute("CREATE TABLE resnas_studies_v2 (name TEXT PRIMARY KEY)")
     c.close()
     before = fingerprint(db)[0]
-    refused(invoke(["studies", "--storage", f"sqlite:///{db}"]), "newer resnas")
+    refused(invoke(["studies", "--storage", sqlite_url(db.parent, db.name)]), "newer resnas")
     assert fingerprint(db)[0] == before
 
 
@@ -658,7 +658,7 @@ def test_foreign_sqlite_database_is_not_altered_by_a_read_only_command(tmp_path)
         c.execute("INSERT INTO customers VALUES (1, 'Ada')")
     c.close()
     before = fingerprint(db)[0]
-    invoke(["studies", "--storage", f"sqlite:///{db}"])
+    invoke(["studies", "--storage", sqlite_url(db.parent, db.name)])
     assert fingerprint(db)[0] == before
 
 

@@ -8,7 +8,7 @@ import time
 from servers import scratch_database
 from studycheck import check_consistent, finish, search_args, start
 
-from nas_res.store import Store, resolve_storage
+from nas_res.results import Store, resolve_storage
 
 
 def test_two_processes_share_a_study_on_mariadb(tmp_path):

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from servers import admin_engine, scratch_database
 from studycheck import check_consistent, finish, retried, search_args, start
 
+from nas_res.results import Store
 from nas_res.search import plan
-from nas_res.store import Store
 
 COMPLETE, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
 
@@ -83,7 +83,7 @@ def test_eight_workers_on_two_hosts_share_one_study(pg_url, tmp_path):
     ]
     outs = [finish(p) for p in [first, *joined]]
     trials, runs = check_consistent(pg_url, "many", 12)
-    owners = {t.user_attrs["owner"] for t in trials if t.number in {r["trial"] for r in runs}}
+    owners = {t.user_attrs["owner"] for t in trials if t.number in {r.trial for r in runs}}
     assert len(owners) >= 2  # trained by more than one of the processes
     assert all(o["counted"] == 12 and not o["interrupted"] for o in outs)
     assert (
@@ -142,7 +142,7 @@ def test_a_host_killed_mid_trial_is_failed_within_the_grace_period_and_retried(p
             for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
             if not str(t.user_attrs.get("owner", "")).endswith(f":{first.pid}")
         ]
-        running = {r["trial"] for r in Store(pg_url).runs("kill") if r["status"] == "running"}
+        running = {r.trial for r in Store(pg_url).runs("kill") if r.status == "running"}
         return next((t for t in theirs if t.number in running), None)
 
     trial = _wait_for(victims_trial)
@@ -158,8 +158,8 @@ def test_a_host_killed_mid_trial_is_failed_within_the_grace_period_and_retried(p
     assert time.time() - killed_at <= 5 + 1 + 6  # grace, one heartbeat, and slack for a loaded machine
     out = finish(first)
     trials, runs = check_consistent(pg_url, "kill", 3)
-    lost = next(r for r in runs if r["trial"] == trial.number)
-    assert lost["status"] == "lost" and "no heartbeat" in lost["reason"]
+    lost = next(r for r in runs if r.trial == trial.number)
+    assert lost.status == "lost" and "no heartbeat" in lost.reason
     again = retried(trials, trial.number)
     assert len(again) == 1 and again[0].params == trial.params and again[0].state == COMPLETE
     assert out["counted"] == 3 and out["counts"]["retried"] == 1
@@ -185,7 +185,7 @@ def test_the_database_restarting_under_a_search_loses_nothing(pg_url, tmp_path):
 
     def training():
         """a trial in training"""
-        return any(r["status"] == "running" for r in Store(pg_url).runs("restart"))
+        return any(r.status == "running" for r in Store(pg_url).runs("restart"))
 
     _wait_for(training)
     admin = admin_engine("postgresql")
@@ -196,6 +196,6 @@ def test_the_database_restarting_under_a_search_loses_nothing(pg_url, tmp_path):
         c.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
     admin.dispose()
     out = finish(search)
-    trials, runs = check_consistent(pg_url, "restart", 2)
+    _trials, runs = check_consistent(pg_url, "restart", 2)
     assert out["db_errors"] > 0  # it did meet the outage, and waited it out
-    assert [r["status"] for r in runs] == ["ok", "ok"]  # the trial trained across the outage too
+    assert [r.status for r in runs] == ["ok", "ok"]  # the trial trained across the outage too

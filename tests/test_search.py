@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import signal
@@ -15,13 +17,13 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy as sa
+from servers import sqlite_url
 
 from cli.main import app
 from nas_res import ResnasError, load_arch
 from nas_res.coordinator import COUNTED, Coordinator
-from nas_res.report import export, leaderboard, pareto, studies
+from nas_res.results import Store, export, leaderboard, pareto, studies
 from nas_res.search import plan, read_study_file
-from nas_res.store import Store
 
 SPACE = "plain-vs-residual"  # 81 candidates, 28x28 reference; digits are 8x8, so trials are quick
 BUDGET = "20MFLOPs"  # 24 of the 81 fit
@@ -33,7 +35,7 @@ def _search(tmp_path: Path, **options):
         "budget": BUDGET,
         "trials": 4,
         "epochs": 1,
-        "storage": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "storage": sqlite_url(tmp_path),
         "checkpoints": str(tmp_path / "ckpt"),
         **options,
     }
@@ -49,7 +51,7 @@ def searched(tmp_path_factory):
 
 
 def _trials(tmp: Path, study: str):
-    return optuna.load_study(study_name=study, storage=f"sqlite:///{tmp / 'db.sqlite'}").get_trials()
+    return optuna.load_study(study_name=study, storage=sqlite_url(tmp)).get_trials()
 
 
 def test_a_tiny_search_trains_counts_and_respects_the_budget(searched):
@@ -71,10 +73,10 @@ def test_a_tiny_search_trains_counts_and_respects_the_budget(searched):
         assert t.user_attrs["flops"] <= 20e6 and t.constraints["budget"] <= 0
         assert {"arch_key", "summary", "params", "acts", "status"} <= set(t.user_attrs)
     runs = Store(config.storage).runs("first")
-    assert len(runs) == 4 and all(r["flops"] <= 20e6 and r["params"] > 0 and r["acts"] > 0 for r in runs)
-    trained = [r for r in runs if r["reused_from"] is None and r["status"] == "ok"]
-    assert trained and all(len(r["history"]) == 1 and Path(r["checkpoint"]).exists() for r in trained)
-    assert all(r["arch"]["in_channels"] == 1 and r["arch"]["classes"] == 10 for r in runs)  # set from the data
+    assert len(runs) == 4 and all(r.flops <= 20e6 and r.params > 0 and r.acts > 0 for r in runs)
+    trained = [r for r in runs if r.reused_from is None and r.status == "ok"]
+    assert trained and all(len(r.history) == 1 and Path(r.checkpoint).exists() for r in trained)
+    assert all(r.arch["in_channels"] == 1 and r.arch["classes"] == 10 for r in runs)  # set from the data
 
 
 def test_resume_respects_the_total_and_pins_the_study(tmp_path):
@@ -119,21 +121,21 @@ zero_init_last_bn: {str(arch.zero_init_last_bn).lower()}
     _, _, state = _search(tmp, study="second", space=str(one), budget=None, trials=1)
     assert state.counts["reused"] == 1 and state.counts["done"] == 0
     run = Store(config.storage).runs("second")[0]
-    assert run["reused_from"] is not None and run["best_val_acc"] == best["val_acc"]
-    assert "reused from first trial" in run["reason"]
+    assert run.reused_from is not None and run.best_val_acc == best["val_acc"]
+    assert "reused from first trial" in run.reason
     rows = leaderboard(Store(config.storage), "second")
     assert rows[0]["reused"] is True
 
 
 def test_reports_and_their_cli(runner, searched, tmp_path):
-    tmp, config, _, _ = searched
+    _tmp, config, _, _ = searched
     storage = config.storage
     rows = leaderboard(Store(storage), "first")
     assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
-    assert all(a["val_acc"] >= b["val_acc"] for a, b in zip(rows, rows[1:]))
+    assert all(a["val_acc"] >= b["val_acc"] for a, b in itertools.pairwise(rows))
     assert {"depths", "width", "cxd", "shortcut", "unit_order", "flops", "params", "epochs"} <= set(rows[0])
     front = pareto(rows)
-    assert all(a["flops"] < b["flops"] and a["val_acc"] < b["val_acc"] for a, b in zip(front, front[1:]))
+    assert all(a["flops"] < b["flops"] and a["val_acc"] < b["val_acc"] for a, b in itertools.pairwise(front))
     names = [s["study"] for s in studies(Store(storage))]
     assert "first" in names
 
@@ -182,7 +184,7 @@ def test_a_failing_trial_does_not_stop_the_study(tmp_path):
     assert state.counts["failed"] == 2 and state.counted == 2
     trials = [t for t in _trials(tmp_path, "slow") if t.user_attrs.get(COUNTED)]
     assert all(t.state == optuna.trial.TrialState.FAIL and "timed out" in t.user_attrs["reason"] for t in trials)
-    assert all(r["status"] == "timeout" for r in Store(f"sqlite:///{tmp_path / 'db.sqlite'}").runs("slow"))
+    assert all(r.status == "timeout" for r in Store(sqlite_url(tmp_path)).runs("slow"))
 
 
 def test_multi_objective_search_has_two_directions(tmp_path):
@@ -199,7 +201,7 @@ def test_storage_and_option_mistakes(tmp_path):
     assert "s3cret" not in str(e.value) and "***" in str(e.value)
     with pytest.raises(ResnasError, match="not a storage URL"):
         Store("not a url")
-    url = f"sqlite:///{tmp_path / 'v.sqlite'}"
+    url = sqlite_url(tmp_path, "v.sqlite")
     Store(url, create=True)
     engine = sa.create_engine(url)
     with engine.begin() as c:
@@ -217,7 +219,7 @@ def test_storage_and_option_mistakes(tmp_path):
         ({"study": "a b"}, "--study"),
     ):
         with pytest.raises(ResnasError, match=match):
-            plan({"space": SPACE, "storage": f"sqlite:///{tmp_path / 'o.sqlite'}", **bad})
+            plan({"space": SPACE, "storage": sqlite_url(tmp_path, "o.sqlite"), **bad})
     f = tmp_path / "s.yaml"
     f.write_text("space: plain-vs-residual\nbudgets: 4GFLOPs\n")
     with pytest.raises(ResnasError, match="s.yaml.*unknown option.*budgets"):
@@ -233,7 +235,7 @@ def test_shipped_study_recipe_reads():
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_or_sigterm_stops_cleanly_and_the_study_resumes(tmp_path, sig):
-    storage = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    storage = sqlite_url(tmp_path)
     args = [
         sys.executable,
         "-m",
@@ -260,13 +262,11 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_the_study_resumes(tmp_path, sig):
     running = False
     while time.time() < deadline and not running:  # wait until a trial is being trained
         time.sleep(1)
-        try:
+        with contextlib.suppress(Exception):  # the study may not exist yet
             running = Store(storage).counts("cc").get("running", 0) > 0  # a claimed trial, training
-        except Exception:  # the study may not exist yet
-            pass
     assert running, "no trial started"
     proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=60)
+    _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "resume" in stderr
     trials = optuna.load_study(study_name="cc", storage=storage).trials
@@ -274,8 +274,8 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_the_study_resumes(tmp_path, sig):
     stopped = [t for t in trials if t.user_attrs.get("status") == "interrupted" and t.state.is_finished()]
     assert stopped and all(t.state == optuna.trial.TrialState.FAIL and not t.user_attrs[COUNTED] for t in stopped)
     runs = Store(storage).runs("cc")
-    assert {r["trial"] for r in runs if r["status"] == "interrupted"} == {t.number for t in stopped}
-    assert not any(r["status"] == "running" for r in runs)
+    assert {r.trial for r in runs if r.status == "interrupted"} == {t.number for t in stopped}
+    assert not any(r.status == "running" for r in runs)
     queued = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]  # tried again on resume
     assert sorted(t.params.items() for t in queued) == sorted(t.params.items() for t in stopped)
     config, existed = plan({"study": "cc", "storage": storage})
@@ -289,10 +289,10 @@ def test_compare_plot_and_onnx(runner, searched, tmp_path):
 
     from nas_res import build
     from nas_res.checkpoint import load
-    from nas_res.plots import edf
-    from nas_res.report import compare
+    from nas_res.results import compare
+    from nas_res.results.plots import edf
 
-    tmp, config, _, _ = searched
+    _tmp, config, _, _ = searched
     storage = config.storage
     assert edf([3.0, 1.0, 2.0]) == ([1.0, 2.0, 3.0], [1 / 3, 2 / 3, 1.0])
     rows = leaderboard(Store(storage), "first")

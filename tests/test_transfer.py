@@ -10,22 +10,19 @@ server (127.0.0.1:5432, trust auth), created and dropped here; without a server 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import optuna
 import pytest
 import sqlalchemy as sa
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
-from servers import scratch_database
+from servers import scratch_database, sqlite_url
 
 from cli.main import app
-from nas_res import ResnasError, cost, transfer
-from nas_res import store as st
-from nas_res.report import leaderboard, studies
+from nas_res import ResnasError, cost
+from nas_res.results import Store, copy_study, leaderboard, safe_url, studies
+from nas_res.results.schema import runs as runs_table
 from nas_res.search import plan
-from nas_res.store import Store
-from nas_res.transfer import copy_study
 
 SPACE, BUDGET = "plain-vs-residual", "20MFLOPs"
 STATUS = ["ok", "ok", "pruned", "error", "ok"]  # one run per trial; trial 5 is over budget and has none
@@ -96,7 +93,7 @@ def make_study(url: str, name: str, seed: int = 0) -> list[int]:
 def set_reused(url: str, run_id: int, reused_from: int, reason: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as c:
-        c.execute(st.runs.update().where(st.runs.c.id == run_id).values(reused_from=reused_from, reason=reason))
+        c.execute(runs_table.update().where(runs_table.c.id == run_id).values(reused_from=reused_from, reason=reason))
     engine.dispose()
 
 
@@ -115,17 +112,13 @@ def dump(url: str) -> dict:
 def source(tmp_path_factory):
     """`first`, and `second` whose runs were reused: from `first` (outside the copy), from a later run of
     its own (inside, a forward pointer), and from a run no longer there."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('transfer') / 'src.db'}"
+    url = sqlite_url(tmp_path_factory.mktemp("transfer"), "src.db")
     first = make_study(url, "first")
     second = make_study(url, "second", seed=1)
     set_reused(url, second[0], first[0], "reused from first trial 0")
     set_reused(url, second[1], second[4], "reused from second trial 4")
     set_reused(url, second[3], 9999, "reused from gone trial 3")
     return url, dump(url)
-
-
-def sqlite(tmp_path: Path, name: str = "dst.db") -> str:
-    return f"sqlite:///{tmp_path / name}"
 
 
 def trials(url: str, name: str) -> list:
@@ -157,7 +150,9 @@ def same_trials(a: list, b: list) -> None:
 
 
 def runs_without_ids(url: str, name: str, leave_out: tuple = ()) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in ("id", "study", *leave_out)} for r in Store(url).runs(name)]
+    return [
+        {k: v for k, v in r.to_dict().items() if k not in ("id", "study", *leave_out)} for r in Store(url).runs(name)
+    ]
 
 
 def assert_same_study(src: str, dst: str, name: str, new_name: str | None = None, leave_out: tuple = ()) -> None:
@@ -176,7 +171,7 @@ def assert_same_study(src: str, dst: str, name: str, new_name: str | None = None
 
 def test_a_copy_keeps_trials_runs_and_the_leaderboard(source, tmp_path):
     src, before = source
-    dst = sqlite(tmp_path)
+    dst = sqlite_url(tmp_path, "dst.db")
     summary = copy_study("first", src, dst)
     assert summary == {
         "study": "first",
@@ -195,12 +190,12 @@ def test_a_copy_keeps_trials_runs_and_the_leaderboard(source, tmp_path):
 
 def test_as_names_the_copy_and_a_study_can_be_copied_within_its_storage(source, tmp_path):
     src, before = source
-    dst = sqlite(tmp_path)
+    dst = sqlite_url(tmp_path, "dst.db")
     copy_study("first", src, dst)
     summary = copy_study("first", src, dst, "first-again")
     assert summary["as"] == "first-again" and summary["archs_added"] == 0  # the architectures are there already
     assert_same_study(src, dst, "first", "first-again")
-    assert {r["study"] for r in Store(dst).runs("first-again")} == {"first-again"}
+    assert {r.study for r in Store(dst).runs("first-again")} == {"first-again"}
     assert optuna.get_all_study_names(dst) == ["first", "first-again"]
     copy_study("first", dst, dst, "first-3")  # source and target the same database
     assert_same_study(src, dst, "first", "first-3")
@@ -212,30 +207,30 @@ def test_as_names_the_copy_and_a_study_can_be_copied_within_its_storage(source, 
 
 def test_reused_from_follows_the_copy(source, tmp_path):
     src, before = source
-    dst = sqlite(tmp_path)
+    dst = sqlite_url(tmp_path, "dst.db")
     summary = copy_study("second", src, dst)
     assert summary["runs"] == 5 and summary["reused_elsewhere"] == 2
-    runs = {r["trial"]: r for r in Store(dst).runs("second")}
-    assert runs[1]["reused_from"] == runs[4]["id"]  # inside the study: its copy (a forward pointer too)
-    assert runs[0]["reused_from"] == 0 and runs[3]["reused_from"] == 0  # their originals stay behind
-    assert "first trial 0" in runs[0]["reason"] and src in runs[0]["reason"]
-    assert runs[0]["reason"].startswith("reused from first trial 0")  # what the search wrote is kept
-    assert "run 9999, no longer in" in runs[3]["reason"]
-    assert runs[2]["reused_from"] is None
+    runs = {r.trial: r for r in Store(dst).runs("second")}
+    assert runs[1].reused_from == runs[4].id  # inside the study: its copy (a forward pointer too)
+    assert runs[0].reused_from == 0 and runs[3].reused_from == 0  # their originals stay behind
+    assert "first trial 0" in runs[0].reason and src in runs[0].reason
+    assert runs[0].reason.startswith("reused from first trial 0")  # what the search wrote is kept
+    assert "run 9999, no longer in" in runs[3].reason
+    assert runs[2].reused_from is None
     # reports still show them as reused, and nothing offers them as an original training
     assert studies(Store(dst))[0]["reused"] == 3
     board = {r["trial"]: r for r in leaderboard(Store(dst), "second", include_all=True)}
     assert [t for t, r in sorted(board.items()) if r["reused"]] == [0, 1, 3]
     first_run = runs[0]
-    assert Store(dst).find_trained(first_run["arch_key"], "r1", first_run["data_key"], study="other") is None
+    assert Store(dst).find_trained(first_run.arch_key, "r1", first_run.data_key, study="other") is None
 
     # with `first` copied before, the pointer finds its original again
-    dst2 = sqlite(tmp_path, "dst2.db")
+    dst2 = sqlite_url(tmp_path, "dst2.db")
     copy_study("first", src, dst2)
     assert copy_study("second", src, dst2)["reused_elsewhere"] == 1
-    first0 = next(r for r in Store(dst2).runs("first") if r["trial"] == 0)
-    again = {r["trial"]: r for r in Store(dst2).runs("second")}
-    assert again[0]["reused_from"] == first0["id"] and again[0]["reason"] == "reused from first trial 0"
+    first0 = next(r for r in Store(dst2).runs("first") if r.trial == 0)
+    again = {r.trial: r for r in Store(dst2).runs("second")}
+    assert again[0].reused_from == first0.id and again[0].reason == "reused from first trial 0"
     assert dump(src) == before
 
 
@@ -244,12 +239,12 @@ def test_reused_from_follows_the_copy(source, tmp_path):
 
 def test_a_target_that_has_the_study_is_refused(source, tmp_path):
     src, before = source
-    dst = sqlite(tmp_path)
+    dst = sqlite_url(tmp_path, "dst.db")
     copy_study("first", src, dst)
     target = dump(dst)
     with pytest.raises(ResnasError, match=r"already has a study 'first'.*--as NEWNAME"):
         copy_study("first", src, dst)
-    only_optuna, only_resnas = sqlite(tmp_path, "optuna.db"), sqlite(tmp_path, "resnas.db")
+    only_optuna, only_resnas = sqlite_url(tmp_path, "optuna.db"), sqlite_url(tmp_path, "resnas.db")
     optuna.create_study(study_name="first", storage=only_optuna)
     Store(only_resnas, create=True).add_study("first", {})
     for url in (only_optuna, only_resnas):
@@ -260,27 +255,27 @@ def test_a_target_that_has_the_study_is_refused(source, tmp_path):
 
 
 def test_a_study_with_running_trials_is_refused(tmp_path):
-    src = sqlite(tmp_path, "src.db")
+    src = sqlite_url(tmp_path, "src.db")
     make_study(src, "busy")
     study = optuna.load_study(study_name="busy", storage=src)
     study.ask()
     study.ask()
     before = dump(src)
     with pytest.raises(ResnasError, match="2 trials of 'busy' still running: copy it when its workers have stopped"):
-        copy_study("busy", src, sqlite(tmp_path))
+        copy_study("busy", src, sqlite_url(tmp_path, "dst.db"))
     assert not (tmp_path / "dst.db").exists() and dump(src) == before
 
 
 def test_missing_studies_and_storages_are_named(source, tmp_path):
     src, before = source
     with pytest.raises(ResnasError, match="no study 'nope' in .*; resnas studies there: first, second"):
-        copy_study("nope", src, sqlite(tmp_path))
+        copy_study("nope", src, sqlite_url(tmp_path, "dst.db"))
     with pytest.raises(ResnasError, match="no SQLite file at"):
-        copy_study("first", sqlite(tmp_path, "absent.db"), sqlite(tmp_path))
-    plain = sqlite(tmp_path, "plain.db")
+        copy_study("first", sqlite_url(tmp_path, "absent.db"), sqlite_url(tmp_path, "dst.db"))
+    plain = sqlite_url(tmp_path, "plain.db")
     optuna.create_study(study_name="bare", storage=plain)
     with pytest.raises(ResnasError, match="'bare' in .* is an Optuna study without resnas's records"):
-        copy_study("bare", plain, sqlite(tmp_path))
+        copy_study("bare", plain, sqlite_url(tmp_path, "dst.db"))
     with pytest.raises(ResnasError, match="in-memory"):
         copy_study("first", src, "sqlite://")
     with pytest.raises(ResnasError, match="not a storage URL") as e:
@@ -294,12 +289,12 @@ def test_missing_studies_and_storages_are_named(source, tmp_path):
 
 def test_a_failure_after_the_optuna_copy_leaves_nothing_behind(source, tmp_path, monkeypatch):
     src, before = source
-    dst = sqlite(tmp_path)
+    dst = sqlite_url(tmp_path, "dst.db")
 
     def broken(*args, **kwargs):
         raise ResnasError("disk full")
 
-    monkeypatch.setattr(transfer, "_insert", broken)
+    monkeypatch.setattr(Store, "add_study_copy", broken)
     with pytest.raises(ResnasError, match="disk full"):
         copy_study("first", src, dst)
     assert optuna.get_all_study_names(dst) == [] and Store(dst).study_names() == []
@@ -337,16 +332,16 @@ def test_sqlite_to_postgresql_and_back(source, pg_url, tmp_path):
     for name in ("first", "second"):
         copy_study(name, src, pg_url)
         assert_same_study(src, pg_url, name, leave_out=moved if name == "second" else ())
-    back = sqlite(tmp_path, "back.db")
+    back = sqlite_url(tmp_path, "back.db")
     for name in ("first", "second"):
         summary = copy_study(name, pg_url, back)
-        assert summary["from"] == st.safe_url(pg_url) and summary["trials"] == 6
+        assert summary["from"] == safe_url(pg_url) and summary["trials"] == 6
         assert_same_study(src, back, name, leave_out=moved if name == "second" else ())
     assert runs_without_ids(pg_url, "second", ("reused_from",)) == runs_without_ids(back, "second", ("reused_from",))
-    runs = {r["trial"]: r for r in Store(back).runs("second")}
-    first0 = next(r for r in Store(back).runs("first") if r["trial"] == 0)
-    assert runs[0]["reused_from"] == first0["id"] and runs[1]["reused_from"] == runs[4]["id"]
-    assert runs[3]["reused_from"] == 0 and runs[3]["reason"].count("not copied here") == 1
+    runs = {r.trial: r for r in Store(back).runs("second")}
+    first0 = next(r for r in Store(back).runs("first") if r.trial == 0)
+    assert runs[0].reused_from == first0.id and runs[1].reused_from == runs[4].id
+    assert runs[3].reused_from == 0 and runs[3].reason.count("not copied here") == 1
     with pytest.raises(ResnasError, match="already has a study 'first'"):
         copy_study("first", src, pg_url)
     assert dump(src) == before
@@ -357,7 +352,7 @@ def test_sqlite_to_postgresql_and_back(source, pg_url, tmp_path):
 
 def test_the_command(source, tmp_path, runner):
     src, _ = source
-    dst = sqlite(tmp_path)
+    dst = sqlite_url(tmp_path, "dst.db")
     result = runner.invoke(app, ["study", "copy", "first", "--from", src, "--to", dst])
     assert result.exit_code == 0, result.output
     assert "copied study first: 6 trials, 5 runs, 5 new architectures" in result.output

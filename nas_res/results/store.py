@@ -1,135 +1,42 @@
-"""resnas's own tables, next to Optuna's in the same database: architectures, runs and studies.
+"""`Store`: the one reader and writer of resnas's tables (schema.py), in the database at a storage URL.
 
-Optuna keeps what its samplers need; these tables keep what a person asks afterwards (which
-architecture, trained how, on what, with which history) and let a later study reuse a result: an
-architecture already trained with the same recipe on the same data split is not trained again.
+Every query and every write of a study's config, its architectures and its runs goes through here,
+so the version check, the JSON columns and the status rules are applied once.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import ResnasError
+from .. import __version__
+from ..errors import ResnasError
+from ..status import RunStatus
+from .record import Run, StudyRows
+from .schema import REUSED_ELSEWHERE, SCHEMA_VERSION, archs, meta, runs, schema, studies
+from .storage import DEFAULT_STORAGE, missing_sqlite_file, resolve_storage, safe_url, tune_sqlite
 
-SCHEMA_VERSION = 1
-DEFAULT_STORAGE = "sqlite:///studies/resnas.db"
-REUSABLE = ("ok", "stopped_early")
-# A run in one of these states holds no slot of the study's trial total: it was cut short from outside
-# (Ctrl-C or SIGTERM, its process killed, its host gone quiet) and its parameters are tried again.
-UNCOUNTED = ("interrupted", "crashed", "lost")
-
-meta = sa.MetaData()  # floats are sa.Double: MySQL's FLOAT is single precision
-schema = sa.Table("resnas_schema", meta, sa.Column("version", sa.Integer, nullable=False))
-studies = sa.Table(
-    "resnas_studies",
-    meta,
-    sa.Column("name", sa.String(255), primary_key=True),
-    sa.Column("config", sa.Text, nullable=False),  # JSON: space snapshot, budget, dataset, recipe, ...
-    sa.Column("created", sa.Double, nullable=False),
-    sa.Column("version", sa.String(32), nullable=False),
-)
-archs = sa.Table(
-    "resnas_archs",
-    meta,
-    sa.Column("key", sa.String(32), primary_key=True),
-    sa.Column("arch", sa.Text, nullable=False),
-    sa.Column("summary", sa.String(255), nullable=False),
-    sa.Column("flops", sa.BigInteger, nullable=False),
-    sa.Column("params", sa.BigInteger, nullable=False),
-    sa.Column("acts", sa.BigInteger, nullable=False),
-)
-runs = sa.Table(
-    "resnas_runs",
-    meta,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("study", sa.String(255), nullable=False, index=True),
-    sa.Column("trial", sa.Integer, nullable=False),
-    sa.Column("arch_key", sa.String(32), sa.ForeignKey("resnas_archs.key"), nullable=False, index=True),
-    sa.Column("recipe_key", sa.String(64), nullable=False),
-    sa.Column("recipe", sa.Text, nullable=False),
-    sa.Column("data_key", sa.String(512), nullable=False),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("reason", sa.Text, nullable=False, default=""),
-    sa.Column("history", sa.Text, nullable=False, default="[]"),
-    sa.Column("epochs", sa.Integer, nullable=False, default=0),
-    sa.Column("best_val_acc", sa.Double),
-    sa.Column("test_acc", sa.Double),
-    sa.Column("checkpoint", sa.Text),
-    sa.Column("device", sa.String(64)),
-    sa.Column("wall_seconds", sa.Double),
-    sa.Column("train_seconds", sa.Double),
-    sa.Column("version", sa.String(32), nullable=False),
-    sa.Column("reused_from", sa.Integer),
-    sa.Column("created", sa.Double, nullable=False),
-)
-
-
-def tune_sqlite(engine: sa.engine.Engine) -> None:
-    """WAL journal and `synchronous=NORMAL` for a SQLite engine: a commit no longer waits for the disk
-    (a crash can lose the last commits, never corrupt the file), which keeps the coordinator's per-trial
-    bookkeeping to a few milliseconds. Other databases are left alone."""
-    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
-        return
-
-    def pragmas(dbapi_connection, _record) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    sa.event.listen(engine, "connect", pragmas)
-    engine.dispose()  # pooled connections made before the listener reconnect with it
-
-
-def safe_url(url: str) -> str:
-    """The storage URL with any password masked, for messages and tables."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return "<unparseable storage URL>"
-
-
-def resolve_storage(url: str | None, create: bool = True) -> str:
-    """The default is one SQLite file under studies/ (its folder is created if `create`); any SQLAlchemy URL
-    otherwise."""
-    url = url or DEFAULT_STORAGE
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        raise ResnasError(
-            f"{safe_url(url)} is not a storage URL; use e.g. sqlite:///studies/resnas.db or postgresql://user@host/db",
-            field="--storage",
-        ) from None
-    if parsed.drivername in ("mysql", "mariadb"):  # PyMySQL (pure Python, a dependency) over mysqlclient
-        url = parsed.set(drivername=f"{parsed.drivername}+pymysql").render_as_string(hide_password=False)
-    if create and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        folder = Path(parsed.database).expanduser().parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ResnasError(
-                f"cannot create the folder {folder} for {safe_url(url)}: {e.strerror}", field="--storage"
-            ) from None
-    return url
+# Store, the record it returns, and the storage-URL helpers a caller opens one with (defined in
+# record.py and storage.py).
+__all__ = ["DEFAULT_STORAGE", "Run", "Store", "missing_sqlite_file", "resolve_storage", "safe_url", "tune_sqlite"]
 
 
 class Store:
     """resnas's tables in the database at `url`, created on first use, version-checked on every open."""
 
-    def __init__(self, url: str | None = None, *, create: bool = False, must_exist: bool = True):
+    def __init__(
+        self, url: str | None = None, *, create: bool = False, must_exist: bool = True, field: str = "--storage"
+    ):
         """`create`: make resnas's tables where they are missing (a search does); without it (reports) a
         database that has none is read as holding no studies and is left exactly as it was, and a SQLite
-        file that is not there is an error (a mistyped path), unless not `must_exist`."""
-        from . import __version__
-
-        self.url = resolve_storage(url, create=create)
+        file that is not there is an error (a mistyped path), unless not `must_exist`. `field`: the
+        option that named the storage, for messages."""
+        self.url = resolve_storage(url, create=create, field=field)
         self.version = __version__
         self.ready = False  # resnas's tables are there
         try:
@@ -138,14 +45,14 @@ class Store:
                 if not must_exist:
                     return
                 raise ResnasError(
-                    f"no database at {safe_url(self.url)} (a search creates it): check the path", field="--storage"
+                    f"no database at {safe_url(self.url)} (a search creates it): check the path", field=field
                 )
             found = self._versions()  # read before anything is written: a newer layout is not touched
             if found and max(found) > SCHEMA_VERSION:
                 raise ResnasError(
                     f"{safe_url(self.url)} was written by a newer resnas (schema {max(found)}; this "
                     f"resnas {self.version} reads schema {SCHEMA_VERSION}): upgrade resnas",
-                    field="--storage",
+                    field=field,
                 )
             if create:
                 tune_sqlite(self.engine)
@@ -155,21 +62,21 @@ class Store:
                         c.execute(schema.insert().values(version=SCHEMA_VERSION))
             self.ready = create or found is not None
         except SQLAlchemyError as e:
-            raise ResnasError(
-                f"cannot open storage {safe_url(self.url)}: {_first_line(e)}", field="--storage"
-            ) from None
+            raise ResnasError(f"cannot open storage {safe_url(self.url)}: {_first_line(e)}", field=field) from None
         except ModuleNotFoundError as e:
             raise ResnasError(
-                f"storage {safe_url(self.url)} needs the Python driver {e.name!r} (pip install {e.name})",
-                field="--storage",
+                f"storage {safe_url(self.url)} needs the Python driver {e.name!r} (pip install {e.name})", field=field
             ) from None
 
     def _versions(self) -> list[int] | None:
         """The schema versions recorded, or None where resnas has never written (no resnas_schema table)."""
-        if not sa.inspect(self.engine).has_table("resnas_schema"):
+        if not sa.inspect(self.engine).has_table(schema.name):
             return None
         with self.engine.connect() as c:
             return list(c.execute(sa.select(schema.c.version)).scalars())
+
+    def dispose(self) -> None:
+        self.engine.dispose()
 
     # ---- studies -----------------------------------------------------------------------------
     def study_config(self, name: str) -> dict | None:
@@ -226,6 +133,8 @@ class Store:
         for k in ("history", "recipe"):
             if k in values and not isinstance(values[k], str):
                 values[k] = json.dumps(values[k], sort_keys=True)
+        if "status" in values:
+            values["status"] = RunStatus(values["status"]).value  # a status resnas knows, stored as its text
         values.setdefault("version", self.version)
         values.setdefault("created", time.time())
         return values
@@ -241,7 +150,7 @@ class Store:
             taken = c.execute(
                 sa.select(sa.func.count())
                 .select_from(runs)
-                .where(runs.c.study == study, runs.c.status.not_in(UNCOUNTED))
+                .where(runs.c.study == study, runs.c.status.in_(_texts("counts")))
             ).scalar_one()
             if taken >= target:
                 return None
@@ -253,21 +162,21 @@ class Store:
         values = {k: v for k, v in self._encode(values).items() if k not in ("created", "version")}
         q = runs.update().where(runs.c.id == run_id)
         if only_running:
-            q = q.where(runs.c.status == "running")
+            q = q.where(runs.c.status == RunStatus.RUNNING.value)
         with self.engine.begin() as c:
             return c.execute(q.values(**values)).rowcount > 0
 
-    def lose_run(self, study: str, trial: int, status: str, reason: str) -> None:
+    def lose_run(self, study: str, trial: int, status: RunStatus | str, reason: str) -> None:
         """A run whose trial was failed from outside (stale heartbeat, dead process): it frees its slot."""
         with self.engine.begin() as c:
             c.execute(
                 runs.update()
-                .where(runs.c.study == study, runs.c.trial == trial, runs.c.status == "running")
-                .values(status=status, reason=reason)
+                .where(runs.c.study == study, runs.c.trial == trial, runs.c.status == RunStatus.RUNNING.value)
+                .values(status=RunStatus(status).value, reason=reason)
             )
 
-    def counts(self, study: str) -> dict:
-        """Runs of a study by status (all hosts): `running` ones hold slots of the trial total."""
+    def counts(self, study: str) -> dict[str, int]:
+        """Runs of a study by status text (all hosts): `running` ones hold slots of the trial total."""
         if not self.ready:
             return {}
         with self.engine.connect() as c:
@@ -276,7 +185,7 @@ class Store:
             ).all()
         return {status: n for status, n in rows}
 
-    def find_trained(self, arch_key: str, recipe_key: str, data_key: str, study: str | None = None) -> dict | None:
+    def find_trained(self, arch_key: str, recipe_key: str, data_key: str, study: str | None = None) -> Run | None:
         """A finished training of this arch with this recipe on this data split, if any: one in `study`
         first (a repeat there), else the first trained anywhere in this storage."""
         q = (
@@ -285,25 +194,24 @@ class Store:
                 runs.c.arch_key == arch_key,
                 runs.c.recipe_key == recipe_key,
                 runs.c.data_key == data_key,
-                runs.c.status.in_(REUSABLE),
+                runs.c.status.in_(_texts("reusable")),
             )
             .order_by((runs.c.study != study) if study else runs.c.id, runs.c.id)
         )
         with self.engine.connect() as c:
-            rows = [dict(r) for r in c.execute(q).mappings()]
-        if not rows:
+            found = [_run(r) for r in c.execute(q).mappings()]
+        if not found:
             return None
-        if study is not None and rows[0]["study"] == study:
-            return rows[0]
-        original = [r for r in rows if r["reused_from"] is None]
-        return original[0] if original else None
+        if study is not None and found[0].study == study:
+            return found[0]
+        return next((r for r in found if not r.reused), None)
 
     def set_test_acc(self, run_id: int, top1: float) -> None:
         with self.engine.begin() as c:
             c.execute(runs.update().where(runs.c.id == run_id).values(test_acc=top1))
 
-    def runs(self, study: str) -> list[dict]:
-        """Every run of a study with its architecture's description and cost."""
+    def runs(self, study: str) -> list[Run]:
+        """Every run of a study, by trial, with its architecture's description and cost."""
         if not self.ready:
             return []
         q = (
@@ -313,22 +221,96 @@ class Store:
             .order_by(runs.c.trial)
         )
         with self.engine.connect() as c:
-            rows = [dict(r) for r in c.execute(q).mappings()]
-        for r in rows:
-            r["arch"] = json.loads(r["arch"])
-            r["history"] = json.loads(r["history"])
-            r["recipe"] = json.loads(r["recipe"])
-        return rows
+            return [_run(r) for r in c.execute(q).mappings()]
 
-    def dispose(self) -> None:
-        self.engine.dispose()
+    # ---- a study copied between storages -----------------------------------------------------
+    def study_rows(self, name: str) -> StudyRows:
+        """Study `name`'s rows as stored, read over one connection: its study row, its runs, their
+        architectures, and the study, trial and architecture of each run elsewhere that one of its runs reused."""
+        with self.engine.connect() as c:
+            study = dict(c.execute(sa.select(studies).where(studies.c.name == name)).mappings().one())
+            its_runs = _dicts(c, sa.select(runs).where(runs.c.study == name).order_by(runs.c.id))
+            keys = sorted({r["arch_key"] for r in its_runs})
+            its_archs = _dicts(c, sa.select(archs).where(archs.c.key.in_(keys)).order_by(archs.c.key)) if keys else []
+            ids = {r["id"] for r in its_runs}
+            outside = sorted({r["reused_from"] for r in its_runs} - ids - {None, REUSED_ELSEWHERE})
+            q = sa.select(runs.c.id, runs.c.study, runs.c.trial, runs.c.arch_key).where(runs.c.id.in_(outside))
+            others = {r["id"]: r for r in _dicts(c, q)} if outside else {}
+        return StudyRows(study, its_runs, its_archs, others)
+
+    def add_study_copy(self, rows: StudyRows, name: str, source: str) -> tuple[int, int]:
+        """A copy of another storage's study (`source`, shown in notes) as study `name`, in one transaction.
+
+        Runs get new ids. A run that reused another keeps pointing at it: at its copy when that run is
+        copied too, else at the same (study, trial, architecture) here if there is one, else at
+        REUSED_ELSEWHERE with its `reason` naming the original. Returns (architectures added, runs whose
+        original stays behind)."""
+        with self.engine.begin() as c:
+            c.execute(studies.insert().values(**{**rows.study, "name": name}))
+            keys = [a["key"] for a in rows.archs]
+            have = set(c.execute(sa.select(archs.c.key).where(archs.c.key.in_(keys))).scalars()) if keys else set()
+            new_archs = [a for a in rows.archs if a["key"] not in have]
+            if new_archs:
+                c.execute(archs.insert(), new_archs)
+            ids, inside, elsewhere = {}, [], 0
+            copied = {r["id"] for r in rows.runs}
+            for run in rows.runs:
+                values = {**{k: v for k, v in run.items() if k != "id"}, "study": name}
+                ref = run["reused_from"]
+                if ref in copied:
+                    values["reused_from"] = None  # aimed at its copy once every run has an id
+                    inside.append((run["id"], ref))
+                elif ref is not None and ref != REUSED_ELSEWHERE:
+                    original = rows.outside.get(ref)
+                    values["reused_from"] = _same_run(c, original)
+                    if values["reused_from"] == REUSED_ELSEWHERE:
+                        elsewhere += 1
+                        values["reason"] = _reused_elsewhere(run["reason"], ref, original, source)
+                ids[run["id"]] = c.execute(runs.insert().values(**values)).inserted_primary_key[0]
+            for old, ref in inside:
+                c.execute(runs.update().where(runs.c.id == ids[old]).values(reused_from=ids[ref]))
+        return len(new_archs), elsewhere
 
 
-def missing_sqlite_file(url: sa.engine.URL) -> bool:
-    """A SQLite file URL whose file is not there (opening it would create an empty one)."""
-    db = url.database
-    in_file = url.get_backend_name() == "sqlite" and db not in (None, "", ":memory:")
-    return in_file and not Path(db).expanduser().exists()
+def _texts(prop: str) -> list[str]:
+    """The stored text of every status with a property, for a filter."""
+    return [s.value for s in RunStatus.where(prop)]
+
+
+def _run(row: Mapping) -> Run:
+    values = dict(row)
+    for k in ("recipe", "history", "arch"):
+        if values.get(k) is not None:
+            values[k] = json.loads(values[k])
+    return Run(**{**values, "status": RunStatus(values["status"])})
+
+
+def _dicts(c: sa.Connection, query) -> list[dict]:
+    return [dict(r) for r in c.execute(query).mappings()]
+
+
+def _same_run(c: sa.Connection, original: dict | None) -> int:
+    """This storage's run of the same study, trial and architecture, else REUSED_ELSEWHERE."""
+    if original is None:
+        return REUSED_ELSEWHERE
+    found = c.execute(
+        sa.select(runs.c.id)
+        .where(runs.c.study == original["study"], runs.c.trial == original["trial"])
+        .where(runs.c.arch_key == original["arch_key"])
+        .order_by(runs.c.id)
+    ).first()
+    return found[0] if found else REUSED_ELSEWHERE
+
+
+def _reused_elsewhere(reason: str, ref: int, original: dict | None, source: str) -> str:
+    """The run's reason, with a note naming the run in `source` whose result it took."""
+    where = (
+        f"run {ref} ({original['study']} trial {original['trial']}) in {source}"
+        if original
+        else f"run {ref}, no longer in {source}"
+    )
+    note = f"reused from {where}; not copied here"
+    return f"{reason}; {note}" if reason else note
 
 
 def _first_line(e: Exception) -> str:

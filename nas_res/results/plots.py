@@ -12,7 +12,7 @@ import io
 import warnings
 from pathlib import Path
 
-from .errors import ResnasError
+from ..errors import ResnasError
 from .report import pareto
 
 KINDS = ("history", "pareto", "importance", "edf", "parallel")

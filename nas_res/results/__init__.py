@@ -1,0 +1,52 @@
+"""What searches leave behind and what is read from it: resnas's tables, reports, exports and study copies.
+
+`Store` is the one reader and writer of resnas's tables (`schema`); `report` ranks and compares what
+it reads, `export` writes the best architectures as files, `transfer` copies a study between
+storages, `plots` draws studies.
+"""
+
+from .export import evaluate_runs, export, write_onnx
+from .record import Run, StudyRows
+from .report import check_top, compare, leaderboard, pareto, rank, studies, study_runs
+from .schema import REUSED_ELSEWHERE, SCHEMA_VERSION, STUDY_NAME, check_study_name
+from .storage import (
+    DEFAULT_STORAGE,
+    missing_sqlite_file,
+    parse_storage_url,
+    resolve_storage,
+    safe_url,
+    sqlite_file,
+    sqlite_in_memory,
+    tune_sqlite,
+)
+from .store import Store
+from .transfer import copy_study
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "REUSED_ELSEWHERE",
+    "SCHEMA_VERSION",
+    "STUDY_NAME",
+    "Run",
+    "Store",
+    "StudyRows",
+    "check_study_name",
+    "check_top",
+    "compare",
+    "copy_study",
+    "evaluate_runs",
+    "export",
+    "leaderboard",
+    "missing_sqlite_file",
+    "pareto",
+    "parse_storage_url",
+    "rank",
+    "resolve_storage",
+    "safe_url",
+    "sqlite_file",
+    "sqlite_in_memory",
+    "studies",
+    "study_runs",
+    "tune_sqlite",
+    "write_onnx",
+]

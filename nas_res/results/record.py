@@ -1,0 +1,60 @@
+"""Typed records of resnas's rows: one run with its architecture, and a study's rows as a copy reads them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from ..status import RunStatus
+
+
+@dataclass(frozen=True)
+class Run:
+    """One row of resnas_runs, decoded (recipe and history parsed, status a `RunStatus`), with its
+    architecture's description and cost where the query joined them (None where it did not)."""
+
+    id: int
+    study: str
+    trial: int
+    arch_key: str
+    recipe_key: str
+    recipe: dict
+    data_key: str
+    status: RunStatus
+    reason: str
+    history: list
+    epochs: int
+    best_val_acc: float | None
+    test_acc: float | None
+    checkpoint: str | None
+    device: str | None
+    wall_seconds: float | None
+    train_seconds: float | None
+    version: str
+    reused_from: int | None  # the run whose result this one took; 0: one in another storage
+    created: float
+    arch: dict | None = None
+    summary: str | None = None
+    flops: int | None = None
+    params: int | None = None
+    acts: int | None = None
+
+    @property
+    def reused(self) -> bool:
+        """Took another run's result instead of training."""
+        return self.reused_from is not None
+
+    def to_dict(self) -> dict:
+        """Every field, the status as its text: what JSON output and comparisons use."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["status"] = self.status.value
+        return values
+
+
+@dataclass(frozen=True)
+class StudyRows:
+    """A study's rows exactly as stored (JSON columns as text), read together: what a copy writes elsewhere."""
+
+    study: dict  # its resnas_studies row
+    runs: list[dict]  # its resnas_runs rows, by id
+    archs: list[dict]  # the resnas_archs rows those runs train
+    outside: dict[int, dict] = field(default_factory=dict)  # id -> study, trial, arch_key of reused runs elsewhere

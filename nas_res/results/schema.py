@@ -1,0 +1,77 @@
+"""resnas's tables, next to Optuna's in the same database: their layout, its version, and fixed values.
+
+Optuna keeps what its samplers need; these tables keep what a person asks afterwards (which
+architecture, trained how, on what, with which history) and let a later study reuse a result: an
+architecture already trained with the same recipe on the same data split is not trained again.
+Only `Store` (store.py) reads or writes them.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+
+from ..errors import ResnasError
+
+SCHEMA_VERSION = 1
+# A study's name (the key of resnas_studies and Optuna's study name); it names folders and files too:
+# no separators, no "..", no spaces.
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+# `reused_from` of a run whose original lives in another storage (a copied study's): not NULL, so the
+# run still counts as reused and is never offered as an original training.
+REUSED_ELSEWHERE = 0
+
+meta = sa.MetaData()  # floats are sa.Double: MySQL's FLOAT is single precision
+schema = sa.Table("resnas_schema", meta, sa.Column("version", sa.Integer, nullable=False))
+studies = sa.Table(
+    "resnas_studies",
+    meta,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("config", sa.Text, nullable=False),  # JSON: space snapshot, budget, dataset, recipe, ...
+    sa.Column("created", sa.Double, nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+)
+archs = sa.Table(
+    "resnas_archs",
+    meta,
+    sa.Column("key", sa.String(32), primary_key=True),
+    sa.Column("arch", sa.Text, nullable=False),
+    sa.Column("summary", sa.String(255), nullable=False),
+    sa.Column("flops", sa.BigInteger, nullable=False),
+    sa.Column("params", sa.BigInteger, nullable=False),
+    sa.Column("acts", sa.BigInteger, nullable=False),
+)
+runs = sa.Table(
+    "resnas_runs",
+    meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study", sa.String(255), nullable=False, index=True),
+    sa.Column("trial", sa.Integer, nullable=False),
+    sa.Column("arch_key", sa.String(32), sa.ForeignKey("resnas_archs.key"), nullable=False, index=True),
+    sa.Column("recipe_key", sa.String(64), nullable=False),
+    sa.Column("recipe", sa.Text, nullable=False),
+    sa.Column("data_key", sa.String(512), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),  # a RunStatus's text
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("history", sa.Text, nullable=False, default="[]"),
+    sa.Column("epochs", sa.Integer, nullable=False, default=0),
+    sa.Column("best_val_acc", sa.Double),
+    sa.Column("test_acc", sa.Double),
+    sa.Column("checkpoint", sa.Text),
+    sa.Column("device", sa.String(64)),
+    sa.Column("wall_seconds", sa.Double),
+    sa.Column("train_seconds", sa.Double),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("reused_from", sa.Integer),  # the run whose result this one took; REUSED_ELSEWHERE: another storage's
+    sa.Column("created", sa.Double, nullable=False),
+)
+
+
+def check_study_name(name: str, field: str) -> None:
+    """A name a study may have, or the error that says which names are allowed (`field`: the option)."""
+    if not STUDY_NAME.fullmatch(name):
+        raise ResnasError(
+            f"must be 1-100 letters, digits, '.', '_', '+' or '-', starting with a letter or digit; got {name!r}",
+            field=field,
+        )
