@@ -14,8 +14,8 @@ from rich.text import Text
 from nas_res import ResnasError
 from nas_res.coordinator import GRACE, HEARTBEAT
 from nas_res.cost import human
-from nas_res.report import check_top, leaderboard
-from nas_res.store import DEFAULT_STORAGE, Store, safe_url
+from nas_res.results.report import check_top, leaderboard
+from nas_res.results.store import DEFAULT_STORAGE, Store, safe_url
 
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, STORAGE_HELP, emit_json, err, user_errors
 from .reports import print_leaderboard
