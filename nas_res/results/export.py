@@ -157,7 +157,7 @@ def evaluate_runs(
     """The explicit final evaluation: each row's trained weights on the test split; stored with its run."""
     from ..checkpoint import trained_model
     from ..data import load_data
-    from ..train import evaluate
+    from ..evaluation import evaluate
 
     config = store.study_config(study)
     data = load_data(
