@@ -59,7 +59,7 @@ def scratch(server: str):
 def resnas(command: str, *args: str, tmp: Path, index: int) -> subprocess.Popen:
     with open(tmp / f"{index:02d}.err", "w") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "cli.main", command, *args, "--json"],
+            [sys.executable, "-m", "nas_res.cli.main", command, *args, "--json"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=log,

@@ -12,10 +12,10 @@ from rich.table import Table
 from rich.text import Text
 
 from nas_res import ResnasError
-from nas_res.coordinator import GRACE, HEARTBEAT
 from nas_res.cost import human
 from nas_res.results.report import check_top, leaderboard
 from nas_res.results.store import DEFAULT_STORAGE, Store, safe_url
+from nas_res.search import GRACE, HEARTBEAT, Coordinator, SearchConfig, SearchState, plan
 
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, STORAGE_HELP, emit_json, err, user_errors
 from .reports import print_leaderboard
@@ -63,8 +63,6 @@ def search_cmd(
     """Search a design space under a budget: Optuna picks, workers train, the leaderboard ranks.
 
     With a server --storage (PostgreSQL, MySQL) other hosts can join the study with `resnas worker`."""
-    from nas_res.search import plan
-
     check_top(top)
     options = dict(
         space=space,
@@ -113,8 +111,6 @@ def worker_cmd(
 
     Everything that defines the study (space, budget, dataset, recipe, objective) comes from the
     database; this host only says where its GPUs, data and checkpoints are."""
-    from nas_res.search import plan
-
     check_top(top)
     given = dict(
         study=study,
@@ -136,9 +132,9 @@ def _gpus(text: str | None) -> list[int] | None:
         raise ResnasError(f"must be comma-separated GPU indices, e.g. 0,1; got {text!r}", field="--gpus") from None
 
 
-def _run(config, existed: bool, *, join: bool, heartbeat: int, grace: int, top: int, as_json: bool) -> None:
-    from nas_res.coordinator import Coordinator
-
+def _run(
+    config: SearchConfig, existed: bool, *, join: bool, heartbeat: int, grace: int, top: int, as_json: bool
+) -> None:
     verb = "joining" if join else ("resuming" if existed else "new")
     err.print(
         f"{verb} study [bold]{config.study}[/] in "
@@ -154,18 +150,7 @@ def _run(config, existed: bool, *, join: bool, heartbeat: int, grace: int, top: 
         state = coordinator.run()
     rows = leaderboard(Store(config.storage), config.study, top=top)
     if as_json:
-        emit_json(
-            {
-                "study": config.study,
-                "counts": state.counts,
-                "counted": state.counted,
-                "interrupted": state.interrupted,
-                "stopped_by": state.stopped_by,
-                "best": state.best,
-                "db_errors": state.db_errors,
-                "leaderboard": rows,
-            }
-        )
+        emit_json({**state.to_dict(), "leaderboard": rows})
     else:
         print_leaderboard(config.study, rows)
     if state.stopped_by and not as_json:
@@ -175,7 +160,7 @@ def _run(config, existed: bool, *, join: bool, heartbeat: int, grace: int, top: 
         raise typer.Exit(130)
 
 
-def _live_view(state) -> Group:
+def _live_view(state: SearchState) -> Group:
     c = state.counts
     elapsed = time.time() - state.started
     eta = state.eta()
@@ -193,26 +178,26 @@ def _live_view(state) -> Group:
         b = state.best
         parts.append(
             Text(
-                f"best: {b['value']:.2f}% val acc (trial {b['trial']}), {human(b['flops'])}FLOPs, "
-                f"{human(b['params'])} params, {b['summary']}"
+                f"best: {b.value:.2f}% val acc (trial {b.trial}), {human(b.flops)}FLOPs, "
+                f"{human(b.params)} params, {b.summary}"
             )
         )
     table = Table(box=None, show_header=True, pad_edge=False)
     for col in ("worker", "device", "trial", "epoch", "val acc %", "FLOPs", "arch"):
         table.add_column(col)
-    for i, w in enumerate(state.workers):
-        if w.get("trial") is None:
-            table.add_row(str(i), w["device"], "-", "-", "-", "-", "idle")
+    for w in state.workers:
+        job = w.job
+        if job is None:
+            table.add_row(str(w.index), w.device, "-", "-", "-", "-", "idle")
         else:
-            acc = w.get("val_acc")
             table.add_row(
-                str(i),
-                w["device"],
-                str(w["trial"]),
-                f"{w.get('epoch', 0)}/{w.get('epochs', '?')}",
-                f"{acc:.2f}" if acc is not None else "-",
-                human(w.get("flops", 0)),
-                w.get("summary", ""),
+                str(w.index),
+                w.device,
+                str(job.number),
+                f"{job.epoch}/{job.epochs}",
+                f"{job.val_acc:.2f}" if job.val_acc is not None else "-",
+                human(job.cost.flops),
+                job.arch.summary(),
             )
     parts.append(table)
     return Group(*parts)

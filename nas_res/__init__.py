@@ -1,10 +1,21 @@
 """resnas: design-space exploration and architecture search for residual networks.
 
-Public API: `Arch`, `build`, `cost`, `load_space`, `zoo`, `load_data`, `Recipe`, `train`, `evaluate`
-(others may depend on these names).
+Public API: the model core (`Arch`, `build`, `cost`, `load_space`, `zoo`, `load_data`, `Recipe`, `train`,
+`evaluate`) and searches with their results (`run_search`, `train_archs`, `join_study`, `studies`,
+`leaderboard`, `compare_studies`, `export_study`; see `nas_res.api`). Others may depend on these names.
 """
 
 from . import zoo
+from .api import (
+    compare_studies,
+    export_study,
+    join_study,
+    leaderboard,
+    plan_search,
+    run_search,
+    studies,
+    train_archs,
+)
 from .arch import Arch, Stage, load_arch
 from .cost import Budget, Cost, cost, fvcore_cost
 from .data import Data, load_data
@@ -13,8 +24,8 @@ from .model import build
 from .recipe import Recipe, load_recipe
 from .space import DesignSpace, load_space
 from .train import Pruned, Result, evaluate, train
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = [
     "Arch",
     "Budget",
@@ -28,13 +39,21 @@ __all__ = [
     "Stage",
     "__version__",
     "build",
+    "compare_studies",
     "cost",
     "evaluate",
+    "export_study",
     "fvcore_cost",
+    "join_study",
+    "leaderboard",
     "load_arch",
     "load_data",
     "load_recipe",
     "load_space",
+    "plan_search",
+    "run_search",
+    "studies",
     "train",
+    "train_archs",
     "zoo",
 ]

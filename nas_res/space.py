@@ -347,7 +347,7 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def builtin_spaces() -> list[str]:
     """Names of the templates shipped in `search_spaces/`."""
-    folder = resources.files("search_spaces")
+    folder = resources.files("nas_res.search_spaces")
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -360,6 +360,6 @@ def load_space(name_or_path: str | Path) -> DesignSpace:
             raise ResnasError(
                 f"unknown space {text!r}: not a file, and not a built-in template ({', '.join(builtin_spaces())})"
             )
-        with resources.as_file(resources.files("search_spaces") / f"{text}.yaml") as p:
+        with resources.as_file(resources.files("nas_res.search_spaces") / f"{text}.yaml") as p:
             return DesignSpace(parse_spec(read_template(p), f"{text}.yaml"))
     return DesignSpace(parse_spec(read_template(path), str(path)))

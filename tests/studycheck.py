@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 
-from nas_res.coordinator import COUNTED
+from nas_res.search import COUNTED
 from nas_res.results import Store, leaderboard
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ SPACE, BUDGET = "plain-vs-residual", "20MFLOPs"  # 24 candidates fit; quick on 8
 def start(command: str, *args: str, env: dict | None = None, prefix: list[str] = ()) -> subprocess.Popen:
     """`resnas COMMAND ARGS --json` in its own process (as on another host: nothing shared but the database)."""
     return subprocess.Popen(
-        [*prefix, sys.executable, "-m", "cli.main", command, *args, "--json"],
+        [*prefix, sys.executable, "-m", "nas_res.cli.main", command, *args, "--json"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

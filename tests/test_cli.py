@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from cli.main import app
+from nas_res.cli.main import app
 from nas_res import cost, zoo
 
 

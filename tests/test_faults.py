@@ -16,7 +16,7 @@ import optuna
 from servers import sqlite_url
 from studycheck import ROOT, check_consistent, finish, retried, search_args, start
 
-from nas_res.liveness import alive as _alive
+from nas_res.search.liveness import alive as _alive
 from nas_res.results import Store
 
 COMPLETE = optuna.trial.TrialState.COMPLETE

@@ -24,7 +24,7 @@ import torch
 from servers import scratch_database, sqlite_url
 from typer.testing import CliRunner
 
-from cli.main import app
+from nas_res.cli.main import app
 from nas_res.results import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Comple
     """`resnas ARGS` as a separate process (a search spawns workers), from `cwd`."""
     env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *map(str, args)],
+        [sys.executable, "-m", "nas_res.cli.main", *map(str, args)],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -1,4 +1,5 @@
-"""The wheel ships the built-in templates, and they resolve by name after a non-editable install."""
+"""The wheel installs one top-level package (nas_res, with the CLI and the built-in templates inside), and the
+templates resolve by name after a non-editable install."""
 
 import os
 import subprocess
@@ -21,17 +22,19 @@ def test_wheel_ships_templates_and_resolves_them_by_name(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         assert {
-            "search_spaces/resnext.yaml",
-            "search_spaces/plain-vs-residual.yaml",
+            "nas_res/search_spaces/resnext.yaml",
+            "nas_res/search_spaces/plain-vs-residual.yaml",
             "nas_res/space.py",
-            "cli/main.py",
+            "nas_res/cli/main.py",
         } <= names
+        top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+        assert top == {"nas_res"}, top  # nothing generic (cli, search_spaces) at the top of site-packages
         entry = next(n for n in names if n.endswith("entry_points.txt"))
-        assert "resnas = cli.main:app" in z.read(entry).decode()
+        assert "resnas = nas_res.cli.main:app" in z.read(entry).decode()
         site = tmp_path / "site"
         z.extractall(site)  # what a non-editable install puts in site-packages
     probe = (
-        "import nas_res, search_spaces; from nas_res import load_space; "
+        "import nas_res, nas_res.search_spaces, nas_res.cli.main; from nas_res import load_space; "
         "from nas_res.space import builtin_spaces; "
         "print(nas_res.__file__); print(len(builtin_spaces())); print(load_space('resnext').size())"
     )

@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 from servers import sqlite_url
 
-from cli.main import app
+from nas_res.cli.main import app
 from nas_res import ResnasError, load_arch
-from nas_res.coordinator import COUNTED, Coordinator
+from nas_res.search import COUNTED, Coordinator
 from nas_res.results import Store, export, leaderboard, pareto, studies
 from nas_res.search import plan, read_study_file
 
@@ -239,7 +239,7 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_the_study_resumes(tmp_path, sig):
     args = [
         sys.executable,
         "-m",
-        "cli.main",
+        "nas_res.cli.main",
         "search",
         "--space",
         SPACE,

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ResnasError
 from ..status import RunStatus
 from .record import Run, StudyRows

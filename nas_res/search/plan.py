@@ -1,127 +1,25 @@
-"""What a search is: its configuration, how a stored study pins it, and the Optuna pieces it uses.
+"""From what a user gave (options, a study file) and what a study stored, the search to run.
 
-A study's space, budget, dataset, recipe and objective are stored with it; re-running the same
-study resumes it, and asking it to change any of those is an error (its trials would no longer be
-comparable). Options not given on the command line or in a study file are taken from the stored
-study, so `resnas search --study NAME` alone resumes it.
+Options not given on the command line or in a study file are taken from the stored study, so
+`resnas search --study NAME` alone resumes it; asking a stored study to change what it pins is an
+error that names the difference.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import re
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cost import Budget
-from .errors import ResnasError
-from .recipe import PRESETS, Recipe, load_recipe
-from .results import STUDY_NAME, Store, safe_url
-from .space import DesignSpace, load_space
-from .spec import Dim, Spec
-from .yamlfile import read_yaml
-
-SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid")
-OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params")
-PRUNERS = ("hyperband", "median", "none")
-PINNED = ("space", "budget", "max_params", "dataset", "val_size", "split_seed", "recipe", "objective")
-FIELDS = (
-    "study",
-    "space",
-    "budget",
-    "max_params",
-    "dataset",
-    "data_dir",
-    "val_size",
-    "split_seed",
-    "trials",
-    "timeout",
-    "trial_timeout",
-    "recipe",
-    "epochs",
-    "sampler",
-    "objective",
-    "pruner",
-    "storage",
-    "workers",
-    "gpus",
-    "seed",
-    "checkpoints",
-)
-
-
-@dataclass
-class SearchConfig:
-    """Everything a search needs, resolved: the space is loaded, the budget parsed, the recipe built."""
-
-    study: str
-    space: DesignSpace
-    budget: Budget
-    budget_input: str = ""  # as given (`4GFLOPs`), so a resumed study can parse it again
-    max_params_input: str = ""
-    dataset: str = "digits"
-    data_dir: str | None = None
-    val_size: float | int = 0.1
-    split_seed: int = 0
-    trials: int = 20
-    timeout: float | None = None  # seconds: no new trial starts after this
-    trial_timeout: float | None = None  # seconds: a trial running longer is killed and failed
-    recipe: Recipe = field(default_factory=lambda: PRESETS["fast"])
-    sampler: str = "tpe"
-    objective: str = "accuracy"
-    pruner: str = "hyperband"
-    storage: str | None = None
-    workers: int = 1
-    gpus: tuple[int, ...] = ()
-    seed: int = 0
-    checkpoints: str | None = None
-
-    @property
-    def multi_objective(self) -> bool:
-        return self.objective != "accuracy"
-
-    @property
-    def data_key(self) -> str:
-        """What makes two trainings comparable on the data side (not where the files live)."""
-        return f"{self.dataset}|val={self.val_size}|split_seed={self.split_seed}"
-
-    def pinned(self) -> dict:
-        """The stored, unchangeable part of the study."""
-        return {
-            "space": space_snapshot(self.space),
-            "space_name": self.space.name,
-            "budget": dataclasses.asdict(self.budget),
-            "budget_text": self.budget.describe(),
-            "budget_input": self.budget_input,
-            "max_params_input": self.max_params_input,
-            "dataset": self.dataset,
-            "val_size": self.val_size,
-            "split_seed": self.split_seed,
-            "recipe": self.recipe.to_dict(),
-            "objective": self.objective,
-            "sampler": self.sampler,
-            "pruner": self.pruner,
-            "trials": self.trials,
-            "seed": self.seed,
-        }
-
-
-def space_snapshot(space: DesignSpace) -> dict:
-    """The template as parsed (dims and fixed parts); its file may change or vanish, the study keeps this."""
-    d = dataclasses.asdict(space.spec)
-    d.pop("source", None)
-    return json.loads(json.dumps(d))
-
-
-def space_from_snapshot(snapshot: dict, where: str) -> DesignSpace:
-    d = dict(snapshot)
-    d["dims"] = {k: Dim(v["name"], tuple(v["values"]), v["kind"], v["step"], v["log"]) for k, v in d["dims"].items()}
-    d["strides"] = tuple(d["strides"])
-    d["split"] = tuple(d["split"]) if d["split"] is not None else None
-    return DesignSpace(Spec(source=where, **d))
+from ..cost import Budget
+from ..errors import ResnasError
+from ..recipe import PRESETS, Recipe, load_recipe
+from ..results.schema import check_study_name
+from ..results.storage import safe_url
+from ..results.store import Store
+from ..space import load_space
+from ..yamlfile import read_yaml
+from .config import FIELDS, OBJECTIVES, PRUNERS, SAMPLERS, SearchConfig, space_from_snapshot
 
 
 def parse_seconds(text: Any, what: str) -> float | None:
@@ -213,11 +111,7 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
         raise ResnasError(f"unknown search option(s) {', '.join(unknown)}")
     store = Store(given.get("storage"), must_exist=False)
     name = str(given.get("study") or default_study_name(given))
-    if not STUDY_NAME.fullmatch(name):  # it names folders and files too: no separators, no "..", no spaces
-        raise ResnasError(
-            f"must be 1-100 letters, digits, '.', '_', '+' or '-', starting with a letter or digit; got {name!r}",
-            field="--study",
-        )
+    check_study_name(name, "--study")  # it names folders and files too: no separators, no "..", no spaces
     stored = store.study_config(name)
     if join and stored is None:
         known = store.study_names()
@@ -327,45 +221,3 @@ def check_same(stored: dict, now: dict, name: str) -> None:
             f"study {name!r} exists with a different {'; '.join(changed)}. Its trials would not be "
             "comparable: use another --study name, or drop those options to resume it"
         )
-
-
-# ---- Optuna pieces -------------------------------------------------------------------------------
-
-
-def directions(objective: str) -> list[str]:
-    return ["maximize"] if objective == "accuracy" else ["maximize", "minimize"]
-
-
-def make_sampler(config: SearchConfig, parallel: bool | None = None):
-    """`parallel`: trials of the study run side by side (several workers, or hosts joining): TPE then
-    counts running trials as if they had failed (constant liar), so that it does not suggest them again."""
-    import optuna
-
-    parallel = config.workers > 1 if parallel is None else parallel
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if config.sampler == "tpe":
-            return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=True, constant_liar=parallel)
-        if config.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=config.seed)
-        if config.sampler == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=config.seed)
-        if config.sampler == "gp":
-            return optuna.samplers.GPSampler(seed=config.seed)
-        size = config.space.size()
-        if size > 100_000:
-            raise ResnasError(
-                f"grid search over {size:,} candidates is not practical; use tpe or random", field="--sampler"
-            )
-        grid = {d.name: list(d.values) for d in config.space.open_dims}
-        return optuna.samplers.GridSampler(grid, seed=config.seed)
-
-
-def make_pruner(config: SearchConfig):
-    import optuna
-
-    if config.pruner == "none" or config.multi_objective:  # Optuna cannot prune multi-objective studies
-        return optuna.pruners.NopPruner()
-    if config.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
-    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.recipe.epochs, reduction_factor=3)

@@ -4,6 +4,7 @@ either a row in it (the heartbeat) or something a host can tell about itself (it
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -12,21 +13,23 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import optuna
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from .errors import ResnasError
+from ..errors import ResnasError
 
 DB_PATIENCE = 300  # seconds a coordinator waits out an unreachable database before giving up
 
 
 class Heartbeat:
-    """Optuna's heartbeat for the trials one coordinator holds (ask-and-tell has none of its own): a
-    thread records one per trial every `interval` seconds; a trial whose beats stop goes stale."""
+    """The heartbeat of the trials one coordinator holds (Optuna's ask-and-tell has none of its own): a
+    thread calls `beat(trial)` for each every `interval` seconds; a trial whose beats stop goes stale."""
 
-    def __init__(self, storage, interval: int):
-        self.storage, self.interval = storage, interval
-        self.trials: set[int] = set()  # Optuna trial ids
+    def __init__(self, beat: Callable[[Any], None], interval: int):
+        self.beat, self.interval = beat, interval
+        self.trials: dict[int, Any] = {}  # by trial number
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="resnas-heartbeat", daemon=True)
 
@@ -36,29 +39,25 @@ class Heartbeat:
     def stop(self) -> None:
         self._stop.set()
 
-    def hold(self, trial_id: int) -> None:
+    def hold(self, trial: Any) -> None:
         """Beat now (a trial without any beat can never go stale) and from now on."""
-        self.trials.add(trial_id)
-        self.storage.record_heartbeat(trial_id)
+        self.trials[trial.number] = trial
+        self.beat(trial)
 
-    def release(self, trial_id: int) -> None:
-        self.trials.discard(trial_id)
+    def release(self, trial: Any) -> None:
+        self.trials.pop(trial.number, None)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            for trial_id in list(self.trials):
-                try:
-                    self.storage.record_heartbeat(trial_id)
-                except Exception:  # the database is restarting: the next beat tries again
-                    pass
+            for trial in list(self.trials.values()):
+                with contextlib.suppress(Exception):  # the database is restarting: the next beat tries again
+                    self.beat(trial)
 
 
 def patiently(fn: Callable, *args, patience: float, what: str, on_retry: Callable[[Exception], None], **kwargs):
     """Call `fn`, waiting out a database that is restarting or unreachable for up to `patience` seconds
     (pooled connections are checked before use; a call cut off mid-way is made again). `what` names the
     storage, without its password, in the message if it does not come back."""
-    import optuna
-
     give_up, delay = time.time() + patience, 0.25
     while True:
         try:

@@ -1,0 +1,153 @@
+"""The Python API for searches and their results: what `resnas search`, `worker`, `leaderboard`, `compare`
+and `export` do, as typed calls with keyword arguments (no option dicts, no coordinator to build).
+
+    import nas_res
+    state = nas_res.run_search(space="plain-vs-residual", budget="20MFLOPs", dataset="digits", trials=8)
+    rows = nas_res.leaderboard(state.study, top=3)
+    nas_res.train_archs([nas_res.load_arch(p) for p in files], study="again", seeds=(0, 1, 2))
+
+A script that runs a search must guard its entry point (`if __name__ == "__main__":`): trials train
+in spawned worker processes, which import the script again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .arch import Arch
+from .recipe import Recipe
+from .results.export import export
+from .results.report import compare
+from .results.report import leaderboard as _leaderboard
+from .results.report import studies as _studies
+from .results.store import Store
+from .search.config import SearchConfig
+from .search.coordinator import GRACE, HEARTBEAT, Coordinator, Given
+from .search.plan import plan
+from .search.state import SearchState
+
+
+def plan_search(
+    *,
+    file: str | Path | None = None,
+    study: str | None = None,
+    space: str | None = None,
+    budget: str | None = None,
+    max_params: str | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    val_size: float | int | None = None,
+    split_seed: int | None = None,
+    trials: int | None = None,
+    timeout: str | float | None = None,
+    trial_timeout: str | float | None = None,
+    recipe: str | Recipe | dict | None = None,
+    epochs: int | None = None,
+    sampler: str | None = None,
+    objective: str | None = None,
+    pruner: str | None = None,
+    storage: str | None = None,
+    workers: int | None = None,
+    gpus: Sequence[int] | None = None,
+    seed: int | None = None,
+    checkpoints: str | None = None,
+) -> tuple[SearchConfig, bool]:
+    """The search these arguments (and `file`, a study recipe; and the stored study, if it exists) describe,
+    checked, and whether the study exists already. None means "not given": the study file's value, else
+    the stored study's, else the default."""
+    options = {k: v for k, v in locals().items() if k != "file"}
+    if options["gpus"] is not None:
+        options["gpus"] = list(options["gpus"])
+    return plan(options, file=file)
+
+
+def run_search(
+    *,
+    on_update: Callable[[SearchState], None] | None = None,
+    heartbeat: int = HEARTBEAT,
+    grace: int = GRACE,
+    **options: Any,
+) -> SearchState:
+    """Search a design space under a budget (as `resnas search`): create or resume the study, train its
+    trials in worker processes until `trials` count, and return the final state. `options` are
+    `plan_search`'s; `on_update` is called with the live state after every event."""
+    config, _ = plan_search(**options)
+    return Coordinator(config, on_update, heartbeat=heartbeat, grace=grace).run()
+
+
+def join_study(
+    study: str,
+    storage: str,
+    *,
+    workers: int | None = None,
+    gpus: Sequence[int] | None = None,
+    data_dir: str | None = None,
+    checkpoints: str | None = None,
+    timeout: str | float | None = None,
+    on_update: Callable[[SearchState], None] | None = None,
+    heartbeat: int = HEARTBEAT,
+    grace: int = GRACE,
+) -> SearchState:
+    """Work on an existing study from this host (as `resnas worker`) until its total is reached."""
+    given = {
+        "study": study,
+        "storage": storage,
+        "workers": workers,
+        "gpus": list(gpus) if gpus else None,
+        "data_dir": data_dir,
+        "checkpoints": checkpoints,
+        "timeout": timeout,
+    }
+    config, _ = plan(given, join=True)
+    return Coordinator(config, on_update, join=True, heartbeat=heartbeat, grace=grace).run()
+
+
+def train_archs(
+    archs: Iterable[Arch],
+    *,
+    study: str,
+    seeds: Sequence[int | None] = (None,),
+    on_update: Callable[[SearchState], None] | None = None,
+    heartbeat: int = HEARTBEAT,
+    grace: int = GRACE,
+    **options: Any,
+) -> SearchState:
+    """Train these architectures, each once per seed, as the trials of `study` (created, or resumed: what
+    was trained already is not trained again). A seed of None trains with the recipe's own seed.
+
+    Everything else is as for a search (`plan_search`'s options: dataset, recipe, epochs, storage,
+    workers, gpus, ...): the same workers, storage, reuse of results, leaderboard and export. The
+    study's trial total is the number of (arch, seed) pairs; no sampler is asked."""
+    given = list(dict.fromkeys(Given(a, s) for a in archs for s in seeds))  # each pair once, in order
+    if not given:
+        raise ValueError("train_archs needs at least one architecture")
+    options.setdefault("pruner", "none")  # every arm trains in full: there is nothing to compare it against yet
+    config, _ = plan_search(study=study, trials=len(given), **options)
+    return Coordinator(config, on_update, given=given, heartbeat=heartbeat, grace=grace).run()
+
+
+def studies(storage: str | None = None) -> list[dict]:
+    """Every study in a storage, with trial counts and its best validation accuracy."""
+    return _studies(Store(storage))
+
+
+def leaderboard(
+    study: str, *, storage: str | None = None, top: int | None = None, include_all: bool = False
+) -> list[dict]:
+    """A study's trained trials ranked by validation accuracy (ties: fewer FLOPs first); with `include_all`,
+    pruned, failed and running ones after them."""
+    return _leaderboard(Store(storage), study, top=top, include_all=include_all)
+
+
+def compare_studies(names: Sequence[str], *, storage: str | None = None) -> list[dict]:
+    """Studies side by side: accuracy statistics overall and inside the FLOPs range all of them cover."""
+    store = Store(storage)
+    return compare({name: _leaderboard(store, name) for name in names})
+
+
+def export_study(study: str, out: str | Path, *, storage: str | None = None, **options: Any) -> list[Path]:
+    """Write the best architectures as files `resnas train` and `nas_res.load_arch` read (as `resnas
+    export`); `options`: top, front, fmt, weights, onnx, test, data_dir. Returns the paths written."""
+    return export(Store(storage), study, out, **options)

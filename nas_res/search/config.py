@@ -1,0 +1,133 @@
+"""What a search is: its frozen configuration, and what of it a stored study pins.
+
+A study's space, budget, dataset, recipe and objective are stored with it (`pinned`); re-running the
+same study resumes it, and asking it to change any of those is an error (its trials would no longer
+be comparable). `plan` (in plan.py) turns options, a study file and the stored study into one of these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from ..cost import Budget
+from ..recipe import PRESETS, Recipe
+from ..space import DesignSpace
+from ..dims import Dim
+from ..spec import Spec
+
+SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid")
+OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params")
+PRUNERS = ("hyperband", "median", "none")
+PINNED = ("space", "budget", "max_params", "dataset", "val_size", "split_seed", "recipe", "objective")
+FIELDS = (
+    "study",
+    "space",
+    "budget",
+    "max_params",
+    "dataset",
+    "data_dir",
+    "val_size",
+    "split_seed",
+    "trials",
+    "timeout",
+    "trial_timeout",
+    "recipe",
+    "epochs",
+    "sampler",
+    "objective",
+    "pruner",
+    "storage",
+    "workers",
+    "gpus",
+    "seed",
+    "checkpoints",
+)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything a search needs, resolved: the space is loaded, the budget parsed, the recipe built."""
+
+    study: str
+    space: DesignSpace
+    budget: Budget
+    budget_input: str = ""  # as given (`4GFLOPs`), so a resumed study can parse it again
+    max_params_input: str = ""
+    dataset: str = "digits"
+    data_dir: str | None = None
+    val_size: float | int = 0.1
+    split_seed: int = 0
+    trials: int = 20
+    timeout: float | None = None  # seconds: no new trial starts after this
+    trial_timeout: float | None = None  # seconds: a trial running longer is killed and failed
+    recipe: Recipe = field(default_factory=lambda: PRESETS["fast"])
+    sampler: str = "tpe"
+    objective: str = "accuracy"
+    pruner: str = "hyperband"
+    storage: str | None = None
+    workers: int = 1
+    gpus: tuple[int, ...] = ()
+    seed: int = 0
+    checkpoints: str | None = None
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.objective != "accuracy"
+
+    @property
+    def recipe_key(self) -> str:
+        return recipe_key(self.recipe.to_dict())
+
+    def objective_values(self, val_acc: float, flops: int, params: int) -> list[float]:
+        """What Optuna is told for a trained candidate: accuracy, and its cost where the objective has two."""
+        if self.objective == "accuracy":
+            return [val_acc]
+        return [val_acc, float(flops if self.objective == "accuracy+flops" else params)]
+
+    @property
+    def data_key(self) -> str:
+        """What makes two trainings comparable on the data side (not where the files live)."""
+        return f"{self.dataset}|val={self.val_size}|split_seed={self.split_seed}"
+
+    def pinned(self) -> dict:
+        """The stored, unchangeable part of the study."""
+        return {
+            "space": space_snapshot(self.space),
+            "space_name": self.space.name,
+            "budget": dataclasses.asdict(self.budget),
+            "budget_text": self.budget.describe(),
+            "budget_input": self.budget_input,
+            "max_params_input": self.max_params_input,
+            "dataset": self.dataset,
+            "val_size": self.val_size,
+            "split_seed": self.split_seed,
+            "recipe": self.recipe.to_dict(),
+            "objective": self.objective,
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+            "trials": self.trials,
+            "seed": self.seed,
+        }
+
+
+def space_snapshot(space: DesignSpace) -> dict:
+    """The template as parsed (dims and fixed parts); its file may change or vanish, the study keeps this."""
+    d = dataclasses.asdict(space.spec)
+    d.pop("source", None)
+    return json.loads(json.dumps(d))
+
+
+def space_from_snapshot(snapshot: dict, where: str) -> DesignSpace:
+    d = dict(snapshot)
+    d["dims"] = {k: Dim(v["name"], tuple(v["values"]), v["kind"], v["step"], v["log"]) for k, v in d["dims"].items()}
+    d["strides"] = tuple(d["strides"])
+    d["split"] = tuple(d["split"]) if d["split"] is not None else None
+    return DesignSpace(Spec(source=where, **d))
+
+
+def recipe_key(recipe: dict) -> str:
+    """What makes two trainings comparable on the recipe side."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:32]

@@ -1,0 +1,68 @@
+"""What a running search looks like from one host: counts, the best so far, each worker's trial.
+
+The coordinator updates it after every event and hands it to `on_update` (the CLI's live view);
+`run` returns it when the search ends. The workers are the pool's own objects, not a copy.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+COUNT_KEYS = ("done", "pruned", "failed", "reused", "over_budget", "repeats", "retried", "lost")
+
+
+@dataclass
+class Best:
+    trial: int
+    value: float
+    flops: int
+    params: int
+    summary: str
+
+
+@dataclass
+class SearchState:
+    """`counts` are this coordinator's own; `counted` and `running_all` are the study's, over every host."""
+
+    study: str
+    target: int
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
+    counted: int = 0  # the study's finished trials that count toward the target
+    running_all: int = 0  # the study's trials training now, on every host
+    best: Best | None = None
+    workers: list[Any] = field(default_factory=list)  # the pool's `Worker`s
+    started: float = field(default_factory=time.time)
+    trial_seconds: list[float] = field(default_factory=list)
+    overheads: list[float] = field(default_factory=list)  # per trained trial: wall seconds outside train()
+    interrupted: bool = False
+    stopped_by: str = ""
+    db_errors: int = 0  # database calls that failed and were retried (a restart, say)
+
+    @property
+    def running(self) -> int:
+        return sum(1 for w in self.workers if w.job is not None)
+
+    def eta(self) -> float | None:
+        if not self.trial_seconds:
+            return None
+        left = max(0, self.target - self.counted - self.running_all)
+        per = sum(self.trial_seconds) / len(self.trial_seconds)
+        return per * (left + 0.5 * self.running) / max(1, len(self.workers))
+
+    def offer_best(self, number: int, value: float | None, arch: Any, cost: Any) -> None:
+        if value is not None and (self.best is None or value > self.best.value):
+            self.best = Best(number, value, cost.flops, cost.params, arch.summary())
+
+    def to_dict(self) -> dict:
+        """For --json: the counts, the study's totals and the best trial."""
+        return {
+            "study": self.study,
+            "counts": self.counts,
+            "counted": self.counted,
+            "interrupted": self.interrupted,
+            "stopped_by": self.stopped_by,
+            "best": self.best.__dict__ if self.best else None,
+            "db_errors": self.db_errors,
+        }

@@ -1,0 +1,242 @@
+"""One trial from ask to tell: cost and budget, reuse or repeat, the claim of a slot, the worker's epochs,
+and the result written to resnas's run row before Optuna is told.
+
+The order matters to every other host on the study: the run row exists from the moment a trial
+starts training, and its result is written before Optuna hears it, so no told trial lacks its run
+and no run lacks its trial.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..cost import Cost, cost
+from ..results.record import Run
+from ..status import RunStatus
+from .pool import Assignment, Job, Worker
+from .study import COMPLETE, COUNTED, FAIL, PRUNED
+
+if TYPE_CHECKING:
+    from .coordinator import Coordinator
+
+MAX_ASKS = 500  # suggestions in a row with nothing new to train before the search stops
+
+
+class Trials:
+    """The trial bookkeeping of one coordinator (its study, store, state and heartbeat)."""
+
+    def __init__(self, coordinator: Coordinator):
+        self.c = coordinator
+        self.config = coordinator.config
+        self.optuna, self.store, self.state = coordinator.optuna, coordinator.store, coordinator.state
+        self.db = coordinator.db
+
+    # ---- from a suggestion to a worker -------------------------------------------------------------
+    def dispatch(self, w: Worker) -> None:
+        """Ask until a candidate needs training, then send it. Over-budget suggestions are pruned unbuilt;
+        one trained in another study is reused (and counts); one already in this study is told its result
+        again (the sampler learns it is a repeat) but does not count."""
+        c, db, counts = self.c, self.db, self.state.counts
+        asked = time.time()
+        for _ in range(MAX_ASKS):
+            trial = db(self.optuna.ask)
+            db(c.beats.hold, trial)
+            db(self.optuna.set, trial, owner=c.owner)
+            retry_of = db(self.optuna.retry_of, trial)
+            if retry_of is not None:
+                db(self.optuna.set, trial, retry_of=retry_of)
+            if c.given_mode and self.optuna.given_arch(trial) is None:  # another host took the last one
+                self._surplus(trial)
+                return
+            arch, recipe, recipe_key = c.recipe_for(trial)
+            price = cost(arch)
+            db(
+                self.optuna.set,
+                trial,
+                arch_key=arch.key,
+                summary=arch.summary(),
+                flops=price.flops,
+                params=price.params,
+                acts=price.acts,
+            )
+            excess = self.config.budget.excess(price)
+            db(self.optuna.constrain, trial, excess)
+            if excess > 0:
+                db(self.optuna.set, trial, status="over_budget")
+                self.tell(trial, state=PRUNED)
+                counts["over_budget"] += 1
+                continue
+            db(self.store.put_arch, arch, price)
+            known = db(self.store.find_trained, arch.key, recipe_key, self.config.data_key, study=self.config.study)
+            if known is not None and known.study == self.config.study:
+                db(self.optuna.set, trial, status="repeat", repeat_of=known.trial)
+                self.tell(trial, self._values(known.best_val_acc, price))
+                counts["repeats"] += 1
+                continue
+            if known is not None:
+                self._reuse(trial, arch, price, recipe, recipe_key, known)
+                c.refresh_counts(force=True)
+                if not c.want_more():
+                    return
+                asked = time.time()
+                continue
+            run_id = db(
+                self.store.claim,
+                self.config.study,
+                self.config.trials,
+                **self._run_of(trial, arch, recipe, recipe_key),
+                status=RunStatus.RUNNING.value,
+                reason=f"training on {c.owner}",
+                device=f"{w.device}@{socket.gethostname()}"[:64],
+            )
+            if run_id is None:  # another host took the last slot between our count and this claim
+                self._surplus(trial)
+                return
+            checkpoint_dir = str(c.checkpoints / f"trial-{trial.number:05d}")
+            w.send(
+                Job(trial.number, arch.to_dict(), recipe, checkpoint_dir),
+                Assignment(trial, trial.number, arch, price, run_id, int(recipe["epochs"]), asked),
+            )
+            self.state.running_all += 1
+            return
+        self.state.stopped_by = (
+            f"{MAX_ASKS} suggestions in a row brought nothing new to train (over the budget "
+            "or already trained): the feasible part of the space looks exhausted"
+        )
+
+    def _run_of(self, trial: Any, arch: Any, recipe: dict, recipe_key: str) -> dict:
+        """What a run row says of its trial: which architecture, trained how, on what."""
+        return {
+            "trial": trial.number,
+            "arch_key": arch.key,
+            "recipe_key": recipe_key,
+            "recipe": recipe,
+            "data_key": self.config.data_key,
+        }
+
+    def _values(self, val_acc: float | None, price: Cost) -> list[float]:
+        return self.config.objective_values(val_acc or 0.0, price.flops, price.params)
+
+    def _surplus(self, trial: Any) -> None:
+        self.db(self.optuna.set, trial, status="surplus")
+        self.tell(trial, state=PRUNED)
+        self.c.refresh_counts(force=True)
+
+    def _reuse(self, trial: Any, arch: Any, price: Cost, recipe: dict, recipe_key: str, known: Run) -> None:
+        run_id = self.db(
+            self.store.claim,
+            self.config.study,
+            self.config.trials,
+            **self._run_of(trial, arch, recipe, recipe_key),
+            status=RunStatus(known.status).value,
+            reason=f"reused from {known.study} trial {known.trial}",
+            history=known.history,
+            epochs=known.epochs,
+            best_val_acc=known.best_val_acc,
+            test_acc=known.test_acc,
+            checkpoint=known.checkpoint,
+            device=known.device,
+            wall_seconds=0.0,
+            train_seconds=known.train_seconds,
+            reused_from=known.id,
+        )
+        if run_id is None:
+            self.db(self.optuna.set, trial, status="surplus")
+            self.tell(trial, state=PRUNED)
+            return
+        self.db(
+            self.optuna.set,
+            trial,
+            status="reused",
+            reused_from=f"{known.study}#{known.trial}",
+            best_val_acc=known.best_val_acc,
+            **{COUNTED: True},
+        )
+        self.tell(trial, self._values(known.best_val_acc, price))
+        self.state.counts["reused"] += 1
+        self.state.offer_best(trial.number, known.best_val_acc, arch, price)
+
+    def tell(self, trial: Any, values: list[float] | None = None, state: Any = None) -> bool:
+        try:
+            return self.db(self.optuna.tell, trial, values, state)
+        finally:
+            self.c.beats.release(trial)
+
+    # ---- from a worker to the study ----------------------------------------------------------------
+    def epoch(self, w: Worker, metrics: dict) -> None:
+        job = w.job
+        assert job is not None
+        job.epoch, job.val_acc = metrics["epoch"], metrics["val_acc"]
+        prune = False
+        if not self.config.multi_objective:
+            acc = metrics["val_acc"] if metrics["val_acc"] is not None else 0.0
+            prune = self.db(self.optuna.report, job.trial, acc, metrics["epoch"])
+        w.decide(prune)
+
+    def done(self, w: Worker, record: dict, worker_seconds: float) -> None:
+        status = RunStatus(record["status"])
+        best = (record.get("best") or {}).get("val_acc")
+        job = w.job
+        assert job is not None
+        values = self._values(best, job.cost) if status.ranks and best is not None else None
+        self.finish(w, status, record.get("reason", ""), record=record, values=values)
+        self.state.overheads.append(time.time() - job.asked - worker_seconds)
+
+    def finish(
+        self,
+        w: Worker,
+        status: RunStatus,
+        reason: str,
+        *,
+        record: dict | None = None,
+        values: list[float] | None = None,
+    ) -> None:
+        """Write the run, then tell Optuna, then free the worker. A trial cut short from outside (Ctrl-C, its
+        process killed) frees its slot and is tried once more with the same parameters."""
+        job = w.job
+        assert job is not None
+        trial, record = job.trial, record or {}
+        best = (record.get("best") or {}).get("val_acc")
+        wall = time.time() - job.started
+        ckpt = self.c.checkpoints / f"trial-{trial.number:05d}" / "checkpoint.pt"
+        history = record.get("history", [])
+        written = self.db(
+            self.store.finish_run,
+            job.run_id,
+            status=status.value,
+            reason=reason,
+            history=history,
+            epochs=len(history),
+            best_val_acc=best,
+            checkpoint=str(ckpt) if ckpt.exists() else None,
+            device=f"{record.get('device', w.device)}@{socket.gethostname()}"[:64],
+            wall_seconds=wall,
+            train_seconds=record.get("train_seconds"),
+        )
+        told = False
+        attrs = {"status": status.value, COUNTED: status.counts, **({"reason": reason[:500]} if reason else {})}
+        if written and self.db(self.optuna.set, trial, **attrs):
+            state = COMPLETE if values is not None else PRUNED if status is RunStatus.PRUNED else FAIL
+            told = self.tell(trial, values, state)
+        else:
+            self.c.beats.release(trial)
+        if not told:  # failed as stale by another host meanwhile (the database was away past the grace
+            # period): that host queued the retry; the run is lost whatever it had reached
+            self.db(
+                self.store.finish_run,
+                job.run_id,
+                only_running=False,
+                status=RunStatus.LOST.value,
+                reason=f"failed as stale by another host while it was finishing as {status}",
+            )
+        elif not status.counts:
+            self.c.retry(trial)
+        if status.counts and told:
+            key = "done" if values is not None else "pruned" if status is RunStatus.PRUNED else "failed"
+            self.state.counts[key] += 1
+            self.state.trial_seconds.append(wall)
+            self.state.offer_best(trial.number, best if values is not None else None, job.arch, job.cost)
+        w.job = None
+        self.c.refresh_counts(force=True, quiet=True)
