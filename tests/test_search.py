@@ -17,13 +17,12 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy as sa
+from nas_res.cli.main import app
 from servers import sqlite_url
 
-from nas_res.cli.main import app
 from nas_res import ResnasError, load_arch
-from nas_res.search import COUNTED, Coordinator
 from nas_res.results import Store, export, leaderboard, pareto, studies
-from nas_res.search import plan, read_study_file
+from nas_res.search import COUNTED, Coordinator, plan, read_study_file
 
 SPACE = "plain-vs-residual"  # 81 candidates, 28x28 reference; digits are 8x8, so trials are quick
 BUDGET = "20MFLOPs"  # 24 of the 81 fit
@@ -327,3 +326,33 @@ def test_compare_plot_and_onnx(runner, searched, tmp_path):
     x = torch.randn(3, 1, 8, 8)  # batch and image size are dynamic
     got = ReferenceEvaluator(graph).run(None, {"images": x.numpy()})[0]
     assert abs(got - net(x).detach().numpy()).max() < 1e-4
+
+
+def test_given_archs_train_once_per_seed_through_the_same_loop(tmp_path):
+    """`train_archs`: each (arch, seed) is one trial of the study; a resumed call trains only what is new."""
+    import nas_res
+    from nas_res import load_space
+
+    archs = load_space(SPACE).sample(2, BUDGET, seed=1)
+    storage = sqlite_url(tmp_path)
+    common = {
+        "study": "given",
+        "dataset": "synthetic:1x8x8:4:128",
+        "epochs": 1,
+        "storage": storage,
+        "checkpoints": str(tmp_path / "ckpt"),
+    }
+    state = nas_res.train_archs(archs, seeds=(0, 1), **common)
+    assert state.counted == 4 and state.counts["done"] == 4
+    runs = Store(storage).runs("given")
+    pairs = {(r.arch_key, r.recipe["seed"]) for r in runs}
+    assert (
+        len(runs) == 4
+        and len(pairs) == 4
+        and {k for k, _ in pairs} == {a.replace(in_channels=1, classes=4).key for a in archs}
+    )
+    again = nas_res.train_archs(archs, seeds=(0, 1, 2), **common)  # only the new seed trains
+    assert again.counted == 6 and again.counts["done"] == 2 and len(Store(storage).runs("given")) == 6
+    assert len(nas_res.leaderboard("given", storage=storage)) == 6
+    trials = optuna.load_study(study_name="given", storage=storage).get_trials()
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials) and len(trials) == 6
