@@ -25,9 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import describe, write
 
-from nas_res.search import Coordinator
 from nas_res.results import Store
-from nas_res.search import plan
+from nas_res.search import Coordinator, plan
 
 
 def run(tmp: Path, name: str, **options):

@@ -167,7 +167,7 @@ def _boards(names: list[str], storages: list[str]) -> dict[str, list[dict]]:
             f"give one --storage for all studies or one per study ({len(names)}); got {len(storages)}",
             field="--storage",
         )
-    urls = storages * len(names) if len(storages) == 1 else storages or [None] * len(names)
+    urls: list[str | None] = [*storages] * len(names) if len(storages) == 1 else [*storages] or [None] * len(names)
     boards = {}
     for name, url in zip(names, urls):
         label = name if name not in boards else f"{name} ({safe_url(url or '')})"

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -173,7 +173,7 @@ def _live_view(state: SearchState) -> Group:
         + f"  elapsed {elapsed:,.0f} s"
         + (f"  ETA {eta:,.0f} s" if eta is not None else "")
     )
-    parts = [head]
+    parts: list[RenderableType] = [head]
     if state.best:
         b = state.best
         parts.append(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import optuna
 
-from nas_res.search import COUNTED
 from nas_res.results import Store, leaderboard
+from nas_res.search import COUNTED
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE, BUDGET = "plain-vs-residual", "20MFLOPs"  # 24 candidates fit; quick on 8x8 digits

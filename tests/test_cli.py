@@ -4,8 +4,8 @@ import json
 
 import pytest
 import yaml
-
 from nas_res.cli.main import app
+
 from nas_res import cost, zoo
 
 

@@ -32,7 +32,7 @@ def test_validation_split_is_disjoint_deterministic_and_configurable():
     assert (len(tr), len(va)) == (800, 200)
     assert set(tr.labels.tolist()).isdisjoint(va.labels.tolist())
     assert sorted(tr.labels.tolist() + va.labels.tolist()) == list(range(1000))
-    tr2, va2 = carve(whole, 0.2, seed=3)
+    _, va2 = carve(whole, 0.2, seed=3)
     assert torch.equal(va.labels, va2.labels)
     assert not torch.equal(carve(whole, 0.2, seed=4)[1].labels, va.labels)
     assert len(carve(whole, 137, seed=0)[1]) == 137

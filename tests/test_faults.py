@@ -16,8 +16,8 @@ import optuna
 from servers import sqlite_url
 from studycheck import ROOT, check_consistent, finish, retried, search_args, start
 
-from nas_res.search.liveness import alive as _alive
 from nas_res.results import Store
+from nas_res.search.liveness import alive as _alive
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 

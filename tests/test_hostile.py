@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from nas_res.cli.main import app
 from servers import scratch_database, sqlite_url
 from typer.testing import CliRunner
 
-from nas_res.cli.main import app
 from nas_res.results import Store
 
 ROOT = Path(__file__).resolve().parents[1]

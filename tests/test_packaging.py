@@ -2,6 +2,7 @@
 templates resolve by name after a non-editable install."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_wheel_ships_templates_and_resolves_them_by_name(tmp_path):
     dist = tmp_path / "dist"
+    # setuptools packs whatever an earlier build left in build/lib (an older layout's cli/, say): start clean
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
     build = "import sys; from setuptools import build_meta as b; print(b.build_wheel(sys.argv[1]))"
     name = (
         subprocess.run([sys.executable, "-c", build, str(dist)], cwd=ROOT, check=True, capture_output=True, text=True)

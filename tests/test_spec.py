@@ -15,8 +15,8 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
 from nas_res.cli.main import app
+
 from nas_res import DesignSpace, ResnasError, load_space
 from nas_res.arch import BLOCKS, MODULATIONS, SHORTCUTS, STEMS, STRIDE_ON, UNIT_ORDERS
 from nas_res.dims import DIM_KEYS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import itertools
 import math
 
 import pytest
@@ -188,11 +189,11 @@ def test_schedules_and_weight_decay_groups():
         f = lr_factor(Recipe(epochs=5, warmup_epochs=1, schedule=schedule), steps)
         values = [f(s) for s in range(50)]
         assert values[9] == pytest.approx(1.0)  # peak at the end of warmup
-        assert all(a <= b for a, b in zip(values[:10], values[1:10]))  # warmup rises
+        assert all(a <= b for a, b in itertools.pairwise(values[:10]))  # warmup rises
         if schedule == "constant":
             assert values[-1] == 1.0
         else:
-            assert all(a >= b for a, b in zip(values[10:], values[11:])) and values[-1] < 0.03
+            assert all(a >= b for a, b in itertools.pairwise(values[10:])) and values[-1] < 0.03
     assert lr_factor(Recipe(epochs=2, warmup_epochs=0), steps)(0) == 1.0
     assert lr_factor(Recipe(epochs=2, schedule="cosine", warmup_epochs=0), steps)(10) == pytest.approx(
         0.5 * (1 + math.cos(math.pi * 0.5))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from nas_res.cli.main import app
+
 from nas_res import zoo
 
 

@@ -14,11 +14,11 @@ import json
 import optuna
 import pytest
 import sqlalchemy as sa
+from nas_res.cli.main import app
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 from servers import scratch_database, sqlite_url
 
-from nas_res.cli.main import app
 from nas_res import ResnasError, cost
 from nas_res.results import Store, copy_study, leaderboard, safe_url, studies
 from nas_res.results.schema import runs as runs_table

@@ -51,7 +51,7 @@ def export(
     runs = {r.trial: r for r in all_runs}
     if test:
         evaluate_runs(store, study, chosen, runs, data_dir=data_dir)
-    config = store.study_config(study)
+    config = store.config_of(study)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -94,8 +94,7 @@ def export(
         text = yaml.safe_dump(record, sort_keys=False) if fmt == "yaml" else json.dumps(record, indent=2) + "\n"
         written.append(write_text(path, text, field="--out"))
         if weights:
-            _check_checkpoint(run, study, "--weights", "")
-            with open(run.checkpoint, "rb") as src:
+            with open(_check_checkpoint(run, study, "--weights", ""), "rb") as src:
                 written.append(
                     write_atomic(stem.with_suffix(".pt"), lambda f: shutil.copyfileobj(src, f), field="--out")
                 )
@@ -117,8 +116,8 @@ def write_onnx(arch: Arch, checkpoint_path: str | None, path: Path) -> bool:
     from ..checkpoint import trained_model
     from ..model import build
 
-    trained = bool(checkpoint_path) and Path(checkpoint_path).exists()
-    model = (trained_model(checkpoint_path)[0] if trained else build(arch)).eval()
+    trained = checkpoint_path is not None and Path(checkpoint_path).exists()
+    model = (trained_model(checkpoint_path)[0] if checkpoint_path is not None and trained else build(arch)).eval()
     x = torch.zeros(1, arch.in_channels, arch.resolution, arch.resolution)
 
     def write(f) -> None:
@@ -159,25 +158,26 @@ def evaluate_runs(
     from ..data import load_data
     from ..evaluation import evaluate
 
-    config = store.study_config(study)
+    config = store.config_of(study)
     data = load_data(
         config["dataset"], data_dir=data_dir, val_size=config["val_size"], split_seed=config["split_seed"], test=True
     )
     for row in rows:
         run = runs[row["trial"]]
-        _check_checkpoint(run, study, "--test", " to evaluate")
-        row["test_acc"] = evaluate(trained_model(run.checkpoint)[0], data, "test", device=device)["top1"]
+        path = _check_checkpoint(run, study, "--test", " to evaluate")
+        row["test_acc"] = evaluate(trained_model(path)[0], data, "test", device=device)["top1"]
         store.set_test_acc(run.id, row["test_acc"])
 
 
-def _check_checkpoint(run: Run, study: str, field: str, purpose: str) -> None:
-    """The run's checkpoint must be on this machine for what `field` asks."""
+def _check_checkpoint(run: Run, study: str, field: str, purpose: str) -> str:
+    """The run's checkpoint, which must be on this machine for what `field` asks."""
     if not run.checkpoint or not Path(run.checkpoint).exists():
         raise ResnasError(
             f"trial {run.trial} of {study!r} has no checkpoint on this machine "
             f"({run.checkpoint or 'none recorded'}){purpose}",
             field=field,
         )
+    return run.checkpoint
 
 
 def _check_out_dir(out_dir: Path) -> None:

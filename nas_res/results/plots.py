@@ -11,9 +11,13 @@ import html
 import io
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from ..errors import ResnasError
 from .report import pareto
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 KINDS = ("history", "pareto", "importance", "edf", "parallel")
 
@@ -155,7 +159,7 @@ def study_figure(study, kind: str, rows: list[dict]):
                 ax = ovm.plot_parallel_coordinate(study, target=_first, target_name="val acc %")
         except (ValueError, RuntimeError) as e:
             raise ResnasError(f"Optuna cannot draw {kind} for {study.study_name!r}: {e}", field="--kind") from None
-    fig = ax.figure if hasattr(ax, "figure") else plt.gcf()
+    fig = cast("Figure", ax.figure if hasattr(ax, "figure") else plt.gcf())  # Optuna draws on a whole figure
     fig.set_size_inches(9, 5)
     fig.tight_layout()
     return fig

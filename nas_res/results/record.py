@@ -10,7 +10,7 @@ from ..status import RunStatus
 @dataclass(frozen=True)
 class Run:
     """One row of resnas_runs, decoded (recipe and history parsed, status a `RunStatus`), with its
-    architecture's description and cost where the query joined them (None where it did not)."""
+    architecture's description and cost."""
 
     id: int
     study: str
@@ -32,11 +32,11 @@ class Run:
     version: str
     reused_from: int | None  # the run whose result this one took; 0: one in another storage
     created: float
-    arch: dict | None = None
-    summary: str | None = None
-    flops: int | None = None
-    params: int | None = None
-    acts: int | None = None
+    arch: dict  # the architecture it trains, and its cost
+    summary: str
+    flops: int
+    params: int
+    acts: int
 
     @property
     def reused(self) -> bool:

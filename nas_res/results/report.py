@@ -8,7 +8,6 @@ from ..arch import Arch
 from ..errors import ResnasError
 from ..status import RunStatus
 from .record import Run
-from .storage import safe_url
 from .store import Store
 
 
@@ -16,10 +15,10 @@ def studies(store: Store) -> list[dict]:
     """Every study in the storage with its trial counts and best validation accuracy."""
     out = []
     for name in store.study_names():
-        config = store.study_config(name)
+        config = store.config_of(name)
         rows = store.runs(name)
         ranked = [r for r in rows if r.status.ranks and r.best_val_acc is not None]
-        best = max(ranked, key=lambda r: r.best_val_acc, default=None)
+        best = max(ranked, key=_accuracy, default=None)
         out.append(
             {
                 "study": name,
@@ -55,21 +54,21 @@ def check_top(top: int | None) -> None:
 
 def study_runs(store: Store, study: str) -> list[Run]:
     """A study's runs; a study the storage does not hold is an error that lists the ones it does."""
-    if store.study_config(study) is None:
-        known = store.study_names()
-        raise ResnasError(
-            f"no study {study!r} in {safe_url(store.url)}; studies there: "
-            f"{', '.join(known) or 'none yet (run resnas search)'}",
-            field="study",
-        )
+    store.config_of(study)
     return store.runs(study)
+
+
+def _accuracy(r: Run) -> float:
+    """A ranked run's validation accuracy (ranked runs have one)."""
+    assert r.best_val_acc is not None, r
+    return r.best_val_acc
 
 
 def rank(runs: list[Run], top: int | None = None, include_all: bool = False) -> list[dict]:
     """Leaderboard rows of the ranked runs, best first (`top` of them); the other runs after, if `include_all`."""
     ranked = sorted(
         (r for r in runs if r.status.ranks and r.best_val_acc is not None),
-        key=lambda r: (-r.best_val_acc, r.flops, r.trial),
+        key=lambda r: (-_accuracy(r), r.flops, r.trial),
     )
     out = [_row(r, i) for i, r in enumerate(ranked[:top] if top else ranked, 1)]
     if include_all:

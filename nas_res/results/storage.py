@@ -45,7 +45,7 @@ def resolve_storage(url: str | None, create: bool = True, field: str = "--storag
     if parsed.drivername in ("mysql", "mariadb"):  # PyMySQL (pure Python, a dependency) over mysqlclient
         url = parsed.set(drivername=f"{parsed.drivername}+pymysql").render_as_string(hide_password=False)
     if create and sqlite_file(parsed):
-        folder = Path(parsed.database).expanduser().parent
+        folder = Path(str(parsed.database)).expanduser().parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -67,7 +67,7 @@ def sqlite_file(url: URL) -> bool:
 
 def missing_sqlite_file(url: URL) -> bool:
     """A SQLite file URL whose file is not there (opening it would create an empty one)."""
-    return sqlite_file(url) and not Path(url.database).expanduser().exists()
+    return sqlite_file(url) and not Path(str(url.database)).expanduser().exists()
 
 
 def tune_sqlite(engine: sa.engine.Engine) -> None:

@@ -14,9 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..version import __version__
 from ..errors import ResnasError
 from ..status import RunStatus
+from ..version import __version__
 from .record import Run, StudyRows
 from .schema import REUSED_ELSEWHERE, SCHEMA_VERSION, archs, meta, runs, schema, studies
 from .storage import DEFAULT_STORAGE, missing_sqlite_file, resolve_storage, safe_url, tune_sqlite
@@ -86,6 +86,18 @@ class Store:
             row = c.execute(sa.select(studies.c.config).where(studies.c.name == name)).first()
         return json.loads(row[0]) if row else None
 
+    def config_of(self, name: str) -> dict:
+        """A study's stored config; a study the storage does not hold is an error that lists the ones it does."""
+        config = self.study_config(name)
+        if config is None:
+            known = self.study_names()
+            raise ResnasError(
+                f"no study {name!r} in {safe_url(self.url)}; studies there: "
+                f"{', '.join(known) or 'none yet (run resnas search)'}",
+                field="study",
+            )
+        return config
+
     def add_study(self, name: str, config: dict) -> None:
         with self.engine.begin() as c:
             c.execute(
@@ -127,7 +139,7 @@ class Store:
 
     def add_run(self, **values: Any) -> int:
         with self.engine.begin() as c:
-            return c.execute(runs.insert().values(**self._encode(values))).inserted_primary_key[0]
+            return _new_id(c.execute(runs.insert().values(**self._encode(values))))
 
     def _encode(self, values: dict) -> dict:
         for k in ("history", "recipe"):
@@ -154,7 +166,7 @@ class Store:
             ).scalar_one()
             if taken >= target:
                 return None
-            return c.execute(runs.insert().values(study=study, **self._encode(values))).inserted_primary_key[0]
+            return _new_id(c.execute(runs.insert().values(study=study, **self._encode(values))))
 
     def finish_run(self, run_id: int, *, only_running: bool = True, **values: Any) -> bool:
         """The result of a claimed run (written before Optuna is told, so no told trial lacks its run).
@@ -189,7 +201,7 @@ class Store:
         """A finished training of this arch with this recipe on this data split, if any: one in `study`
         first (a repeat there), else the first trained anywhere in this storage."""
         q = (
-            sa.select(runs)
+            _with_arch(sa.select(runs))
             .where(
                 runs.c.arch_key == arch_key,
                 runs.c.recipe_key == recipe_key,
@@ -214,12 +226,7 @@ class Store:
         """Every run of a study, by trial, with its architecture's description and cost."""
         if not self.ready:
             return []
-        q = (
-            sa.select(runs, archs.c.arch, archs.c.summary, archs.c.flops, archs.c.params, archs.c.acts)
-            .join(archs, runs.c.arch_key == archs.c.key)
-            .where(runs.c.study == study)
-            .order_by(runs.c.trial)
-        )
+        q = _with_arch(sa.select(runs)).where(runs.c.study == study).order_by(runs.c.trial)
         with self.engine.connect() as c:
             return [_run(r) for r in c.execute(q).mappings()]
 
@@ -266,10 +273,24 @@ class Store:
                     if values["reused_from"] == REUSED_ELSEWHERE:
                         elsewhere += 1
                         values["reason"] = _reused_elsewhere(run["reason"], ref, original, source)
-                ids[run["id"]] = c.execute(runs.insert().values(**values)).inserted_primary_key[0]
+                ids[run["id"]] = _new_id(c.execute(runs.insert().values(**values)))
             for old, ref in inside:
                 c.execute(runs.update().where(runs.c.id == ids[old]).values(reused_from=ids[ref]))
         return len(new_archs), elsewhere
+
+
+def _with_arch(query: sa.Select) -> sa.Select:
+    """A query of runs, with each run's architecture and cost beside it."""
+    columns = (archs.c.arch, archs.c.summary, archs.c.flops, archs.c.params, archs.c.acts)
+    return query.add_columns(*columns).join(archs, runs.c.arch_key == archs.c.key)
+
+
+def _new_id(result: sa.CursorResult) -> int:
+    """The id the database gave the row just inserted."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the database returned no id for the new row")
+    return int(key[0])
 
 
 def _texts(prop: str) -> list[str]:

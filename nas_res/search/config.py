@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass, field
 
 from ..cost import Budget
+from ..dims import Dim
 from ..recipe import PRESETS, Recipe
 from ..space import DesignSpace
-from ..dims import Dim
 from ..spec import Spec
 
 SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
@@ -38,7 +38,7 @@ def trial_id(trial: Trial | FrozenTrial) -> int:
     return trial._trial_id
 
 
-def directions(objective: str) -> list[str]:
+def directions(objective: str) -> list[Literal["maximize", "minimize"]]:
     return ["maximize"] if objective == "accuracy" else ["maximize", "minimize"]
 
 
@@ -106,12 +106,9 @@ class OptunaStudy:
     ):
         quiet()
         self.retry_callback = _retry_callback()
+        stale: dict[str, Any] = {_stale_callback_name(): lambda study, trial: on_stale(trial)}
         self.storage = optuna.storages.RDBStorage(
-            url,
-            engine_kwargs={"pool_pre_ping": True},
-            heartbeat_interval=heartbeat,
-            grace_period=grace,
-            **{_stale_callback_name(): lambda study, trial: on_stale(trial)},
+            url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=heartbeat, grace_period=grace, **stale
         )
         tune_sqlite(self.storage.engine)
         self.study = optuna.create_study(
