@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from nas_res.cost import human
@@ -129,7 +129,7 @@ def _progress(recipe: Recipe, show: bool):
         disable=not show,
         transient=False,
     )
-    tasks = {}
+    tasks: dict[str | tuple[str, int], TaskID] = {}  # "epoch", and ("batch", epoch) per running epoch
 
     def on_batch(p) -> None:
         if "epoch" not in tasks:

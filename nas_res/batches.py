@@ -64,6 +64,8 @@ class DeviceBatches:
         self.batch_size = batch_size
         self.train = train
         self.pad, self.flip = (data.pad, data.flip) if train else (0, False)
+        if part.images is None:
+            raise ValueError("DeviceBatches needs a split with images in memory; use FileBatches for image files")
         held = device if _fits(part.images, device) else torch.device("cpu")
         images = part.images.to(held)
         self.images = images.pin_memory() if held.type == "cpu" and device.type == "cuda" else images
@@ -133,6 +135,8 @@ class _FileDataset(torch.utils.data.Dataset):
             steps.append(v2.RandomCrop(size, padding=pad))
         if flip:
             steps.append(v2.RandomHorizontalFlip())
+        if part.files is None:
+            raise ValueError("_FileDataset needs a split of image files; use DeviceBatches for images in memory")
         self.files, self.labels, self.transform = part.files, part.labels, v2.Compose(steps)
 
     def __len__(self) -> int:

@@ -25,10 +25,10 @@ class Tally(NamedTuple):
     params: int = 0
     acts: int = 0
 
-    def __add__(self, other):  # type: ignore[override]
+    def __add__(self, other):
         return Tally(self.flops + other.flops, self.params + other.params, self.acts + other.acts)
 
-    def __mul__(self, n):  # type: ignore[override]
+    def __mul__(self, n):
         return Tally(self.flops * n, self.params * n, self.acts * n)
 
 
@@ -129,6 +129,7 @@ class Unit(nn.Module):
         self.kind = shortcut_kind(arch, cin, cout, stride)
         self.stride, self.pad = stride, cout - cin
         with_bn = [nn.BatchNorm2d(cout)] if projection_has_bn(arch.unit_order) else []
+        self.downsample: nn.Module  # a Sequential (proj, avgproj) or a bare Conv2d (conv); unset otherwise
         if self.kind == "proj":
             self.downsample = nn.Sequential(conv(cin, cout, 1, stride), *with_bn)
         elif self.kind == "avgproj":
@@ -136,6 +137,7 @@ class Unit(nn.Module):
             self.downsample = nn.Sequential(pool, conv(cin, cout, 1), *with_bn)
         elif self.kind == "conv":
             self.downsample = conv(cin, cout, 1)
+        assert arch.modulation_value is not None, "Arch fills in the modulation's default value"
         self.modulation, self.mod_value = arch.modulation, arch.modulation_value
         if self.modulation in ("gate", "shortcut_gate"):
             self.gate = conv(cin, cout, 1, stride, bias=True)

@@ -122,7 +122,14 @@ def _check(path: Path, state: dict) -> None:
     arch = Arch.from_dict(state["arch"], where=f"{path} (arch)")
     recipe = Recipe.from_dict(state["recipe"], where=f"{path} (recipe)")
     data = state["data"]
-    kinds = {"name": str, "spec": str, "train": int, "val": (int, float), "split_seed": int, "size": int}
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "name": str,
+        "spec": str,
+        "train": int,
+        "val": (int, float),
+        "split_seed": int,
+        "size": int,
+    }
     if not isinstance(data, dict) or any(
         not isinstance(data.get(k), t) or isinstance(data.get(k), bool) for k, t in kinds.items()
     ):

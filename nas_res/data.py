@@ -161,6 +161,7 @@ def load_data(
     else:
         raise ResnasError(f"unknown dataset {spec!r}; known: {', '.join(DATASETS)}", field="dataset")
     train, val = carve(Split(ytr, xtr), val_size, split_seed)
+    assert train.images is not None, "carve keeps the images of an in-memory split"
     mean, std = channel_stats(train.images)
     pad, flip = AUGMENT[name] if augment else (0, False)
     return Data(
@@ -254,7 +255,7 @@ def _torchvision(name: str, root: Path, download: bool, test: bool):
             f"Put them there or pass --data-dir DIR (the folder that holds {folder.split('/')[0]}/).",
             field="dataset",
         ) from None
-    out = []
+    out: list[tuple[torch.Tensor | None, torch.Tensor | None]] = []
     for ds in parts:
         x = torch.as_tensor(np.asarray(ds.data))
         x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)  # MNIST N×H×W, CIFAR N×H×W×C
@@ -336,10 +337,12 @@ def _imagefolder(path: str, val_size, split_seed: int, test: bool, size: int, au
     if fits:  # decode once, then the same device-resident fast path as CIFAR
         train, val = decode(train, size), decode(val, size)
         test_split = decode(test_split, size) if test_split else None
+        assert train.images is not None, "decode returns an in-memory split"
         mean, std = channel_stats(train.images)
     else:
-        sample = train.subset(torch.arange(0, len(train), max(1, len(train) // 256)))
-        mean, std = channel_stats(decode(sample, size).images)
+        sample = decode(train.subset(torch.arange(0, len(train), max(1, len(train) // 256))), size)
+        assert sample.images is not None, "decode returns an in-memory split"
+        mean, std = channel_stats(sample.images)
     pad, flip = (size // 8, True) if augment else (0, False)
     return Data(
         "imagefolder",
@@ -365,6 +368,8 @@ def decode(split: Split, size: int) -> Split:
     from torchvision.transforms import v2
 
     tf = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+    if split.files is None:
+        raise ValueError("decode needs a split of image files; this one is already in memory")
     images = torch.empty((len(split), 3, size, size), dtype=torch.uint8)
     for i, path in enumerate(split.files):
         images[i] = tf(read_image(path))

@@ -135,4 +135,5 @@ def iso_table(
         raise ResnasError("give exactly one of --cardinality or --depths")
     if cardinality:
         return iso_cardinality(ref, parse_cardinalities(cardinality), match)
+    assert depths is not None, "checked above: depths is given when cardinality is not"
     return iso_depth(ref, parse_depths(depths), match)

@@ -18,6 +18,7 @@ class ResNet(nn.Module):
         super().__init__()
         self.arch = arch
         convs = stem_convs(arch.stem, arch.in_channels, arch.stem_width)
+        self.conv1: nn.Module  # one Conv2d, or a Sequential for the deep stem
         if len(convs) == 1:
             ci, co, k, s = convs[0]
             self.conv1 = conv(ci, co, k, s)
@@ -80,6 +81,7 @@ def init(model: nn.Module, arch: Arch) -> None:
     for m in model.modules():
         if isinstance(m, Unit):
             if m.modulation in ("gate", "shortcut_gate"):
+                assert m.gate.bias is not None, "the gate conv is built with a bias"
                 nn.init.constant_(m.gate.bias, m.mod_value)
             if arch.zero_init_last_bn and m.last_bn:
                 nn.init.zeros_(getattr(m, m.last_bn).weight)

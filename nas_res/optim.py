@@ -11,7 +11,8 @@ from .recipe import Recipe, lr_factor
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum or AdamW; weight decay only on conv and linear weights (decaying BN
     weights and biases hurts accuracy, and the papers' code exempts them)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)  # BN weights/biases and all biases

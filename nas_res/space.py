@@ -80,7 +80,9 @@ class DesignSpace:
         """Per-stage depths of each total that splits for this block type and stem (total mode only)."""
         cached = self._depths.get((block, stem))
         if cached is None:
-            found = (blocks_for_total(t, block, stem, self.spec.split) for t in self.dims["depth"].values)
+            split = self.spec.split
+            assert split is not None, "only a total depth (depth.total with a split) has depth totals"
+            found = (blocks_for_total(t, block, stem, split) for t in self.dims["depth"].values)
             cached = self._depths[block, stem] = [d for d in found if d]
         return cached
 
@@ -157,6 +159,7 @@ class DesignSpace:
                 factor *= 2  # rule (ii): a x2 downsample doubles the width
             stages.append((depth, width * factor, stride, inner * factor, groups))
         stem_width = inner if spec.stem_width == "inner" else spec.stem_width
+        assert isinstance(stem_width, int), "a spec's stem width is a number or 'inner'"
         return _kind(v), stem_width, tuple(stages)
 
     def values_of(self, arch: Arch) -> dict[str, Any]:

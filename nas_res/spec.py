@@ -251,30 +251,31 @@ def _check_consistency(spec: Spec) -> None:
                     f"channels) to width {w}; keep inner widths at most the width, give stem.width, "
                     "or use shortcut B",
                 )
-    if spec.split is not None:
+    split = spec.split  # a local, so that `need` below sees it narrowed
+    if split is not None:
 
         def need(b: str, s: str) -> str:
-            return f"(depth - {layers_outside_blocks(s)}) divisible by {CONVS_PER_BLOCK[b] * sum(spec.split)}"
+            return f"(depth - {layers_outside_blocks(s)}) divisible by {CONVS_PER_BLOCK[b] * sum(split)}"
 
         combos = [(b, s) for b in blocks for s in d["stem"].values]
         totals = d["depth"].values
         for total in totals:
-            if not any(blocks_for_total(total, b, s, spec.split) for b, s in combos):
+            if not any(blocks_for_total(total, b, s, split) for b, s in combos):
                 rules = " or ".join(
                     dict.fromkeys(f"{need(b, s)} ({b}{', deep stem' if s == 'deep' else ''})" for b, s in combos)
                 )
                 raise template_error(
                     where,
                     "depth.total",
-                    f"{total} layers cannot be split {list(spec.split)} into whole blocks: need {rules}",
+                    f"{total} layers cannot be split {list(split)} into whole blocks: need {rules}",
                 )
         for b, s in combos:  # every block type with every stem must give some candidate
-            if not any(blocks_for_total(total, b, s, spec.split) for total in totals):
+            if not any(blocks_for_total(total, b, s, split) for total in totals):
                 shown = list(totals) if len(totals) <= 12 else f"{totals[0]}..{totals[-1]}"
                 raise template_error(
                     where,
                     "depth.total",
-                    f"no total in {shown} splits {list(spec.split)} into whole {b} "
+                    f"no total in {shown} splits {list(split)} into whole {b} "
                     f"blocks with the {s} stem: need {need(b, s)}; add such a total, or drop {b} from "
                     f"block or {s} from stem.kind",
                 )

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -164,6 +165,8 @@ def train(
         },
     )
     train_images, model, oom = 0, None, None
+    net: nn.Module | None  # all set to None once an out-of-memory failure is caught, to free the memory
+    optimizer: torch.optim.Optimizer | None
     try:  # from the build on: a model too large for the GPU is a status, not an exception
         torch.manual_seed(recipe.seed)
         model = build(arch).to(dev)
@@ -194,10 +197,12 @@ def train(
             if dev.type == "cuda" and "cuda" in state["rng"]:
                 torch.cuda.set_rng_state(state["rng"]["cuda"], dev)
             train_src.load_state(state["rng"]["batches"].to(train_src.state().device))
-            history += [
-                EpochMetrics(**{k: (math.nan if v is None else v) for k, v in m.items()}) for m in state["history"]
+            rows: list[dict[str, Any]] = [  # a checkpoint stores non-finite values as None
+                {k: (math.nan if v is None else v) for k, v in m.items()} for m in state["history"]
             ]
-        net = torch.compile(model) if recipe.compile else model
+            history += [EpochMetrics(**row) for row in rows]
+        # torch.compile's stub says Callable, but for an nn.Module it returns an OptimizedModule (an nn.Module)
+        net = cast(nn.Module, torch.compile(model)) if recipe.compile else model
         loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         losses = [m.val_loss for m in history]
         best_loss = min(losses, default=math.inf)

@@ -6,6 +6,8 @@ torchvision model of the same name. `resolve_arch` is how every command reads "a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from .arch import Arch, Stage, load_arch
@@ -66,7 +68,7 @@ CIFAR = "ResNet paper CIFAR-10 net, option-A shortcuts"
 PLAIN = "ResNet paper plain CIFAR-10 net (no shortcuts)"
 PREACT = "Identity Mappings pre-activation CIFAR-10 net"
 
-_ZOO = {  # name -> (factory, description)
+_ZOO: dict[str, tuple[Callable[[], Arch], str]] = {  # name -> (factory, description)
     "resnet18": (lambda: torchvision_resnet("basic", (2, 2, 2, 2)), TORCHVISION),
     "resnet34": (lambda: torchvision_resnet("basic", (3, 4, 6, 3)), TORCHVISION),
     "resnet50": (lambda: torchvision_resnet("bottleneck", (3, 4, 6, 3)), TORCHVISION),
@@ -77,8 +79,8 @@ _ZOO = {  # name -> (factory, description)
     "resnext101_64x4d": (lambda: torchvision_resnet("bottleneck", (3, 4, 23, 3), 64, 4), TORCHVISION),
     "wide_resnet50_2": (lambda: torchvision_resnet("bottleneck", (3, 4, 6, 3), 1, 128), TORCHVISION),
     "wide_resnet101_2": (lambda: torchvision_resnet("bottleneck", (3, 4, 23, 3), 1, 128), TORCHVISION),
-    **{f"resnet{d}_cifar": ((lambda d=d: cifar_resnet(d)), CIFAR) for d in (20, 32, 44, 56, 110, 1202)},
-    **{f"plain{d}_cifar": ((lambda d=d: cifar_resnet(d, "none")), PLAIN) for d in (20, 32, 44, 56, 110)},
+    **{f"resnet{d}_cifar": (partial(cifar_resnet, d), CIFAR) for d in (20, 32, 44, 56, 110, 1202)},
+    **{f"plain{d}_cifar": (partial(cifar_resnet, d, "none"), PLAIN) for d in (20, 32, 44, 56, 110)},
     "preact_resnet164": (lambda: preact_resnet(164), PREACT),
     "preact_resnet1001": (lambda: preact_resnet(1001), PREACT),
     "mnist_resnet": (lambda: mnist_net("B"), "seed write-up MNIST net (1x1 stride-2 projections)"),
@@ -90,7 +92,7 @@ def names() -> list[str]:
     return list(_ZOO)
 
 
-def _entry(name: str):
+def _entry(name: str) -> tuple[Callable[[], Arch], str]:
     try:
         return _ZOO[name]
     except KeyError:
