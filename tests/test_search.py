@@ -323,9 +323,11 @@ def test_compare_plot_and_onnx(runner, searched, tmp_path):
     arch = load_arch(model_file.with_suffix(".yaml"))
     net = build(arch).eval()
     net.load_state_dict(load(rows[0]["checkpoint"])["model"])  # the trained weights went into the ONNX file
-    x = torch.randn(3, 1, 8, 8)  # batch and image size are dynamic
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))  # batch and image size are dynamic
     got = ReferenceEvaluator(graph).run(None, {"images": x.numpy()})[0]
-    assert abs(got - net(x).detach().numpy()).max() < 1e-4
+    want = net(x).detach().numpy()
+    # float32 rounding grows with the logits (hundreds for raw noise input): equal to 1e-4, relative to their size
+    assert abs(got - want).max() < 1e-4 * max(1.0, abs(want).max())
 
 
 def test_given_archs_train_once_per_seed_through_the_same_loop(tmp_path):

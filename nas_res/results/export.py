@@ -12,8 +12,12 @@ import shutil
 from pathlib import Path
 
 from ..arch import Arch
+from ..checkpoint import trained_model
+from ..data import load_data
 from ..errors import ResnasError
+from ..evaluation import evaluate
 from ..files import write_atomic, write_text
+from ..model import build
 from .record import Run
 from .report import check_top, pareto, rank, study_runs
 from .storage import safe_url
@@ -113,9 +117,6 @@ def write_onnx(arch: Arch, checkpoint_path: str | None, path: Path) -> bool:
 
     import torch
 
-    from ..checkpoint import trained_model
-    from ..model import build
-
     trained = checkpoint_path is not None and Path(checkpoint_path).exists()
     model = (trained_model(checkpoint_path)[0] if checkpoint_path is not None and trained else build(arch)).eval()
     x = torch.zeros(1, arch.in_channels, arch.resolution, arch.resolution)
@@ -154,10 +155,6 @@ def evaluate_runs(
     device: str = "auto",
 ) -> None:
     """The explicit final evaluation: each row's trained weights on the test split; stored with its run."""
-    from ..checkpoint import trained_model
-    from ..data import load_data
-    from ..evaluation import evaluate
-
     config = store.config_of(study)
     data = load_data(
         config["dataset"], data_dir=data_dir, val_size=config["val_size"], split_seed=config["split_seed"], test=True
