@@ -116,7 +116,7 @@ class Coordinator:
             on_stale=self._on_stale,
             describe=not join,
         )
-        self.given_mode = bool(given) or bool(self.optuna.study.user_attrs.get(GIVEN_MODE))
+        self.given_mode = bool(given) or bool(self.optuna.study_attr(GIVEN_MODE))
         if given:
             self._queue(given)
         self.recipe = config.recipe.to_dict()
@@ -140,7 +140,7 @@ class Coordinator:
 
     def _queue(self, given: Sequence[Given]) -> None:
         """Queue each given architecture once per study: a resumed call adds only what is new."""
-        self.optuna.study.set_user_attr(GIVEN_MODE, True)
+        self.optuna.set_study_attr(GIVEN_MODE, True)
         queued = set(self.optuna.queued_attrs(GIVEN_KEY))
         for g in given:
             if g.key not in queued:

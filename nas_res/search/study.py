@@ -128,6 +128,12 @@ class OptunaStudy:
             ):
                 self.study.set_user_attr(k, v)  # shown by optuna-dashboard
 
+    def study_attr(self, key: str) -> Any:
+        return self.study.user_attrs.get(key)
+
+    def set_study_attr(self, key: str, value: Any) -> None:
+        self.study.set_user_attr(key, value)
+
     # ---- asking ----------------------------------------------------------------------------------
     def ask(self) -> Trial:
         return self.study.ask()
