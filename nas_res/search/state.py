@@ -6,6 +6,7 @@ The coordinator updates it after every event and hands it to `on_update` (the CL
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,6 @@ class SearchState:
             "counted": self.counted,
             "interrupted": self.interrupted,
             "stopped_by": self.stopped_by,
-            "best": self.best.__dict__ if self.best else None,
+            "best": dataclasses.asdict(self.best) if self.best else None,
             "db_errors": self.db_errors,
         }

@@ -142,9 +142,8 @@ class Trials:
             train_seconds=known.train_seconds,
             reused_from=known.id,
         )
-        if run_id is None:
-            self.db(self.optuna.set, trial, status="surplus")
-            self.tell(trial, state=PRUNED)
+        if run_id is None:  # another host took the last slot
+            self._surplus(trial)
             return
         self.db(
             self.optuna.set,
