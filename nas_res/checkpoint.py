@@ -7,6 +7,7 @@ truncated or damaged one ends in a message naming the file rather than a traceba
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 import zipfile
@@ -28,8 +29,13 @@ REQUIRED = ("format", "arch", "recipe", "data", "epoch", "history", "model", "op
 
 
 def save(path: str | Path, state: dict) -> Path:
-    """Write `state` to `path` atomically and durably: a crash leaves the old file intact."""
-    return write_atomic(path, lambda f: torch.save({"format": FORMAT, **state}, f), durable=True)
+    """Write `state` to `path` atomically and durably: a crash leaves the old file intact.
+
+    Serialised in memory first: torch's zip writer reports a full disk as an opaque RuntimeError,
+    a plain file write as the OSError `write_atomic` names."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    return write_atomic(path, lambda f: f.write(buffer.getbuffer()), durable=True)
 
 
 def training_state(

@@ -47,3 +47,33 @@ def write_atomic(
 
 def write_text(path: str | Path, text: str, *, field: str = "") -> Path:
     return write_atomic(path, lambda f: f.write(text.encode()), field=field)
+
+
+def check_writable(path: str | Path, *, field: str = "", folder: bool = False) -> Path:
+    """Refuse, before any work, a destination that cannot be written: a path under a file, a file (or,
+    with `folder`, a file where a folder should be) in the way, or a read-only place (permissions, or a
+    read-only file system). Nothing is created; the nearest existing ancestor is what is checked."""
+    path = Path(path).expanduser()
+    if path.exists():
+        if folder and not path.is_dir():
+            raise ResnasError(f"cannot write into {path}: it is a file, not a folder", field=field)
+        if not folder and path.is_dir():
+            raise ResnasError(f"cannot write {path}: a folder of that name is in the way", field=field)
+        target = path if path.is_dir() else path.parent
+    else:
+        target = path.parent
+        while not target.exists() and target != target.parent:
+            target = target.parent
+        if not target.is_dir():
+            raise ResnasError(f"cannot write {path}: {target} is a file, not a folder", field=field)
+    if not os.access(target, os.W_OK | os.X_OK) or (path.is_file() and not os.access(path, os.W_OK)):
+        why = "a read-only file system" if _read_only_fs(target) else "no permission to write there"
+        raise ResnasError(f"cannot write {path}: {target} is not writable ({why})", field=field)
+    return path
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
