@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from nas_res import ResnasError, cost, fvcore_cost, load_space, zoo
+from nas_res import ResnasError, __version__, cost, fvcore_cost, load_space, zoo
 from nas_res.cost import Budget, human
 from nas_res.iso import iso_table
 from nas_res.space import builtin_spaces
@@ -23,6 +23,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(show: bool) -> None:
+    if show:
+        out.print(f"resnas {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Design-space exploration and architecture search for residual networks."""
+
+
 space_app = typer.Typer(help="Inspect and sample design spaces.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
 app.add_typer(study_app, name="study")

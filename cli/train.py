@@ -50,6 +50,9 @@ def train_cmd(
         help="Set the arch's input channels and classes from the data (default: yes for zoo names, no for arch files).",
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="CPU threads (default: $OMP_NUM_THREADS, else every core this process may use)."
+    ),
     seed: int | None = typer.Option(None, help="Seed of init, shuffling and augmentation (default 0)."),
     out_dir: Path | None = typer.Option(
         None, "--out", help="Folder for checkpoint.pt and metrics.json (default runs/NAME-DATASET)."
@@ -91,6 +94,7 @@ def train_cmd(
         device=device,
         data_dir=data_dir,
         download=download,
+        threads=threads,
     )
     data = plan.load_data()
     arch = plan.arch_for(data)
@@ -101,14 +105,12 @@ def train_cmd(
             highlight=False,
         )
     on_batch, on_epoch, progress = _progress(plan.recipe, not as_json)
+    before = _mtime(plan.checkpoint)
     try:
         with progress:
             result = run_training(plan, data, on_batch=on_batch, on_epoch=on_epoch)
     except KeyboardInterrupt:
-        err.print(
-            f"interrupted; the last finished epoch is in {plan.checkpoint} (continue with --resume)",
-            highlight=False,
-        )
+        err.print(_interrupted(plan, saved=_mtime(plan.checkpoint) != before), highlight=False)
         raise typer.Exit(130) from None
     if as_json:
         emit_json(result.to_dict())
@@ -116,6 +118,21 @@ def train_cmd(
         _summary(plan, result)
     if result.status.failed:
         raise typer.Exit(1)
+
+
+def _mtime(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+def _interrupted(plan: TrainPlan, saved: bool) -> str:
+    """What an interrupt left: the epoch just saved, the checkpoint as it was, or nothing at all."""
+    if saved:
+        return f"interrupted; the last finished epoch is in {plan.checkpoint} (continue with --resume)"
+    if plan.resume:
+        return f"interrupted before an epoch ended; {plan.checkpoint} is as it was (continue with --resume)"
+    if plan.checkpoint.exists():
+        return f"interrupted before the first epoch ended; nothing saved ({plan.checkpoint} is the earlier run's)"
+    return "interrupted before the first epoch ended; nothing was saved"
 
 
 def _progress(recipe: Recipe, show: bool):

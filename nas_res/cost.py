@@ -168,11 +168,11 @@ class Budget:
     def describe(self) -> str:
         parts = []
         if self.flops_max is not None:
-            parts.append(
-                f"FLOPs <= {human(self.flops_max)}"
-                if not self.flops_min
-                else f"{human(self.flops_min)} <= FLOPs <= {human(self.flops_max)}"
-            )
+            if self.flops_min:
+                low, high = human_pair(self.flops_min, self.flops_max)
+                parts.append(f"{low} <= FLOPs <= {high}")
+            else:
+                parts.append(f"FLOPs <= {human(self.flops_max)}")
         elif self.flops_min:
             parts.append(f"FLOPs >= {human(self.flops_min)}")
         if self.params_max is not None:
@@ -180,9 +180,18 @@ class Budget:
         return ", ".join(parts) or "no budget"
 
 
-def human(n: float) -> str:
+def human(n: float, decimals: int = 2) -> str:
     """4111512576 -> '4.11 G' (the units of the project's output)."""
     for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= size:
-            return f"{n / size:.2f} {unit}"
+            return f"{n / size:.{decimals}f} {unit}"
     return f"{n:g}"
+
+
+def human_pair(low: float, high: float) -> tuple[str, str]:
+    """Both ends of a band in the project's units, with as many decimals as it takes to tell them apart."""
+    for decimals in range(2, 10):
+        a, b = human(low, decimals), human(high, decimals)
+        if a != b:
+            return a, b
+    return f"{low:,.0f}", f"{high:,.0f}"

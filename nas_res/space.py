@@ -272,7 +272,9 @@ class DesignSpace:
         return min(lows, key=measure), max(highs, key=measure)
 
     def check_budget(self, budget: Budget) -> None:
-        """Raise a clear error when no candidate can meet `budget`, naming the nearest one."""
+        """Raise a clear error when no candidate can meet `budget`, naming the nearest one; a budget of
+        several bounds (a band, FLOPs and params) is also refused when no candidate lies inside all of
+        them (exact for a small space, else none in 20,000 uniform samples)."""
         cheap_f, big_f = self.extremes("flops")
         cheap_p, _ = self.extremes("params")
         problem = None
@@ -282,6 +284,15 @@ class DesignSpace:
             problem = f"the smallest candidate has {cost(cheap_p).params:,} params: {cheap_p.summary()}"
         elif budget.flops_min and cost(big_f).flops < budget.flops_min:
             problem = f"the largest candidate needs only {cost(big_f).flops:,} FLOPs: {big_f.summary()}"
+        bounds = (budget.flops_max is not None) + bool(budget.flops_min) + (budget.params_max is not None)
+        if not problem and bounds > 1:  # each end fits some candidate, but maybe no candidate fits both
+            share = self.feasible_fraction(budget)
+            if not share.feasible:
+                problem = (
+                    f"none of its {share.total:,} candidates lies inside"
+                    if share.exact
+                    else f"none of {share.total:,} uniform samples lies inside (under {share.high:.3%} of the space)"
+                ) + "; widen the band"
         if problem:
             raise ResnasError(
                 f"no candidate of space {self.name!r} fits the budget ({budget.describe()}); {problem}", field="budget"

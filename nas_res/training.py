@@ -19,10 +19,11 @@ from .arch import Arch
 from .data import Data, load_data
 from .errors import ResnasError
 from .evaluation import evaluate
-from .files import write_text
+from .files import check_writable, write_text
 from .fitting import check_fit, fit_to_data
 from .recipe import Recipe, recipe_with
 from .status import RunStatus
+from .threads import plan_threads, use_threads
 from .train import BatchProgress, EpochMetrics, Result, train
 from .zoo import names as zoo_names
 from .zoo import resolve_arch
@@ -49,6 +50,7 @@ class TrainPlan:
     device: str = "auto"
     data_dir: Path | None = None
     download: bool = True
+    threads: int = 1  # CPU threads torch uses (see nas_res.threads)
 
     @property
     def checkpoint(self) -> Path:
@@ -95,13 +97,15 @@ def plan_training(
     device: str = "auto",
     data_dir: str | Path | None = None,
     download: bool = True,
+    threads: int | None = None,
 ) -> TrainPlan:
     """Check and settle a training run of `target` (a zoo name or an arch file) on `dataset`.
 
     `recipe_file` is a recipe file; `overrides` are `Recipe` fields over it (None: keep the file's).
     `fit` defaults to yes for zoo names (families adapted to the data), no for arch files (trained as
-    written). `out` defaults to runs/NAME-DATASET; a checkpoint already there needs `resume` or
-    `overwrite`. Errors name the `resnas train` option at fault."""
+    written). `out` defaults to runs/NAME-DATASET, checked writable now; a checkpoint already there
+    needs `resume` or `overwrite`. `threads`: CPU threads (default: `OMP_NUM_THREADS`, else every usable
+    core). Errors name the `resnas train` option at fault."""
     name, arch = resolve_arch(target)
     recipe = recipe_with(recipe_file, **(overrides or {}))
     if not 0 < val_size < float("inf"):  # also nan
@@ -111,6 +115,7 @@ def plan_training(
     if image_size is not None and image_size < 1:
         raise ResnasError(f"must be a positive number of pixels; got {image_size}", field="--image-size")
     folder = Path(out) if out is not None else RUNS / f"{name}-{dataset.split(':')[0]}"
+    check_writable(folder, field="--out", folder=True)  # before any work: not after an epoch of it
     if resume and overwrite:
         raise ResnasError("--resume continues the checkpoint, --overwrite replaces it: choose one", field="--resume")
     if not (resume or overwrite) and (folder / checkpoint.FILE_NAME).exists():
@@ -134,6 +139,7 @@ def plan_training(
         device=device,
         data_dir=Path(data_dir) if data_dir is not None else None,
         download=download,
+        threads=plan_threads(threads, 1),
     )
 
 
@@ -147,6 +153,7 @@ def run_training(
     """Train as planned on `data` (from `plan.load_data()`), checkpointing every epoch into `plan.out`;
     then the test split when planned (unless the run diverged), and `plan.metrics` written."""
     recipe = plan.recipe
+    use_threads(plan.threads)
     result = train(
         plan.arch_for(data),
         data,

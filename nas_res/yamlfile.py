@@ -9,12 +9,22 @@ import yaml
 
 from .errors import ResnasError
 
+MAX_BYTES = 1 << 20  # templates, arch, recipe and study files are a few KB; /dev/zero is not one
+
 
 def read_yaml(path: str | Path, what: str = "file") -> Any:
-    """`yaml.safe_load` of the file (JSON is YAML too); `what` names the kind of file in messages."""
+    """`yaml.safe_load` of the file (JSON is YAML too), read up to `MAX_BYTES`; `what` names the kind of
+    file in messages."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise ResnasError(
+                f"more than {MAX_BYTES >> 20} MiB; a {what} is a short YAML text (is this the right file?)",
+                where=str(path),
+            )
+        text = raw.decode("utf-8")
     except OSError as err:
         raise ResnasError(f"cannot read {what} ({err.strerror or err})", where=str(path)) from None
     except UnicodeDecodeError as err:

@@ -276,7 +276,7 @@ def test_missing_studies_and_storages_are_named(source, tmp_path):
     optuna.create_study(study_name="bare", storage=plain)
     with pytest.raises(ResnasError, match="'bare' in .* is an Optuna study without resnas's records"):
         copy_study("bare", plain, sqlite_url(tmp_path, "dst.db"))
-    with pytest.raises(ResnasError, match="in-memory"):
+    with pytest.raises(ResnasError, match="in memory"):
         copy_study("first", src, "sqlite://")
     with pytest.raises(ResnasError, match="not a storage URL") as e:
         copy_study("first", src, "not a url")

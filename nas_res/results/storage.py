@@ -60,6 +60,16 @@ def sqlite_in_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
+def check_lasting(url: str | None, field: str = "--storage") -> None:
+    """Refuse a storage that ends with the command (SQLite in memory): what is written there is lost."""
+    if url is not None and sqlite_in_memory(parse_storage_url(url, field)):
+        raise ResnasError(
+            f"{url or repr(url)} is a SQLite database in memory: it ends with this command, and the results "
+            "with it; use a file, e.g. sqlite:///studies/resnas.db",
+            field=field,
+        )
+
+
 def sqlite_file(url: URL) -> bool:
     """A SQLite database in a file."""
     return url.get_backend_name() == "sqlite" and not sqlite_in_memory(url)

@@ -30,7 +30,7 @@ from ..errors import ResnasError
 from ..status import RunStatus
 from .record import StudyRows
 from .schema import check_study_name
-from .storage import missing_sqlite_file, parse_storage_url, resolve_storage, safe_url, sqlite_in_memory
+from .storage import check_lasting, missing_sqlite_file, parse_storage_url, resolve_storage, safe_url, sqlite_in_memory
 from .store import Store
 
 OPTUNA_TABLES = ("studies", "trials", "version_info", "alembic_version")  # all there: opening writes nothing
@@ -50,12 +50,8 @@ def copy_study(name: str, source_url: str, target_url: str, new_name: str | None
     new_name = new_name or name
     check_study_name(new_name, field="--as")
     source = _resolve(source_url, "--from", must_exist=True)
+    check_lasting(target_url, "--to")
     target_parsed = parse_storage_url(target_url, "--to")
-    if sqlite_in_memory(target_parsed):
-        raise ResnasError(
-            "an in-memory SQLite database ends with this command: copy to a file, e.g. sqlite:///studies/resnas.db",
-            field="--to",
-        )
     _quiet_optuna()
     snap = _read_source(source, name)
     if snap.running:

@@ -15,7 +15,7 @@ from ..cost import Budget
 from ..errors import ResnasError
 from ..recipe import PRESETS, Recipe, load_recipe
 from ..results.schema import check_study_name
-from ..results.storage import safe_url
+from ..results.storage import check_lasting, safe_url
 from ..results.store import Store
 from ..space import load_space
 from ..yamlfile import read_yaml
@@ -109,8 +109,9 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
     unknown = sorted(set(given) - set(FIELDS))
     if unknown:
         raise ResnasError(f"unknown search option(s) {', '.join(unknown)}")
+    check_lasting(given.get("storage"))  # before anything is trained into it
     store = Store(given.get("storage"), must_exist=False)
-    name = str(given.get("study") or default_study_name(given))
+    name = default_study_name(given) if given.get("study") is None else str(given["study"])  # "" is refused
     check_study_name(name, "--study")  # it names folders and files too: no separators, no "..", no spaces
     stored = store.study_config(name)
     if join and stored is None:
@@ -188,7 +189,7 @@ def default_study_name(given: dict) -> str:
     """`space-dataset-budget`: the same command names the same study, so re-running it resumes."""
     space = Path(str(given.get("space", "resnext"))).stem
     dataset = str(given.get("dataset", "digits")).split(":")[0]
-    budget = re.sub(r"[^0-9A-Za-z.]+", "", str(given.get("budget") or "any"))
+    budget = re.sub(r"[^0-9A-Za-z.-]+", "", str(given.get("budget") or "any"))  # a band keeps its dash
     return f"{space}-{dataset}-{budget}" + (
         f"-{given['objective']}" if given.get("objective", "accuracy") != "accuracy" else ""
     )
