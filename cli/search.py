@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 import typer
 from rich.console import Group, RenderableType
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from nas_res import ResnasError
 from nas_res.cost import human
+from nas_res.results.record import Run
 from nas_res.results.report import check_top, leaderboard
 from nas_res.results.store import DEFAULT_STORAGE, Store, safe_url
 from nas_res.search import GRACE, HEARTBEAT, Coordinator, SearchConfig, SearchState, plan
@@ -135,6 +138,7 @@ def _gpus(text: str | None) -> list[int] | None:
 def _run(
     config: SearchConfig, existed: bool, *, join: bool, heartbeat: int, grace: int, top: int, as_json: bool
 ) -> None:
+    coordinator = Coordinator(config, join=join, heartbeat=heartbeat, grace=grace)  # refuses what cannot run
     verb = "joining" if join else ("resuming" if existed else "new")
     err.print(
         f"{verb} study [bold]{config.study}[/] in "
@@ -144,7 +148,6 @@ def _run(
         f"{config.workers} worker(s) here",
         highlight=False,
     )
-    coordinator = Coordinator(config, join=join, heartbeat=heartbeat, grace=grace)
     with Live(console=err, refresh_per_second=4, transient=False) as live:
         coordinator.on_update = lambda state: live.update(_live_view(state))
         state = coordinator.run()
@@ -158,6 +161,33 @@ def _run(
     if state.interrupted:
         err.print(f"interrupted: run the same command to resume study {config.study!r}")
         raise typer.Exit(130)
+    failure = nothing_trained(Store(config.storage).runs(config.study), state)
+    if failure:
+        err.print(f"[bold red]nothing was trained:[/] {escape(failure)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def nothing_trained(runs: list[Run], state: SearchState) -> str:
+    """Why a search ends without a result ("" when it has one): the study has no ranked run, or
+    every trial this host ran failed. The reason is the failures' most common message."""
+    c = state.counts
+    here_ok = c["done"] + c["pruned"] + c["reused"]
+    ranked = any(r.status.ranks for r in runs)
+    if ranked and (here_ok or not c["failed"]):
+        return ""
+    failed = [r for r in runs if r.status.failed]
+    parts = []
+    if failed:
+        reasons = Counter(f"{r.status}: {(r.reason or 'no reason recorded').splitlines()[0][:300]}" for r in failed)
+        common, times = reasons.most_common(1)[0]
+        parts.append(f"{len(failed)} trial(s) failed, {times} with {common}")
+    if c["over_budget"]:
+        parts.append(f"{c['over_budget']} suggestion(s) were over the budget")
+    if state.stopped_by:
+        parts.append(f"stopped: {state.stopped_by}")
+    if not parts:
+        parts.append("no trial finished")
+    return "; ".join(parts) + f". The whole list: resnas leaderboard {state.study} --all"
 
 
 def _live_view(state: SearchState) -> Group:

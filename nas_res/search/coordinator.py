@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from ..arch import Arch
 from ..data import load_data
 from ..errors import ResnasError
+from ..files import check_writable
 from ..results.storage import DEFAULT_STORAGE, safe_url, sqlite_file
 from ..results.store import Store
 from ..status import RunStatus
@@ -82,8 +83,18 @@ class Coordinator:
                 f"the heartbeat ({heartbeat} s) must be at least 1 s and shorter than the grace period ({grace} s)",
                 field="--heartbeat",
             )
-        for g in config.gpus:
-            resolve_device(f"cuda:{g}")  # a GPU this machine lacks is an error now, not a failure per trial
+        for g in config.gpus:  # a GPU this machine lacks is an error now, not a failure per trial
+            try:
+                resolve_device(f"cuda:{g}")
+            except ResnasError as e:
+                raise ResnasError(
+                    f"{e.bare.split('; use')[0]}; leave out --gpus to train on the CPU", field="--gpus"
+                ) from None
+        url = make_url(config.storage or DEFAULT_STORAGE)
+        if sqlite_file(url):  # its file is written after every trial
+            check_writable(Path(str(url.database)).expanduser(), field="--storage")
+        self.checkpoints = Path(config.checkpoints) if config.checkpoints else self._default_checkpoints()
+        check_writable(self.checkpoints, field="--checkpoints", folder=True)  # not after a trial's training
         self.host = host_id()
         self.owner = f"{self.host}:{os.getpid()}"
         data = load_data(
@@ -120,7 +131,6 @@ class Coordinator:
         if given:
             self._queue(given)
         self.recipe = config.recipe.to_dict()
-        self.checkpoints = Path(config.checkpoints) if config.checkpoints else self._default_checkpoints()
         self.pool = Pool(
             config.gpus,
             config.workers,
@@ -148,7 +158,7 @@ class Coordinator:
                 self.optuna.enqueue({GIVEN_KEY: g.key, GIVEN_ARCH: g.arch.to_dict(), GIVEN_SEED: g.seed})
 
     def _default_checkpoints(self) -> Path:
-        url = make_url(self.store.url)
+        url = make_url(self.config.storage or DEFAULT_STORAGE)
         if sqlite_file(url):
             return Path(str(url.database)).expanduser().parent / "checkpoints" / self.config.study
         return Path("studies") / "checkpoints" / self.config.study
