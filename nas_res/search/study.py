@@ -167,8 +167,13 @@ class OptunaStudy:
             return False
 
     def constrain(self, trial: Trial, excess: float) -> None:
-        """The budget as a constraint (> 0 infeasible), so that the sampler learns the feasible region."""
-        trial.set_constraint("budget", excess)
+        """The budget as a constraint (> 0 infeasible), so that the sampler learns the feasible region.
+
+        A retried trial carries its first try's constraint (same parameters, same value): Optuna's
+        warning that it keeps the old one is no news to a user."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*constraint .* is already set")
+            trial.set_constraint("budget", excess)
 
     # ---- telling ---------------------------------------------------------------------------------
     def tell(self, trial: Trial, values: Sequence[float] | None = None, state: TrialState | None = None) -> bool:
