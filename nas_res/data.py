@@ -8,10 +8,8 @@ read by worker processes. Search reads train and val; `test` is loaded only when
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +17,8 @@ import numpy as np
 import torch
 
 from .errors import ResnasError
+from .memory import check_room
+from .published import TORCHVISION, load_published
 
 DATASETS = (
     "digits",
@@ -32,33 +32,6 @@ DATASETS = (
 DEFAULT_DATA_DIR = Path(os.environ.get("RESNAS_DATA", Path.home() / ".cache" / "resnas" / "data"))
 IN_MEMORY_LIMIT = 4 << 30  # an ImageFolder whose decoded uint8 images exceed this stays on disk
 
-# (torchvision class, folder torchvision reads, files expected there, archive to unpack into --data-dir)
-TORCHVISION = {
-    "mnist": (
-        "MNIST",
-        "MNIST/raw",
-        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
-        "the four MNIST idx files (unzipped .gz files from yann.lecun.com / ossci-datasets)",
-    ),
-    "fashion-mnist": (
-        "FashionMNIST",
-        "FashionMNIST/raw",
-        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
-        "the four Fashion-MNIST idx files (unzipped .gz files from zalandoresearch)",
-    ),
-    "cifar10": (
-        "CIFAR10",
-        "cifar-10-batches-py",
-        [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"],
-        "cifar-10-python.tar.gz unpacked (or the .tar.gz itself) from cs.toronto.edu/~kriz",
-    ),
-    "cifar100": (
-        "CIFAR100",
-        "cifar-100-python",
-        ["train", "test", "meta"],
-        "cifar-100-python.tar.gz unpacked (or the .tar.gz itself) from cs.toronto.edu/~kriz",
-    ),
-}
 # Training augmentation per source: pixels of pad-and-crop, and whether a horizontal flip keeps the label.
 AUGMENT = {
     "digits": (1, False),
@@ -140,10 +113,13 @@ def load_data(
     image_size: int = 224,
     augment: bool = True,
     memory_limit: int = IN_MEMORY_LIMIT,
+    check: Callable[[int, int, int], None] | None = None,
 ) -> Data:
     """Load the dataset `spec` names (see `DATASETS`), validation carved from train with `split_seed`.
 
-    The test split is read only with `test=True` (an explicit final evaluation)."""
+    The test split is read only with `test=True` (an explicit final evaluation). `check(channels,
+    classes, size)` is called before the split is carved, so a caller refuses data of the wrong shape
+    with its own message before anything else about the data is judged."""
     name, _, arg = spec.partition(":")
     name = name.strip().lower()
     root = Path(data_dir).expanduser() if data_dir else DEFAULT_DATA_DIR
@@ -151,16 +127,18 @@ def load_data(
         (xtr, ytr), (xte, yte) = _digits()
         classes, source = 10, "scikit-learn's bundled 8x8 digits"
     elif name in TORCHVISION:
-        (xtr, ytr), (xte, yte), classes = _torchvision(name, root, download, test)
-        source = str(root / TORCHVISION[name][1])
+        (xtr, ytr), (xte, yte), classes = load_published(name, root, download, test)
+        source = str(root / TORCHVISION[name].folder)
     elif name == "synthetic":
         (xtr, ytr), (xte, yte), classes = _synthetic(arg, split_seed)
         source = f"random uint8 tensors {tuple(xtr.shape[1:])}, {classes} classes"
     elif name == "imagefolder":
-        return _imagefolder(arg, val_size, split_seed, test, image_size, augment, memory_limit)
+        return _imagefolder(arg, val_size, split_seed, test, image_size, augment, memory_limit, check)
     else:
         raise ResnasError(f"unknown dataset {spec!r}; known: {', '.join(DATASETS)}", field="dataset")
-    train, val = carve(Split(ytr, xtr), val_size, split_seed)
+    if check:
+        check(xtr.shape[1], classes, xtr.shape[-1])
+    train, val = carve(Split(ytr, xtr), val_size, split_seed, classes)
     assert train.images is not None, "carve keeps the images of an in-memory split"
     mean, std = channel_stats(train.images)
     pad, flip = AUGMENT[name] if augment else (0, False)
@@ -182,14 +160,47 @@ def load_data(
     )
 
 
-def carve(split: Split, val_size: float | int, seed: int) -> tuple[Split, Split]:
-    """Disjoint train/val from one training set; the same seed gives the same split on any machine."""
+def parse_val_size(value: object, field: str = "val_size") -> float | int:
+    """A validation split as written: a count of images is an integer (5000, "5000"), a fraction is in
+    (0, 1) (0.1, "0.1"). Anything else, 2.0 included (two images, or a typo for 0.2?), is refused."""
+    allowed = "a count of images is an integer (e.g. 5000), a fraction is in (0, 1) (e.g. 0.1)"
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ResnasError(f"{allowed}; got {text!r}", field=field) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ResnasError(f"{allowed}; got {value!r}", field=field)
+    if isinstance(value, int):
+        if value < 1:
+            raise ResnasError(f"a count of validation images must be at least 1; got {value}", field=field)
+        return value
+    if not 0 < value < 1:  # also nan
+        hint = f" (for {int(value)} images write {int(value)})" if value >= 1 and value.is_integer() else ""
+        raise ResnasError(f"{allowed}; got {value!r}, not a fraction in (0, 1){hint}", field=field)
+    return value
+
+
+def carve(split: Split, val_size: float | int, seed: int, classes: int = 1) -> tuple[Split, Split]:
+    """Disjoint train/val from one training set; the same seed gives the same split on any machine.
+
+    Validation gets at least one image and training at least one per class (fewer cannot learn them)."""
     n = len(split)
-    if isinstance(val_size, bool) or not isinstance(val_size, (int, float)) or not 0 <= val_size < float("inf"):
-        raise ResnasError(f"must be a count (e.g. 5000) or a fraction in (0, 1); got {val_size!r}", field="val_size")
-    k = round(val_size * n) if isinstance(val_size, float) and val_size < 1 else int(val_size)
-    if not 1 <= k < n:
-        raise ResnasError(f"leaves no training or no validation images: {k} of {n} for validation", field="val_size")
+    val_size = parse_val_size(val_size)
+    k = round(val_size * n) if isinstance(val_size, float) else val_size
+    if k < 1:
+        raise ResnasError(f"{val_size} of {n:,} images leaves no validation image", field="val_size")
+    if n - k < classes:
+        most = f"at most {n - classes:,} of them can go to validation" if n > classes else "too few to split"
+        raise ResnasError(
+            f"{val_size} of {n:,} training images leaves {max(n - k, 0):,} for training, fewer than one per class "
+            f"({classes} classes); {most}",
+            field="val_size",
+        )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return split.subset(order[k:].sort().values), split.subset(order[:k].sort().values)
 
@@ -222,83 +233,46 @@ def _digits():
     return (x[tr], y[tr]), (x[te], y[te])
 
 
-def _torchvision(name: str, root: Path, download: bool, test: bool):
-    import torchvision.datasets as tvd
-
-    cls_name, folder, files, archive = TORCHVISION[name]
-    cls = getattr(tvd, cls_name)
-
-    def read(train: bool):
-        try:
-            return cls(str(root), train=train, download=False)
-        except RuntimeError:
-            if not download:
-                raise
-        with _quiet_network():  # torchvision prints each mirror it tries
-            return cls(str(root), train=train, download=True)
-
-    try:
-        parts = [read(True)] + ([read(False)] if test else [])
-    except Exception as e:  # noqa: BLE001 (missing files, failed download, bad checksum, unreadable pickle...)
-        where = root / folder
-        present = [f for f in files if (where / f).exists()]
-        state = (
-            "all are there but unreadable"
-            if len(present) == len(files)
-            else f"found only {', '.join(present)}"
-            if present
-            else "none of them is there"
-        ) + (f" ({type(e).__name__}: {e})" if present else "")
-        raise ResnasError(
-            f"{name} is not available offline and could not be downloaded: expected "
-            f"{', '.join(files)} in {where}/ — {archive}; {state}. "
-            f"Put them there or pass --data-dir DIR (the folder that holds {folder.split('/')[0]}/).",
-            field="dataset",
-        ) from None
-    out: list[tuple[torch.Tensor | None, torch.Tensor | None]] = []
-    for ds in parts:
-        x = torch.as_tensor(np.asarray(ds.data))
-        x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)  # MNIST N×H×W, CIFAR N×H×W×C
-        out.append((x.contiguous(), torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)))
-    if not test:
-        out.append((None, None))
-    return out[0], out[1], len(parts[0].classes)
-
-
-@contextlib.contextmanager
-def _quiet_network(timeout: float = 20.0):
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # stdout may carry --json; tqdm's progress stays on stderr
-            yield
-    finally:
-        socket.setdefaulttimeout(old)
-
-
 def _synthetic(arg: str, seed: int):
     """`synthetic[:CxHxW[:CLASSES[:N]]]`: random images and labels, CIFAR-10's shape by default."""
-    parts = [p for p in arg.split(":")] if arg else []
+    parts = arg.split(":") if arg else []
+    spec = f"synthetic:{arg}"
     try:
         shape = tuple(int(v) for v in parts[0].lower().split("x")) if parts and parts[0] else (3, 32, 32)
         classes = int(parts[1]) if len(parts) > 1 else 10
         n = int(parts[2]) if len(parts) > 2 else 50_000
-        if len(shape) != 3 or shape[1] != shape[2] or min(shape) < 1 or classes < 2 or n < 2 or len(parts) > 3:
+        if len(shape) != 3 or len(parts) > 3:
             raise ValueError
     except ValueError:
         raise ResnasError(
-            f"synthetic:{arg} is not synthetic[:CxHxW[:CLASSES[:N]]] with square images, "
-            "e.g. synthetic:3x32x32:10:50000",
+            f"{spec} is not synthetic[:CxHxW[:CLASSES[:N]]] (integers, square images), e.g. synthetic:3x32x32:10:50000",
             field="dataset",
         ) from None
-    g = torch.Generator().manual_seed(seed)
+    wrong = []
+    if min(shape) < 1:
+        wrong.append(f"C, H and W must be at least 1; got {'x'.join(map(str, shape))}")
+    if shape[1] != shape[2]:
+        wrong.append(f"images must be square (H = W); got {shape[1]}x{shape[2]}")
+    if classes < 2:
+        wrong.append(f"CLASSES must be at least 2 (one class is nothing to tell apart); got {classes}")
+    if n < max(classes, 2) + 1:
+        wrong.append(
+            f"N must be at least CLASSES + 1 = {max(classes, 2) + 1} (a training image per class and one "
+            f"for validation); got {n}"
+        )
+    if wrong:
+        raise ResnasError(f"{spec}: {'; '.join(wrong)}", field="dataset")
     n_test = max(2, n // 5)
+    check_room((n + n_test) * shape[0] * shape[1] * shape[2], f"{spec} ({n + n_test:,} images)")
+    g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (n + n_test, *shape), dtype=torch.uint8, generator=g)
     y = torch.randint(0, classes, (n + n_test,), generator=g)
     return (x[:n], y[:n]), (x[n:], y[n:]), classes
 
 
-def _imagefolder(path: str, val_size, split_seed: int, test: bool, size: int, augment: bool, memory_limit: int):
+def _imagefolder(
+    path: str, val_size, split_seed: int, test: bool, size: int, augment: bool, memory_limit: int, check=None
+):
     """`PATH/train/<class>/*.png` (validation carved from it) and `PATH/val/<class>/...` as the test split."""
     import torchvision.datasets as tvd
 
@@ -318,6 +292,12 @@ def _imagefolder(path: str, val_size, split_seed: int, test: bool, size: int, au
 
     train_folder = folder("train")
     classes = train_folder.classes
+    if len(classes) < 2:
+        raise ResnasError(
+            f"{root / 'train'} has {len(classes)} class folder ({', '.join(classes)}); a classifier needs at "
+            "least 2: one sub-folder of images per class",
+            field="dataset",
+        )
     labels = torch.tensor(train_folder.targets, dtype=torch.int64)
     files = [p for p, _ in train_folder.samples]
     test_split = None
@@ -332,7 +312,9 @@ def _imagefolder(path: str, val_size, split_seed: int, test: bool, size: int, au
         test_split = Split(
             torch.tensor(test_folder.targets, dtype=torch.int64), files=[p for p, _ in test_folder.samples]
         )
-    train, val = carve(Split(labels, files=files), val_size, split_seed)
+    if check:
+        check(3, len(classes), size)
+    train, val = carve(Split(labels, files=files), val_size, split_seed, len(classes))
     fits = (len(files) + (len(test_split) if test_split else 0)) * 3 * size * size <= memory_limit
     if fits:  # decode once, then the same device-resident fast path as CIFAR
         train, val = decode(train, size), decode(val, size)
@@ -384,5 +366,27 @@ def read_image(path: str) -> torch.Tensor:
     try:
         with Image.open(path) as im:
             return pil_to_tensor(im.convert("RGB"))
+    except Image.DecompressionBombError:
+        raise ResnasError(
+            f"{path}: {_pixels(path)} is more than the {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels an image may "
+            "have (PIL's guard against decompression bombs); shrink it or take it out of the folder",
+            field="dataset",
+        ) from None
     except (UnidentifiedImageError, OSError) as e:
         raise ResnasError(f"{path}: not a readable image ({e})", field="dataset") from None
+
+
+def _pixels(path: str) -> str:
+    """An image's size from its header, read with PIL's pixel limit lifted (nothing is decoded)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            return f"{w}x{h} = {w * h:,} pixels"
+    except Exception:  # noqa: BLE001 (the size is a courtesy; the refusal stands without it)
+        return "the image"
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit

@@ -12,7 +12,6 @@ from .batches import batches
 from .data import Data, load_data
 from .device import autocast, resolve_device
 from .errors import ResnasError
-from .fitting import check_fit
 from .recipe import Recipe
 
 SPLITS = ("test", "val")  # what a trained checkpoint is evaluated on; never its training images
@@ -84,16 +83,32 @@ def evaluate_checkpoint(
     model, state = checkpoint.trained_model(path)
     arch = model.arch
     trained = state["data"]
+    spec = dataset or trained["spec"]
+    same = spec.partition(":")[0].strip().lower() == trained["name"]
+
+    def fits(channels: int, classes: int, size: int) -> None:
+        """Refuse data the checkpoint cannot take, naming both, before the split is carved."""
+        if (channels, classes) != (arch.in_channels, arch.classes):
+            raise ResnasError(
+                f"the checkpoint takes {arch.in_channels} channel(s) and predicts {arch.classes} classes (trained "
+                f"on {trained['spec']}: {trained['size']}x{trained['size']} images); {spec} has {channels} "
+                f"channel(s), {size}x{size} images and {classes} classes. Evaluate it on data of its channels and "
+                "classes",
+                where=str(path),
+                field="--dataset",
+            )
+
     data = load_data(
-        dataset or trained["spec"],
+        spec,
         data_dir=data_dir,
         test=split == "test",
         download=download,
-        val_size=trained["val"],
+        # the trained split (a count) on its own kind of data; another dataset keeps its default fraction
+        val_size=trained["val"] if same else 0.1,
         split_seed=trained["split_seed"],
         image_size=trained["size"],
+        check=fits,
     )
-    check_fit(arch, data)
     recipe = Recipe.from_dict(state["recipe"], where=str(path))
     result = evaluate(model, data, split, device=device, batch_size=batch_size, recipe=recipe)
     return {

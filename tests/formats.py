@@ -2,14 +2,16 @@
 
 CIFAR: the pickled batches of cifar-10-batches-py / cifar-100-python. MNIST and Fashion-MNIST:
 the big-endian idx files torchvision reads from <root>/<Name>/raw. ImageFolder: PNG files in
-<split>/<class>/ folders.
+<split>/<class>/ folders, and a PNG too large to decode that costs 100 kB.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import pickle
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +110,38 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def gzip_files(folder: Path) -> None:
+    """Replace every file in `folder` by its .gz, as the idx files are published (and as Debian installs them)."""
+    for path in sorted(folder.iterdir()):
+        Path(f"{path}.gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+
+
+def rewrite_cifar(folder: Path, name: str, change) -> str:
+    """Load one CIFAR pickle, let `change(entry)` alter it, write it back; returns its new md5."""
+    path = folder / name
+    with open(path, "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    change(entry)
+    with open(path, "wb") as f:
+        pickle.dump(entry, f, protocol=2)
+    return md5(path)
+
+
+def write_big_png(path: Path, side: int) -> None:
+    """A valid side×side 1-bit PNG of zeros, streamed through zlib: 30000×30000 is 900 M pixels in ~100 kB."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(1)
+    row = bytes(1 + (side + 7) // 8)  # filter byte 0, then the row's bits
+    body = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # bit depth 1, greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
 
 
 def write_mnist(root: Path, name: str = "MNIST", n_train: int = 60, n_test: int = 20, seed: int = 0) -> dict:

@@ -60,7 +60,7 @@ def test_cifar10_pickles_through_torchvision(tmp_path, monkeypatch):
 
 
 def test_cifar100_uses_fine_labels(tmp_path, monkeypatch):
-    w = write_cifar(tmp_path, n_train=30, n_test=10, classes=100)
+    w = write_cifar(tmp_path, n_train=110, n_test=10, classes=100)
     use_checksums(monkeypatch, w["md5"], classes=100)
     d = load_data("cifar100", data_dir=tmp_path, val_size=5, test=True, download=False)
     assert d.classes == 100 and d.test.labels.tolist() == w["y_test"]
