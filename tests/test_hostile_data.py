@@ -356,27 +356,21 @@ def test_study_file_val_size_that_is_not_a_fraction(tmp_path):
 # ---- evaluating a checkpoint on data it does not fit --------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def digits_checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("digits") / "run"
-    r = runner.invoke(app, [*TRAIN, "--out", str(out)])
-    assert r.exit_code == 0, r.output
-    return out / "checkpoint.pt"
-
-
-def test_evaluate_on_data_of_other_channels_names_both(digits_checkpoint):
+def test_evaluate_a_digits_checkpoint_on_other_data(tmp_path):
+    """One checkpoint (training it is this test's cost) for both: the mismatch, then a fit."""
+    out = tmp_path / "run"
+    assert invoke([*TRAIN, "--out", out]).exit_code == 0
+    ckpt = out / "checkpoint.pt"
     # 20 images: the digits run's validation count (144) would not even fit; the channels are the news
     flat = refused(
-        invoke(["evaluate", digits_checkpoint, "--dataset", "synthetic:3x8x8:10:20", "--device", "cpu"]),
-        str(digits_checkpoint),
+        invoke(["evaluate", ckpt, "--dataset", "synthetic:3x8x8:10:20", "--device", "cpu"]),
+        str(ckpt),
         "takes 1 channel(s) and predicts 10 classes",
         "trained on digits: 8x8 images",
         "synthetic:3x8x8:10:20 has 3 channel(s), 8x8 images and 10 classes",
     )
     assert "val_size" not in flat
-
-
-def test_evaluate_on_another_dataset_does_not_carry_the_trained_split(digits_checkpoint):
-    r = invoke(["evaluate", digits_checkpoint, "--dataset", "synthetic:1x8x8:10:40", "--device", "cpu", "--json"])
+    # another dataset of the right shape: its own default split, not digits' 144 validation images
+    r = invoke(["evaluate", ckpt, "--dataset", "synthetic:1x8x8:10:40", "--device", "cpu", "--json"])
     assert r.exit_code == 0, r.output
-    assert '"images": 8' in r.stdout  # synthetic's test split: a fifth of 40, whatever digits' val count was
+    assert '"images": 8' in r.stdout  # synthetic's test split: a fifth of 40
