@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import describe, write
 
+from nas_res.data import parse_val_size
 from nas_res.results import Store
 from nas_res.search import Coordinator, plan
 
@@ -124,7 +125,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trials", type=int, default=16)
     p.add_argument("--epochs", type=int, default=3, help="short enough that not every net saturates digits")
-    p.add_argument("--val-size", type=float, default=0.3, help="a larger validation split than the default 10%%")
+    p.add_argument("--val-size", type=parse_val_size, default=0.3, help="larger than the default 10%% split")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--overhead-trials", type=int, default=40)
     p.add_argument("--space", default=str(Path(__file__).resolve().parent / "small-space.yaml"))

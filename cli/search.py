@@ -139,7 +139,9 @@ def _run(
     config: SearchConfig, existed: bool, *, join: bool, heartbeat: int, grace: int, top: int, as_json: bool
 ) -> None:
     coordinator = Coordinator(config, join=join, heartbeat=heartbeat, grace=grace)  # refuses what cannot run
-    verb = "joining" if join else ("resuming" if existed else "new")
+    verb = "joining" if coordinator.joined else ("resuming" if existed else "new")
+    if coordinator.others:
+        err.print(f"study {config.study!r} is being searched by {', '.join(coordinator.others)}: joining it")
     err.print(
         f"{verb} study [bold]{config.study}[/] in "
         f"{safe_url(config.storage or DEFAULT_STORAGE)}: space {config.space.name}, "

@@ -41,7 +41,9 @@ def train_cmd(
     compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     patience: int | None = typer.Option(None, help="Stop after N epochs without a lower validation loss."),
     recipe_file: Path | None = typer.Option(None, "--recipe", help="Recipe YAML/JSON; flags override it."),
-    val_size: float = typer.Option(0.1, "--val-size", help="Validation split: a fraction (<1) or a count."),
+    val_size: str = typer.Option(
+        "0.1", "--val-size", help="Validation split: a count of images (an integer) or a fraction in (0, 1)."
+    ),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/validation split."),
     image_size: int | None = typer.Option(None, "--image-size", help="ImageFolder side (default: arch's)."),
     fit: bool | None = typer.Option(

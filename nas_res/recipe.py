@@ -66,6 +66,15 @@ class Recipe:
             if not isinstance(getattr(self, name), bool):
                 bad(name, "true or false")
 
+    def check_batch(self, train_images: int, field: str = "batch_size") -> None:
+        """Refuse a training split smaller than one batch: every step would see the same few images."""
+        if train_images < self.batch_size:
+            raise ResnasError(
+                f"{self.batch_size} is more than the {train_images:,} training images; lower the batch size "
+                "or the validation split",
+                field=field,
+            )
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import checkpoint
 from .arch import Arch
-from .data import Data, load_data
+from .data import Data, load_data, parse_val_size
 from .errors import ResnasError
 from .evaluation import evaluate
 from .files import check_writable, write_text
@@ -61,16 +61,24 @@ class TrainPlan:
         return self.out / METRICS_NAME
 
     def load_data(self) -> Data:
-        """The dataset, its validation split carved as planned (and its test split only when asked)."""
-        return load_data(
-            self.dataset,
-            data_dir=self.data_dir,
-            val_size=self.val_size,
-            split_seed=self.split_seed,
-            test=self.test,
-            download=self.download,
-            image_size=self.image_size,
-        )
+        """The dataset, its validation split carved as planned (and its test split only when asked);
+        refused when the training split is smaller than one batch."""
+        try:
+            data = load_data(
+                self.dataset,
+                data_dir=self.data_dir,
+                val_size=self.val_size,
+                split_seed=self.split_seed,
+                test=self.test,
+                download=self.download,
+                image_size=self.image_size,
+            )
+        except ResnasError as e:  # name the option that set it
+            if e.field != "val_size" or e.where:
+                raise
+            raise ResnasError(e.bare, field="--val-size") from None
+        self.recipe.check_batch(len(data.train), field="--batch-size")
+        return data
 
     def arch_for(self, data: Data) -> Arch:
         """The arch this run trains on `data`: adapted to its channels and classes when `fit`, and
@@ -86,7 +94,7 @@ def plan_training(
     dataset: str = "digits",
     recipe_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
-    val_size: float = 0.1,
+    val_size: float | int | str = 0.1,
     split_seed: int = 0,
     image_size: int | None = None,
     fit: bool | None = None,
@@ -108,8 +116,7 @@ def plan_training(
     core). Errors name the `resnas train` option at fault."""
     name, arch = resolve_arch(target)
     recipe = recipe_with(recipe_file, **(overrides or {}))
-    if not 0 < val_size < float("inf"):  # also nan
-        raise ResnasError(f"must be a fraction in (0, 1) or a count of images; got {val_size}", field="--val-size")
+    val_size = parse_val_size(val_size, field="--val-size")
     if split_seed < 0:
         raise ResnasError(f"must be a non-negative integer; got {split_seed}", field="--split-seed")
     if image_size is not None and image_size < 1:
@@ -129,7 +136,7 @@ def plan_training(
         arch=arch,
         recipe=recipe,
         dataset=dataset,
-        val_size=int(val_size) if val_size >= 1 else val_size,
+        val_size=val_size,
         split_seed=split_seed,
         image_size=image_size or arch.resolution,
         fit=target in zoo_names() if fit is None else fit,

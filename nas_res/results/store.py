@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +25,13 @@ from .storage import DEFAULT_STORAGE, missing_sqlite_file, resolve_storage, safe
 # Store, the record it returns, and the storage-URL helpers a caller opens one with (defined in
 # record.py and storage.py).
 __all__ = ["DEFAULT_STORAGE", "Run", "Store", "missing_sqlite_file", "resolve_storage", "safe_url", "tune_sqlite"]
+
+
+@dataclass(frozen=True)
+class Twin:
+    """What `claim` returns for an arch the study trains or trained already (same recipe, same data)."""
+
+    trial: int
 
 
 class Store:
@@ -151,14 +159,29 @@ class Store:
         values.setdefault("created", time.time())
         return values
 
-    def claim(self, study: str, target: int, **values: Any) -> int | None:
-        """A run row for a trial about to train, if the study's trial total leaves room for it; else None.
+    def claim(self, study: str, target: int, **values: Any) -> int | Twin | None:
+        """A run row for a trial about to train, if the study's trial total leaves room for it (else None)
+        and no trial of the study trains or has trained the same arch with the same recipe on the same
+        data (else that trial, as a `Twin`).
 
         Any number of coordinators, on any number of hosts, claim from the same table: the study's row
         is locked first (an UPDATE locks the row in PostgreSQL and MySQL and the file in SQLite), so
         counting the study's runs and adding this one cannot interleave with another claim."""
         with self.engine.begin() as c:
             c.execute(studies.update().where(studies.c.name == study).values(name=study))
+            twin = c.execute(
+                sa.select(runs.c.trial)
+                .where(
+                    runs.c.study == study,
+                    runs.c.arch_key == values["arch_key"],
+                    runs.c.recipe_key == values["recipe_key"],
+                    runs.c.data_key == values["data_key"],
+                    runs.c.status.in_([RunStatus.RUNNING.value, *_texts("reusable")]),
+                )
+                .limit(1)
+            ).scalar()
+            if twin is not None:
+                return Twin(twin)
             taken = c.execute(
                 sa.select(sa.func.count())
                 .select_from(runs)

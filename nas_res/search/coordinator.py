@@ -17,7 +17,6 @@ whichever coordinator notices and tried once more with the same parameters.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import signal
@@ -37,7 +36,7 @@ from ..results.store import Store
 from ..status import RunStatus
 from ..train import resolve_device
 from .config import SearchConfig, recipe_key
-from .liveness import DB_PATIENCE, Heartbeat, alive, host_id, patiently, sigterm_as_interrupt
+from .liveness import DB_PATIENCE, Heartbeat, host_id, owner_gone, patiently, sigterm_as_interrupt
 from .pool import Done, Epoch, Fatal, Pool, Raised, Ready
 from .state import SearchState
 from .study import GIVEN_ARCH, GIVEN_SEED, OptunaStudy, make_sampler
@@ -45,6 +44,7 @@ from .trials import Trials
 
 HEARTBEAT, GRACE = 10, 60  # seconds: heartbeat interval, and silence after which a trial is failed
 GIVEN_KEY, GIVEN_MODE = "resnas:given", "resnas:given_archs"  # trial attribute; study attribute
+COORDINATORS = "resnas:coordinators"  # study attribute: the processes (host:pid) that worked on it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,14 +100,11 @@ class Coordinator:
         data = load_data(
             config.dataset, data_dir=config.data_dir, val_size=config.val_size, split_seed=config.split_seed
         )  # fail here, clearly, before a study is stored
+        config.recipe.check_batch(len(data.train))
         self.shape = {"in_channels": data.channels, "classes": data.classes}
         del data
-        sampler_config = config
-        if join:  # same seed on every host would mean the same suggestions on every host
-            salt = int(hashlib.sha256(self.owner.encode()).hexdigest()[:8], 16)
-            sampler_config = dataclasses.replace(config, seed=(config.seed + salt) % 2**31)
         shared = join or make_url(config.storage or DEFAULT_STORAGE).get_backend_name() != "sqlite"
-        sampler = make_sampler(sampler_config, parallel=config.workers > 1 or shared)
+        sampler = make_sampler(config, parallel=config.workers > 1 or shared, salt=self.owner if join else "")
         self.store = Store(config.storage, create=True)
         if self.store.study_config(config.study) is None:
             if join:
@@ -127,6 +124,10 @@ class Coordinator:
             on_stale=self._on_stale,
             describe=not join,
         )
+        self.others = self._sign_in()
+        self.joined, self.salted = join or bool(self.others), join
+        if self.others:  # a second `resnas search` of a running study: a joiner, not a twin of the first
+            self.salt_sampler()
         self.given_mode = bool(given) or bool(self.optuna.study_attr(GIVEN_MODE))
         if given:
             self._queue(given)
@@ -156,6 +157,22 @@ class Coordinator:
             if g.key not in queued:
                 queued.add(g.key)
                 self.optuna.enqueue({GIVEN_KEY: g.key, GIVEN_ARCH: g.arch.to_dict(), GIVEN_SEED: g.seed})
+
+    def _sign_in(self) -> list[str]:
+        """Record this process among the study's coordinators; return the others at work on it now: live
+        processes of this host that signed in, and any process training one of its trials."""
+        signed = [o for o in self.optuna.study_attr(COORDINATORS) or [] if not owner_gone(o, self.host)]
+        self.optuna.set_study_attr(COORDINATORS, [*signed[-63:], self.owner])
+        running = (str(t.user_attrs.get("owner", "")) for t in self.optuna.running())
+        here = (o for o in signed if o.rpartition(":")[0] == self.host)
+        return sorted({o for o in (*running, *here) if o and o != self.owner and not owner_gone(o, self.host)})
+
+    def salt_sampler(self) -> None:
+        """From now on suggest with a seed of this process's own: another process works on the study, and
+        the same seed in both would suggest the same candidates in each."""
+        if not self.salted:
+            self.salted = True
+            self.optuna.use_sampler(make_sampler(self.config, parallel=True, salt=self.owner))
 
     def _default_checkpoints(self) -> Path:
         url = make_url(self.config.storage or DEFAULT_STORAGE)
@@ -308,8 +325,7 @@ class Coordinator:
         self.db(self.optuna.fail_stale)
         for t in self.db(self.optuna.running):
             owner = str(t.user_attrs.get("owner", ""))
-            owner_host, _, pid = owner.rpartition(":")
-            if owner_host != self.host or not pid.isdigit() or int(pid) == os.getpid() or alive(int(pid)):
+            if owner == self.owner or not owner_gone(owner, self.host):
                 continue
             if self.db(self.optuna.fail, t):  # else another coordinator on this host got there first
                 self._lost(t, f"its coordinator ({owner}) exited before the trial finished")

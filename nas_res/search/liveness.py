@@ -86,6 +86,13 @@ def host_id() -> str:
     return f"{socket.gethostname()}/{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:8]}"
 
 
+def owner_gone(owner: str, host: str) -> bool:
+    """A trial's owner (`host:pid`) is a process of this host (`host_id()`) that no longer runs. One of
+    another host cannot be seen from here: its heartbeat tells."""
+    owner_host, _, pid = owner.rpartition(":")
+    return owner_host == host and pid.isdigit() and not alive(int(pid))
+
+
 def alive(pid: int) -> bool:
     """Whether a process of this host is still there (a zombie, killed and not yet reaped, is not)."""
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cost import Budget
+from ..data import parse_val_size
 from ..errors import ResnasError
 from ..recipe import PRESETS, Recipe, load_recipe
 from ..results.schema import check_study_name
@@ -165,7 +166,7 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
         max_params_input=max_params_input,
         dataset=str(given.get("dataset", "digits")),
         data_dir=given.get("data_dir"),
-        val_size=given.get("val_size", 0.1),
+        val_size=parse_val_size(given.get("val_size", 0.1)),
         split_seed=_int(given, "split_seed", 0),
         trials=trials,
         timeout=parse_seconds(given.get("timeout"), "--timeout"),

@@ -7,6 +7,8 @@ trial, tell a result, fail the stale ones, queue a retry).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import inspect
 import warnings
 from collections.abc import Callable, Sequence
@@ -42,10 +44,15 @@ def directions(objective: str) -> list[Literal["maximize", "minimize"]]:
     return ["maximize"] if objective == "accuracy" else ["maximize", "minimize"]
 
 
-def make_sampler(config: SearchConfig, parallel: bool | None = None) -> optuna.samplers.BaseSampler:
+def make_sampler(config: SearchConfig, parallel: bool | None = None, salt: str = "") -> optuna.samplers.BaseSampler:
     """`parallel`: trials of the study run side by side (several workers, or hosts joining): TPE then
-    counts running trials as if they had failed (constant liar), so that it does not suggest them again."""
+    counts running trials as if they had failed (constant liar), so that it does not suggest them again.
+    `salt` (a process's name) varies the seed: the same seed in every process working on a study would
+    suggest the same candidates in each."""
     parallel = config.workers > 1 if parallel is None else parallel
+    if salt:
+        seed = (config.seed + int(hashlib.sha256(salt.encode()).hexdigest()[:8], 16)) % 2**31
+        config = dataclasses.replace(config, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if config.sampler == "tpe":
@@ -127,6 +134,10 @@ class OptunaStudy:
                 ("dataset", config.dataset),
             ):
                 self.study.set_user_attr(k, v)  # shown by optuna-dashboard
+
+    def use_sampler(self, sampler: optuna.samplers.BaseSampler) -> None:
+        """Ask with another sampler from now on (a search that finds itself joining a running study)."""
+        self.study.sampler = sampler
 
     def study_attr(self, key: str) -> Any:
         return self.study.user_attrs.get(key)

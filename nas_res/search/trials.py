@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..cost import Cost, cost
 from ..results.record import Run
+from ..results.store import Twin
 from ..status import RunStatus
 from .pool import Assignment, Job, Worker
 from .study import COMPLETE, COUNTED, FAIL, PRUNED
@@ -91,6 +92,9 @@ class Trials:
                 reason=f"training on {c.owner}",
                 device=f"{w.device}@{socket.gethostname()}"[:64],
             )
+            if isinstance(run_id, Twin):  # another process trains it (or has just trained it): not twice
+                self._twin(trial, run_id)
+                continue
             if run_id is None:  # another host took the last slot between our count and this claim
                 self._surplus(trial)
                 return
@@ -119,6 +123,14 @@ class Trials:
     def _values(self, val_acc: float | None, price: Cost) -> list[float]:
         return self.config.objective_values(val_acc or 0.0, price.flops, price.params)
 
+    def _twin(self, trial: Any, twin: Twin) -> None:
+        """The same training as another trial of the study (another process suggested it too): a repeat,
+        told without a value (it may not have one yet) and not counted."""
+        self.db(self.optuna.set, trial, status="repeat", repeat_of=twin.trial)
+        self.tell(trial, state=PRUNED)
+        self.state.counts["repeats"] += 1
+        self.c.salt_sampler()  # another process suggests what this one does: stop walking in its steps
+
     def _surplus(self, trial: Any) -> None:
         self.db(self.optuna.set, trial, status="surplus")
         self.tell(trial, state=PRUNED)
@@ -142,6 +154,9 @@ class Trials:
             train_seconds=known.train_seconds,
             reused_from=known.id,
         )
+        if isinstance(run_id, Twin):
+            self._twin(trial, run_id)
+            return
         if run_id is None:  # another host took the last slot
             self._surplus(trial)
             return
