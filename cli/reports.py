@@ -12,7 +12,9 @@ from rich.table import Table
 from nas_res import ResnasError
 from nas_res.cost import human
 from nas_res.results import Store, check_top, compare, export, leaderboard, safe_url, studies
-from nas_res.results.plots import compare_figure, html_table, save, study_figure
+from nas_res.results.plots import check_plot_file, compare_figure, html_table, save, study_figure
+from nas_res.results.preprocessing import ONNX_INPUT_HELP, check_onnx_input
+from nas_res.results.report import check_distinct
 
 from .common import JSON_HELP, STORAGE_HELP, emit_json, out, user_errors
 
@@ -44,14 +46,15 @@ def _cell(key: str, v) -> str:
 
 
 def print_leaderboard(study: str, rows: list[dict]) -> None:
+    """The table; with unranked runs listed (--all), a last column says why each has no result."""
+    columns = COLUMNS + ([("reason", "reason")] if any(r.get("reason") for r in rows) else [])
     table = Table(title=f"leaderboard: {study}")
-    for title, key in COLUMNS:
-        table.add_column(
-            title, justify="left" if key in ("depths", "width", "cxd", "shortcut", "unit_order", "status") else "right"
-        )
+    for title, key in columns:
+        left = key in ("depths", "width", "cxd", "shortcut", "unit_order", "status", "reason")
+        table.add_column(title, justify="left" if left else "right", overflow="fold" if key == "reason" else "ellipsis")
     for r in rows:
         status = r["status"] + (" (reused)" if r["reused"] else "")
-        table.add_row(*[_cell(k, r[k]) if k != "status" else status for _, k in COLUMNS])
+        table.add_row(*[_cell(k, r[k]) if k != "status" else status for _, k in columns])
     out.print(table)
     if not rows:
         out.print("no finished trial yet")
@@ -107,7 +110,9 @@ def studies_cmd(
 def leaderboard_cmd(
     study: str = typer.Argument(..., help="Study name (see resnas studies)."),
     top: int = typer.Option(20, help="Rows to show."),
-    include_all: bool = typer.Option(False, "--all", help="Also list pruned and failed runs."),
+    include_all: bool = typer.Option(
+        False, "--all", help="Also list pruned, failed and running runs, each with the reason it has no result."
+    ),
     storage: str | None = typer.Option(None, help=STORAGE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
@@ -134,7 +139,16 @@ def export_cmd(
     out_dir: Path = typer.Option(Path("exported"), "--out", help="Folder for the files."),
     fmt: str = typer.Option("yaml", "--format", help="yaml or json."),
     weights: bool = typer.Option(False, "--weights", help="Copy each trial's checkpoint beside it."),
-    onnx: bool = typer.Option(False, "--onnx", help="Also write each model as ONNX (trained weights)."),
+    onnx: bool = typer.Option(
+        False, "--onnx", help="Also write each model as ONNX (trained weights; preprocessing in its metadata)."
+    ),
+    onnx_input: str = typer.Option(
+        "raw",
+        "--onnx-input",
+        help="What the ONNX model takes: "
+        + "; ".join(f"{k}: {v}" for k, v in ONNX_INPUT_HELP.items())
+        + ". Default raw: plain [0, 1] images, no normalisation to get wrong.",
+    ),
     test: bool = typer.Option(
         False,
         "--test",
@@ -143,7 +157,9 @@ def export_cmd(
     data_dir: str | None = typer.Option(None, "--data-dir", help="Where torchvision datasets live."),
     storage: str | None = typer.Option(None, help=STORAGE_HELP),
 ):
-    """Write the best architectures as files `resnas train` loads, with cost, metrics and provenance."""
+    """Write the best architectures as files `resnas train` loads, with cost, metrics, provenance and the
+    input preprocessing (per-channel mean and std, image size, channels, class names)."""
+    check_onnx_input(onnx_input)
     paths = export(
         Store(storage),
         study,
@@ -153,6 +169,7 @@ def export_cmd(
         fmt=fmt,
         weights=weights,
         onnx=onnx,
+        onnx_input=onnx_input,
         test=test,
         data_dir=data_dir,
     )
@@ -168,10 +185,12 @@ def _boards(names: list[str], storages: list[str]) -> dict[str, list[dict]]:
             field="--storage",
         )
     urls: list[str | None] = [*storages] * len(names) if len(storages) == 1 else [*storages] or [None] * len(names)
+    stores = [Store(url) for url in urls]
+    check_distinct([(name, store.url) for name, store in zip(names, stores)])
     boards = {}
-    for name, url in zip(names, urls):
-        label = name if name not in boards else f"{name} ({safe_url(url or '')})"
-        boards[label] = leaderboard(Store(url), name)
+    for name, store in zip(names, stores):
+        label = name if name not in boards else f"{name} ({safe_url(store.url)})"
+        boards[label] = leaderboard(store, name)
     return boards
 
 
@@ -198,6 +217,8 @@ def compare_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Studies side by side: accuracy statistics, at matched complexity too, EDF and Pareto fronts."""
+    if plot is not None:
+        check_plot_file(plot, "--plot")  # before any study is read
     boards = _boards(study_names, storage)
     stats = compare(boards)
     written = None
@@ -205,7 +226,8 @@ def compare_cmd(
         tables = html_table(stats, COMPARE_COLUMNS) + "".join(
             f"<h2>{name}</h2>" + html_table(rows, [(t, k) for t, k in COLUMNS]) for name, rows in boards.items()
         )
-        written = save(compare_figure(boards), plot, title="resnas compare: " + ", ".join(boards), tables_html=tables)
+        title = "resnas compare: " + ", ".join(boards)
+        written = save(compare_figure(boards), plot, title=title, tables_html=tables, field="--plot")
     if as_json:
         return emit_json({"studies": stats, "plot": str(written) if written else None})
     span = stats[0]["matched_flops"] if stats else None
@@ -228,12 +250,17 @@ def compare_cmd(
 def plot_cmd(
     study: str = typer.Argument(..., help="Study name."),
     file: Path = typer.Argument(..., help="Output file (.png, .svg, .pdf or .html)."),
-    kind: str = typer.Option("history", "--kind", help="history, pareto, importance, edf or parallel."),
+    kind: str = typer.Option(
+        "history",
+        "--kind",
+        help="history, importance, edf or parallel; pareto for a two-objective study (--objective accuracy+flops).",
+    ),
     storage: str | None = typer.Option(None, help=STORAGE_HELP),
 ):
     """One plot of a study: Optuna's history, importance, parallel coordinates, Pareto front; or the EDF."""
     import optuna
 
+    check_plot_file(file, "plot")  # before any study is read or drawn
     store = Store(storage)
     rows = leaderboard(store, study)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

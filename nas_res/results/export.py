@@ -1,4 +1,5 @@
-"""A study's best architectures as files: arch files with cost, metrics and provenance, weights, ONNX.
+"""A study's best architectures as files: arch files with cost, metrics, provenance and input
+preprocessing, weights, ONNX.
 
 Every file goes through `write_atomic`: written beside its name and renamed, so a file or link already
 there is replaced, never written through, and nothing outside the chosen folder changes.
@@ -12,12 +13,14 @@ import shutil
 from pathlib import Path
 
 from ..arch import Arch
-from ..checkpoint import trained_model
+from ..checkpoint import load
 from ..data import load_data
 from ..errors import ResnasError
 from ..evaluation import evaluate
-from ..files import write_atomic, write_text
+from ..files import check_writable, write_atomic, write_text
 from ..model import build
+from .onnx_file import write_onnx
+from .preprocessing import ONNX_INPUT_HELP, Preprocessor, check_onnx_input
 from .record import Run
 from .report import check_top, pareto, rank, study_runs
 from .storage import safe_url
@@ -34,66 +37,54 @@ def export(
     fmt: str = "yaml",
     weights: bool = False,
     onnx: bool = False,
+    onnx_input: str = "raw",
     test: bool = False,
     data_dir: str | None = None,
 ) -> list[Path]:
-    """Arch files `resnas train` and `nas_res.build` load, with cost, metrics and provenance beside the arch.
+    """Arch files `resnas train` and `nas_res.build` load, with cost, metrics, provenance and the input
+    preprocessing beside the arch; `weights`/`onnx` add the checkpoint and an ONNX file (its input as
+    `onnx_input` says: see `ONNX_INPUTS`).
 
+    Everything that can be refused is checked before anything is evaluated or written.
     `test=True` first evaluates the chosen models on the test split (stored, shown by the leaderboard)."""
     import yaml
 
     if fmt not in ("yaml", "json"):
         raise ResnasError(f"must be yaml or json; got {fmt!r}", field="--format")
     check_top(top)
+    check_onnx_input(onnx_input)
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir)
+    check_writable(out_dir, field="--out", folder=True)
     all_runs = study_runs(store, study)
     rows = rank(all_runs)
     if not rows:
         raise ResnasError(f"study {study!r} has no finished trial to export yet", field="study")
     chosen = pareto(rows) if front else rows[:top]
     runs = {r.trial: r for r in all_runs}
+    trained = {}  # the checkpoints' data records, each checked to hold its trial's network
+    if weights or onnx:
+        for row in chosen:
+            run = runs[row["trial"]]
+            trained[run.trial] = _checked_state(run, study, "--weights" if weights else "--onnx")["data"]
+    config = store.config_of(study)
+    preprocessor = Preprocessor(config, data_dir)
+    inputs = {
+        t: preprocessor.of(runs[t], need_stats=onnx, trained=trained.get(t)) for t in (r["trial"] for r in chosen)
+    }
     if test:
         evaluate_runs(store, study, chosen, runs, data_dir=data_dir)
-    config = store.config_of(study)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ResnasError(f"cannot create the folder {out_dir} ({e.strerror or e})", field="--out") from None
     written = []
     for row in chosen:
         run = runs[row["trial"]]
-        record = {
-            "arch": run.arch,
-            "cost": {
-                "flops": row["flops"],
-                "params": row["params"],
-                "acts": row["acts"],
-                "resolution": run.arch["resolution"],
-            },
-            "metrics": {
-                "val_acc": row["val_acc"],
-                "test_acc": row["test_acc"],
-                "epochs": row["epochs"],
-                "rank": row["rank"],
-                "history": run.history,
-            },
-            "provenance": {
-                "study": study,
-                "trial": row["trial"],
-                "storage": safe_url(store.url),
-                "space": config["space_name"],
-                "budget": config["budget_text"],
-                "dataset": config["dataset"],
-                "val_size": config["val_size"],
-                "split_seed": config["split_seed"],
-                "recipe": run.recipe,
-                "reused_from": run.reused_from,
-                "resnas": run.version,
-                "arch_key": row["arch_key"],
-            },
-        }
         stem = out_dir / f"{re.sub(r'[^A-Za-z0-9._+-]', '_', study).lstrip('.')}-trial{row['trial']:04d}"
+        record = _record(run, row, study, store, config, inputs[run.trial])
+        if onnx:
+            record["onnx"] = {
+                "file": stem.with_suffix(".onnx").name,
+                "input": onnx_input,
+                "expects": ONNX_INPUT_HELP[onnx_input],
+                "output": "logits, N x classes",
+            }
         path = stem.with_suffix(f".{fmt}")
         text = yaml.safe_dump(record, sort_keys=False) if fmt == "yaml" else json.dumps(record, indent=2) + "\n"
         written.append(write_text(path, text, field="--out"))
@@ -103,46 +94,45 @@ def export(
                     write_atomic(stem.with_suffix(".pt"), lambda f: shutil.copyfileobj(src, f), field="--out")
                 )
         if onnx:
-            dest = stem.with_suffix(".onnx")
-            write_onnx(Arch.from_dict(run.arch), run.checkpoint, dest)
-            written.append(dest)
+            checkpoint = _check_checkpoint(run, study, "--onnx", "")
+            written.append(write_onnx(checkpoint, stem.with_suffix(".onnx"), inputs[run.trial], onnx_input))
     return written
 
 
-def write_onnx(arch: Arch, checkpoint_path: str | None, path: Path) -> bool:
-    """The network as ONNX (batch, height and width dynamic); trained weights when the checkpoint exists.
-
-    Returns whether the weights were the trained ones."""
-    import warnings
-
-    import torch
-
-    trained = checkpoint_path is not None and Path(checkpoint_path).exists()
-    model = (trained_model(checkpoint_path)[0] if checkpoint_path is not None and trained else build(arch)).eval()
-    x = torch.zeros(1, arch.in_channels, arch.resolution, arch.resolution)
-
-    def write(f) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                torch.onnx.export(
-                    model,
-                    (x,),
-                    f,
-                    dynamo=False,
-                    input_names=["images"],
-                    output_names=["logits"],
-                    dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}},
-                )
-            except OSError:  # the file itself: write_atomic names it
-                raise
-            except Exception as e:  # noqa: BLE001 - exporter failures are reported, not raised as tracebacks
-                raise ResnasError(
-                    f"ONNX export of {arch.summary()} failed: {type(e).__name__}: {e}", field="--onnx"
-                ) from None
-
-    write_atomic(path, write, field="--out")
-    return trained
+def _record(run: Run, row: dict, study: str, store: Store, config: dict, preprocessing: dict) -> dict:
+    """The exported file's content: the arch, then what it costs, how it did, where it came from, and
+    what its input must look like."""
+    return {
+        "arch": run.arch,
+        "cost": {
+            "flops": row["flops"],
+            "params": row["params"],
+            "acts": row["acts"],
+            "resolution": run.arch["resolution"],
+        },
+        "metrics": {
+            "val_acc": row["val_acc"],
+            "test_acc": row["test_acc"],
+            "epochs": row["epochs"],
+            "rank": row["rank"],
+            "history": run.history,
+        },
+        "provenance": {
+            "study": study,
+            "trial": row["trial"],
+            "storage": safe_url(store.url),
+            "space": config["space_name"],
+            "budget": config["budget_text"],
+            "dataset": config["dataset"],
+            "val_size": config["val_size"],
+            "split_seed": config["split_seed"],
+            "recipe": run.recipe,
+            "reused_from": run.reused_from,
+            "resnas": run.version,
+            "arch_key": row["arch_key"],
+        },
+        "preprocessing": preprocessing,
+    }
 
 
 def evaluate_runs(
@@ -161,9 +151,26 @@ def evaluate_runs(
     )
     for row in rows:
         run = runs[row["trial"]]
-        path = _check_checkpoint(run, study, "--test", " to evaluate")
-        row["test_acc"] = evaluate(trained_model(path)[0], data, "test", device=device)["top1"]
+        state = _checked_state(run, study, "--test")
+        model = build(Arch.from_dict(state["arch"]))
+        model.load_state_dict(state["model"])
+        row["test_acc"] = evaluate(model, data, "test", device=device)["top1"]
         store.set_test_acc(run.id, row["test_acc"])
+
+
+def _checked_state(run: Run, study: str, field: str) -> dict:
+    """The run's checkpoint, read and checked to hold the run's own network: a folder of checkpoints
+    shared by two studies (`--checkpoints`) can hold another trial's network under the same number."""
+    state = load(_check_checkpoint(run, study, field, " to evaluate" if field == "--test" else ""))
+    held = Arch.from_dict(state["arch"])
+    if held.key != run.arch_key:
+        raise ResnasError(
+            f"trial {run.trial} of {study!r}: its checkpoint {run.checkpoint} holds another network "
+            f"({held.summary()}, not the trial's {run.summary}); it was overwritten, e.g. by a study "
+            "given the same --checkpoints folder",
+            field=field,
+        )
+    return state
 
 
 def _check_checkpoint(run: Run, study: str, field: str, purpose: str) -> str:
@@ -175,14 +182,3 @@ def _check_checkpoint(run: Run, study: str, field: str, purpose: str) -> str:
             field=field,
         )
     return run.checkpoint
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    """--out must be a folder, or a path where one can be made: checked before anything is evaluated."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ResnasError(f"{out_dir} is a file, not a folder; give a folder for the exported files", field="--out")
-    for parent in out_dir.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ResnasError(f"cannot create the folder {out_dir}: {parent} is a file", field="--out")
-            break

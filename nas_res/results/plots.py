@@ -1,4 +1,5 @@
-"""Pictures of studies: comparison (EDF of error, error vs FLOPs with Pareto fronts) and Optuna's plots.
+"""Pictures of studies: comparison (EDF of error, error vs FLOPs with Pareto fronts), a two-objective
+study's Pareto front, and Optuna's history, importance and parallel-coordinate plots made readable.
 
 The EDF (empirical distribution of validation error over a study's trained models) is how pycls
 compares design spaces: a curve further up and left means more good models, not just one lucky one.
@@ -6,20 +7,23 @@ compares design spaces: a curve further up and left means more good models, not 
 
 from __future__ import annotations
 
-import base64
-import html
-import io
+import math
 import warnings
-from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 from ..errors import ResnasError
+from .page import check_plot_file, html_table, save
 from .report import pareto
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+__all__ = ["KINDS", "check_plot_file", "compare_figure", "edf", "html_table", "kinds_for", "save", "study_figure"]
+
 KINDS = ("history", "pareto", "importance", "edf", "parallel")
+COSTS = {"accuracy+flops": ("flops", "FLOPs"), "accuracy+params": ("params", "params")}
+BEST = "#d62728"  # the best trial, wherever it is drawn: strong red on every background
 
 
 def _pyplot():
@@ -31,116 +35,134 @@ def _pyplot():
     return plt
 
 
+def kinds_for(directions: int) -> tuple[str, ...]:
+    """The plot kinds a study with this many objectives has: a Pareto front needs two."""
+    return KINDS if directions > 1 else tuple(k for k in KINDS if k != "pareto")
+
+
 def edf(errors: list[float]) -> tuple[list[float], list[float]]:
-    """Step points of the empirical distribution: share of models with error <= e."""
+    """Step points of the empirical distribution, share of models with error <= e, from 0 at the
+    lowest error (no model is better than the best) up to 1."""
     xs = sorted(errors)
-    return xs, [(i + 1) / len(xs) for i in range(len(xs))]
+    if not xs:
+        return [], []
+    return [xs[0], *xs], [0.0, *((i + 1) / len(xs) for i in range(len(xs)))]
+
+
+def log_ticks(ax: Axes, values: list[float], axis: str = "x") -> None:
+    """Readable tick labels on a log axis of counts (FLOPs, params) whatever their span. Decade ticks
+    alone leave a range narrower than a decade unlabelled: the sparsest of 1, 1-2-5, 1-2-3-5 and every
+    integer per decade that puts 3 labels on the axis is used, else the data's two ends are labelled."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()  # after drawing: the autoscaled view
+    lo, hi = max(lo, min(values) / 10), max(hi, lo)  # counts are positive; a log axis never starts at 0
+    inside: list[float] = []
+    for subs in ((1,), (1, 2, 5), (1, 2, 3, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+        decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        inside = [m * 10**e for e in decades for m in subs if lo <= m * 10**e <= hi]
+        if len(inside) >= 3:
+            break
+    if len(inside) < 2:  # a span narrower than one step: label the data's ends
+        inside = sorted({min(values), max(values)})
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(FixedLocator(inside))
+    target.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
+    target.set_minor_formatter(NullFormatter())
+
+
+def _short(v: float) -> str:
+    """A tick label in the project's units, as short as it can be: 2 M, 2.43 M, 1.2 G."""
+    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(v) >= size:
+            return f"{v / size:.3g} {unit}"
+    return f"{v:.3g}"
 
 
 def compare_figure(boards: dict[str, list[dict]]):
     """Two panels: EDF of validation error per study; error vs FLOPs with each study's Pareto front."""
+    from matplotlib.lines import Line2D
+
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    flops = []
     for i, (name, rows) in enumerate(boards.items()):
         colour = f"C{i}"
         errors = [100 - r["val_acc"] for r in rows]
         if not errors:
             continue
         xs, ys = edf(errors)
-        left.step(xs, ys, where="post", color=colour, label=f"{name} (n={len(xs)})")
-        right.scatter([r["flops"] / 1e6 for r in rows], errors, s=18, alpha=0.55, color=colour, label=name)
+        left.step(xs, ys, where="post", color=colour, label=f"{name} (n={len(errors)})")
+        right.scatter([r["flops"] for r in rows], errors, s=18, alpha=0.55, color=colour, label=name)
         front = pareto(rows)
-        right.step(
-            [r["flops"] / 1e6 for r in front],
-            [100 - r["val_acc"] for r in front],
-            where="post",
-            color=colour,
-            linewidth=1.6,
-        )
-    left.set(xlabel="validation error (%)", ylabel="cumulative share of models", title="EDF of validation error")
-    right.set(
-        xlabel="MFLOPs (fvcore convention, reference resolution)",
-        ylabel="validation error (%)",
-        title="error vs FLOPs, Pareto fronts",
-        xscale="log",
-    )
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    right.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    right.xaxis.set_minor_formatter(NullFormatter())
+        xs_front, ys_front = [r["flops"] for r in front], [100 - r["val_acc"] for r in front]
+        right.step(xs_front, ys_front, where="post", color=colour)
+        right.scatter(xs_front, ys_front, s=46, facecolors="none", edgecolors=colour)  # a front of one point too
+        flops += [r["flops"] for r in rows]
+    left.set(xlabel="validation error (%)", ylabel="share of models with at most this error", ylim=(0, 1.04))
+    left.set_title("EDF of validation error (up and left is better)")
+    right.set(xlabel="FLOPs (fvcore convention, reference resolution)", ylabel="validation error (%)", xscale="log")
+    right.set_title("error vs FLOPs, Pareto fronts (down and left is better)")
+    if flops:
+        log_ticks(right, flops)
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    left.legend(fontsize=8, loc="lower right")
+    handles, _ = right.get_legend_handles_labels()
+    front_handle = Line2D([], [], color="0.3", label="Pareto front (circled, joined)")
+    right.legend(handles=[*handles, front_handle], fontsize=8, loc="best")
     fig.tight_layout()
     return fig
 
 
-def save(fig, path: str | Path, title: str = "", tables_html: str = "") -> Path:
-    """PNG (or any matplotlib format) by suffix; `.html` is a self-contained page: the figure and tables."""
+def pareto_figure(name: str, rows: list[dict], cost: str, label: str):
+    """A two-objective study: validation accuracy against its cost, the front drawn and its trials named."""
     plt = _pyplot()
-    path = Path(path)
-    try:
-        if path.is_dir():
-            raise ResnasError(f"{path} is a folder; give a file name such as {path / 'plot.png'}", field="plot")
-        if not path.suffix:  # matplotlib would add .png and the message would name a file that is not there
-            raise ResnasError(f"{path} has no suffix; end it in .png, .svg, .pdf or .html", field="plot")
-        blocking = next((p for p in path.parents if p.exists()), None)
-        if blocking is not None and not blocking.is_dir():
-            raise ResnasError(f"cannot write {path}: {blocking} is a file, not a folder", field="plot")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ResnasError(
-                f"cannot create the folder {path.parent} for {path} ({e.strerror or e})", field="plot"
-            ) from None
-        _write_figure(fig, path, title, tables_html)
-    finally:
-        plt.close(fig)
-    return path
-
-
-def _write_figure(fig, path: Path, title: str, tables_html: str) -> None:
-    try:
-        if path.suffix.lower() == ".html":
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=130)
-            img = base64.b64encode(buf.getvalue()).decode()
-            path.write_text(PAGE.format(title=html.escape(title), img=img, tables=tables_html))
-        else:
-            fig.savefig(path, dpi=130)
-    except ValueError as e:
-        raise ResnasError(f"cannot write {path}: {e} (use .png, .svg, .pdf or .html)", field="plot") from None
-    except OSError as e:
-        raise ResnasError(f"cannot write {path} ({e.strerror or e})", field="plot") from None
-
-
-def html_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
-    """A sortable HTML table (click a header) of `rows`, columns as (title, key)."""
-    head = "".join(f"<th>{html.escape(t)}</th>" for t, _ in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_text(r.get(k)))}</td>" for _, k in columns) + "</tr>" for r in rows
-    )
-    return f"<table class='sortable'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _text(v) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.2f}" if isinstance(v, float) else str(v)
+    fig, ax = plt.subplots(figsize=(9, 5))
+    front = pareto(rows, cost)
+    on_front = {r["trial"] for r in front}
+    rest = [r for r in rows if r["trial"] not in on_front]
+    ax.scatter([r[cost] for r in rest], [r["val_acc"] for r in rest], s=22, color="C0", alpha=0.6, label="trial")
+    xs, ys = [r[cost] for r in front], [r["val_acc"] for r in front]
+    ax.step(xs, ys, where="post", color=BEST, linewidth=1.5)
+    ax.scatter(xs, ys, s=36, color=BEST, zorder=3, label=f"Pareto front ({len(front)})")
+    for r in front:
+        ax.annotate(f"#{r['trial']}", (r[cost], r["val_acc"]), textcoords="offset points", xytext=(4, -11), fontsize=8)
+    ax.set(xscale="log", xlabel=f"{label} (lower is better)", ylabel="validation accuracy % (higher is better)")
+    ax.set_title(f"{name}: Pareto front of accuracy and {label}")
+    log_ticks(ax, [r[cost] for r in rows])
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    return fig
 
 
 def study_figure(study, kind: str, rows: list[dict]):
-    """Optuna's matplotlib plot of `kind` for a loaded study; EDF and single-objective Pareto are ours."""
+    """The plot of `kind` for a loaded Optuna study and its leaderboard rows: EDF and Pareto front are
+    ours; history, importance and parallel coordinates are Optuna's, made readable."""
     if kind not in KINDS:
         raise ResnasError(f"must be one of {', '.join(KINDS)}; got {kind!r}", field="--kind")
-    plt = _pyplot()
-    if kind == "edf" or (kind == "pareto" and len(study.directions) == 1):
-        if not rows:
-            raise ResnasError(f"study {study.study_name!r} has no trained model to plot yet", field="study")
+    if kind not in kinds_for(len(study.directions)):
+        raise ResnasError(
+            f"study {study.study_name!r} has one objective (validation accuracy), so it has no Pareto front; "
+            f"kinds for it: {', '.join(kinds_for(1))} (a search with --objective accuracy+flops has a front)",
+            field="--kind",
+        )
+    if kind in ("edf", "pareto") and not rows:
+        raise ResnasError(f"study {study.study_name!r} has no trained model to plot yet", field="study")
+    if kind == "edf":
         return compare_figure({study.study_name: rows})
+    if kind == "pareto":
+        cost, label = COSTS.get(study.user_attrs.get("objective"), ("flops", "FLOPs"))
+        return pareto_figure(study.study_name, rows, cost, label)
+    return _optuna_figure(study, kind)
+
+
+def _optuna_figure(study, kind: str):
     import optuna
     from optuna.visualization import matplotlib as ovm
 
+    plt = _pyplot()
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(finished) < 2:
         raise ResnasError(
@@ -151,8 +173,6 @@ def study_figure(study, kind: str, rows: list[dict]):
         try:
             if kind == "history":
                 ax = ovm.plot_optimization_history(study, target=_first, target_name="val acc %")
-            elif kind == "pareto":
-                ax = ovm.plot_pareto_front(study, target_names=["val acc %", _second_name(study)])
             elif kind == "importance":
                 ax = ovm.plot_param_importances(study, target=_first, target_name="val acc %")
             else:
@@ -160,32 +180,55 @@ def study_figure(study, kind: str, rows: list[dict]):
         except (ValueError, RuntimeError) as e:
             raise ResnasError(f"Optuna cannot draw {kind} for {study.study_name!r}: {e}", field="--kind") from None
     fig = cast("Figure", ax.figure if hasattr(ax, "figure") else plt.gcf())  # Optuna draws on a whole figure
-    fig.set_size_inches(9, 5)
+    fig.set_size_inches(10, 5.5)
+    if kind == "history":
+        _best_so_far(ax, finished)
+    elif kind == "parallel":
+        _readable_parallel(ax, finished)
+    places: tuple[Literal["center", "left", "right"], ...] = ("center", "left", "right")  # Optuna: some left
+    title = next((ax.get_title(loc) for loc in places if ax.get_title(loc)), kind)
+    for loc in places:
+        ax.set_title("", loc=loc)
+    ax.set_title(f"{study.study_name}: {title.lower()}", pad=16)
     fig.tight_layout()
     return fig
 
 
+def _best_so_far(ax: Axes, finished: list) -> None:
+    """Optuna leaves out the best-so-far line when the target is given (ours always is): draw it."""
+    xs, ys, best = [], [], -math.inf
+    for t in sorted(finished, key=lambda t: t.number):
+        best = max(best, _first(t))
+        xs.append(t.number)
+        ys.append(best)
+    ax.step(xs, ys, where="post", color=BEST, linewidth=1.5, label="best so far")
+    ax.legend(loc="lower right")
+
+
+def _readable_parallel(ax: Axes, finished: list) -> None:
+    """Optuna colours the best trial near-white and lays its feasibility legend over the title: colour
+    from pale to dark blue, the best trial (every one tied for best) drawn on top in red and named, the
+    legend below the axes."""
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import LinearSegmentedColormap
+
+    lines = next(c for c in ax.collections if isinstance(c, LineCollection))
+    lines.set_cmap(LinearSegmentedColormap.from_list("acc", ["#c6dbef", "#6baed6", "#08306b"]))
+    lines.set_linewidth(1.4)
+    values = lines.get_array()
+    segments = lines.get_segments()
+    legend = ax.get_legend()
+    if legend is not None:
+        legend.remove()  # "feasible / infeasible": every trial drawn here met the budget
+    if values is not None and len(segments):
+        top = float(values.max())
+        for i in (i for i, v in enumerate(values) if v == top):
+            ax.plot(segments[i][:, 0], segments[i][:, 1], color=BEST, linewidth=3, zorder=10, solid_capstyle="round")
+        numbers = ", ".join(str(t.number) for t in finished if _first(t) == top)
+        name = "trials" if "," in numbers else "trial"
+        ax.plot([], [], color=BEST, linewidth=3, label=f"best ({top:.2f} % val acc): {name} {numbers}")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+
+
 def _first(trial) -> float:
     return trial.values[0]
-
-
-def _second_name(study) -> str:
-    return {"accuracy+flops": "FLOPs", "accuracy+params": "params"}.get(study.user_attrs.get("objective"), "cost")
-
-
-PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} th{{cursor:pointer;background:#f3f3f3}}
-img{{max-width:100%}}</style></head>
-<body><h1>{title}</h1><img src="data:image/png;base64,{img}" alt="{title}">{tables}
-<script>
-document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventListener('click', () => {{
-  const body = th.closest('table').tBodies[0], up = th.dataset.up !== '1';
-  const key = r => {{ const t = r.cells[i].textContent; const n = parseFloat(t); return isNaN(n) ? t : n; }};
-  [...body.rows].sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (up ? 1 : -1))
-    .forEach(r => body.appendChild(r));
-  th.dataset.up = up ? '1' : '0';
-}}));
-</script></body></html>
-"""

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from ..arch import Arch
 from ..errors import ResnasError
 from ..status import RunStatus
 from .record import Run
+from .storage import safe_url, sqlite_file
 from .store import Store
 
 
@@ -96,6 +100,7 @@ def _row(r: Run, position: int | None) -> dict:
         "shortcut": arch.shortcut,
         "unit_order": arch.unit_order,
         "status": r.status.value,
+        "reason": None if r.status.ranks or r.reused else (r.reason or None),  # why a run it trained has no result
         "reused": r.reused,
         "arch_key": r.arch_key,
         "summary": r.summary,
@@ -112,6 +117,29 @@ def pareto(rows: list[dict], cost: str = "flops") -> list[dict]:
             front.append(r)
             best = r["val_acc"]
     return front
+
+
+def check_distinct(studies: list[tuple[str, str]]) -> None:
+    """Refuse a comparison that names one study twice (same name, same database): it would compare a
+    study with itself and report no difference as if it were a finding."""
+    seen: dict[tuple[str, str], int] = {}
+    for i, (name, url) in enumerate(studies):
+        key = (name, _place(url))
+        if key in seen:
+            raise ResnasError(
+                f"study {name!r} in {safe_url(url)} is given twice (positions {seen[key] + 1} and {i + 1}); "
+                "compare different studies, or the same name in different storages (one --storage per study)",
+                field="study",
+            )
+        seen[key] = i
+
+
+def _place(url: str) -> str:
+    """Where a storage is: a SQLite file by its resolved path (two spellings, one file), else its URL."""
+    parsed = make_url(url)
+    if sqlite_file(parsed):
+        return str(Path(str(parsed.database)).expanduser().resolve())
+    return parsed.render_as_string(hide_password=True)
 
 
 def compare(boards: dict[str, list[dict]]) -> list[dict]:
