@@ -19,11 +19,17 @@ from nas_res.results.record import Run
 from nas_res.results.report import check_top, leaderboard
 from nas_res.results.store import DEFAULT_STORAGE, Store, safe_url
 from nas_res.search import GRACE, HEARTBEAT, Coordinator, SearchConfig, SearchState, plan
+from nas_res.search.keep import KEEP_HELP
+from nas_res.threads import worker_threads
 
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, STORAGE_HELP, emit_json, err, user_errors
 from .reports import print_leaderboard
 
 HEARTBEAT_HELP = "Seconds between the heartbeats that tell other hosts this host's trials are alive."
+THREADS_HELP = (
+    "CPU threads per worker process (default: OMP_NUM_THREADS if set, else the cores split among the CPU "
+    "workers; at most 4 per GPU worker)."
+)
 GRACE_HELP = (
     "Seconds without a heartbeat after which a trial is failed (its host died) and tried again with the "
     "same parameters."
@@ -58,6 +64,8 @@ def search_cmd(
     checkpoints: str | None = typer.Option(
         None, help="Where trial checkpoints go (default: next to a SQLite database, else studies/checkpoints/STUDY)."
     ),
+    keep_checkpoints: str | None = typer.Option(None, "--keep-checkpoints", help=KEEP_HELP),
+    threads: int | None = typer.Option(None, help=THREADS_HELP),
     heartbeat: int = typer.Option(HEARTBEAT, help=HEARTBEAT_HELP),
     grace: int = typer.Option(GRACE, help=GRACE_HELP),
     top: int = typer.Option(10, help="Leaderboard rows printed at the end."),
@@ -87,6 +95,8 @@ def search_cmd(
         seed=seed,
         gpus=_gpus(gpus),
         checkpoints=checkpoints,
+        keep_checkpoints=keep_checkpoints,
+        threads=threads,
     )
     config, existed = plan(options, file=study_file)
     _run(config, existed, join=False, heartbeat=heartbeat, grace=grace, top=top, as_json=as_json)
@@ -104,6 +114,8 @@ def worker_cmd(
     checkpoints: str | None = typer.Option(
         None, help="Where this host writes checkpoints (default studies/checkpoints/STUDY)."
     ),
+    keep_checkpoints: str | None = typer.Option(None, "--keep-checkpoints", help=KEEP_HELP),
+    threads: int | None = typer.Option(None, help=THREADS_HELP),
     timeout: str | None = typer.Option(None, help="Start no trial after this long (2h, 30m, 90s)."),
     heartbeat: int = typer.Option(HEARTBEAT, help=HEARTBEAT_HELP),
     grace: int = typer.Option(GRACE, help=GRACE_HELP),
@@ -122,6 +134,8 @@ def worker_cmd(
         gpus=_gpus(gpus),
         data_dir=data_dir,
         checkpoints=checkpoints,
+        keep_checkpoints=keep_checkpoints,
+        threads=threads,
         timeout=timeout,
     )
     config, existed = plan(given, join=True)
@@ -147,7 +161,8 @@ def _run(
         f"{safe_url(config.storage or DEFAULT_STORAGE)}: space {config.space.name}, "
         f"{config.budget.describe()}, {config.dataset}, {config.trials} trials of {config.recipe.epochs} "
         f"epochs, {config.sampler} sampler, {config.pruner if not config.multi_objective else 'no'} pruning, "
-        f"{config.workers} worker(s) here",
+        f"{config.workers} worker(s) here ({worker_threads(config.threads, config.gpus, config.workers)} "
+        f"thread(s) each), keeping {config.keep_checkpoints} checkpoints",
         highlight=False,
     )
     with Live(console=err, refresh_per_second=4, transient=False) as live:
@@ -214,17 +229,22 @@ def _live_view(state: SearchState) -> Group:
                 f"{human(b.params)} params, {b.summary}"
             )
         )
+    d = state.disk
+    parts.append(
+        Text(f"checkpoints: {d.bytes / 1e6:,.1f} MB on disk, {d.trials} trial(s) ({d.policy} kept) in {d.folder}")
+    )
     table = Table(box=None, show_header=True, pad_edge=False)
-    for col in ("worker", "device", "trial", "epoch", "val acc %", "FLOPs", "arch"):
+    for col in ("worker", "device", "threads", "trial", "epoch", "val acc %", "FLOPs", "arch"):
         table.add_column(col)
     for w in state.workers:
         job = w.job
         if job is None:
-            table.add_row(str(w.index), w.device, "-", "-", "-", "-", "idle")
+            table.add_row(str(w.index), w.device, str(w.threads), "-", "-", "-", "-", "idle")
         else:
             table.add_row(
                 str(w.index),
                 w.device,
+                str(w.threads),
                 str(job.number),
                 f"{job.epoch}/{job.epochs}",
                 f"{job.val_acc:.2f}" if job.val_acc is not None else "-",

@@ -1,5 +1,10 @@
 """Checkpoints: everything a resumed run needs, written atomically, read back only as plain data.
 
+A run's `checkpoint.pt` holds its weights and the state that resuming needs (optimizer, schedule,
+random generators); once a run has ended only the weights are of use, and `keep_weights` turns it
+into `weights.pt`, the same record without that state (half the size with SGD's momentum gone, a
+third with AdamW's two moments). Both load here, so evaluating and exporting read either.
+
 A checkpoint is a dict of tensors and plain Python values (no pickled classes), so it loads with
 `torch.load(..., weights_only=True)`: a file that smuggles in other objects is refused, and a
 truncated or damaged one ends in a message naming the file rather than a traceback.
@@ -24,8 +29,12 @@ from .optim import make_optimizer
 from .recipe import Recipe
 
 FORMAT = "resnas-checkpoint/1"
+WEIGHTS_FORMAT = "resnas-weights/1"  # an ended run's final weights: no optimizer, schedule or generators
 FILE_NAME = "checkpoint.pt"  # in a run's folder, beside its metrics.json
+WEIGHTS_NAME = "weights.pt"  # what `keep_weights` leaves in that folder instead
 REQUIRED = ("format", "arch", "recipe", "data", "epoch", "history", "model", "optimizer", "scheduler", "rng")
+RESUMABLE = ("optimizer", "scheduler", "rng")  # what only resuming needs
+WEIGHTS_REQUIRED = tuple(k for k in REQUIRED if k not in RESUMABLE)
 
 
 def save(path: str | Path, state: dict) -> Path:
@@ -36,6 +45,20 @@ def save(path: str | Path, state: dict) -> Path:
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, **state}, buffer)
     return write_atomic(path, lambda f: f.write(buffer.getbuffer()), durable=True)
+
+
+def keep_weights(folder: str | Path) -> Path:
+    """Replace `folder`'s checkpoint.pt by weights.pt (its weights, arch, recipe, data and history): what
+    is worth keeping of a run that has ended. The checkpoint is checked as it is read, so a damaged one
+    is a `ResnasError`, and is removed only once the weights are safely written."""
+    source = Path(folder) / FILE_NAME
+    state = load(source)
+    kept = {k: state[k] for k in WEIGHTS_REQUIRED if k != "format"}
+    path = write_atomic(
+        Path(folder) / WEIGHTS_NAME, lambda f: torch.save({"format": WEIGHTS_FORMAT, **kept}, f), durable=True
+    )
+    source.unlink()
+    return path
 
 
 def training_state(
@@ -60,14 +83,16 @@ def training_state(
 
 
 def load(path: str | Path) -> dict:
-    """A checkpoint written by `save`, tensors on the CPU; any other file is a `ResnasError`.
+    """A checkpoint written by `save` (or `keep_weights`), tensors on the CPU; any other file is a
+    `ResnasError`. A folder means its checkpoint.pt, else its weights.pt.
 
     Every part a resumed run or an evaluation reads is checked here (types, the weights' names and
     shapes against the arch, the optimizer and scheduler states), so a damaged or tampered file is
     one message naming it, never a traceback halfway through restoring it."""
     path = Path(path)
     if path.is_dir():
-        path = path / FILE_NAME
+        full, weights = path / FILE_NAME, path / WEIGHTS_NAME
+        path = weights if weights.is_file() and not full.exists() else full
     if not path.is_file():
         raise ResnasError(f"{path}: no such checkpoint file", field="checkpoint")
     try:
@@ -97,12 +122,12 @@ def load(path: str | Path) -> dict:
         raise ResnasError(
             f"{path}: unreadable, the file is truncated or corrupt ({_detail(e)})", field="checkpoint"
         ) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in (FORMAT, WEIGHTS_FORMAT):
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ResnasError(
             f"{path}: not a resnas checkpoint (format {found!r}, expected {FORMAT!r})", field="checkpoint"
         )
-    missing = [k for k in REQUIRED if k not in state]
+    missing = [k for k in (REQUIRED if state["format"] == FORMAT else WEIGHTS_REQUIRED) if k not in state]
     if missing:
         raise ResnasError(f"{path}: damaged resnas checkpoint, missing {', '.join(missing)}", field="checkpoint")
     _check(path, state)
@@ -160,7 +185,8 @@ def _check(path: Path, state: dict) -> None:
 
 def _check_restore(arch, recipe, state: dict, damaged) -> None:
     """Restore weights, optimizer and scheduler onto a model on the meta device (no memory, no compute):
-    what fails here would fail halfway through `resnas train --resume` or `resnas evaluate`."""
+    what fails here would fail halfway through `resnas train --resume` or `resnas evaluate`. A weights
+    file has only the weights to check."""
     weights = state["model"]
     if not isinstance(weights, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
@@ -180,6 +206,8 @@ def _check_restore(arch, recipe, state: dict, damaged) -> None:
             else f"{wrong[0]} has shape {list(weights[wrong[0]].shape)}, the arch needs {list(expected[wrong[0]])}"
         )
         raise damaged("model", f"weights do not match the arch it records ({problem})")
+    if state["format"] == WEIGHTS_FORMAT:
+        return
     try:
         optimizer = make_optimizer(model, recipe)
         optimizer.load_state_dict(state["optimizer"])
@@ -228,6 +256,12 @@ def load_matching(path: Path | None, arch: Arch, recipe: Recipe, data: Data) -> 
     if path is None:
         raise ResnasError("resuming needs the output folder that holds checkpoint.pt", field="out")
     state = load(path)
+    if state["format"] == WEIGHTS_FORMAT:
+        raise ResnasError(
+            f"{path}: holds an ended run's final weights only, without the optimizer state that resuming "
+            "needs: evaluate or export it, or train again without --resume",
+            field="resume",
+        )
     if state["arch"] != arch.to_dict():
         raise ResnasError(
             f"{path}: the checkpoint is of another arch ({Arch.from_dict(state['arch']).summary()})", field="resume"

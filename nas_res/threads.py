@@ -39,6 +39,18 @@ def plan_threads(requested: int | None = None, processes: int = 1, field: str = 
     return env_threads() or max(1, usable_cores() // max(1, processes))
 
 
+GPU_THREADS = 4  # a GPU worker's CPU threads launch kernels and do the little host work: a few suffice
+
+
+def worker_threads(requested: int | None, gpus: tuple[int, ...], count: int) -> int:
+    """CPU threads per worker: `requested` (--threads), else OMP_NUM_THREADS, else the usable cores split
+    among the CPU workers (so that workers x threads never exceeds them), or a few per GPU worker."""
+    processes = len(gpus) or count
+    if gpus and requested is None and env_threads() is None:
+        return min(GPU_THREADS, plan_threads(None, processes))
+    return plan_threads(requested, processes)
+
+
 def use_threads(count: int) -> None:
     """Make this process's torch use `count` threads for its operators."""
     torch.set_num_threads(max(1, count))

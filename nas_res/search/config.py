@@ -17,6 +17,7 @@ from ..dims import Dim
 from ..recipe import PRESETS, Recipe
 from ..space import DesignSpace
 from ..spec import Spec
+from .keep import KeepPolicy
 
 SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid")
 OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params")
@@ -44,6 +45,8 @@ FIELDS = (
     "gpus",
     "seed",
     "checkpoints",
+    "keep_checkpoints",
+    "threads",
 )
 
 
@@ -72,6 +75,8 @@ class SearchConfig:
     gpus: tuple[int, ...] = ()
     seed: int = 0
     checkpoints: str | None = None
+    keep_checkpoints: KeepPolicy = field(default_factory=KeepPolicy)  # this host's own: not pinned
+    threads: int | None = None  # per worker; None: OMP_NUM_THREADS, else the cores split (threads.worker_threads)
 
     @property
     def multi_objective(self) -> bool:

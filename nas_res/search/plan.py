@@ -21,6 +21,7 @@ from ..results.store import Store
 from ..space import load_space
 from ..yamlfile import read_yaml
 from .config import FIELDS, OBJECTIVES, PRUNERS, SAMPLERS, SearchConfig, space_from_snapshot
+from .keep import DEFAULT_KEEP, KeepPolicy
 
 
 def parse_seconds(text: Any, what: str) -> float | None:
@@ -180,6 +181,8 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
         gpus=gpus,
         seed=_int(given, "seed", 0),
         checkpoints=given.get("checkpoints"),
+        keep_checkpoints=KeepPolicy.parse(given.get("keep_checkpoints", DEFAULT_KEEP)),
+        threads=None if given.get("threads") is None else _int(given, "threads", 1, low=1),
     )
     if stored:
         check_same(stored, config.pinned(), name)

@@ -5,6 +5,9 @@ Training in a separate process means a crash, an out-of-memory kill or a hang co
 the study. A worker loads the data once, then trains the jobs it is sent; after each epoch it
 reports and waits for the coordinator's decision (go on or prune), so pruning stays with the one
 process that speaks to Optuna.
+
+Each worker uses the CPU threads its job says (`threads.worker_threads`): torch's default of one per
+core, in every worker, had them fighting over the cores.
 """
 
 from __future__ import annotations
@@ -18,27 +21,37 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from .. import checkpoint
 from ..arch import Arch
-from ..data import load_data
+from ..data import Data, load_data
 from ..errors import ResnasError
 from ..recipe import Recipe
+from ..status import RunStatus
+from ..threads import use_threads, worker_threads
 from ..train import Pruned, train
+from .keep import KeepPolicy, end_files, take_over, trial_folder
 
 # ---- the protocol ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Job:
-    """Coordinator -> worker: train this architecture with this recipe; checkpoints into this folder."""
+    """Coordinator -> worker: train this architecture with this recipe, on this many threads; checkpoints
+    into this folder, kept at the end as `keep` says; `resume_from`: the trial it retries, whose folder
+    (beside this one) may hold a checkpoint to continue."""
 
     trial: int
     arch: dict
     recipe: dict
     checkpoint_dir: str
+    threads: int
+    keep: str
+    resume_from: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,7 +80,8 @@ class Epoch:
 
 @dataclass(frozen=True)
 class Done:
-    """Training ended (any status: ok, pruned, diverged, ...); `record` is `Result.to_dict()`."""
+    """Training ended (any status: ok, pruned, diverged, ...); `record` is `Result.to_dict()` with the
+    threads it ran on and, for a retry that continued its predecessor, `resumed` (trial and epochs)."""
 
     worker: int
     trial: int
@@ -106,6 +120,7 @@ class Assignment:
     run_id: int
     epochs: int
     asked: float  # when the suggestion was asked for (orchestration time starts here)
+    retry_of: int | None = None  # the trial whose parameters this one tries again
     started: float = field(default_factory=time.time)
     epoch: int = 0
     val_acc: float | None = None
@@ -142,7 +157,7 @@ class Worker:
         return self.process is not None and self.process.is_alive()
 
     def send(self, job: Job, assignment: Assignment) -> None:
-        self.job = assignment
+        self.job, self.threads = assignment, job.threads
         self.jobs.put(job)
 
     def decide(self, prune: bool) -> None:
@@ -171,13 +186,13 @@ class Worker:
 
 
 class Pool:
-    """This host's workers: one per GPU, or `count` on the CPU, sharing the cores between them."""
+    """This host's workers: one per GPU, or `count` on the CPU, sharing the cores between them (each job
+    then says its own thread count: `Job.threads`)."""
 
     def __init__(self, gpus: tuple[int, ...], count: int, data_args: dict):
         self.out = context().Queue()
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         devices = [f"cuda:{g}" for g in gpus] or ["cpu"] * count
-        threads = max(1, cores // len(devices))
+        threads = worker_threads(None, gpus, count)
         self.workers = [Worker(i, d, threads, data_args, self.out) for i, d in enumerate(devices)]
 
     def start(self) -> None:
@@ -210,7 +225,7 @@ def main(index: int, device: str, threads: int, data_args: dict, jobs, control, 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    torch.set_num_threads(max(1, threads))
+    use_threads(threads)
     try:
         data = load_data(**data_args)
     except ResnasError as e:
@@ -231,20 +246,47 @@ def main(index: int, device: str, threads: int, data_args: dict, jobs, control, 
             if prune:
                 raise Pruned(f"pruned after epoch {m.epoch} (val acc {m.val_acc:.2f}%)")
 
+        folder, keep = Path(job.checkpoint_dir), KeepPolicy.parse(job.keep)
         try:
+            use_threads(job.threads)
+            arch, recipe = Arch.from_dict(job.arch), Recipe.from_dict(job.recipe)
+            resumed = _resume(job, folder, arch, recipe, data, (index, out, control))
             start = time.perf_counter()
             result = train(
-                Arch.from_dict(job.arch),
+                arch,
                 data,
-                Recipe.from_dict(job.recipe),
+                recipe,
                 device=device,
                 on_epoch=on_epoch,
-                out=job.checkpoint_dir,
+                out=folder,
+                resume=resumed is not None,
             )
-            out.put(Done(index, job.trial, result.to_dict(), time.perf_counter() - start - waited[0]))
+            seconds = time.perf_counter() - start - waited[0]
+            end_files(folder, result.status, keep)
+            record = {**result.to_dict(), "threads": torch.get_num_threads(), "resumed": resumed}
+            out.put(Done(index, job.trial, record, seconds))
         except Exception as e:  # noqa: BLE001 - a candidate must not take the worker down with it
             tail = traceback.format_exc(limit=-3).strip().splitlines()
+            end_files(folder, RunStatus.ERROR, keep)
             out.put(Raised(index, job.trial, f"{type(e).__name__}: {e} ({' | '.join(tail[-3:])})"[:2000]))
+
+
+def _resume(job: Job, folder: Path, arch: Arch, recipe: Recipe, data: Data, link: tuple) -> dict | None:
+    """Continue the attempt this trial retries, if its checkpoint is on this host and fits: move it here
+    and report the epochs it holds again, so that Optuna has every step of this trial (the pruner decided
+    on them when they ran: its answers now are not acted on). None when the trial starts over."""
+    if job.resume_from is None or not take_over(trial_folder(folder.parent, job.resume_from), folder):
+        return None
+    try:
+        history = checkpoint.load_matching(folder / checkpoint.FILE_NAME, arch, recipe, data)["history"]
+    except ResnasError:  # damaged, or written by another recipe or data: start over
+        (folder / checkpoint.FILE_NAME).unlink(missing_ok=True)
+        return None
+    index, out, control = link
+    for row in history:  # as stored: non-finite values already None
+        out.put(Epoch(index, job.trial, dict(row)))
+        control.get()
+    return {"trial": job.resume_from, "epochs": len(history)}
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -1,4 +1,5 @@
-"""What a running search looks like from one host: counts, the best so far, each worker's trial.
+"""What a running search looks like from one host: counts, the best so far, each worker's trial, and
+what its checkpoints take on disk.
 
 The coordinator updates it after every event and hands it to `on_update` (the CLI's live view);
 `run` returns it when the search ends. The workers are the pool's own objects, not a copy.
@@ -24,6 +25,16 @@ class Best:
 
 
 @dataclass
+class Disk:
+    """This host's checkpoint folder: the policy holding it, the trials with files there, their bytes."""
+
+    policy: str = ""
+    folder: str = ""
+    trials: int = 0
+    bytes: int = 0
+
+
+@dataclass
 class SearchState:
     """`counts` are this coordinator's own; `counted` and `running_all` are the study's, over every host."""
 
@@ -40,6 +51,7 @@ class SearchState:
     interrupted: bool = False
     stopped_by: str = ""
     db_errors: int = 0  # database calls that failed and were retried (a restart, say)
+    disk: Disk = field(default_factory=Disk)
 
     @property
     def running(self) -> int:
@@ -57,7 +69,7 @@ class SearchState:
             self.best = Best(number, value, cost.flops, cost.params, arch.summary())
 
     def to_dict(self) -> dict:
-        """For --json: the counts, the study's totals and the best trial."""
+        """For --json: the counts, the study's totals, the best trial, the checkpoints kept, the threads."""
         return {
             "study": self.study,
             "counts": self.counts,
@@ -66,4 +78,6 @@ class SearchState:
             "stopped_by": self.stopped_by,
             "best": dataclasses.asdict(self.best) if self.best else None,
             "db_errors": self.db_errors,
+            "checkpoints": dataclasses.asdict(self.disk),
+            "threads": [w.threads for w in self.workers],  # per worker, as its last trial reported
         }

@@ -3,7 +3,7 @@ and the result written to resnas's run row before Optuna is told.
 
 The order matters to every other host on the study: the run row exists from the moment a trial
 starts training, and its result is written before Optuna hears it, so no told trial lacks its run
-and no run lacks its trial.
+and no run lacks its trial. As trials end, their checkpoints are held to the keep policy (keep.py).
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..checkpoint import FILE_NAME
 from ..cost import Cost, cost
 from ..results.record import Run
 from ..results.store import Twin
 from ..status import RunStatus
+from ..threads import worker_threads
+from .keep import Keeper, checkpoint_of, discard, trial_folder
 from .pool import Assignment, Job, Worker
 from .study import COMPLETE, COUNTED, FAIL, PRUNED
 
@@ -33,6 +36,17 @@ class Trials:
         self.config = coordinator.config
         self.optuna, self.store, self.state = coordinator.optuna, coordinator.store, coordinator.state
         self.db = coordinator.db
+        self.threads = worker_threads(self.config.threads, self.config.gpus, self.config.workers)
+        self.keeper = Keeper(
+            self.config.keep_checkpoints,
+            coordinator.checkpoints,
+            self.config.study,
+            self.store,
+            self.db,
+            pareto_too=self.config.multi_objective,
+        )
+        self.state.disk = self.keeper.disk
+        self._settled = False
 
     # ---- from a suggestion to a worker -------------------------------------------------------------
     def dispatch(self, w: Worker) -> None:
@@ -40,6 +54,10 @@ class Trials:
         one trained in another study is reused (and counts); one already in this study is told its result
         again (the sampler learns it is a repeat) but does not count."""
         c, db, counts = self.c, self.db, self.state.counts
+        if not self._settled:  # a resumed study under a new policy: hold what is on disk to it at once
+            self._settled = True
+            self.keeper.settle()
+            self.keeper.measure(force=True)
         asked = time.time()
         for _ in range(MAX_ASKS):
             trial = db(self.optuna.ask)
@@ -98,10 +116,18 @@ class Trials:
             if run_id is None:  # another host took the last slot between our count and this claim
                 self._surplus(trial)
                 return
-            checkpoint_dir = str(c.checkpoints / f"trial-{trial.number:05d}")
+            resumes = retry_of is not None and (trial_folder(c.checkpoints, retry_of) / FILE_NAME).is_file()
             w.send(
-                Job(trial.number, arch.to_dict(), recipe, checkpoint_dir),
-                Assignment(trial, trial.number, arch, price, run_id, int(recipe["epochs"]), asked),
+                Job(
+                    trial.number,
+                    arch.to_dict(),
+                    recipe,
+                    str(trial_folder(c.checkpoints, trial.number)),
+                    threads=self.threads,
+                    keep=str(self.config.keep_checkpoints),
+                    resume_from=retry_of if resumes else None,
+                ),
+                Assignment(trial, trial.number, arch, price, run_id, int(recipe["epochs"]), asked, retry_of),
             )
             self.state.running_all += 1
             return
@@ -183,6 +209,7 @@ class Trials:
         job = w.job
         assert job is not None
         job.epoch, job.val_acc = metrics["epoch"], metrics["val_acc"]
+        self.keeper.measure()
         prune = False
         if not self.config.multi_objective:
             acc = metrics["val_acc"] if metrics["val_acc"] is not None else 0.0
@@ -195,6 +222,7 @@ class Trials:
         job = w.job
         assert job is not None
         values = self._values(best, job.cost) if status.ranks and best is not None else None
+        w.threads = record.get("threads", w.threads)
         self.finish(w, status, record.get("reason", ""), record=record, values=values)
         self.state.overheads.append(time.time() - job.asked - worker_seconds)
 
@@ -208,13 +236,15 @@ class Trials:
         values: list[float] | None = None,
     ) -> None:
         """Write the run, then tell Optuna, then free the worker. A trial cut short from outside (Ctrl-C, its
-        process killed) frees its slot and is tried once more with the same parameters."""
+        process killed) frees its slot and is tried once more with the same parameters, continuing from its
+        checkpoint; one that ended has its checkpoints held to the keep policy."""
         job = w.job
         assert job is not None
         trial, record = job.trial, record or {}
         best = (record.get("best") or {}).get("val_acc")
         wall = time.time() - job.started
-        ckpt = self.c.checkpoints / f"trial-{trial.number:05d}" / "checkpoint.pt"
+        folder = trial_folder(self.c.checkpoints, trial.number)
+        ckpt = checkpoint_of(folder)
         history = record.get("history", [])
         written = self.db(
             self.store.finish_run,
@@ -224,13 +254,14 @@ class Trials:
             history=history,
             epochs=len(history),
             best_val_acc=best,
-            checkpoint=str(ckpt) if ckpt.exists() else None,
+            checkpoint=str(ckpt) if ckpt else None,
             device=f"{record.get('device', w.device)}@{socket.gethostname()}"[:64],
             wall_seconds=wall,
             train_seconds=record.get("train_seconds"),
         )
         told = False
         attrs = {"status": status.value, COUNTED: status.counts, **({"reason": reason[:500]} if reason else {})}
+        attrs.update({k: record[k] for k in ("threads", "resumed") if record.get(k) is not None})
         if written and self.db(self.optuna.set, trial, **attrs):
             state = COMPLETE if values is not None else PRUNED if status is RunStatus.PRUNED else FAIL
             told = self.tell(trial, values, state)
@@ -253,4 +284,9 @@ class Trials:
             self.state.trial_seconds.append(wall)
             self.state.offer_best(trial.number, best if values is not None else None, job.arch, job.cost)
         w.job = None
+        if status is RunStatus.CRASHED and job.retry_of is not None:
+            discard(folder)  # a retry that crashed again is not tried a third time: its state is of no use
+        if status.counts:
+            self.keeper.settle()
+        self.keeper.measure(force=True)
         self.c.refresh_counts(force=True, quiet=True)
