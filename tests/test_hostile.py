@@ -396,7 +396,12 @@ OPTIONS = [  # (id, args builder, needles, typer usage error?)
     ("train --val-size inf", lambda t: [*TRAIN, "--out", t / "o", "--val-size", "inf"], ["--val-size", "inf"], False),
     ("train --val-size -1", lambda t: [*TRAIN, "--out", t / "o", "--val-size=-1"], ["--val-size"], False),
     ("train --val-size 0", lambda t: [*TRAIN, "--out", t / "o", "--val-size", "0"], ["--val-size"], False),
-    ("train --val-size 100000", lambda t: [*TRAIN, "--out", t / "o", "--val-size", "100000"], ["--val-size", "100000"], False),
+    (
+        "train --val-size 100000",
+        lambda t: [*TRAIN, "--out", t / "o", "--val-size", "100000"],
+        ["--val-size", "100000"],
+        False,
+    ),
     ("train --split-seed -1", lambda t: [*TRAIN, "--out", t / "o", "--split-seed=-1"], ["--split-seed"], False),
     ("train --image-size -1", lambda t: [*TRAIN, "--out", t / "o", "--image-size=-1"], ["--image-size"], False),
     ("train --device tpu", lambda t: [*TRAIN[:-2], "--out", t / "o", "--device", "tpu"], ["'tpu'"], False),

@@ -25,7 +25,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import optuna
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..arch import Arch
 from ..data import load_data
@@ -36,7 +38,7 @@ from ..results.store import Store
 from ..status import RunStatus
 from ..train import resolve_device
 from .config import SearchConfig, recipe_key
-from .liveness import DB_PATIENCE, Heartbeat, host_id, owner_gone, patiently, sigterm_as_interrupt
+from .liveness import DB_PATIENCE, Heartbeat, host_id, owner_gone, patiently, sigterm_as_interrupt, storage_full
 from .pool import Done, Epoch, Fatal, Pool, Raised, Ready
 from .state import SearchState
 from .study import GIVEN_ARCH, GIVEN_SEED, OptunaStudy, make_sampler
@@ -202,6 +204,12 @@ class Coordinator:
                 self.on_update(self.state)
             if time.time() >= self.deadline:
                 self.state.stopped_by = "timeout"
+        except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
+            full = storage_full(e, safe_url(self.store.url))
+            if full is None:
+                raise
+            self.state.interrupted = True  # its trials stay `running`; a resumed search tries them again
+            raise full from None
         except KeyboardInterrupt:
             self.state.interrupted = True
             for w in self.pool.workers:

@@ -66,12 +66,34 @@ def patiently(fn: Callable, *args, patience: float, what: str, on_retry: Callabl
             cause = e if isinstance(e, (OperationalError, InterfaceError)) else e.__cause__
             if not isinstance(cause, (OperationalError, InterfaceError)):
                 raise  # not the connection: a real error, not something to wait out
+            full = storage_full(e, what)
+            if full:
+                raise full from None  # waiting does not free a disk
             if time.time() > give_up:
                 first = str(getattr(cause, "orig", None) or cause).strip().splitlines()[0][:200]
                 raise ResnasError(f"lost the storage {what}: {first}") from None
             on_retry(e)
             time.sleep(delay)
             delay = min(2 * delay, 5.0)
+
+
+FULL = ("database or disk is full", "no space left on device", "disk full", "could not extend file", "disk i/o error")
+
+
+def storage_full(error: BaseException, what: str) -> ResnasError | None:
+    """The error a database call raises when its disk is full (or refuses writes: SQLite says "disk I/O
+    error" past a file-size limit), as one message naming the storage; None for any other error. What
+    was committed before stays, so the same command resumes once there is room."""
+    seen: BaseException | None = error
+    while seen is not None:
+        text = str(getattr(seen, "orig", None) or seen).strip()
+        if any(f in text.lower() for f in FULL):
+            return ResnasError(
+                f"cannot write to the storage {what} ({text.splitlines()[0][:120]}): the results so far are "
+                "kept; make room on its disk, then run the same command to resume"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def host_id() -> str:
