@@ -19,7 +19,7 @@ from typing import Any
 from .arch import Arch
 from .recipe import Recipe
 from .results.export import export
-from .results.report import compare
+from .results.report import check_distinct, compare
 from .results.report import leaderboard as _leaderboard
 from .results.report import studies as _studies
 from .results.store import Store
@@ -144,10 +144,12 @@ def leaderboard(
 def compare_studies(names: Sequence[str], *, storage: str | None = None) -> list[dict]:
     """Studies side by side: accuracy statistics overall and inside the FLOPs range all of them cover."""
     store = Store(storage)
+    check_distinct([(name, store.url) for name in names])  # a study beside itself shows no difference
     return compare({name: _leaderboard(store, name) for name in names})
 
 
 def export_study(study: str, out: str | Path, *, storage: str | None = None, **options: Any) -> list[Path]:
     """Write the best architectures as files `resnas train` and `nas_res.load_arch` read (as `resnas
-    export`); `options`: top, front, fmt, weights, onnx, test, data_dir. Returns the paths written."""
+    export`); `options`: top, front, fmt, weights, onnx, onnx_input (raw, uint8 or normalized), test, data_dir.
+    Returns the paths written."""
     return export(Store(storage), study, out, **options)

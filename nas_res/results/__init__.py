@@ -5,7 +5,8 @@ it reads, `export` writes the best architectures as files, `transfer` copies a s
 storages, `plots` draws studies.
 """
 
-from .export import evaluate_runs, export, write_onnx
+from .export import evaluate_runs, export
+from .onnx_file import write_onnx
 from .record import Run, StudyRows
 from .report import check_top, compare, leaderboard, pareto, rank, studies, study_runs
 from .schema import REUSED_ELSEWHERE, SCHEMA_VERSION, STUDY_NAME, check_study_name
