@@ -287,3 +287,14 @@ def test_train_threads(tmp_path):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_two_studies_cannot_share_a_checkpoints_folder(tmp_path):
+    storage, folder = sqlite_url(tmp_path), tmp_path / "ck"
+    first = run_cli(
+        [*SEARCH, "--trials", "1", "--study", "one", "--storage", storage, "--checkpoints", folder], tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    args = [*SEARCH, "--trials", "1", "--study", "two", "--storage", storage, "--checkpoints", folder]
+    result = refused(invoke(args), "--checkpoints", str(folder), "'one'")
+    assert "new study" not in result.stderr and Store(storage).study_config("two") is None

@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..arch import Arch
 from ..data import load_data
 from ..errors import ResnasError
-from ..files import check_writable
+from ..files import check_writable, write_text
 from ..results.storage import DEFAULT_STORAGE, safe_url, sqlite_file
 from ..results.store import Store
 from ..status import RunStatus
@@ -46,6 +46,7 @@ from .trials import Trials
 
 HEARTBEAT, GRACE = 10, 60  # seconds: heartbeat interval, and silence after which a trial is failed
 GIVEN_KEY, GIVEN_MODE = "resnas:given", "resnas:given_archs"  # trial attribute; study attribute
+STUDY_MARKER = ".resnas-study"  # in a checkpoints folder: the study whose trials it holds
 COORDINATORS = "resnas:coordinators"  # study attribute: the processes (host:pid) that worked on it
 
 
@@ -97,6 +98,7 @@ class Coordinator:
             check_writable(Path(str(url.database)).expanduser(), field="--storage")
         self.checkpoints = Path(config.checkpoints) if config.checkpoints else self._default_checkpoints()
         check_writable(self.checkpoints, field="--checkpoints", folder=True)  # not after a trial's training
+        self._claim_folder()
         self.host = host_id()
         self.owner = f"{self.host}:{os.getpid()}"
         data = load_data(
@@ -175,6 +177,20 @@ class Coordinator:
         if not self.salted:
             self.salted = True
             self.optuna.use_sampler(make_sampler(self.config, parallel=True, salt=self.owner))
+
+    def _claim_folder(self) -> None:
+        """Mark the checkpoints folder as this study's: trial folders are named by trial number, so two
+        studies sharing one would overwrite each other's checkpoints."""
+        marker = self.checkpoints / STUDY_MARKER
+        owner = marker.read_text().strip() if marker.is_file() else None
+        if owner is not None and owner != self.config.study:
+            raise ResnasError(
+                f"{self.checkpoints} holds the checkpoints of study {owner!r}; give study "
+                f"{self.config.study!r} a folder of its own",
+                field="--checkpoints",
+            )
+        if owner is None:
+            write_text(marker, self.config.study + "\n", field="--checkpoints")
 
     def _default_checkpoints(self) -> Path:
         url = make_url(self.config.storage or DEFAULT_STORAGE)
