@@ -53,6 +53,8 @@ def plan_search(
     gpus: Sequence[int] | None = None,
     seed: int | None = None,
     checkpoints: str | None = None,
+    keep_checkpoints: str | None = None,
+    threads: int | None = None,
 ) -> tuple[SearchConfig, bool]:
     """The search these arguments (and `file`, a study recipe; and the stored study, if it exists) describe,
     checked, and whether the study exists already. None means "not given": the study file's value, else
@@ -85,6 +87,8 @@ def join_study(
     gpus: Sequence[int] | None = None,
     data_dir: str | None = None,
     checkpoints: str | None = None,
+    keep_checkpoints: str | None = None,
+    threads: int | None = None,
     timeout: str | float | None = None,
     on_update: Callable[[SearchState], None] | None = None,
     heartbeat: int = HEARTBEAT,
@@ -98,6 +102,8 @@ def join_study(
         "gpus": list(gpus) if gpus else None,
         "data_dir": data_dir,
         "checkpoints": checkpoints,
+        "keep_checkpoints": keep_checkpoints,
+        "threads": threads,
         "timeout": timeout,
     }
     config, _ = plan(given, join=True)

@@ -10,8 +10,6 @@ shuffling state, so a resumed run sees the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 
@@ -163,8 +161,7 @@ class FileBatches:
         pad, flip = (data.pad, data.flip) if train else (0, False)
         self.device = device
         self.generator = torch.Generator().manual_seed(seed)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        workers = min(8, cores)
+        workers = min(8, torch.get_num_threads())  # this process's share of the cores (nas_res.threads)
         self.loader = torch.utils.data.DataLoader(
             _FileDataset(part, data.size, pad, flip),
             batch_size=batch_size,

@@ -298,3 +298,16 @@ def test_two_studies_cannot_share_a_checkpoints_folder(tmp_path):
     args = [*SEARCH, "--trials", "1", "--study", "two", "--storage", storage, "--checkpoints", folder]
     result = refused(invoke(args), "--checkpoints", str(folder), "'one'")
     assert "new study" not in result.stderr and Store(storage).study_config("two") is None
+
+
+def test_exporting_weights_a_search_did_not_keep_says_why(tmp_path):
+    storage = sqlite_url(tmp_path)
+    args = [*SEARCH, "--trials", "1", "--study", "k", "--storage", storage, "--keep-checkpoints", "none"]
+    done = run_cli(args, tmp_path)
+    assert done.returncode == 0, done.stderr
+    refused(
+        invoke(["export", "k", "--storage", storage, "--out", tmp_path / "x", "--weights"]),
+        "--weights",
+        "kept no weights",
+        "--keep-checkpoints",
+    )

@@ -175,6 +175,12 @@ def _checked_state(run: Run, study: str, field: str) -> dict:
 
 def _check_checkpoint(run: Run, study: str, field: str, purpose: str) -> str:
     """The run's checkpoint, which must be on this machine for what `field` asks."""
+    if not run.checkpoint and run.status.ranks and not run.reused:
+        raise ResnasError(
+            f"trial {run.trial} of {study!r} kept no weights: a search keeps only the best trials' final "
+            f"weights (--keep-checkpoints, default best:5){purpose}; export one of those, or re-train it",
+            field=field,
+        )
     if not run.checkpoint or not Path(run.checkpoint).exists():
         raise ResnasError(
             f"trial {run.trial} of {study!r} has no checkpoint on this machine "
