@@ -304,7 +304,7 @@ def test_val_size_leaving_fewer_training_images_than_classes(tmp_path):
     # digits: 1,438 images for training and validation; 1437 would leave one image for ten classes
     refused(
         invoke([*TRAIN, "--val-size", "1437", "--out", tmp_path / "o"]),
-        "val_size",
+        "--val-size",
         "1437 of 1,438",
         "leaves 1 for training",
         "10 classes",

@@ -29,6 +29,7 @@ from test_hostile import FAST, ROOT, SPACE, invoke, refused, run_cli, squash
 
 from nas_res import __version__
 from nas_res.results import Store
+from nas_res.search.keep import checkpoint_root
 from nas_res.search.liveness import patiently, storage_full
 from nas_res.search.plan import default_study_name
 
@@ -52,27 +53,17 @@ def tmpfs(where: Path, size: str, read_only: bool = False):
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
-def limited(max_bytes: int):
-    """preexec_fn: files this process writes stop at `max_bytes` (EFBIG, not a SIGXFSZ kill)."""
-
-    def apply() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
-
-    return apply
-
-
-def cli(args: list, cwd: Path, preexec=None, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "nas_res.cli.main", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        preexec_fn=preexec,
-    )
+@contextlib.contextmanager
+def file_size_limit(max_bytes: int):
+    """Files this process writes stop at `max_bytes` (EFBIG, not a SIGXFSZ kill), then the limit is lifted."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
 
 
 def running(storage: str, study: str) -> bool:
@@ -110,23 +101,23 @@ def test_train_out_on_a_read_only_file_system(tmp_path):
 
 def test_train_on_a_full_disk_keeps_the_last_checkpoint_and_resumes(tmp_path):
     out = tmp_path / "run"
-    first = cli([*TRAIN, "--out", out], tmp_path)
-    assert first.returncode == 0, first.stderr
+    assert invoke([*TRAIN, "--out", out]).exit_code == 0
     before = (out / "checkpoint.pt").read_bytes()
-    full = cli([*TRAIN, "--out", out, "--overwrite"], tmp_path, preexec=limited(64_000))
-    one_error(full, "cannot write", str(out / "checkpoint.pt"))
-    assert (out / "checkpoint.pt").read_bytes() == before  # the full disk cost the new epoch, not the old one
+    with file_size_limit(64_000):  # this process's files stop at 64 kB: the next checkpoint cannot be written
+        full = invoke([*TRAIN, "--out", out, "--overwrite"])
+    refused(full, "cannot write", str(out / "checkpoint.pt"))
+    assert (out / "checkpoint.pt").read_bytes() == before  # the full disk cost the new run, not the old one
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
-    again = cli([*TRAIN, "--out", out, "--resume", "--json"], tmp_path)  # the kept one is whole
-    assert again.returncode == 0, again.stderr
+    again = invoke([*TRAIN, "--out", out, "--resume", "--json"])  # the kept one is whole
+    assert again.exit_code == 0, again.stdout
     assert len(json.loads(again.stdout)["history"]) == 1
 
 
-def test_search_on_a_full_storage_says_so_and_resumes(tmp_path):
+def test_search_on_a_full_storage_says_so_and_keeps_what_was_committed(tmp_path):
     with tmpfs(tmp_path / "full", "600k") as full:
         storage = f"sqlite:///{full / 's.db'}"
         args = [*SEARCH, "--trials", "60", "--study", "f", "--storage", storage, "--checkpoints", tmp_path / "ck"]
-        done = cli(args, tmp_path)
+        done = run_cli(args, tmp_path)
         one_error(done, "cannot write to the storage", "full", "run the same command to resume")
         assert Store(storage).study_config("f") is not None  # what was committed is still there
 
@@ -291,23 +282,8 @@ def test_train_threads(tmp_path):
 
 def test_two_studies_cannot_share_a_checkpoints_folder(tmp_path):
     storage, folder = sqlite_url(tmp_path), tmp_path / "ck"
-    first = run_cli(
-        [*SEARCH, "--trials", "1", "--study", "one", "--storage", storage, "--checkpoints", folder], tmp_path
-    )
-    assert first.returncode == 0, first.stderr
+    assert checkpoint_root("one", str(folder), storage) == folder  # what study one's search did first
+    assert checkpoint_root("one", str(folder), storage) == folder  # and does again on resume
     args = [*SEARCH, "--trials", "1", "--study", "two", "--storage", storage, "--checkpoints", folder]
     result = refused(invoke(args), "--checkpoints", str(folder), "'one'")
     assert "new study" not in result.stderr and Store(storage).study_config("two") is None
-
-
-def test_exporting_weights_a_search_did_not_keep_says_why(tmp_path):
-    storage = sqlite_url(tmp_path)
-    args = [*SEARCH, "--trials", "1", "--study", "k", "--storage", storage, "--keep-checkpoints", "none"]
-    done = run_cli(args, tmp_path)
-    assert done.returncode == 0, done.stderr
-    refused(
-        invoke(["export", "k", "--storage", storage, "--out", tmp_path / "x", "--weights"]),
-        "--weights",
-        "kept no weights",
-        "--keep-checkpoints",
-    )

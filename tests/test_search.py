@@ -35,9 +35,9 @@ def _search(tmp_path: Path, **options):
         "trials": 4,
         "epochs": 1,
         "storage": sqlite_url(tmp_path),
-        "checkpoints": str(tmp_path / "ckpt"),
         **options,
     }
+    options.setdefault("checkpoints", str(tmp_path / "ckpt" / options.get("study", "default")))  # one per study
     config, existed = plan(options)
     return config, existed, Coordinator(config).run()
 

@@ -37,7 +37,8 @@ def _options(tmp: Path, study: str, **extra) -> dict:
 
 
 def _files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    """The trials' files (not the folder's study marker)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("trial-*/*") if p.is_file())
 
 
 def _trained(storage: str, study: str) -> list:
@@ -71,7 +72,7 @@ def test_the_default_keeps_the_five_best_final_weights_and_cpu_workers_split_the
     assert len([p for p in written if p.suffix == ".pt"]) == 5
     r = runner.invoke(app, ["evaluate", str(written[-1]), "--device", "cpu", "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["split"] == "test", r.output
-    with pytest.raises(ResnasError, match=f"trial {rows[5]['trial']} of 'kept' has no checkpoint"):
+    with pytest.raises(ResnasError, match=f"trial {rows[5]['trial']} of 'kept' kept no weights"):
         export(Store(config.storage), "kept", tmp_path / "all", top=6, weights=True)
     resumed = tmp_path / "resume"  # final weights are not a state to continue training from
     resumed.mkdir()

@@ -22,7 +22,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -30,23 +29,21 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..arch import Arch
-from ..data import load_data
 from ..errors import ResnasError
-from ..files import check_writable, write_text
-from ..results.storage import DEFAULT_STORAGE, safe_url, sqlite_file
+from ..results.storage import DEFAULT_STORAGE, safe_url
 from ..results.store import Store
 from ..status import RunStatus
-from ..train import resolve_device
 from .config import SearchConfig, recipe_key
+from .keep import checkpoint_root
 from .liveness import DB_PATIENCE, Heartbeat, host_id, owner_gone, patiently, sigterm_as_interrupt, storage_full
 from .pool import Done, Epoch, Fatal, Pool, Raised, Ready
+from .preflight import preflight
 from .state import SearchState
 from .study import GIVEN_ARCH, GIVEN_SEED, OptunaStudy, make_sampler
 from .trials import Trials
 
 HEARTBEAT, GRACE = 10, 60  # seconds: heartbeat interval, and silence after which a trial is failed
 GIVEN_KEY, GIVEN_MODE = "resnas:given", "resnas:given_archs"  # trial attribute; study attribute
-STUDY_MARKER = ".resnas-study"  # in a checkpoints folder: the study whose trials it holds
 COORDINATORS = "resnas:coordinators"  # study attribute: the processes (host:pid) that worked on it
 
 
@@ -81,35 +78,13 @@ class Coordinator:
         self.config = config
         self.on_update = on_update or (lambda state: None)
         self.heartbeat, self.grace, self.db_patience = int(heartbeat), int(grace), db_patience
-        if self.heartbeat < 1 or self.grace <= self.heartbeat:
-            raise ResnasError(
-                f"the heartbeat ({heartbeat} s) must be at least 1 s and shorter than the grace period ({grace} s)",
-                field="--heartbeat",
-            )
-        for g in config.gpus:  # a GPU this machine lacks is an error now, not a failure per trial
-            try:
-                resolve_device(f"cuda:{g}")
-            except ResnasError as e:
-                raise ResnasError(
-                    f"{e.bare.split('; use')[0]}; leave out --gpus to train on the CPU", field="--gpus"
-                ) from None
-        url = make_url(config.storage or DEFAULT_STORAGE)
-        if sqlite_file(url):  # its file is written after every trial
-            check_writable(Path(str(url.database)).expanduser(), field="--storage")
-        self.checkpoints = Path(config.checkpoints) if config.checkpoints else self._default_checkpoints()
-        check_writable(self.checkpoints, field="--checkpoints", folder=True)  # not after a trial's training
-        self._claim_folder()
+        self.shape = preflight(config, self.heartbeat, self.grace)
         self.host = host_id()
         self.owner = f"{self.host}:{os.getpid()}"
-        data = load_data(
-            config.dataset, data_dir=config.data_dir, val_size=config.val_size, split_seed=config.split_seed
-        )  # fail here, clearly, before a study is stored
-        config.recipe.check_batch(len(data.train))
-        self.shape = {"in_channels": data.channels, "classes": data.classes}
-        del data
         shared = join or make_url(config.storage or DEFAULT_STORAGE).get_backend_name() != "sqlite"
         sampler = make_sampler(config, parallel=config.workers > 1 or shared, salt=self.owner if join else "")
         self.store = Store(config.storage, create=True)
+        self.checkpoints = checkpoint_root(config.study, config.checkpoints, config.storage)  # before it is stored
         if self.store.study_config(config.study) is None:
             if join:
                 raise ResnasError(
@@ -177,26 +152,6 @@ class Coordinator:
         if not self.salted:
             self.salted = True
             self.optuna.use_sampler(make_sampler(self.config, parallel=True, salt=self.owner))
-
-    def _claim_folder(self) -> None:
-        """Mark the checkpoints folder as this study's: trial folders are named by trial number, so two
-        studies sharing one would overwrite each other's checkpoints."""
-        marker = self.checkpoints / STUDY_MARKER
-        owner = marker.read_text().strip() if marker.is_file() else None
-        if owner is not None and owner != self.config.study:
-            raise ResnasError(
-                f"{self.checkpoints} holds the checkpoints of study {owner!r}; give study "
-                f"{self.config.study!r} a folder of its own",
-                field="--checkpoints",
-            )
-        if owner is None:
-            write_text(marker, self.config.study + "\n", field="--checkpoints")
-
-    def _default_checkpoints(self) -> Path:
-        url = make_url(self.config.storage or DEFAULT_STORAGE)
-        if sqlite_file(url):
-            return Path(str(url.database)).expanduser().parent / "checkpoints" / self.config.study
-        return Path("studies") / "checkpoints" / self.config.study
 
     # ---- the loop --------------------------------------------------------------------------------
     def run(self) -> SearchState:

@@ -20,9 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from ..checkpoint import FILE_NAME, WEIGHTS_NAME, keep_weights
 from ..errors import ResnasError
+from ..files import check_writable, write_text
 from ..results.report import pareto, rank
+from ..results.storage import DEFAULT_STORAGE, sqlite_file
 from ..results.store import Store
 from ..status import RunStatus
 from .state import Disk
@@ -56,6 +60,30 @@ class KeepPolicy:
 
     def __str__(self) -> str:
         return f"best:{self.count}" if self.mode == "best" else self.mode
+
+
+STUDY_MARKER = ".resnas-study"  # in a checkpoints folder: the study whose trials it holds
+
+
+def checkpoint_root(study: str, given: str | None, storage: str | None) -> Path:
+    """Where a study's trials write their checkpoints: `given` (--checkpoints), else `checkpoints/STUDY`
+    beside a SQLite file, else studies/checkpoints/STUDY. Checked writable before any training, and
+    marked as the study's: trial folders are named by trial number, so two studies sharing one folder
+    would overwrite (and delete) each other's checkpoints."""
+    url = make_url(storage or DEFAULT_STORAGE)
+    base = Path(str(url.database)).expanduser().parent if sqlite_file(url) else Path("studies")
+    root = Path(given) if given else base / "checkpoints" / study
+    check_writable(root, field="--checkpoints", folder=True)
+    marker = root / STUDY_MARKER
+    owner = marker.read_text().strip() if marker.is_file() else None
+    if owner is not None and owner != study:
+        raise ResnasError(
+            f"{root} holds the checkpoints of study {owner!r}; give study {study!r} a folder of its own",
+            field="--checkpoints",
+        )
+    if owner is None:
+        write_text(marker, study + "\n", field="--checkpoints")
+    return root
 
 
 def trial_folder(root: Path, number: int) -> Path:

@@ -1,0 +1,42 @@
+"""What a search checks before it stores a study or starts a worker: that it can run at all.
+
+Each refusal here is one message naming the option, given before the banner and before any training,
+rather than a failure per trial (a missing GPU), after one (a storage or data that cannot be used),
+or as a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from ..data import load_data
+from ..device import resolve_device
+from ..errors import ResnasError
+from ..files import check_writable
+from ..results.storage import DEFAULT_STORAGE, sqlite_file
+from .config import SearchConfig
+
+
+def preflight(config: SearchConfig, heartbeat: int, grace: int) -> dict[str, int]:
+    """Refuse what cannot run (heartbeat, GPUs, an unwritable SQLite file, data that does not load or
+    is smaller than one batch); return the data's shape (`in_channels`, `classes`) for the archs."""
+    if heartbeat < 1 or grace <= heartbeat:
+        raise ResnasError(
+            f"the heartbeat ({heartbeat} s) must be at least 1 s and shorter than the grace period ({grace} s)",
+            field="--heartbeat",
+        )
+    for g in config.gpus:
+        try:
+            resolve_device(f"cuda:{g}")
+        except ResnasError as e:
+            raise ResnasError(
+                f"{e.bare.split('; use')[0]}; leave out --gpus to train on the CPU", field="--gpus"
+            ) from None
+    url = make_url(config.storage or DEFAULT_STORAGE)
+    if sqlite_file(url):  # its file is written after every trial
+        check_writable(Path(str(url.database)).expanduser(), field="--storage")
+    data = load_data(config.dataset, data_dir=config.data_dir, val_size=config.val_size, split_seed=config.split_seed)
+    config.recipe.check_batch(len(data.train))
+    return {"in_channels": data.channels, "classes": data.classes}
