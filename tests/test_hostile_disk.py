@@ -66,6 +66,13 @@ def file_size_limit(max_bytes: int):
         signal.signal(signal.SIGXFSZ, previous)
 
 
+def start(args: list, cwd: Path) -> subprocess.Popen:
+    """`resnas ARGS` started in its own process, its output piped: for tests that act while it runs."""
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "nas_res.cli.main", *map(str, args)]
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def running(storage: str, study: str) -> bool:
     """A trial of the study is training (the database may not exist yet)."""
     with contextlib.suppress(Exception):
@@ -183,13 +190,11 @@ def test_a_search_that_trains_nothing_exits_1_and_says_why(tmp_path):
 def test_two_searches_of_one_sqlite_study_never_train_an_arch_twice(tmp_path):
     storage = sqlite_url(tmp_path)
     args = [*SEARCH, "--trials", "6", "--study", "two", "--storage", storage, "--sampler", "random"]
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "nas_res.cli.main", *map(str, args)]
-    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = start(args, tmp_path)
     deadline = time.time() + 120
     while time.time() < deadline and not running(storage, "two"):  # the first one trains
         time.sleep(0.5)
-    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    second = run_cli(args, tmp_path)
     _, first_err = first.communicate(timeout=300)
     assert first.returncode == 0 and second.returncode == 0, (first_err, second.stderr)
     assert "new study" in first_err
@@ -203,9 +208,7 @@ def test_resuming_an_interrupted_trial_prints_no_optuna_warning(tmp_path):
     storage = sqlite_url(tmp_path)
     args = ["search", "--space", SPACE, "--dataset", "synthetic:1x8x8:10:1024", "--epochs", "10", "--trials", "2"]
     args += ["--study", "r", "--storage", storage]
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "nas_res.cli.main", *map(str, args)]
-    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start(args, tmp_path)
     deadline = time.time() + 120
     while time.time() < deadline and not running(storage, "r"):
         time.sleep(0.5)
@@ -224,9 +227,7 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_was_saved(tmp_path):
     out = tmp_path / "run"
     data = "synthetic:3x32x32:7:50000"  # 7 classes: the zoo net is fitted, and says so once the data is loaded
     args = ["train", "resnet20_cifar", "--dataset", data, "--epochs", "1", "--out", out]
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "nas_res.cli.main", *map(str, args)]
-    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start(args, tmp_path)
     assert proc.stderr is not None
     first = proc.stderr.readline()  # blocks until the data is loaded and training starts
     assert "classes 10->7" in first, first
