@@ -9,8 +9,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from nas_res import ResnasError
 from nas_res.cost import human
-from nas_res.data import DATASETS
+from nas_res.data import DATASETS, parse_train_size, with_train_size
 from nas_res.evaluation import evaluate_checkpoint
 from nas_res.recipe import Recipe
 from nas_res.training import TrainPlan, plan_training, run_training
@@ -45,6 +46,12 @@ def train_cmd(
         "0.1", "--val-size", help="Validation split: a count of images (an integer) or a fraction in (0, 1)."
     ),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/validation split."),
+    train_size: str = typer.Option(
+        "all",
+        "--train-size",
+        help="Train on a seeded, class-balanced part of the training split: a count of images (an integer), "
+        "a fraction in (0, 1], or all. The validation split stays the same.",
+    ),
     image_size: int | None = typer.Option(None, "--image-size", help="ImageFolder side (default: arch's)."),
     fit: bool | None = typer.Option(
         None,
@@ -65,6 +72,7 @@ def train_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Train a zoo net or an arch file on a dataset; checkpoint every epoch, metrics.json at the end."""
+    subset = parse_train_size(train_size, field="--train-size")  # refused before any work
     overrides = dict(
         epochs=epochs,
         batch_size=batch_size,
@@ -98,7 +106,14 @@ def train_cmd(
         download=download,
         threads=threads,
     )
-    data = plan.load_data()
+    # cut after loading: TrainPlan (nas_res.training) carries no train size; the same images as load_data's
+    data = with_train_size(plan.load_data(), subset, field="--train-size")
+    if len(data.train) < plan.recipe.batch_size:
+        raise ResnasError(
+            f"{plan.recipe.batch_size} is more than the {len(data.train):,} training images --train-size keeps; "
+            "lower --batch-size or raise --train-size",
+            field="--batch-size",
+        )
     arch = plan.arch_for(data)
     if arch != plan.arch:
         err.print(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 from .errors import ResnasError
 from .memory import check_room
 from .published import TORCHVISION, load_published
+from .subset import TrainSize, balanced_indices, parse_train_size, subset_count
 
 DATASETS = (
     "digits",
@@ -79,6 +80,11 @@ class Data:
     source: str
     split_seed: int
     extra: dict = field(default_factory=dict)
+    train_size: TrainSize = None  # the training subset asked for (None: the whole training split)
+    train_full: int = 0  # the training split's size before the subset was taken (0: len(train))
+
+    def __post_init__(self) -> None:
+        self.train_full = self.train_full or len(self.train)
 
     @property
     def in_memory(self) -> bool:
@@ -92,6 +98,8 @@ class Data:
             "classes": self.classes,
             "size": self.size,
             "train": len(self.train),
+            "train_size": self.train_size,
+            "train_full": self.train_full,
             "val": len(self.val),
             "test": len(self.test) if self.test else None,
             "pad": self.pad,
@@ -114,12 +122,16 @@ def load_data(
     augment: bool = True,
     memory_limit: int = IN_MEMORY_LIMIT,
     check: Callable[[int, int, int], None] | None = None,
+    train_size: object = None,
 ) -> Data:
     """Load the dataset `spec` names (see `DATASETS`), validation carved from train with `split_seed`.
 
     The test split is read only with `test=True` (an explicit final evaluation). `check(channels,
     classes, size)` is called before the split is carved, so a caller refuses data of the wrong shape
-    with its own message before anything else about the data is judged."""
+    with its own message before anything else about the data is judged. `train_size` (see
+    `parse_train_size`) keeps a seeded, class-balanced part of what validation left for training (a
+    search's proxy); the validation split is the same whatever it is."""
+    train_size = parse_train_size(train_size)  # refused before anything is read
     name, _, arg = spec.partition(":")
     name = name.strip().lower()
     root = Path(data_dir).expanduser() if data_dir else DEFAULT_DATA_DIR
@@ -133,14 +145,16 @@ def load_data(
         (xtr, ytr), (xte, yte), classes = _synthetic(arg, split_seed)
         source = f"random uint8 tensors {tuple(xtr.shape[1:])}, {classes} classes"
     elif name == "imagefolder":
-        return _imagefolder(arg, val_size, split_seed, test, image_size, augment, memory_limit, check)
+        return _imagefolder(arg, val_size, split_seed, test, image_size, augment, memory_limit, check, train_size)
     else:
         raise ResnasError(f"unknown dataset {spec!r}; known: {', '.join(DATASETS)}", field="dataset")
     if check:
         check(xtr.shape[1], classes, xtr.shape[-1])
     train, val = carve(Split(ytr, xtr), val_size, split_seed, classes)
-    assert train.images is not None, "carve keeps the images of an in-memory split"
-    mean, std = channel_stats(train.images)
+    full = len(train)
+    train = take_train(train, train_size, split_seed, classes)
+    assert train.images is not None, "carve and subset keep the images of an in-memory split"
+    mean, std = channel_stats(train.images)  # of the images trained on: a proxy's subset when there is one
     pad, flip = AUGMENT[name] if augment else (0, False)
     return Data(
         name,
@@ -157,7 +171,36 @@ def load_data(
         flip,
         source,
         split_seed,
+        train_size=train_size,
+        train_full=full,
     )
+
+
+def take_train(train: Split, train_size: TrainSize, seed: int, classes: int, field: str = "train_size") -> Split:
+    """The part of a (carved) training split that `train_size` asks for: all of it (None), else a
+    seeded, class-balanced subset (`nas_res.subset`)."""
+    n = subset_count(train_size, len(train), classes, field)
+    return train if n is None else train.subset(balanced_indices(train.labels, n, seed, classes))
+
+
+def with_train_size(data: Data, train_size: object, field: str = "train_size") -> Data:
+    """`data`, loaded whole, with its training split cut as `load_data(..., train_size=)` would cut
+    it (the same images, normalisation of the subset), for a caller that loaded the data first."""
+    parsed = parse_train_size(train_size, field)
+    train = take_train(data.train, parsed, data.split_seed, data.classes, field)
+    if train is data.train:
+        return data
+    mean, std = train_stats(train, data.size)
+    return replace(data, train=train, mean=mean, std=std, train_size=parsed, train_full=data.train_full)
+
+
+def train_stats(train: Split, size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of a training split: all its images in memory, else a sample of
+    about 256 of its files (decoding all of a large ImageFolder only for these would be slow)."""
+    if train.images is None:
+        train = decode(train.subset(torch.arange(0, len(train), max(1, len(train) // 256))), size)
+    assert train.images is not None, "decode returns an in-memory split"
+    return channel_stats(train.images)
 
 
 def parse_val_size(value: object, field: str = "val_size") -> float | int:
@@ -271,7 +314,15 @@ def _synthetic(arg: str, seed: int):
 
 
 def _imagefolder(
-    path: str, val_size, split_seed: int, test: bool, size: int, augment: bool, memory_limit: int, check=None
+    path: str,
+    val_size,
+    split_seed: int,
+    test: bool,
+    size: int,
+    augment: bool,
+    memory_limit: int,
+    check=None,
+    train_size: TrainSize = None,
 ):
     """`PATH/train/<class>/*.png` (validation carved from it) and `PATH/val/<class>/...` as the test split."""
     import torchvision.datasets as tvd
@@ -315,16 +366,13 @@ def _imagefolder(
     if check:
         check(3, len(classes), size)
     train, val = carve(Split(labels, files=files), val_size, split_seed, len(classes))
-    fits = (len(files) + (len(test_split) if test_split else 0)) * 3 * size * size <= memory_limit
-    if fits:  # decode once, then the same device-resident fast path as CIFAR
+    full = len(train)
+    train = take_train(train, train_size, split_seed, len(classes))  # before decoding: only what is trained on
+    kept = len(train) + len(val) + (len(test_split) if test_split else 0)
+    if kept * 3 * size * size <= memory_limit:  # decode once, then the same device-resident fast path as CIFAR
         train, val = decode(train, size), decode(val, size)
         test_split = decode(test_split, size) if test_split else None
-        assert train.images is not None, "decode returns an in-memory split"
-        mean, std = channel_stats(train.images)
-    else:
-        sample = decode(train.subset(torch.arange(0, len(train), max(1, len(train) // 256))), size)
-        assert sample.images is not None, "decode returns an in-memory split"
-        mean, std = channel_stats(sample.images)
+    mean, std = train_stats(train, size)  # of the images trained on: a proxy's subset when there is one
     pad, flip = (size // 8, True) if augment else (0, False)
     return Data(
         "imagefolder",
@@ -342,6 +390,8 @@ def _imagefolder(
         str(root),
         split_seed,
         {"class_names": classes},
+        train_size=train_size,
+        train_full=full,
     )
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from formats import use_checksums, write_cifar, write_imagefolder, write_mnist
 
 from nas_res import ResnasError
 from nas_res.batches import DeviceBatches, FileBatches, augment, batches
-from nas_res.data import Split, carve, load_data
+from nas_res.data import Split, carve, load_data, parse_train_size, with_train_size
+from nas_res.subset import balanced_indices
 
 CPU = torch.device("cpu")
 
@@ -202,3 +205,94 @@ def test_file_batches_apply_the_same_augmentations(tmp_path):
         px = _pixels(x, d)[:, :, 8, 8].round()  # the centre survives a crop with padding 2
         want = torch.tensor([colours[names[i]] for i in y], dtype=torch.float32)
         assert torch.allclose(px, want, atol=1)
+
+
+# ---- training subsets (a search's proxy) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (None, None),
+        ("all", None),
+        (" ALL ", None),
+        (1.0, None),
+        ("1.0", None),
+        (500, 500),
+        ("500", 500),
+        ("0.25", 0.25),
+    ],
+)
+def test_train_size_as_written(value, expected):
+    got = parse_train_size(value)
+    assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "value,needle",
+    [(0, "got 0"), (-5, "got -5"), ("0.0", "got 0.0"), (2.5, "got 2.5"), (2.0, "write 2"), ("abc", "'abc'"),
+     (True, "True"), ("nan", "nan"), ([1], "[1]")],
+)  # fmt: skip
+def test_train_size_that_is_neither_count_nor_fraction_nor_all(value, needle):
+    with pytest.raises(ResnasError, match=re.escape(needle)) as e:
+        parse_train_size(value, field="--train-size")
+    assert str(e.value).startswith("--train-size: ") and "'all'" in str(e.value)
+    with pytest.raises(ResnasError, match="train_size"):
+        load_data("digits", train_size=value)
+
+
+def test_train_subset_is_seeded_class_balanced_and_keeps_the_validation_split():
+    whole = load_data("digits")
+    d = load_data("digits", train_size=205)
+    assert (len(d.train), d.train_size, d.train_full, len(whole.train)) == (205, 205, 1294, 1294)
+    assert d.describe()["train_size"] == 205 and d.describe()["train_full"] == 1294
+    assert whole.describe()["train_size"] is None and whole.describe()["train_full"] == 1294
+    counts = torch.bincount(d.train.labels, minlength=10)
+    assert counts.sum() == 205 and counts.max() - counts.min() == 1 and sorted(counts.tolist())[-5:] == [21] * 5
+    # proxy and final training are judged on the same validation images
+    assert torch.equal(d.val.images, whole.val.images) and torch.equal(d.val.labels, whole.val.labels)
+    # the subset is images of the training split, each with its own label
+    rows = {bytes(x.flatten().tolist()): int(y) for x, y in zip(whole.train.images, whole.train.labels)}
+    assert all(rows[bytes(x.flatten().tolist())] == y for x, y in zip(d.train.images, d.train.labels))
+    # same seed, same images; another seed, others; a smaller subset is part of a larger one
+    assert torch.equal(load_data("digits", train_size=205).train.images, d.train.images)
+    idx = balanced_indices(whole.train.labels, 205, seed=0, classes=10)
+    assert torch.equal(idx, idx.sort().values) and torch.equal(whole.train.labels[idx], d.train.labels)
+    assert not torch.equal(balanced_indices(whole.train.labels, 205, seed=1, classes=10), idx)
+    small = set(balanced_indices(whole.train.labels, 50, seed=0, classes=10).tolist())
+    assert small < set(idx.tolist())
+    # a fraction is of what validation left; statistics are those of the images trained on
+    half = load_data("digits", train_size=0.5)
+    assert len(half.train) == 647 and half.mean != whole.mean
+    assert with_train_size(whole, 205).train.labels.tolist() == d.train.labels.tolist()
+    assert with_train_size(whole, 205).mean == d.mean and with_train_size(whole, "all") is whole
+
+
+def test_train_subset_of_unbalanced_classes_spreads_what_a_small_class_lacks():
+    labels = torch.tensor([0] * 2 + [1] * 50 + [2] * 50 + [3] * 9)
+    for n, want in [(29, [2, 9, 9, 9]), (31, [2, 10, 10, 9]), (61, [2, 25, 25, 9]), (111, [2, 50, 50, 9])]:
+        idx = balanced_indices(labels, n, seed=7, classes=5)  # class 4 has no items at all
+        assert len(idx) == len(set(idx.tolist())) == n
+        assert torch.bincount(labels[idx], minlength=5).tolist() == [*want, 0]
+    odd = [torch.bincount(labels[balanced_indices(labels, 32, seed=s, classes=4)]).tolist() for s in range(8)]
+    assert all(c[0] == 2 and c[3] == 9 and sorted(c[1:3]) == [10, 11] for c in odd)
+    assert {c[1] for c in odd} == {10, 11}  # which class gets the one more is the seed's choice
+
+
+def test_train_subset_larger_than_the_split_or_smaller_than_the_classes_is_refused():
+    with pytest.raises(ResnasError, match="train_size: 1,295 training images.*only 1,294.*at most 1,294"):
+        load_data("digits", train_size=1295)
+    with pytest.raises(ResnasError, match="train_size: 9 training images.*one per class.*at least 10"):
+        load_data("digits", train_size=9)
+    with pytest.raises(ResnasError, match=r"0\.001 of the 1,294 training images is 1, fewer than one per class"):
+        load_data("digits", train_size=0.001)
+    assert len(load_data("digits", train_size=1294).train) == 1294
+
+
+def test_train_subset_of_an_imagefolder_in_memory_and_from_files(tmp_path):
+    write_imagefolder(tmp_path, per_class=6, size=16)
+    d = load_data(f"imagefolder:{tmp_path}", val_size=3, image_size=16, train_size=7)
+    lazy = load_data(f"imagefolder:{tmp_path}", val_size=3, image_size=16, train_size=7, memory_limit=0)
+    assert d.in_memory and not lazy.in_memory and lazy.train.files is not None and len(lazy.train.files) == 7
+    assert sorted(torch.bincount(d.train.labels).tolist()) == [2, 2, 3] and d.train_full == 15
+    assert lazy.train.labels.tolist() == d.train.labels.tolist() and lazy.val.labels.tolist() == d.val.labels.tolist()
