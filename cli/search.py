@@ -44,6 +44,14 @@ def search_cmd(
     max_params: str | None = typer.Option(None, "--max-params", help=PARAMS_HELP),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset (default digits); see resnas train."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Where torchvision datasets live."),
+    val_size: str | None = typer.Option(
+        None, "--val-size", help="Validation split: a count of images or a fraction in (0, 1) (default 0.1)."
+    ),
+    train_size: str | None = typer.Option(
+        None,
+        "--train-size",
+        help="Train each candidate on a seeded class-balanced subset: N images, a fraction, or all (default).",
+    ),
     trials: int | None = typer.Option(
         None, help="Trained trials in the study, in all (default 20); over-budget suggestions do not count."
     ),
@@ -81,6 +89,8 @@ def search_cmd(
         max_params=max_params,
         dataset=dataset,
         data_dir=data_dir,
+        val_size=val_size,
+        train_size=train_size,
         trials=trials,
         timeout=timeout,
         trial_timeout=trial_timeout,

@@ -57,6 +57,8 @@ def test_a_tiny_search_trains_counts_and_respects_the_budget(searched):
     tmp, config, existed, state = searched
     assert not existed and state.counted == 4 and not state.interrupted
     assert state.counts["done"] + state.counts["pruned"] + state.counts["reused"] + state.counts["failed"] == 4
+    # One epoch is Hyperband's top rung: a trial that trained all its epochs is complete, never pruned there
+    assert state.counts["pruned"] == 0 and all(r.status != "pruned" for r in Store(config.storage).runs("first"))
     trials = _trials(tmp, "first")
     counted = [t for t in trials if t.user_attrs.get(COUNTED)]
     over = [t for t in trials if t.user_attrs.get("status") == "over_budget"]

@@ -116,9 +116,14 @@ class Store:
 
     def set_study_trials(self, name: str, trials: int) -> None:
         """The trial target is the one setting a resumed study may change; the latest one is kept."""
+        self.set_study_values(name, trials=trials)
+
+    def set_study_values(self, name: str, **values: Any) -> None:
+        """Record facts of a study that are not its pinned definition (its trial target, its validation
+        size as loaded); a value already stored as given is not written again."""
         config = self.study_config(name)
-        if config is not None and config.get("trials") != trials:
-            config["trials"] = trials
+        if config is not None and any(config.get(k) != v for k, v in values.items()):
+            config.update(values)
             with self.engine.begin() as c:
                 c.execute(
                     studies.update().where(studies.c.name == name).values(config=json.dumps(config, sort_keys=True))

@@ -22,7 +22,17 @@ from .keep import KeepPolicy
 SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid")
 OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params")
 PRUNERS = ("hyperband", "median", "none")
-PINNED = ("space", "budget", "max_params", "dataset", "val_size", "split_seed", "recipe", "objective")
+PINNED = (
+    "space",
+    "budget",
+    "max_params",
+    "dataset",
+    "val_size",
+    "split_seed",
+    "train_size",
+    "recipe",
+    "objective",
+)
 FIELDS = (
     "study",
     "space",
@@ -32,6 +42,7 @@ FIELDS = (
     "data_dir",
     "val_size",
     "split_seed",
+    "train_size",
     "trials",
     "timeout",
     "trial_timeout",
@@ -63,6 +74,7 @@ class SearchConfig:
     data_dir: str | None = None
     val_size: float | int = 0.1
     split_seed: int = 0
+    train_size: int | float | None = None  # a seeded class-balanced subset of the training split (proxy training)
     trials: int = 20
     timeout: float | None = None  # seconds: no new trial starts after this
     trial_timeout: float | None = None  # seconds: a trial running longer is killed and failed
@@ -95,7 +107,8 @@ class SearchConfig:
     @property
     def data_key(self) -> str:
         """What makes two trainings comparable on the data side (not where the files live)."""
-        return f"{self.dataset}|val={self.val_size}|split_seed={self.split_seed}"
+        key = f"{self.dataset}|val={self.val_size}|split_seed={self.split_seed}"
+        return key if self.train_size is None else f"{key}|train={self.train_size}"
 
     def pinned(self) -> dict:
         """The stored, unchangeable part of the study."""
@@ -109,6 +122,7 @@ class SearchConfig:
             "dataset": self.dataset,
             "val_size": self.val_size,
             "split_seed": self.split_seed,
+            "train_size": self.train_size,
             "recipe": self.recipe.to_dict(),
             "objective": self.objective,
             "sampler": self.sampler,

@@ -78,7 +78,8 @@ class Coordinator:
         self.config = config
         self.on_update = on_update or (lambda state: None)
         self.heartbeat, self.grace, self.db_patience = int(heartbeat), int(grace), db_patience
-        self.shape = preflight(config, self.heartbeat, self.grace)
+        self.facts = preflight(config, self.heartbeat, self.grace)
+        self.shape = self.facts.shape
         self.host = host_id()
         self.owner = f"{self.host}:{os.getpid()}"
         shared = join or make_url(config.storage or DEFAULT_STORAGE).get_backend_name() != "sqlite"
@@ -92,8 +93,7 @@ class Coordinator:
                     field="--study",
                 )
             self.store.add_study(config.study, config.pinned())
-        if not join:
-            self.store.set_study_trials(config.study, config.trials)
+        self.store.set_study_values(config.study, **self.facts.sizes, **({} if join else {"trials": config.trials}))
         self.optuna = OptunaStudy(
             self.store.url,
             config,
@@ -119,6 +119,7 @@ class Coordinator:
                 "data_dir": config.data_dir,
                 "val_size": config.val_size,
                 "split_seed": config.split_seed,
+                "train_size": config.train_size,
             },
         )
         self.state = SearchState(config.study, config.trials, workers=self.pool.workers)

@@ -13,12 +13,13 @@ from typing import Any
 
 from ..cost import Budget
 from ..data import parse_val_size
+from ..subset import parse_train_size
 from ..errors import ResnasError
 from ..recipe import PRESETS, Recipe, load_recipe
 from ..results.schema import check_study_name
 from ..results.storage import check_lasting, safe_url
 from ..results.store import Store
-from ..space import load_space
+from ..space import DesignSpace, load_space
 from ..yamlfile import read_yaml
 from .config import FIELDS, OBJECTIVES, PRUNERS, SAMPLERS, SearchConfig, space_from_snapshot
 from .keep import DEFAULT_KEEP, KeepPolicy
@@ -54,7 +55,8 @@ def read_study_file(path: str | Path) -> dict:
     return raw
 
 
-def _recipe(value: Any, epochs: int | None, where: str) -> Recipe:
+def recipe_of(value: Any, epochs: int | None, where: str) -> Recipe:
+    """A recipe as given: a preset's name, a file, a mapping or a Recipe (`epochs` replacing its own)."""
     if value is None:
         recipe = PRESETS["fast"]
     elif isinstance(value, Recipe):
@@ -127,7 +129,7 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
     store.dispose()
     where = f"study {name!r}"
     space = (
-        load_space(given["space"])
+        (given["space"] if isinstance(given["space"], DesignSpace) else load_space(given["space"]))
         if "space" in given
         else (space_from_snapshot(stored["space"], where) if stored else load_space("resnext"))
     )
@@ -138,6 +140,7 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
             "dataset",
             "val_size",
             "split_seed",
+            "train_size",
             "objective",
             "sampler",
             "pruner",
@@ -153,7 +156,7 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
     budget_input, max_params_input = str(given.get("budget") or ""), str(given.get("max_params") or "")
     budget = Budget.parse(budget_input or None, max_params_input or None)
     space.check_budget(budget)
-    recipe = _recipe(given.get("recipe"), given.get("epochs"), where)
+    recipe = recipe_of(given.get("recipe"), given.get("epochs"), where)
     workers, trials = _int(given, "workers", 1, low=1), _int(given, "trials", 20, low=1)
     gpus = given.get("gpus") or ()
     if isinstance(gpus, (int, str)):
@@ -169,6 +172,7 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
         data_dir=given.get("data_dir"),
         val_size=parse_val_size(given.get("val_size", 0.1)),
         split_seed=_int(given, "split_seed", 0),
+        train_size=parse_train_size(given.get("train_size"), "--train-size"),
         trials=trials,
         timeout=parse_seconds(given.get("timeout"), "--timeout"),
         trial_timeout=parse_seconds(given.get("trial_timeout"), "--trial-timeout"),
@@ -206,6 +210,7 @@ def check_same(stored: dict, now: dict, name: str) -> None:
         "dataset": "dataset",
         "val_size": "validation split",
         "split_seed": "split seed",
+        "train_size": "training subset",
         "recipe": "recipe",
         "objective": "objective",
     }

@@ -8,6 +8,7 @@ or as a traceback.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy.engine import make_url
 
@@ -19,9 +20,17 @@ from ..results.storage import DEFAULT_STORAGE, sqlite_file
 from .config import SearchConfig
 
 
-def preflight(config: SearchConfig, heartbeat: int, grace: int) -> dict[str, int]:
+class Facts(NamedTuple):
+    """What the data turned out to be: the archs' shape, and the sizes a report needs (`val_images`:
+    the count every validation accuracy of the study is measured on, hence its uncertainty)."""
+
+    shape: dict[str, int]  # in_channels, classes
+    sizes: dict[str, int]  # val_images, train_images, resolution
+
+
+def preflight(config: SearchConfig, heartbeat: int, grace: int) -> Facts:
     """Refuse what cannot run (heartbeat, GPUs, an unwritable SQLite file, data that does not load or
-    is smaller than one batch); return the data's shape (`in_channels`, `classes`) for the archs."""
+    is smaller than one batch); return what the data is."""
     if heartbeat < 1 or grace <= heartbeat:
         raise ResnasError(
             f"the heartbeat ({heartbeat} s) must be at least 1 s and shorter than the grace period ({grace} s)",
@@ -37,6 +46,15 @@ def preflight(config: SearchConfig, heartbeat: int, grace: int) -> dict[str, int
     url = make_url(config.storage or DEFAULT_STORAGE)
     if sqlite_file(url):  # its file is written after every trial
         check_writable(Path(str(url.database)).expanduser(), field="--storage")
-    data = load_data(config.dataset, data_dir=config.data_dir, val_size=config.val_size, split_seed=config.split_seed)
+    data = load_data(
+        config.dataset,
+        data_dir=config.data_dir,
+        val_size=config.val_size,
+        split_seed=config.split_seed,
+        train_size=config.train_size,
+    )
     config.recipe.check_batch(len(data.train))
-    return {"in_channels": data.channels, "classes": data.classes}
+    return Facts(
+        {"in_channels": data.channels, "classes": data.classes},
+        {"val_images": len(data.val), "train_images": len(data.train), "resolution": data.size},
+    )

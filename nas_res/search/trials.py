@@ -214,7 +214,9 @@ class Trials:
         if not self.config.multi_objective:
             acc = metrics["val_acc"] if metrics["val_acc"] is not None else 0.0
             prune = self.db(self.optuna.report, job.trial, acc, metrics["epoch"])
-        w.decide(prune)
+        # A trial that has trained all its epochs is complete, whatever the pruner says: Hyperband's top
+        # rung is the last epoch, and stopping there would drop a fully trained network from the ranking.
+        w.decide(prune and metrics["epoch"] < job.epochs)
 
     def done(self, w: Worker, record: dict, worker_seconds: float) -> None:
         status = RunStatus(record["status"])
