@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 from pathlib import Path
 
@@ -45,19 +46,78 @@ def _cell(key: str, v) -> str:
     return str(v)
 
 
+def _with_interval(r: dict) -> str:
+    """A ranked row's validation accuracy with its 95% interval: `91.23 [90.5, 91.9]`."""
+    acc, lo, hi = r.get("val_acc"), r.get("val_lo"), r.get("val_hi")
+    if acc is None or lo is None or hi is None:
+        return _cell("val_acc", acc)
+    return f"{acc:.2f} [{lo:.1f}, {hi:.1f}]"
+
+
+def _tie(r: dict) -> str:
+    """`best` for the top row, `tied` for a row the validation set cannot tell from it, else nothing."""
+    if r.get("tied") is None:
+        return ""
+    return "best" if r.get("rank") == 1 else ("tied" if r["tied"] else "")
+
+
+def _leaderboard_cells(r: dict) -> dict:
+    """The row as the tables show it: interval beside the accuracy, the tie mark, reuse with the status."""
+    return {
+        **r,
+        "val_acc": _with_interval(r),
+        "tie": _tie(r),
+        "status": r["status"] + (" (reused)" if r["reused"] else ""),
+    }
+
+
+def _leaderboard_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """COLUMNS, with the tie mark after the accuracy where it is known."""
+    if not any(r.get("tied") is not None for r in rows):
+        return COLUMNS
+    at = next(i for i, (_, k) in enumerate(COLUMNS) if k == "val_acc") + 1
+    return COLUMNS[:at] + [("vs best", "tie")] + COLUMNS[at:]
+
+
+def _leaderboard_notes(rows: list[dict]) -> list[str]:
+    """What the intervals and tie marks mean, and how much one validation image weighs."""
+    ranked = [r for r in rows if r.get("rank") is not None]
+    if not ranked:
+        return []
+    n = ranked[0].get("val_images")
+    if n is None:
+        return [
+            "validation image count not stored for this study (searched before resnas recorded it): "
+            "intervals and ties unknown"
+        ]
+    notes = [
+        f"val acc [lo, hi]: 95% Wilson interval on {n} validation images; "
+        f"tied: statistically tied with the best (95%, {n} validation images)"
+    ]
+    if n < 1000:
+        notes.append(
+            f"warning: with {n} validation images one image moves accuracy by {100 / n:.2f} points; "
+            "gaps inside the intervals are noise, not findings"
+        )
+    return notes
+
+
 def print_leaderboard(study: str, rows: list[dict]) -> None:
-    """The table; with unranked runs listed (--all), a last column says why each has no result."""
-    columns = COLUMNS + ([("reason", "reason")] if any(r.get("reason") for r in rows) else [])
+    """The table, each validation accuracy with its 95% interval and rows tied with the best marked; with
+    unranked runs listed (--all), a last column says why each has no result. Footnotes say how to read it."""
+    columns = _leaderboard_columns(rows) + ([("reason", "reason")] if any(r.get("reason") for r in rows) else [])
     table = Table(title=f"leaderboard: {study}")
     for title, key in columns:
-        left = key in ("depths", "width", "cxd", "shortcut", "unit_order", "status", "reason")
+        left = key in ("depths", "width", "cxd", "shortcut", "unit_order", "status", "reason", "tie")
         table.add_column(title, justify="left" if left else "right", overflow="fold" if key == "reason" else "ellipsis")
     for r in rows:
-        status = r["status"] + (" (reused)" if r["reused"] else "")
-        table.add_row(*[_cell(k, r[k]) if k != "status" else status for _, k in columns])
+        shown = _leaderboard_cells(r)
+        table.add_row(*[shown[k] if k in ("val_acc", "tie", "status") else _cell(k, r[k]) for _, k in columns])
     out.print(table)
     if not rows:
         out.print("no finished trial yet")
+    for note in _leaderboard_notes(rows):
+        out.print(note, markup=False, highlight=False, soft_wrap=True)
 
 
 @user_errors
@@ -198,13 +258,50 @@ COMPARE_COLUMNS = [
     ("study", "study"),
     ("models", "models"),
     ("best %", "best"),
+    ("best vs first", "vs_first_best"),
     ("median %", "median"),
+    ("median vs first", "vs_first_median"),
     ("q25 %", "q25"),
     ("q75 %", "q75"),
     ("models at matched FLOPs", "matched_models"),
     ("best there %", "matched_best"),
     ("median there %", "matched_median"),
 ]
+TEXT_KEYS = ("study", "models", "matched_models")  # shown as they are; the other statistics are accuracies
+
+
+def _signed(v: float) -> str:
+    return f"{v:+.2f}"
+
+
+def _difference(r: dict, stat: str) -> str:
+    """A study's difference to the first with its interval: `+0.42 [-0.31, +1.20]`."""
+    d, lo, hi = r.get(f"diff_{stat}"), r.get(f"diff_{stat}_lo"), r.get(f"diff_{stat}_hi")
+    if d is None or lo is None or hi is None:
+        return "-"
+    return f"{_signed(d)} [{_signed(lo)}, {_signed(hi)}]"
+
+
+def _compare_cells(stats: list[dict]) -> list[dict]:
+    """The comparison rows as the tables show them: each difference to the first beside its interval."""
+    return [{**r, "vs_first_best": _difference(r, "best"), "vs_first_median": _difference(r, "median")} for r in stats]
+
+
+def _compare_notes(stats: list[dict]) -> list[str]:
+    """How to read the differences, and which studies' intervals leave out validation noise."""
+    if len(stats) < 2:
+        return []
+    notes = [
+        f"vs first: difference to {stats[0]['study']} in points, with its bootstrap 95% interval (models "
+        "resampled, validation noise redrawn); an interval containing 0 means no detectable difference"
+    ]
+    unknown = [r["study"] for r in stats if r.get("val_images") is None and r["models"]]
+    if unknown:
+        notes.append(
+            f"no validation image count stored for {', '.join(unknown)} (searched before resnas recorded it): "
+            "their intervals leave out validation noise and are too narrow"
+        )
+    return notes
 
 
 @user_errors
@@ -216,15 +313,24 @@ def compare_cmd(
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
-    """Studies side by side: accuracy statistics, at matched complexity too, EDF and Pareto fronts."""
+    """Studies side by side: accuracy statistics, at matched complexity too, differences to the first
+    study with 95% intervals, EDF and Pareto fronts."""
     if plot is not None:
         check_plot_file(plot, "--plot")  # before any study is read
     boards = _boards(study_names, storage)
     stats = compare(boards)
+    shown = _compare_cells(stats)
     written = None
     if plot is not None:
-        tables = html_table(stats, COMPARE_COLUMNS) + "".join(
-            f"<h2>{name}</h2>" + html_table(rows, [(t, k) for t, k in COLUMNS]) for name, rows in boards.items()
+        tables = (
+            html_table(shown, COMPARE_COLUMNS)
+            + "".join(f"<p>{html.escape(note)}</p>" for note in _compare_notes(stats))
+            + "".join(
+                f"<h2>{html.escape(name)}</h2>"
+                + html_table([_leaderboard_cells(r) for r in rows], _leaderboard_columns(rows))
+                + "".join(f"<p>{html.escape(note)}</p>" for note in _leaderboard_notes(rows))
+                for name, rows in boards.items()
+            )
         )
         title = "resnas compare: " + ", ".join(boards)
         written = save(compare_figure(boards), plot, title=title, tables_html=tables, field="--plot")
@@ -237,11 +343,16 @@ def compare_cmd(
     )
     for title, _ in COMPARE_COLUMNS:
         table.add_column(title, justify="left" if title == "study" else "right")
-    for r in stats:
+    for r in shown:
         table.add_row(
-            *[_cell(k if k in ("study", "models", "matched_models") else "val_acc", r[k]) for _, k in COMPARE_COLUMNS]
+            *[
+                r[k] if k.startswith("vs_first") else _cell(k if k in TEXT_KEYS else "val_acc", r[k])
+                for _, k in COMPARE_COLUMNS
+            ]
         )
     out.print(table)
+    for note in _compare_notes(stats):
+        out.print(note, markup=False, highlight=False, soft_wrap=True)
     if written:
         out.print(f"wrote {written}", highlight=False, soft_wrap=True)
 

@@ -13,6 +13,7 @@ from ..status import RunStatus
 from .record import Run
 from .storage import safe_url, sqlite_file
 from .store import Store
+from .uncertainty import bootstrap_difference, tied_with_best, wilson
 
 
 def studies(store: Store) -> list[dict]:
@@ -46,8 +47,21 @@ def studies(store: Store) -> list[dict]:
 
 
 def leaderboard(store: Store, study: str, top: int | None = None, include_all: bool = False) -> list[dict]:
-    """Runs ranked by best validation accuracy (ties: fewer FLOPs first); unranked runs after, if asked."""
-    return rank(study_runs(store, study), top, include_all)
+    """Runs ranked by best validation accuracy (ties: fewer FLOPs first); unranked runs after, if asked.
+    Each ranked row carries its 95% interval and whether it is tied with the best, where the study
+    stored how many validation images it measured on."""
+    return rank(study_runs(store, study), top, include_all, val_images=val_images_of(store, study))
+
+
+def val_images_of(store: Store, study: str) -> int | None:
+    """How many validation images the study's accuracies were measured on; None for a study stored
+    before that count was (its intervals are unknown)."""
+    n = store.config_of(study).get("val_images")
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ResnasError(f"study {study!r} stores val_images={n!r}, not a positive count of images", field="study")
+    return n
 
 
 def check_top(top: int | None) -> None:
@@ -68,25 +82,40 @@ def _accuracy(r: Run) -> float:
     return r.best_val_acc
 
 
-def rank(runs: list[Run], top: int | None = None, include_all: bool = False) -> list[dict]:
-    """Leaderboard rows of the ranked runs, best first (`top` of them); the other runs after, if `include_all`."""
+def rank(
+    runs: list[Run], top: int | None = None, include_all: bool = False, val_images: int | None = None
+) -> list[dict]:
+    """Leaderboard rows of the ranked runs, best first (`top` of them); the other runs after, if `include_all`.
+    With `val_images` (the validation count the accuracies were measured on) each ranked row gets its
+    Wilson 95% interval (val_lo, val_hi) and `tied`: True for the best and every row not told apart
+    from it (see uncertainty.tied_with_best); without it those are None."""
     ranked = sorted(
         (r for r in runs if r.status.ranks and r.best_val_acc is not None),
         key=lambda r: (-_accuracy(r), r.flops, r.trial),
     )
-    out = [_row(r, i) for i, r in enumerate(ranked[:top] if top else ranked, 1)]
+    best = _accuracy(ranked[0]) if ranked else None
+    out = [_row(r, i, val_images, best) for i, r in enumerate(ranked[:top] if top else ranked, 1)]
     if include_all:
         shown = {r.id for r in ranked}
-        out += [_row(r, None) for r in runs if r.id not in shown]
+        out += [_row(r, None, val_images, None) for r in runs if r.id not in shown]
     return out
 
 
-def _row(r: Run, position: int | None) -> dict:
+def _uncertainty(acc: float | None, n: int | None, best: float | None) -> dict:
+    """A ranked row's interval and tie with the best; None where the count (or the accuracy) is unknown."""
+    if n is None or acc is None or best is None:
+        return {"val_images": n, "val_lo": None, "val_hi": None, "tied": None}
+    lo, hi = wilson(acc, n)
+    return {"val_images": n, "val_lo": lo, "val_hi": hi, "tied": tied_with_best(best, n, acc, n)}
+
+
+def _row(r: Run, position: int | None, val_images: int | None = None, best: float | None = None) -> dict:
     arch = Arch.from_dict(r.arch)
     return {
         "rank": position,
         "trial": r.trial,
         "val_acc": r.best_val_acc,
+        **_uncertainty(r.best_val_acc if position is not None else None, val_images, best),
         "test_acc": r.test_acc,
         "flops": r.flops,
         "params": r.params,
@@ -144,22 +173,53 @@ def _place(url: str) -> str:
 
 def compare(boards: dict[str, list[dict]]) -> list[dict]:
     """Per study: trained models, best, median and quartiles of validation accuracy, overall and inside
-    the FLOPs range every study covers (matched complexity: a bigger space must not win by size alone)."""
+    the FLOPs range every study covers (matched complexity: a bigger space must not win by size alone).
+
+    Every study after the first also gets its difference to the first in best and in median accuracy
+    (diff_best, diff_median, points) with bootstrap 95% intervals (diff_*_lo, diff_*_hi; see
+    uncertainty.bootstrap_difference), so a gap inside the noise is not read as a finding. A study's
+    validation count comes from its rows' `val_images` (leaderboard rows carry it); where unknown the
+    interval covers only which models each search trained, not validation noise."""
     spans = [(min(r["flops"] for r in rows), max(r["flops"] for r in rows)) for rows in boards.values() if rows]
     lo, hi = (max(s[0] for s in spans), min(s[1] for s in spans)) if spans else (0, 0)
+    first = next(iter(boards.values()), [])
     out = []
-    for name, rows in boards.items():
+    for i, (name, rows) in enumerate(boards.items()):
         matched = [r for r in rows if lo <= r["flops"] <= hi]
         out.append(
             {
                 "study": name,
                 "models": len(rows),
+                "val_images": _count(rows),
                 **_stats([r["val_acc"] for r in rows]),
                 "matched_flops": [lo, hi] if lo <= hi else None,
                 "matched_models": len(matched),
                 **{f"matched_{k}": v for k, v in _stats([r["val_acc"] for r in matched]).items()},
+                **_differences(first, rows, i == 0),
             }
         )
+    return out
+
+
+DIFFERENCES = [f"diff_{stat}{end}" for stat in ("best", "median") for end in ("", "_lo", "_hi")]
+
+
+def _count(rows: list[dict]) -> int | None:
+    """The validation count a study's rows were measured on (one per study), None where unknown."""
+    counts = {r.get("val_images") for r in rows}
+    return counts.pop() if len(counts) == 1 else None
+
+
+def _differences(first: list[dict], rows: list[dict], is_first: bool) -> dict:
+    """best and median of `rows` minus those of `first`, with bootstrap 95% intervals; None for the
+    first study itself and where either side has no model."""
+    if is_first or not first or not rows:
+        return dict.fromkeys(DIFFERENCES)
+    a, b = [r["val_acc"] for r in first], [r["val_acc"] for r in rows]
+    out = {}
+    for stat in ("best", "median"):
+        d = bootstrap_difference(a, b, n_val=(_count(first), _count(rows)), stat=stat)
+        out.update({f"diff_{stat}": d["diff"], f"diff_{stat}_lo": d["lo"], f"diff_{stat}_hi": d["hi"]})
     return out
 
 
