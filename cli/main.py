@@ -12,6 +12,7 @@ from nas_res.space import builtin_spaces
 from nas_res.zoo import resolve_arch
 
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, cost_record, emit_json, err, out, user_errors
+from .finalize import fidelity_cmd, finalize_cmd
 from .reports import compare_cmd, export_cmd, leaderboard_cmd, plot_cmd, studies_cmd
 from .search import search_cmd, worker_cmd
 from .study import study_app
@@ -47,6 +48,8 @@ app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("search")(search_cmd)
 app.command("worker")(worker_cmd)
+app.command("finalize")(finalize_cmd)
+app.command("fidelity")(fidelity_cmd)
 app.command("studies")(studies_cmd)
 app.command("leaderboard")(leaderboard_cmd)
 app.command("compare")(compare_cmd)

@@ -163,13 +163,16 @@ def _run(
     config: SearchConfig, existed: bool, *, join: bool, heartbeat: int, grace: int, top: int, as_json: bool
 ) -> None:
     coordinator = Coordinator(config, join=join, heartbeat=heartbeat, grace=grace)  # refuses what cannot run
+    for note in config.notes:  # what was picked for the user, or does not fit, and why
+        err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+    subset = "" if config.train_size is None else f" (training subset {config.train_size})"
     verb = "joining" if coordinator.joined else ("resuming" if existed else "new")
     if coordinator.others:
         err.print(f"study {config.study!r} is being searched by {', '.join(coordinator.others)}: joining it")
     err.print(
         f"{verb} study [bold]{config.study}[/] in "
         f"{safe_url(config.storage or DEFAULT_STORAGE)}: space {config.space.name}, "
-        f"{config.budget.describe()}, {config.dataset}, {config.trials} trials of {config.recipe.epochs} "
+        f"{config.budget.describe()}, {config.dataset}{subset}, {config.trials} trials of {config.recipe.epochs} "
         f"epochs, {config.sampler} sampler, {config.pruner if not config.multi_objective else 'no'} pruning, "
         f"{config.workers} worker(s) here ({worker_threads(config.threads, config.gpus, config.workers)} "
         f"thread(s) each), keeping {config.keep_checkpoints} checkpoints",

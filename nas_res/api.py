@@ -5,6 +5,7 @@ and `export` do, as typed calls with keyword arguments (no option dicts, no coor
     state = nas_res.run_search(space="plain-vs-residual", budget="20MFLOPs", dataset="digits", trials=8)
     rows = nas_res.leaderboard(state.study, top=3)
     nas_res.train_archs([nas_res.load_arch(p) for p in files], study="again", seeds=(0, 1, 2))
+    final = nas_res.finalize_study(state.study, top=3, seeds=3, test=True)  # re-train the best; fidelity
 
 A script that runs a search must guard its entry point (`if __name__ == "__main__":`): trials train
 in spawned worker processes, which import the script again.
@@ -18,13 +19,16 @@ from typing import Any
 
 from .arch import Arch
 from .recipe import Recipe
-from .results.export import export
+from .results.export import evaluate_runs, export
+from .results.final import final_name, final_runs, study_fidelity
 from .results.report import check_distinct, compare
+from .results.report import final_ranking as _final_ranking
 from .results.report import leaderboard as _leaderboard
 from .results.report import studies as _studies
 from .results.store import Store
 from .search.config import SearchConfig
 from .search.coordinator import GRACE, HEARTBEAT, Coordinator, Given
+from .search.finalize import DEFAULT_SEEDS, DEFAULT_TOP, FinalPlan, plan_finalize
 from .search.plan import plan
 from .search.state import SearchState
 
@@ -40,6 +44,7 @@ def plan_search(
     data_dir: str | None = None,
     val_size: float | int | None = None,
     split_seed: int | None = None,
+    train_size: int | float | str | None = None,
     trials: int | None = None,
     timeout: str | float | None = None,
     trial_timeout: str | float | None = None,
@@ -132,6 +137,65 @@ def train_archs(
     options.setdefault("pruner", "none")  # every arm trains in full: there is nothing to compare it against yet
     config, _ = plan_search(study=study, trials=len(given), **options)
     return Coordinator(config, on_update, given=given, heartbeat=heartbeat, grace=grace).run()
+
+
+def finalize_study(
+    study: str,
+    *,
+    top: int = DEFAULT_TOP,
+    seeds: int = DEFAULT_SEEDS,
+    epochs: int | None = None,
+    recipe: str | Recipe | dict | None = None,
+    train_size: int | float | str | None = "all",
+    test: bool = False,
+    storage: str | None = None,
+    on_update: Callable[[SearchState], None] | None = None,
+    heartbeat: int = HEARTBEAT,
+    grace: int = GRACE,
+    **host: Any,
+) -> dict:
+    """Re-train `study`'s `top` architectures by proxy with a longer recipe (default: the proxy's, for 3x its
+    epochs) on `train_size` of the training split (default all), `seeds` seeds each, as the trials of
+    `STUDY.final` (as `resnas finalize`); with `test`, evaluate each re-trained network on the test split.
+    `host`: workers, gpus, threads, data_dir, checkpoints, keep_checkpoints, timeout, trial_timeout.
+
+    Returns {"state", "final" (final_table's rows), "fidelity"}."""
+    fp = plan_finalize(
+        study, storage=storage, top=top, seeds=seeds, epochs=epochs, recipe=recipe, train_size=train_size, host=host
+    )
+    state = Coordinator(fp.config, on_update, given=fp.given, heartbeat=heartbeat, grace=grace).run()
+    return finish_finalize(fp, state, test=test, data_dir=host.get("data_dir"), gpus=host.get("gpus"))
+
+
+def finish_finalize(
+    fp: FinalPlan, state: SearchState, *, test: bool, data_dir: str | None, gpus: Sequence[int] | None
+) -> dict:
+    """After the re-training: the test split where asked (each network not yet evaluated), then the final
+    table and the proxy's fidelity."""
+    store = Store(fp.config.storage)
+    try:
+        if test and not state.interrupted:
+            pending = [r for r in final_runs(store, fp.study) if r.test_acc is None]
+            if pending:
+                device = f"cuda:{gpus[0]}" if gpus else "auto"
+                rows = [{"trial": r.trial} for r in pending]
+                evaluate_runs(
+                    store, final_name(fp.study), rows, {r.trial: r for r in pending}, data_dir=data_dir, device=device
+                )
+        table = _final_ranking(store, fp.study)
+    finally:
+        store.dispose()
+    return {"state": state, "final": table, "fidelity": study_fidelity(table)}
+
+
+def final_ranking(study: str, *, storage: str | None = None) -> list[dict]:
+    """`study`'s re-trained architectures (after `finalize_study`), best final mean first, with proxy ranks."""
+    return _final_ranking(Store(storage), study)
+
+
+def fidelity(study: str, *, storage: str | None = None) -> dict:
+    """Rank correlations of the proxy ranking (and of ranking by FLOPs or params) with the final one."""
+    return study_fidelity(_final_ranking(Store(storage), study))
 
 
 def studies(storage: str | None = None) -> list[dict]:

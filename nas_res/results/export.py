@@ -19,6 +19,7 @@ from ..errors import ResnasError
 from ..evaluation import evaluate
 from ..files import check_writable, write_atomic, write_text
 from ..model import build
+from .final import final_name, final_table
 from .onnx_file import write_onnx
 from .preprocessing import ONNX_INPUT_HELP, Preprocessor, check_onnx_input
 from .record import Run
@@ -60,6 +61,11 @@ def export(
     if not rows:
         raise ResnasError(f"study {study!r} has no finished trial to export yet", field="study")
     chosen = pareto(rows) if front else rows[:top]
+    final = [] if front else final_table(store, study, rows)
+    if final:  # re-trained (resnas finalize): its ranking, each architecture's best seed, from STUDY.final
+        study, all_runs = final_name(study), store.runs(final_name(study))
+        by_trial = {r["trial"]: r for r in rank(all_runs)}
+        chosen = [{**by_trial[f["best_trial"]], "rank": f["final_rank"], "final": f} for f in final[:top]]
     runs = {r.trial: r for r in all_runs}
     trained = {}  # the checkpoints' data records, each checked to hold its trial's network
     if weights or onnx:
@@ -76,26 +82,28 @@ def export(
     written = []
     for row in chosen:
         run = runs[row["trial"]]
-        stem = out_dir / f"{re.sub(r'[^A-Za-z0-9._+-]', '_', study).lstrip('.')}-trial{row['trial']:04d}"
+        name = f"{re.sub(r'[^A-Za-z0-9._+-]', '_', study).lstrip('.')}-trial{row['trial']:04d}"
+
+        def stem(ext: str, name: str = name) -> Path:  # not with_suffix: a study's name may hold a dot
+            return out_dir / f"{name}.{ext}"
+
         record = _record(run, row, study, store, config, inputs[run.trial])
         if onnx:
             record["onnx"] = {
-                "file": stem.with_suffix(".onnx").name,
+                "file": stem("onnx").name,
                 "input": onnx_input,
                 "expects": ONNX_INPUT_HELP[onnx_input],
                 "output": "logits, N x classes",
             }
-        path = stem.with_suffix(f".{fmt}")
+        path = stem(fmt)
         text = yaml.safe_dump(record, sort_keys=False) if fmt == "yaml" else json.dumps(record, indent=2) + "\n"
         written.append(write_text(path, text, field="--out"))
         if weights:
             with open(_check_checkpoint(run, study, "--weights", ""), "rb") as src:
-                written.append(
-                    write_atomic(stem.with_suffix(".pt"), lambda f: shutil.copyfileobj(src, f), field="--out")
-                )
+                written.append(write_atomic(stem("pt"), lambda f: shutil.copyfileobj(src, f), field="--out"))
         if onnx:
             checkpoint = _check_checkpoint(run, study, "--onnx", "")
-            written.append(write_onnx(checkpoint, stem.with_suffix(".onnx"), inputs[run.trial], onnx_input))
+            written.append(write_onnx(checkpoint, stem("onnx"), inputs[run.trial], onnx_input))
     return written
 
 
@@ -116,6 +124,7 @@ def _record(run: Run, row: dict, study: str, store: Store, config: dict, preproc
             "epochs": row["epochs"],
             "rank": row["rank"],
             "history": run.history,
+            **({"final": _final_metrics(row["final"])} if row.get("final") else {}),
         },
         "provenance": {
             "study": study,
@@ -133,6 +142,12 @@ def _record(run: Run, row: dict, study: str, store: Store, config: dict, preproc
         },
         "preprocessing": preprocessing,
     }
+
+
+def _final_metrics(f: dict) -> dict:
+    """What the re-training measured for an architecture, over its seeds, and what the proxy had said."""
+    keys = ("val_mean", "val_sd", "val_lo", "val_hi", "test_mean", "test_sd", "seeds", "proxy_rank", "proxy_val_acc")
+    return {k: f[k] for k in keys}
 
 
 def evaluate_runs(

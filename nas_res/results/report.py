@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 from ..arch import Arch
 from ..errors import ResnasError
 from ..status import RunStatus
+from .final import final_table, with_final
 from .record import Run
 from .storage import safe_url, sqlite_file
 from .store import Store
@@ -49,8 +50,16 @@ def studies(store: Store) -> list[dict]:
 def leaderboard(store: Store, study: str, top: int | None = None, include_all: bool = False) -> list[dict]:
     """Runs ranked by best validation accuracy (ties: fewer FLOPs first); unranked runs after, if asked.
     Each ranked row carries its 95% interval and whether it is tied with the best, where the study
-    stored how many validation images it measured on."""
-    return rank(study_runs(store, study), top, include_all, val_images=val_images_of(store, study))
+    stored how many validation images it measured on, and the final columns of its architecture where
+    the study was re-trained (resnas finalize)."""
+    runs, n = study_runs(store, study), val_images_of(store, study)
+    rows = rank(runs, top, include_all, val_images=n)
+    return with_final(rows, final_table(store, study, rank(runs, val_images=n) if top or include_all else rows))
+
+
+def final_ranking(store: Store, study: str) -> list[dict]:
+    """The study's re-trained architectures (resnas finalize), best final mean first, with proxy ranks."""
+    return final_table(store, study, rank(study_runs(store, study)))
 
 
 def val_images_of(store: Store, study: str) -> int | None:

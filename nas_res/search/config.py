@@ -89,6 +89,7 @@ class SearchConfig:
     checkpoints: str | None = None
     keep_checkpoints: KeepPolicy = field(default_factory=KeepPolicy)  # this host's own: not pinned
     threads: int | None = None  # per worker; None: OMP_NUM_THREADS, else the cores split (threads.worker_threads)
+    notes: tuple[str, ...] = ()  # what was picked for the user, or does not fit, and why: printed before it runs
 
     @property
     def multi_objective(self) -> bool:

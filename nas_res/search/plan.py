@@ -13,15 +13,16 @@ from typing import Any
 
 from ..cost import Budget
 from ..data import parse_val_size
-from ..subset import parse_train_size
 from ..errors import ResnasError
 from ..recipe import PRESETS, Recipe, load_recipe
-from ..results.schema import check_study_name
+from ..results.schema import STUDY_NAME, check_study_name
 from ..results.storage import check_lasting, safe_url
 from ..results.store import Store
 from ..space import DesignSpace, load_space
+from ..subset import parse_train_size
 from ..yamlfile import read_yaml
 from .config import FIELDS, OBJECTIVES, PRUNERS, SAMPLERS, SearchConfig, space_from_snapshot
+from .defaults import cpu_budget, fit_notes, pick
 from .keep import DEFAULT_KEEP, KeepPolicy
 
 
@@ -115,6 +116,20 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
         raise ResnasError(f"unknown search option(s) {', '.join(unknown)}")
     check_lasting(given.get("storage"))  # before anything is trained into it
     store = Store(given.get("storage"), must_exist=False)
+    named = given.get("study") is not None and STUDY_NAME.fullmatch(str(given["study"]))
+    alone = "dataset" not in given and "space" not in given  # nothing but a budget: pick what fits it
+    notes = [] if join or (named and store.study_config(str(given["study"]))) else pick(given, cuda_devices())
+    if notes and alone and given.get("budget") and not given.get("gpus") and isinstance(given.get("train_size"), int):
+        held, why = cpu_budget(
+            Budget.parse(str(given["budget"])),
+            load_space(given["space"]),
+            str(given["dataset"]),
+            given["train_size"],
+            recipe_of(given.get("recipe"), given.get("epochs"), "the search").epochs,
+        )
+        if held:  # before the study is named: the same command names (and resumes) the same study
+            given["budget"] = held
+            notes.append(why)
     name = default_study_name(given) if given.get("study") is None else str(given["study"])  # "" is refused
     check_study_name(name, "--study")  # it names folders and files too: no separators, no "..", no spaces
     stored = store.study_config(name)
@@ -155,8 +170,11 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
             given["trials"] = stored["trials"]
     budget_input, max_params_input = str(given.get("budget") or ""), str(given.get("max_params") or "")
     budget = Budget.parse(budget_input or None, max_params_input or None)
-    space.check_budget(budget)
     recipe = recipe_of(given.get("recipe"), given.get("epochs"), where)
+    dataset = str(given.get("dataset", "digits"))
+    space.check_budget(budget)
+    if not stored:
+        notes += fit_notes(space, budget, dataset)
     workers, trials = _int(given, "workers", 1, low=1), _int(given, "trials", 20, low=1)
     gpus = given.get("gpus") or ()
     if isinstance(gpus, (int, str)):
@@ -168,7 +186,7 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
         budget=budget,
         budget_input=budget_input,
         max_params_input=max_params_input,
-        dataset=str(given.get("dataset", "digits")),
+        dataset=dataset,
         data_dir=given.get("data_dir"),
         val_size=parse_val_size(given.get("val_size", 0.1)),
         split_seed=_int(given, "split_seed", 0),
@@ -187,10 +205,18 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
         checkpoints=given.get("checkpoints"),
         keep_checkpoints=KeepPolicy.parse(given.get("keep_checkpoints", DEFAULT_KEEP)),
         threads=None if given.get("threads") is None else _int(given, "threads", 1, low=1),
+        notes=tuple(notes),
     )
     if stored:
         check_same(stored, config.pinned(), name)
     return config, stored is not None
+
+
+def cuda_devices() -> int:
+    """The GPUs this process can use (none without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def default_study_name(given: dict) -> str:

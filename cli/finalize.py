@@ -1,0 +1,157 @@
+"""`resnas finalize` and `resnas fidelity`: re-train a search's best, then say how far its proxy can be trusted."""
+
+from __future__ import annotations
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from nas_res.api import finish_finalize
+from nas_res.cost import human
+from nas_res.results import Store
+from nas_res.results.fidelity import verdict
+from nas_res.results.final import final_name, study_fidelity
+from nas_res.results.report import final_ranking
+from nas_res.results.storage import DEFAULT_STORAGE, safe_url
+from nas_res.search import GRACE, HEARTBEAT, Coordinator
+from nas_res.search.finalize import DEFAULT_SEEDS, DEFAULT_TOP, EPOCHS_FACTOR, plan_finalize
+from nas_res.search.keep import KEEP_HELP
+from nas_res.threads import worker_threads
+
+from .common import JSON_HELP, STORAGE_HELP, emit_json, err, out, user_errors
+from .search import GRACE_HELP, HEARTBEAT_HELP, THREADS_HELP, _gpus, _live_view
+
+
+@user_errors
+def finalize_cmd(
+    study: str = typer.Argument(..., help="The searched study whose best architectures to re-train."),
+    top: int = typer.Option(DEFAULT_TOP, help="How many architectures, best proxy accuracy first."),
+    seeds: int = typer.Option(DEFAULT_SEEDS, help="Seeds per architecture (0, 1, ...): mean and sd over them."),
+    epochs: int | None = typer.Option(None, help=f"Epochs of the final recipe (default {EPOCHS_FACTOR}x the proxy's)."),
+    recipe: str | None = typer.Option(None, help="Final recipe: preset or file (default: the proxy's)."),
+    train_size: str = typer.Option(
+        "all", "--train-size", help="Training images for the final runs: N, a fraction, or all (default)."
+    ),
+    test: bool = typer.Option(False, "--test", help="Evaluate each re-trained network on the test split too."),
+    storage: str | None = typer.Option(None, help=STORAGE_HELP),
+    workers: int | None = typer.Option(None, help="Trial worker processes on CPU (default 1)."),
+    gpus: str | None = typer.Option(None, help="GPU indices, one worker each: 0,1,2."),
+    threads: int | None = typer.Option(None, help=THREADS_HELP),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Where the datasets live on this host."),
+    checkpoints: str | None = typer.Option(None, help="Where the final runs' checkpoints go."),
+    keep_checkpoints: str | None = typer.Option(
+        None, "--keep-checkpoints", help=KEEP_HELP + " Default here: all (export and --test need them)."
+    ),
+    timeout: str | None = typer.Option(None, help="Start no run after this long (2h, 30m, 90s)."),
+    heartbeat: int = typer.Option(HEARTBEAT, help=HEARTBEAT_HELP),
+    grace: int = typer.Option(GRACE, help=GRACE_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Re-train a study's best architectures longer, on the whole training split, with several seeds.
+
+    The runs are the study STUDY.final in the same storage (run again to resume; a larger --top adds to
+    it). Prints the final ranking beside the proxy's and how well the proxy predicted it."""
+    gpu_list = _gpus(gpus)
+    host = dict(
+        workers=workers,
+        gpus=gpu_list,
+        threads=threads,
+        data_dir=data_dir,
+        checkpoints=checkpoints,
+        keep_checkpoints=keep_checkpoints,
+        timeout=timeout,
+    )
+    fp = plan_finalize(
+        study, storage=storage, top=top, seeds=seeds, epochs=epochs, recipe=recipe, train_size=train_size, host=host
+    )
+    config = fp.config
+    coordinator = Coordinator(config, given=fp.given, heartbeat=heartbeat, grace=grace)
+    subset = "all training images" if config.train_size is None else f"{config.train_size} training images"
+    err.print(
+        f"{'resuming' if fp.existed else 'new'} re-training [bold]{config.study}[/] in "
+        f"{safe_url(config.storage or DEFAULT_STORAGE)}: top {len(fp.picked)} of {study!r} by proxy "
+        f"x {seeds} seed(s) = {len(fp.given)} runs of {config.recipe.epochs} epochs on {subset}, "
+        f"{config.workers} worker(s) ({worker_threads(config.threads, config.gpus, config.workers)} thread(s) each)",
+        highlight=False,
+    )
+    with Live(console=err, refresh_per_second=4, transient=False) as live:
+        coordinator.on_update = lambda state: live.update(_live_view(state))
+        state = coordinator.run()
+    result = finish_finalize(fp, state, test=test, data_dir=data_dir, gpus=gpu_list)
+    if as_json:
+        emit_json({**state.to_dict(), "final": result["final"], "fidelity": result["fidelity"]})
+    else:
+        print_final(study, result["final"])
+        print_fidelity(result["fidelity"])
+    if state.interrupted:
+        err.print(f"interrupted: run the same command to resume the re-training of {study!r}")
+        raise typer.Exit(130)
+    if not result["final"]:
+        err.print(f"nothing was re-trained: see resnas leaderboard {final_name(study)} --all")
+        raise typer.Exit(1)
+
+
+@user_errors
+def fidelity_cmd(
+    study: str = typer.Argument(..., help="A study re-trained by resnas finalize."),
+    storage: str | None = typer.Option(None, help=STORAGE_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """How well the search's proxy ranked what the final training found, beside ranking by FLOPs or params."""
+    store = Store(storage)
+    store.config_of(study)  # an unknown study: the message lists the ones there are
+    table = final_ranking(store, study)
+    if not table:
+        err.print(f"study {study!r} has not been finalized yet: run resnas finalize {study}")
+        raise typer.Exit(1)
+    result = study_fidelity(table)
+    if as_json:
+        emit_json({"study": study, "final": table, "fidelity": result})
+        return
+    print_final(study, table)
+    print_fidelity(result)
+
+
+def _pm(mean: float | None, sd: float | None) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.2f}" + (f" ± {sd:.2f}" if sd is not None else "")
+
+
+def print_final(study: str, rows: list[dict]) -> None:
+    """The final ranking, one row per architecture: mean ± sd over seeds, its interval, the proxy's view."""
+    table = Table(title=f"final: {study} (re-trained, mean ± sd over seeds)")
+    for title in ("final", "proxy", "proxy val %", "val % (final)", "95% interval", "test %", "seeds"):
+        table.add_column(title, justify="right")
+    for title in ("FLOPs", "params"):
+        table.add_column(title, justify="right")
+    table.add_column("architecture", justify="left", overflow="fold")
+    for r in rows:
+        interval = f"[{r['val_lo']:.2f}, {r['val_hi']:.2f}]" if r["val_lo"] is not None else "-"
+        table.add_row(
+            str(r["final_rank"]),
+            str(r["proxy_rank"] or "-"),
+            f"{r['proxy_val_acc']:.2f}" if r["proxy_val_acc"] is not None else "-",
+            _pm(r["val_mean"], r["val_sd"]),
+            interval,
+            _pm(r["test_mean"], r["test_sd"]),
+            str(len(r["seeds"])),
+            human(r["flops"]),
+            human(r["params"]),
+            r["summary"],
+        )
+    out.print(table)
+
+
+def print_fidelity(result: dict) -> None:
+    """Rank correlations of each predictor with the final ranking, and what they mean."""
+    table = Table(title="proxy fidelity: rank correlation with the final ranking")
+    for title in ("ranked by", "Spearman rho", "Kendall tau", "n"):
+        table.add_column(title, justify="left" if title == "ranked by" else "right")
+    labels = {"proxy": "proxy val acc", "flops": "more FLOPs", "params": "more params"}
+    for key, label in labels.items():
+        r = result.get(key) or {}
+        cells = [f"{r[k]:+.2f}" if r.get(k) is not None else "-" for k in ("spearman", "kendall")]
+        table.add_row(label, *cells, str(result.get("n", "-")))
+    out.print(table)
+    out.print(verdict(result), highlight=False)

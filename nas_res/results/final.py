@@ -1,0 +1,99 @@
+"""A search's final ranking: its best architectures re-trained (`resnas finalize`), read beside the proxy.
+
+The re-training is a study of its own, `STUDY.final`, in the same storage as `STUDY`: each of its
+runs trains one proxy architecture with the final recipe and one seed. Here those runs become one row
+per architecture (mean and spread over seeds, with an interval), ranked by the final validation
+accuracy, and the proxy's rank and accuracy beside it: what `leaderboard`, `fidelity` and `export` show.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .fidelity import fidelity
+from .record import Run
+from .store import Store
+from .uncertainty import seed_summary
+
+SUFFIX = ".final"
+
+
+def final_name(study: str) -> str:
+    """The study that holds `study`'s re-training."""
+    return f"{study}{SUFFIX}"
+
+
+def final_runs(store: Store, study: str) -> list[Run]:
+    """The ranked runs of `study`'s re-training (none when it was never finalized)."""
+    if store.study_config(final_name(study)) is None:
+        return []
+    return [r for r in store.runs(final_name(study)) if r.status.ranks and r.best_val_acc is not None]
+
+
+def final_table(store: Store, study: str, proxy_rows: list[dict]) -> list[dict]:
+    """One row per re-trained architecture, best final mean validation accuracy first (ties: fewer FLOPs):
+    seeds, mean, sd and 95% interval of validation (and test, where measured) accuracy, and the
+    architecture's rank and accuracy in `proxy_rows` (the study's whole leaderboard). Empty when the
+    study was not finalized."""
+    runs = final_runs(store, study)
+    if not runs:
+        return []
+    proxy = {r["arch_key"]: r for r in proxy_rows}
+    by_arch: dict[str, list[Run]] = defaultdict(list)
+    for r in runs:
+        by_arch[r.arch_key].append(r)
+    rows = []
+    for key, group in by_arch.items():
+        group.sort(key=lambda r: (int(r.recipe.get("seed", 0)), r.trial))
+        val = seed_summary([r.best_val_acc for r in group if r.best_val_acc is not None])
+        tests = [r.test_acc for r in group if r.test_acc is not None]
+        test = seed_summary(tests) if tests else None
+        best = max(group, key=lambda r: (r.best_val_acc or 0.0, -r.trial))
+        p = proxy.get(key, {})
+        rows.append(
+            {
+                "arch_key": key,
+                "summary": group[0].summary,
+                "flops": group[0].flops,
+                "params": group[0].params,
+                "proxy_rank": p.get("rank"),
+                "proxy_val_acc": p.get("val_acc"),
+                "seeds": [int(r.recipe.get("seed", 0)) for r in group],
+                "val_mean": val["mean"],
+                "val_sd": val["sd"],
+                "val_lo": None if val["lo"] is None else max(0.0, val["lo"]),  # an accuracy stays in 0..100
+                "val_hi": None if val["hi"] is None else min(100.0, val["hi"]),
+                "test_mean": test["mean"] if test else None,
+                "test_sd": test["sd"] if test else None,
+                "tested": len(tests),
+                "epochs": max(r.epochs for r in group),
+                "best_trial": best.trial,  # the seed whose weights `export` takes
+                "trials": [r.trial for r in group],
+            }
+        )
+    rows.sort(key=lambda r: (-r["val_mean"], r["flops"], r["arch_key"]))
+    for i, row in enumerate(rows, 1):
+        row["final_rank"] = i
+    return rows
+
+
+def with_final(rows: list[dict], table: list[dict]) -> list[dict]:
+    """Leaderboard rows with the final columns of their architecture (None where it was not re-trained)."""
+    final = {r["arch_key"]: r for r in table}
+    for row in rows:
+        f = final.get(row["arch_key"], {})
+        for key in ("final_rank", "val_mean", "val_sd", "test_mean", "test_sd"):
+            row[f"final_{key.removeprefix('final_')}"] = f.get(key)
+        row["final_seeds"] = len(f.get("seeds", ())) or None
+    return rows
+
+
+def study_fidelity(table: list[dict]) -> dict:
+    """How well the proxy ranked what the final training found, beside ranking by FLOPs or by params."""
+    return fidelity(
+        [
+            {"proxy_acc": r["proxy_val_acc"], "final_acc": r["val_mean"], "flops": r["flops"], "params": r["params"]}
+            for r in table
+            if r["proxy_val_acc"] is not None
+        ]
+    )

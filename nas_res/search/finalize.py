@@ -1,0 +1,112 @@
+"""`resnas finalize`: re-train a search's best architectures with a longer recipe, on the whole training
+split, several seeds each, so that the ranking a user acts on is not the cheap proxy's.
+
+The re-training is the study `STUDY.final` in the same storage, trained through the same machinery as
+any search (given architectures: workers, GPUs, heartbeats, resume, reuse of what is trained already).
+It keeps the proxy's data split, so both rankings are judged on the same validation images; only the
+training subset and the recipe change. Running it again resumes it, and a larger --top adds to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..arch import Arch
+from ..errors import ResnasError
+from ..recipe import Recipe
+from ..results.final import SUFFIX, final_name
+from ..results.report import rank, study_runs
+from ..results.store import Store
+from .config import SearchConfig, space_from_snapshot
+from .coordinator import Given
+from .plan import plan, recipe_of
+
+EPOCHS_FACTOR = 3  # the final recipe's epochs, by default, per proxy epoch
+DEFAULT_TOP, DEFAULT_SEEDS = 3, 3
+
+
+@dataclass(frozen=True)
+class FinalPlan:
+    """The re-training of `study`: the final study's config, what it trains, and the proxy rows chosen."""
+
+    study: str
+    config: SearchConfig
+    existed: bool
+    given: list[Given]
+    picked: list[dict]  # the proxy leaderboard rows re-trained, best first
+
+
+def plan_finalize(
+    study: str,
+    *,
+    storage: str | None = None,
+    top: int = DEFAULT_TOP,
+    seeds: int = DEFAULT_SEEDS,
+    epochs: int | None = None,
+    recipe: str | Recipe | dict | None = None,
+    train_size: object = "all",
+    host: dict | None = None,
+) -> FinalPlan:
+    """Pick `study`'s `top` architectures by proxy validation accuracy and plan their re-training, `seeds`
+    seeds each (0, 1, ...), with `recipe` (default: the proxy's) for `epochs` (default: 3x the proxy's).
+    `host`: where this host trains (workers, gpus, threads, data_dir, checkpoints, keep_checkpoints,
+    timeout, trial_timeout)."""
+    for name, value in (("--top", top), ("--seeds", seeds)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ResnasError(f"must be a positive integer; got {value!r}", field=name)
+    store = Store(storage)
+    try:
+        if study.endswith(SUFFIX) and store.study_config(study.removesuffix(SUFFIX)) is not None:
+            raise ResnasError(
+                f"{study!r} is the re-training of {study.removesuffix(SUFFIX)!r}; finalize that study instead",
+                field="study",
+            )
+        proxy = store.config_of(study)  # an unknown study: the message lists the ones there are
+        runs = study_runs(store, study)
+    finally:
+        store.dispose()
+    rows = rank(runs)
+    if not rows:
+        raise ResnasError(
+            f"study {study!r} has no trained trial to re-train yet (see resnas leaderboard {study} --all)",
+            field="study",
+        )
+    picked = rows[:top]
+    by_trial = {r.trial: r for r in runs}
+    proxy_recipe = Recipe.from_dict(proxy["recipe"], where=f"study {study!r}")
+    chosen = proxy_recipe if recipe is None else recipe_of(recipe, None, f"finalize {study}")
+    final_recipe = chosen.replace(epochs=epochs if epochs is not None else EPOCHS_FACTOR * proxy_recipe.epochs)
+    options = {
+        **{k: v for k, v in (host or {}).items() if v is not None},
+        "study": final_name(study),
+        "storage": storage,
+        "space": space_from_snapshot(proxy["space"], f"study {study!r}"),
+        "budget": proxy.get("budget_input") or None,
+        "max_params": proxy.get("max_params_input") or None,
+        "dataset": proxy["dataset"],
+        "val_size": proxy["val_size"],
+        "split_seed": proxy["split_seed"],
+        "train_size": train_size,
+        "recipe": final_recipe,
+        "objective": "accuracy",  # the final ranking is by accuracy; the cost of each is beside it
+        "sampler": "random",  # asked nothing: every trial is a given architecture
+        "pruner": "none",  # every seed trains in full
+    }
+    options.setdefault("keep_checkpoints", "all")  # a few final networks: --test and export need their weights
+    archs = [Arch.from_dict(by_trial[row["trial"]].arch) for row in picked]
+    given = list(dict.fromkeys(Given(arch, seed) for arch in archs for seed in range(seeds)))
+    options["trials"] = len(given)
+    try:
+        config, existed = plan(options)
+    except ResnasError as e:
+        if "exists with a different" not in e.bare:
+            raise
+        raise ResnasError(
+            f"{study!r} was finalized before with other settings: {e.bare.split(' exists with a different ')[1]}".split(
+                ". Its trials"
+            )[0]
+            + f". Give the same --epochs, --recipe and --train-size to add to that re-training (its study is "
+            f"{final_name(study)!r})",
+            field="study",
+        ) from None
+    return FinalPlan(study, config, existed, given, picked)

@@ -1,0 +1,148 @@
+"""finalize and fidelity end to end on a tiny digits study, and what a search picks when told only a budget."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from nas_res.cli.main import app
+from servers import sqlite_url
+
+import nas_res
+from nas_res import ResnasError
+from nas_res.results import Store
+from nas_res.results.final import final_name
+from nas_res.results.report import final_ranking
+from nas_res.search import defaults, plan
+from nas_res.space import load_space
+
+DATA = "synthetic:1x8x8:4:300"  # 270 training and 30 validation images after the 10% split
+
+
+@pytest.fixture(scope="module")
+def finalized(tmp_path_factory):
+    """A 3-trial proxy search on 100 of 270 training images, its top 3 re-trained on all, 2 seeds each (random
+    images: what is tested is the machinery, not what it learns)."""
+    tmp = tmp_path_factory.mktemp("final")
+    storage = sqlite_url(tmp)
+    common = {"storage": storage, "checkpoints": str(tmp / "ckpt")}
+    nas_res.run_search(
+        study="proxy",
+        space="plain-vs-residual",
+        budget="20MFLOPs",
+        dataset=DATA,
+        train_size=100,
+        trials=3,
+        epochs=1,
+        **common,
+    )
+    result = nas_res.finalize_study(
+        "proxy", top=3, seeds=2, epochs=1, test=True, storage=storage, checkpoints=str(tmp / "final")
+    )
+    return tmp, storage, result
+
+
+def test_finalize_retrains_the_proxy_top_with_seeds_on_the_whole_split(finalized):
+    _tmp, storage, result = finalized
+    store = Store(storage)
+    proxy = nas_res.leaderboard("proxy", storage=storage)
+    assert store.config_of("proxy")["train_size"] == 100 and store.config_of("proxy")["val_images"] == 30
+    final_config = store.config_of(final_name("proxy"))
+    assert final_config["train_size"] is None and final_config["recipe"]["epochs"] == 1
+    assert final_config["val_images"] == 30  # the same validation images as the proxy: rankings comparable
+    runs = [r for r in store.runs(final_name("proxy")) if r.status.ranks]
+    assert len(runs) == 6 and sorted(r.recipe["seed"] for r in runs) == [0, 0, 0, 1, 1, 1]
+    assert all(r.epochs == 1 and r.test_acc is not None for r in runs)  # --test: every network evaluated
+    assert {r.arch_key for r in runs} == {row["arch_key"] for row in proxy[:3]}
+    table = result["final"]
+    assert [r["final_rank"] for r in table] == [1, 2, 3]
+    assert sorted(r["proxy_rank"] for r in table) == [1, 2, 3]
+    for row in table:
+        mine = [r.best_val_acc for r in runs if r.arch_key == row["arch_key"]]
+        assert row["val_mean"] == pytest.approx(sum(mine) / 2) and row["seeds"] == [0, 1]
+        assert 0 <= row["val_lo"] <= row["val_mean"] <= row["val_hi"] <= 100
+    assert table == sorted(table, key=lambda r: -r["val_mean"])
+    fid = result["fidelity"]
+    assert fid["n"] == 3 and set(fid) >= {"proxy", "flops", "params"}
+    # the leaderboard carries the final columns beside the proxy's
+    board = {r["arch_key"]: r for r in nas_res.leaderboard("proxy", storage=storage)}
+    for row in table:
+        assert board[row["arch_key"]]["final_rank"] == row["final_rank"]
+        assert board[row["arch_key"]]["final_val_mean"] == pytest.approx(row["val_mean"])
+
+
+def test_finalize_again_resumes_and_export_takes_the_final_ranking(finalized, runner):
+    tmp, storage, result = finalized
+    again = nas_res.finalize_study("proxy", top=3, seeds=2, epochs=1, storage=storage, checkpoints=str(tmp / "final"))
+    assert again["state"].counts["done"] == 0 and again["final"] == result["final"]  # nothing trained twice
+    out = tmp / "exported"
+    written = nas_res.export_study("proxy", out, storage=storage, top=1, weights=True)
+    record = yaml.safe_load(next(p for p in written if p.suffix == ".yaml").read_text())
+    best = result["final"][0]
+    assert record["provenance"]["study"] == final_name("proxy") and record["metrics"]["rank"] == 1
+    assert record["arch"]["stages"] and record["metrics"]["final"]["val_mean"] == pytest.approx(best["val_mean"])
+    assert record["provenance"]["trial"] == best["best_trial"] and any(p.suffix == ".pt" for p in written)
+    shown = runner.invoke(app, ["fidelity", "proxy", "--storage", storage, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["fidelity"]["n"] == 3
+    table = runner.invoke(app, ["fidelity", "proxy", "--storage", storage])
+    assert "proxy fidelity" in table.output and "Kendall" in table.output
+
+
+def test_finalize_refusals(finalized, runner):
+    _tmp, storage, _ = finalized
+    with pytest.raises(ResnasError, match="finalized before with other settings.*epochs 1 -> 5"):
+        nas_res.finalize_study("proxy", top=3, seeds=2, epochs=5, storage=storage)
+    with pytest.raises(ResnasError, match="re-training of 'proxy'; finalize that study"):
+        nas_res.finalize_study(final_name("proxy"), storage=storage)
+    with pytest.raises(ResnasError, match="--seeds"):
+        nas_res.finalize_study("proxy", seeds=0, storage=storage)
+    bad = runner.invoke(app, ["finalize", "nope", "--storage", storage])
+    assert bad.exit_code == 2 and "nope" in bad.output and "Traceback" not in bad.output
+    never = runner.invoke(app, ["fidelity", "nope", "--storage", storage])
+    assert never.exit_code == 2
+
+
+def test_fidelity_of_a_study_never_finalized(finalized, tmp_path, runner):
+    _tmp, storage, _ = finalized
+    assert final_ranking(Store(storage), final_name("proxy")) == []
+    shown = runner.invoke(app, ["fidelity", final_name("proxy"), "--storage", storage])
+    assert shown.exit_code == 1 and "not been finalized" in shown.output
+
+
+# ---- what a search picks when told only a budget --------------------------------------------------------
+def test_a_budget_alone_picks_fashion_mnist_a_small_image_space_and_a_cpu_proxy(tmp_path, monkeypatch):
+    monkeypatch.setattr(defaults, "find_published", lambda name, root: Path("/usr/share/datasets/fashion-mnist"))
+    monkeypatch.setattr(sys.modules["nas_res.search.plan"], "cuda_devices", lambda: 0)
+    config, _ = plan({"budget": "4GFLOPs", "storage": sqlite_url(tmp_path)})
+    assert config.dataset == "fashion-mnist" and config.space.name == "cifar-resnext"
+    assert config.train_size == defaults.PROXY_IMAGES and config.gpus == ()
+    # 4 GFLOPs would train for an hour a trial on 2 cores: held to what trains in minutes, and said so
+    assert config.budget.flops_max < 200e6 and config.study == f"cifar-resnext-fashion-mnist-{config.budget_input}"
+    text = " ".join(config.notes)
+    assert "fashion-mnist" in text and "cifar-resnext" in text and "no GPU" in text and "4.00 G" in text
+    assert "28x28" in text  # the budget is at 32x32, the images 28x28: the cost at theirs beside it
+    again, _existed = plan({"budget": "4GFLOPs", "storage": sqlite_url(tmp_path)})
+    assert again.study == config.study  # the same command names the same study (and resumes it)
+
+
+def test_a_gpu_gets_the_whole_budget_and_no_dataset_means_digits_said_plainly(tmp_path, monkeypatch):
+    monkeypatch.setattr(defaults, "find_published", lambda name, root: None)
+    monkeypatch.setattr(sys.modules["nas_res.search.plan"], "cuda_devices", lambda: 2)
+    config, _ = plan({"budget": "4GFLOPs", "storage": sqlite_url(tmp_path), "workers": None})
+    assert config.dataset == "digits" and config.gpus == (0, 1) and config.budget.flops_max == 4e9
+    assert config.train_size is None and "apt-get install dataset-fashion-mnist" in " ".join(config.notes)
+
+
+def test_a_named_space_keeps_the_default_data_and_a_misfit_is_said():
+    space = load_space("resnext")
+    notes = " ".join(defaults.fit_notes(space, nas_res.Budget.parse("4GFLOPs"), "digits"))
+    assert "224x224 reference resolution" in notes and "1x1 maps" in notes and "--space cifar-resnext" in notes
+    assert defaults.fit_notes(load_space("cifar-resnext"), nas_res.Budget.parse("4GFLOPs"), "cifar10") == []
+    assert defaults.stage_maps(space.extremes("flops")[0], 224) == [56, 28, 14, 7]
+    given = {"space": "cifar-resnet", "budget": "40MFLOPs"}
+    defaults.pick(given, 0)
+    assert given["dataset"] == "digits" and "train_size" not in given  # a named space: documented defaults
