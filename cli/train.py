@@ -13,14 +13,19 @@ from nas_res import ResnasError
 from nas_res.cost import human
 from nas_res.data import DATASETS, parse_train_size, with_train_size
 from nas_res.evaluation import evaluate_checkpoint
+from nas_res.published import TORCHVISION
 from nas_res.recipe import Recipe
 from nas_res.training import TrainPlan, plan_training, run_training
 
 from .common import JSON_HELP, emit_json, err, out, user_errors
 
 DATASET_HELP = f"One of: {', '.join(DATASETS)}."
-DATA_DIR_HELP = "Where torchvision datasets live (default: $RESNAS_DATA or ~/.cache/resnas/data)."
-DOWNLOAD_HELP = "Download a missing torchvision dataset into --data-dir (when online)."
+DATA_DIR_HELP = (
+    "Where torchvision datasets live, in its layout (DIR/FashionMNIST/raw/...), or a folder holding the four "
+    "(Fashion-)MNIST idx files, .gz or not (default: $RESNAS_DATA or ~/.cache/resnas/data). Fashion-MNIST is "
+    "also found in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist)."
+)
+DOWNLOAD_HELP = "Download a dataset found nowhere into --data-dir (when online)."
 
 
 @user_errors
@@ -113,6 +118,11 @@ def train_cmd(
             f"{plan.recipe.batch_size} is more than the {len(data.train):,} training images --train-size keeps; "
             "lower --batch-size or raise --train-size",
             field="--batch-size",
+        )
+    elsewhere = data_dir is not None and not Path(data.source).is_relative_to(data_dir.expanduser())
+    if data.name in TORCHVISION and elsewhere:  # a system package's folder: say so, the user named another
+        err.print(
+            f"{data.name}: not in --data-dir {data_dir}; read from {data.source}", highlight=False, soft_wrap=True
         )
     arch = plan.arch_for(data)
     if arch != plan.arch:

@@ -139,8 +139,8 @@ def load_data(
         (xtr, ytr), (xte, yte) = _digits()
         classes, source = 10, "scikit-learn's bundled 8x8 digits"
     elif name in TORCHVISION:
-        (xtr, ytr), (xte, yte), classes = load_published(name, root, download, test)
-        source = str(root / TORCHVISION[name].folder)
+        (xtr, ytr), (xte, yte), classes, folder = load_published(name, root, download, test)
+        source = str(folder)  # --data-dir, the folder in it, or a system package's folder
     elif name == "synthetic":
         (xtr, ytr), (xte, yte), classes = _synthetic(arg, split_seed)
         source = f"random uint8 tensors {tuple(xtr.shape[1:])}, {classes} classes"

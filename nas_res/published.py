@@ -1,7 +1,10 @@
-"""The published datasets (MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100) in torchvision's folder layout.
+"""The published datasets (MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100), read where they already are.
 
-Files are read from --data-dir where they are; only missing ones are fetched (a local CIFAR archive
-unpacked, or torchvision's download), always into a temporary folder first, so a failed fetch leaves
+MNIST's four idx files (plain or the published .gz) are looked for in --data-dir in torchvision's
+layout (DIR/FashionMNIST/raw/), in --data-dir itself, then in the folder a system package installs
+them into (Debian's dataset-fashion-mnist: /usr/share/datasets/fashion-mnist), and read in place.
+Only when no folder has them are they fetched (a local CIFAR archive unpacked, or torchvision's
+download into DIR in its layout), always into a temporary folder first, so a failed fetch leaves
 nothing behind. MNIST's idx files are read and checked by `nas_res.idx`; CIFAR's pickles by
 torchvision, with their counts and labels checked here: a swapped, truncated or foreign file is one
 message naming it, never a crash mid-training or a silent mismatch of images and labels.
@@ -66,16 +69,26 @@ TORCHVISION = {
     ),
 }
 
+# Where a system package puts the idx files; looked in after --data-dir, before any download. Only
+# Fashion-MNIST has a Debian package (dataset-fashion-mnist); MNIST's folder is looked in all the same.
+SYSTEM_DIRS = {
+    "fashion-mnist": Path("/usr/share/datasets/fashion-mnist"),
+    "mnist": Path("/usr/share/datasets/mnist"),
+}
+SYSTEM_PACKAGES = {"fashion-mnist": "dataset-fashion-mnist"}
+
 Pair = tuple[torch.Tensor | None, torch.Tensor | None]
 
 
-def load_published(name: str, root: Path, download: bool, test: bool) -> tuple[Pair, Pair, int]:
-    """(train images, labels), (test images, labels) or (None, None) without `test`, and the classes."""
+def load_published(name: str, root: Path, download: bool, test: bool) -> tuple[Pair, Pair, int, Path]:
+    """(train images, labels), (test images, labels) or (None, None) without `test`, the classes, and
+    the folder the files were read from."""
     src = TORCHVISION[name]
-    where, classes = root / src.folder, src.classes
-    idx = src.files == IDX_FILES
-    if not all(_find(where, f) for f in (src.files if test or not idx else src.files[:2])):
+    classes, idx = src.classes, src.files == IDX_FILES
+    where = find_published(name, root, test)
+    if where is None:
         _fetch(name, root, download)
+        where = root / src.folder
     if idx:
         train = _read_idx_pair(name, where, "train", classes)
         test_pair: Pair = _read_idx_pair(name, where, "t10k", classes) if test else (None, None)
@@ -85,8 +98,26 @@ def load_published(name: str, root: Path, download: bool, test: bool) -> tuple[P
                 f"{_shape(train[0])}; both must have one size",
                 field="dataset",
             )
-        return train, test_pair, classes
-    return _read_cifar(name, root, True), _read_cifar(name, root, False) if test else (None, None), classes
+        return train, test_pair, classes, where
+    return _read_cifar(name, root, True), _read_cifar(name, root, False) if test else (None, None), classes, where
+
+
+def find_published(name: str, root: Path, test: bool = False) -> Path | None:
+    """The first folder (see `_places`) holding every file `name` needs, the test split's with `test`
+    (MNIST's training pair suffices without it); None when none does. Nothing is read or fetched."""
+    src = TORCHVISION[name]
+    needed = src.files if test or src.files != IDX_FILES else src.files[:2]
+    return next((p for p in _places(name, root) if all(_find(p, f) for f in needed)), None)
+
+
+def _places(name: str, root: Path) -> list[Path]:
+    """The folders looked in, in order: torchvision's layout under --data-dir; for the idx datasets
+    also --data-dir itself and the system package's folder. A folder counts only with every file needed."""
+    src = TORCHVISION[name]
+    places = [root / src.folder]
+    if src.files == IDX_FILES:
+        places += [root, *([SYSTEM_DIRS[name]] if name in SYSTEM_DIRS else [])]
+    return list(dict.fromkeys(places))
 
 
 def _shape(x: torch.Tensor | np.ndarray) -> str:
@@ -199,17 +230,31 @@ def _fetch(name: str, root: Path, download: bool) -> None:
 
 
 def _missing(name: str, root: Path, why: str | None) -> ResnasError:
-    """The files expected and where; `why` the download failed (None: downloading was not allowed)."""
+    """The files expected, every folder looked in and what each held, and the ways to get them: a
+    system package (where there is one), --data-dir, the download. `why` the download failed (None:
+    downloading was not allowed)."""
     src = TORCHVISION[name]
     where = root / src.folder
-    present = [f for f in src.files if _find(where, f)]
-    state = f"found only {', '.join(present)}" if present else "none of them is there"
+
+    def state(folder: Path) -> str:
+        present = [f for f in src.files if _find(folder, f)]
+        if present:
+            return f"found only {', '.join(present)}"
+        return "none of them is there" if folder.is_dir() else "no such folder"
+
+    looked = "; ".join(f"{p}/ ({state(p)})" for p in _places(name, root))
+    ways = []
+    if name in SYSTEM_PACKAGES:
+        ways.append(f"install Debian's package (apt-get install {SYSTEM_PACKAGES[name]}) into {SYSTEM_DIRS[name]}/")
+    if src.files == IDX_FILES:
+        ways.append(f"pass --data-dir DIR, a folder that holds them (or {src.folder}/ with them)")
+    else:
+        ways.append(f"put them in {where}/ or pass --data-dir DIR (the folder that holds {src.folder.split('/')[0]}/)")
+    ways.append(f"let resnas download them into {where}/ (online, without --no-download)")
     return ResnasError(
         f"{name} is not available offline "
         + (f"and could not be downloaded ({why})" if why else "(--no-download)")
-        + f": expected "
-        f"{', '.join(src.files)} in {where}/ — {src.origin}; {state}. "
-        f"Put them there or pass --data-dir DIR (the folder that holds {src.folder.split('/')[0]}/).",
+        + f": expected {', '.join(src.files)}, {src.origin}; looked in {looked}. To get them: {'; or '.join(ways)}.",
         field="dataset",
     )
 

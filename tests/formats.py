@@ -1,8 +1,8 @@
 """Small datasets written in the real on-disk formats, so the real loaders read them.
 
 CIFAR: the pickled batches of cifar-10-batches-py / cifar-100-python. MNIST and Fashion-MNIST:
-the big-endian idx files torchvision reads from <root>/<Name>/raw. ImageFolder: PNG files in
-<split>/<class>/ folders, and a PNG too large to decode that costs 100 kB.
+the big-endian idx files, in torchvision's <root>/<Name>/raw or any folder, plain or .gz.
+ImageFolder: PNG files in <split>/<class>/ folders, and a PNG too large to decode that costs 100 kB.
 """
 
 from __future__ import annotations
@@ -145,18 +145,29 @@ def write_big_png(path: Path, side: int) -> None:
 
 
 def write_mnist(root: Path, name: str = "MNIST", n_train: int = 60, n_test: int = 20, seed: int = 0) -> dict:
+    """The four idx files in torchvision's layout, root/<name>/raw/."""
+    return write_idx_files(root / name / "raw", n_train, n_test, seed)
+
+
+def write_idx_files(
+    folder: Path, n_train: int = 60, n_test: int = 20, seed: int = 0, gz: bool = False, side: int = 28
+) -> dict:
+    """The four MNIST idx files straight into `folder`, plain or gzip'd as published (and as Debian's
+    dataset-fashion-mnist installs them); returns the arrays written."""
     rng = np.random.default_rng(seed)
     arrays = {
-        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "x_train": rng.integers(0, 256, (n_train, side, side), dtype=np.uint8),
         "y_train": rng.integers(0, 10, n_train).astype(np.uint8),
-        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "x_test": rng.integers(0, 256, (n_test, side, side), dtype=np.uint8),
         "y_test": rng.integers(0, 10, n_test).astype(np.uint8),
     }
-    raw = root / name / "raw"
-    write_idx(raw / "train-images-idx3-ubyte", arrays["x_train"])
-    write_idx(raw / "train-labels-idx1-ubyte", arrays["y_train"])
-    write_idx(raw / "t10k-images-idx3-ubyte", arrays["x_test"])
-    write_idx(raw / "t10k-labels-idx1-ubyte", arrays["y_test"])
+    for stem, key in [("train-images-idx3", "x_train"), ("train-labels-idx1", "y_train"),
+                      ("t10k-images-idx3", "x_test"), ("t10k-labels-idx1", "y_test")]:  # fmt: skip
+        path = folder / f"{stem}-ubyte"
+        write_idx(path, arrays[key])
+        if gz:
+            Path(f"{path}.gz").write_bytes(gzip.compress(path.read_bytes()))
+            path.unlink()
     return arrays
 
 

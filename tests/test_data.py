@@ -8,7 +8,7 @@ import pytest
 import torch
 from formats import use_checksums, write_cifar, write_imagefolder, write_mnist
 
-from nas_res import ResnasError
+from nas_res import ResnasError, published
 from nas_res.batches import DeviceBatches, FileBatches, augment, batches
 from nas_res.data import Split, carve, load_data, parse_train_size, with_train_size
 from nas_res.subset import balanced_indices
@@ -89,7 +89,8 @@ def test_mnist_idx_files_through_torchvision(tmp_path, name, folder, spec):
     assert d.flip == (spec == "fashion-mnist")
 
 
-def test_missing_dataset_names_the_files_and_where(tmp_path):
+def test_missing_dataset_names_the_files_and_where(tmp_path, monkeypatch):
+    monkeypatch.setitem(published.SYSTEM_DIRS, "mnist", tmp_path / "system")  # as if no package had them
     with pytest.raises(ResnasError) as e:
         load_data("mnist", data_dir=tmp_path, download=False)
     msg = str(e.value)
