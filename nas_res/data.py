@@ -32,6 +32,9 @@ DATASETS = (
 )
 DEFAULT_DATA_DIR = Path(os.environ.get("RESNAS_DATA", Path.home() / ".cache" / "resnas" / "data"))
 IN_MEMORY_LIMIT = 4 << 30  # an ImageFolder whose decoded uint8 images exceed this stays on disk
+# STATS_NOTE: the normalisation (mean, std) is that of the whole training split left by validation, also
+# when a proxy trains on a subset of it: `resnas evaluate` and export recompute it from the data loaded
+# whole, so a proxy's checkpoint is evaluated and exported with the normalisation it was trained with.
 
 # Training augmentation per source: pixels of pad-and-crop, and whether a horizontal flip keeps the label.
 AUGMENT = {
@@ -151,10 +154,10 @@ def load_data(
     if check:
         check(xtr.shape[1], classes, xtr.shape[-1])
     train, val = carve(Split(ytr, xtr), val_size, split_seed, classes)
+    assert train.images is not None, "carve keeps the images of an in-memory split"
+    mean, std = channel_stats(train.images)  # of the whole training split, a proxy's too (see STATS_NOTE)
     full = len(train)
     train = take_train(train, train_size, split_seed, classes)
-    assert train.images is not None, "carve and subset keep the images of an in-memory split"
-    mean, std = channel_stats(train.images)  # of the images trained on: a proxy's subset when there is one
     pad, flip = AUGMENT[name] if augment else (0, False)
     return Data(
         name,
@@ -185,22 +188,12 @@ def take_train(train: Split, train_size: TrainSize, seed: int, classes: int, fie
 
 def with_train_size(data: Data, train_size: object, field: str = "train_size") -> Data:
     """`data`, loaded whole, with its training split cut as `load_data(..., train_size=)` would cut
-    it (the same images, normalisation of the subset), for a caller that loaded the data first."""
+    it (the same images, the same normalisation), for a caller that loaded the data first."""
     parsed = parse_train_size(train_size, field)
     train = take_train(data.train, parsed, data.split_seed, data.classes, field)
     if train is data.train:
         return data
-    mean, std = train_stats(train, data.size)
-    return replace(data, train=train, mean=mean, std=std, train_size=parsed, train_full=data.train_full)
-
-
-def train_stats(train: Split, size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of a training split: all its images in memory, else a sample of
-    about 256 of its files (decoding all of a large ImageFolder only for these would be slow)."""
-    if train.images is None:
-        train = decode(train.subset(torch.arange(0, len(train), max(1, len(train) // 256))), size)
-    assert train.images is not None, "decode returns an in-memory split"
-    return channel_stats(train.images)
+    return replace(data, train=train, train_size=parsed, train_full=data.train_full)
 
 
 def parse_val_size(value: object, field: str = "val_size") -> float | int:
@@ -366,13 +359,22 @@ def _imagefolder(
     if check:
         check(3, len(classes), size)
     train, val = carve(Split(labels, files=files), val_size, split_seed, len(classes))
-    full = len(train)
-    train = take_train(train, train_size, split_seed, len(classes))  # before decoding: only what is trained on
-    kept = len(train) + len(val) + (len(test_split) if test_split else 0)
-    if kept * 3 * size * size <= memory_limit:  # decode once, then the same device-resident fast path as CIFAR
+    tests = len(test_split) if test_split else 0
+    whole = (len(files) + tests) * 3 * size * size <= memory_limit
+    if whole:  # decode once, then the same device-resident fast path as CIFAR
         train, val = decode(train, size), decode(val, size)
         test_split = decode(test_split, size) if test_split else None
-    mean, std = train_stats(train, size)  # of the images trained on: a proxy's subset when there is one
+        assert train.images is not None, "decode returns an in-memory split"
+        mean, std = channel_stats(train.images)  # of the whole training split, a proxy's too (see STATS_NOTE)
+    else:
+        sample = decode(train.subset(torch.arange(0, len(train), max(1, len(train) // 256))), size)
+        assert sample.images is not None, "decode returns an in-memory split"
+        mean, std = channel_stats(sample.images)
+    full = len(train)
+    train = take_train(train, train_size, split_seed, len(classes))
+    if not whole and (len(train) + len(val) + tests) * 3 * size * size <= memory_limit:  # a proxy that fits
+        train, val = decode(train, size), decode(val, size)
+        test_split = decode(test_split, size) if test_split else None
     pad, flip = (size // 8, True) if augment else (0, False)
     return Data(
         "imagefolder",

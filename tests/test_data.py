@@ -262,9 +262,10 @@ def test_train_subset_is_seeded_class_balanced_and_keeps_the_validation_split():
     assert not torch.equal(balanced_indices(whole.train.labels, 205, seed=1, classes=10), idx)
     small = set(balanced_indices(whole.train.labels, 50, seed=0, classes=10).tolist())
     assert small < set(idx.tolist())
-    # a fraction is of what validation left; statistics are those of the images trained on
+    # a fraction is of what validation left; the normalisation stays the whole split's, as evaluate and
+    # export recompute it
     half = load_data("digits", train_size=0.5)
-    assert len(half.train) == 647 and half.mean != whole.mean
+    assert len(half.train) == 647 and (half.mean, half.std) == (whole.mean, whole.std)
     assert with_train_size(whole, 205).train.labels.tolist() == d.train.labels.tolist()
     assert with_train_size(whole, 205).mean == d.mean and with_train_size(whole, "all") is whole
 
@@ -297,3 +298,8 @@ def test_train_subset_of_an_imagefolder_in_memory_and_from_files(tmp_path):
     assert d.in_memory and not lazy.in_memory and lazy.train.files is not None and len(lazy.train.files) == 7
     assert sorted(torch.bincount(d.train.labels).tolist()) == [2, 2, 3] and d.train_full == 15
     assert lazy.train.labels.tolist() == d.train.labels.tolist() and lazy.val.labels.tolist() == d.val.labels.tolist()
+    # too large whole, small enough as a proxy: the proxy is decoded, normalised as the whole split is
+    whole = load_data(f"imagefolder:{tmp_path}", val_size=3, image_size=16, memory_limit=8000)
+    proxy = load_data(f"imagefolder:{tmp_path}", val_size=3, image_size=16, memory_limit=8000, train_size=7)
+    assert not whole.in_memory and proxy.in_memory and (proxy.mean, proxy.std) == (whole.mean, whole.std)
+    assert proxy.train.labels.tolist() == d.train.labels.tolist()
