@@ -25,7 +25,7 @@ from nas_res.cli.main import app
 from servers import sqlite_url
 from typer.testing import CliRunner
 
-from nas_res import ResnasError
+from nas_res import ResnasError, published
 from nas_res.data import Split, carve, load_data, parse_val_size
 from nas_res.idx import read_idx
 
@@ -67,6 +67,8 @@ def offline(monkeypatch, tmp_path):
         raise urllib.error.URLError("network disabled by the test")
 
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    for name in ("fashion-mnist", "mnist"):  # and no system package's folder (Debian's Fashion-MNIST) either
+        monkeypatch.setitem(published.SYSTEM_DIRS, name, tmp_path / "no-system" / name)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
