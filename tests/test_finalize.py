@@ -146,3 +146,25 @@ def test_a_named_space_keeps_the_default_data_and_a_misfit_is_said():
     given = {"space": "cifar-resnet", "budget": "40MFLOPs"}
     defaults.pick(given, 0)
     assert given["dataset"] == "digits" and "train_size" not in given  # a named space: documented defaults
+
+
+# ---- a trial that trains all its epochs is complete -----------------------------------------------------
+def test_the_last_epoch_is_never_pruned():
+    """Hyperband's top rung is the last epoch (with --epochs 1, the only one): the pruner may say "prune"
+    there, and a fully trained network must not be dropped from the ranking for it."""
+    from types import SimpleNamespace
+
+    from nas_res.search.trials import Trials
+
+    decisions = []
+    job = SimpleNamespace(trial="t", epochs=3, epoch=0, val_acc=None)
+    worker = SimpleNamespace(job=job, decide=decisions.append)
+    trials = SimpleNamespace(
+        config=SimpleNamespace(multi_objective=False),
+        keeper=SimpleNamespace(measure=lambda: None),
+        db=lambda fn, *args: fn(*args),
+        optuna=SimpleNamespace(report=lambda trial, value, step: True),  # a pruner that always says stop
+    )
+    for epoch in (1, 2, 3):
+        Trials.epoch(trials, worker, {"epoch": epoch, "val_acc": 50.0})  # type: ignore[arg-type]
+    assert decisions == [True, True, False]
