@@ -67,16 +67,30 @@ def _leaderboard_cells(r: dict) -> dict:
         **r,
         "val_acc": _with_interval(r),
         "tie": _tie(r),
+        "final": _final_cell(r),
         "status": r["status"] + (" (reused)" if r["reused"] else ""),
     }
 
 
+def _final_cell(r: dict) -> str:
+    """The architecture's re-trained accuracy (resnas finalize): mean ± sd over seeds, and its final rank."""
+    mean, sd, seeds = r.get("final_val_mean"), r.get("final_val_sd"), r.get("final_seeds")
+    if mean is None:
+        return "-"
+    spread = f" ± {sd:.2f}" if sd is not None else ""
+    return f"#{r['final_rank']}: {mean:.2f}{spread} ({seeds} seed{'s' if seeds != 1 else ''})"
+
+
 def _leaderboard_columns(rows: list[dict]) -> list[tuple[str, str]]:
-    """COLUMNS, with the tie mark after the accuracy where it is known."""
-    if not any(r.get("tied") is not None for r in rows):
-        return COLUMNS
-    at = next(i for i, (_, k) in enumerate(COLUMNS) if k == "val_acc") + 1
-    return COLUMNS[:at] + [("vs best", "tie")] + COLUMNS[at:]
+    """COLUMNS, with the tie mark after the accuracy where it is known, and the final training's result
+    where the study was finalized."""
+    columns = list(COLUMNS)
+    at = next(i for i, (_, k) in enumerate(columns) if k == "val_acc") + 1
+    if any(r.get("final_rank") is not None for r in rows):
+        columns.insert(at, ("final val % (re-trained)", "final"))
+    if any(r.get("tied") is not None for r in rows):
+        columns.insert(at, ("vs best", "tie"))
+    return columns
 
 
 def _leaderboard_notes(rows: list[dict]) -> list[str]:
@@ -112,7 +126,7 @@ def print_leaderboard(study: str, rows: list[dict]) -> None:
         table.add_column(title, justify="left" if left else "right", overflow="fold" if key == "reason" else "ellipsis")
     for r in rows:
         shown = _leaderboard_cells(r)
-        table.add_row(*[shown[k] if k in ("val_acc", "tie", "status") else _cell(k, r[k]) for _, k in columns])
+        table.add_row(*[shown[k] if k in ("val_acc", "tie", "final", "status") else _cell(k, r[k]) for _, k in columns])
     out.print(table)
     if not rows:
         out.print("no finished trial yet")
