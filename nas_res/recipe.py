@@ -71,7 +71,7 @@ class Recipe:
         if train_images < self.batch_size:
             raise ResnasError(
                 f"{self.batch_size} is more than the {train_images:,} training images; lower the batch size "
-                "or the validation split",
+                "or the validation split, or raise the training subset (--train-size)",
                 field=field,
             )
 
