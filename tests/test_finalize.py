@@ -76,8 +76,11 @@ def test_finalize_retrains_the_proxy_top_with_seeds_on_the_whole_split(finalized
 
 def test_finalize_again_resumes_and_export_takes_the_final_ranking(finalized, runner):
     tmp, storage, result = finalized
-    again = nas_res.finalize_study("proxy", top=3, seeds=2, epochs=1, storage=storage, checkpoints=str(tmp / "final"))
-    assert again["state"].counts["done"] == 0 and again["final"] == result["final"]  # nothing trained twice
+    args = ["finalize", "proxy", "--top", "3", "--seeds", "2", "--epochs", "1", "--storage", storage]
+    again = runner.invoke(app, [*args, "--checkpoints", str(tmp / "final"), "--json"])
+    assert again.exit_code == 0, again.output
+    shown = json.loads(again.stdout)
+    assert shown["counts"]["done"] == 0 and shown["final"] == result["final"]  # resumed: nothing trained twice
     out = tmp / "exported"
     written = nas_res.export_study("proxy", out, storage=storage, top=1, weights=True)
     record = yaml.safe_load(next(p for p in written if p.suffix == ".yaml").read_text())
