@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-from rich.live import Live
 from rich.table import Table
 
 from nas_res.api import finish_finalize
@@ -19,7 +18,7 @@ from nas_res.search.keep import KEEP_HELP
 from nas_res.threads import worker_threads
 
 from .common import JSON_HELP, STORAGE_HELP, emit_json, err, out, user_errors
-from .search import GRACE_HELP, HEARTBEAT_HELP, THREADS_HELP, _gpus, _live_view
+from .search import GRACE_HELP, HEARTBEAT_HELP, THREADS_HELP, _gpus, run_live
 
 
 @user_errors
@@ -74,9 +73,7 @@ def finalize_cmd(
         f"{config.workers} worker(s) ({worker_threads(config.threads, config.gpus, config.workers)} thread(s) each)",
         highlight=False,
     )
-    with Live(console=err, refresh_per_second=4, transient=False) as live:
-        coordinator.on_update = lambda state: live.update(_live_view(state))
-        state = coordinator.run()
+    state = run_live(coordinator)
     result = finish_finalize(fp, state, test=test, data_dir=data_dir, gpus=gpu_list)
     if as_json:
         emit_json({**state.to_dict(), "final": result["final"], "fidelity": result["fidelity"]})

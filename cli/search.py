@@ -178,9 +178,7 @@ def _run(
         f"thread(s) each), keeping {config.keep_checkpoints} checkpoints",
         highlight=False,
     )
-    with Live(console=err, refresh_per_second=4, transient=False) as live:
-        coordinator.on_update = lambda state: live.update(_live_view(state))
-        state = coordinator.run()
+    state = run_live(coordinator)
     rows = leaderboard(Store(config.storage), config.study, top=top)
     if as_json:
         emit_json({**state.to_dict(), "leaderboard": rows})
@@ -195,6 +193,13 @@ def _run(
     if failure:
         err.print(f"[bold red]nothing was trained:[/] {escape(failure)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def run_live(coordinator: Coordinator) -> SearchState:
+    """Run the coordinator with its live view (trials, workers, best so far) on stderr."""
+    with Live(console=err, refresh_per_second=4, transient=False) as live:
+        coordinator.on_update = lambda state: live.update(_live_view(state))
+        return coordinator.run()
 
 
 def nothing_trained(runs: list[Run], state: SearchState) -> str:

@@ -19,7 +19,7 @@ import torch
 from .errors import ResnasError
 from .memory import check_room
 from .published import TORCHVISION, load_published
-from .subset import TrainSize, balanced_indices, parse_train_size, subset_count
+from .subset import TrainSize, balanced_indices, parse_train_size, read_number, subset_count
 
 DATASETS = (
     "digits",
@@ -200,17 +200,7 @@ def parse_val_size(value: object, field: str = "val_size") -> float | int:
     """A validation split as written: a count of images is an integer (5000, "5000"), a fraction is in
     (0, 1) (0.1, "0.1"). Anything else, 2.0 included (two images, or a typo for 0.2?), is refused."""
     allowed = "a count of images is an integer (e.g. 5000), a fraction is in (0, 1) (e.g. 0.1)"
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = int(text)
-        except ValueError:
-            try:
-                value = float(text)
-            except ValueError:
-                raise ResnasError(f"{allowed}; got {text!r}", field=field) from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ResnasError(f"{allowed}; got {value!r}", field=field)
+    value = read_number(value, allowed, field)
     if isinstance(value, int):
         if value < 1:
             raise ResnasError(f"a count of validation images must be at least 1; got {value}", field=field)

@@ -16,6 +16,23 @@ from .errors import ResnasError
 TrainSize = int | float | None  # a count of images, a fraction in (0, 1), or None: the whole split
 
 
+def read_number(value: object, allowed: str, field: str) -> int | float:
+    """A size as written: an int or float, or a string of one ("5000" an int, "0.1" a float); anything
+    else is refused with `allowed`, which says what the option takes."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                raise ResnasError(f"{allowed}; got {text!r}", field=field) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ResnasError(f"{allowed}; got {value!r}", field=field)
+    return value
+
+
 def parse_train_size(value: object, field: str = "train_size") -> TrainSize:
     """A training subset as written: None or "all" is the whole training split, an integer (5000,
     "5000") a count of images, a number in (0, 1] (0.1, "0.1") a fraction of it (1.0 is all)."""
@@ -25,19 +42,9 @@ def parse_train_size(value: object, field: str = "train_size") -> TrainSize:
     )
     if value is None:
         return None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lower() == "all":
-            return None
-        try:
-            value = int(text)
-        except ValueError:
-            try:
-                value = float(text)
-            except ValueError:
-                raise ResnasError(f"{allowed}; got {text!r}", field=field) from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ResnasError(f"{allowed}; got {value!r}", field=field)
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return None
+    value = read_number(value, allowed, field)
     if isinstance(value, int):
         if value < 1:
             raise ResnasError(f"{allowed}; got {value}", field=field)
