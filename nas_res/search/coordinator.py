@@ -160,7 +160,7 @@ class Coordinator:
         previous = sigterm_as_interrupt()
         self.deadline = time.time() + self.config.timeout if self.config.timeout else math.inf
         try:
-            self._sweep(force=True)
+            self.sweep(force=True)
             self.refresh_counts(force=True)
             self.pool.start()
             while True:
@@ -171,7 +171,7 @@ class Coordinator:
                     break
                 self._receive()
                 self._check_workers()
-                self._sweep()
+                self.sweep()
                 self.refresh_counts()
                 self.on_update(self.state)
             if time.time() >= self.deadline:
@@ -296,7 +296,7 @@ class Coordinator:
             w.start()
 
     # ---- trials whose coordinator died -----------------------------------------------------------
-    def _sweep(self, force: bool = False) -> None:
+    def sweep(self, force: bool = False) -> None:
         """Fail the study's stale trials: ones whose heartbeat stopped (Optuna), and, at once, ones held by
         a process on this host that is gone (a killed coordinator; no need to wait out the grace period)."""
         if not force and time.time() - self._last_sweep < self.heartbeat:

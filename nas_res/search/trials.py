@@ -60,6 +60,7 @@ class Trials:
             self.keeper.measure(force=True)
         asked = time.time()
         for _ in range(MAX_ASKS):
+            c.sweep()  # a long run of over-budget or repeated suggestions must not hold up failing a dead host's trial
             trial = db(self.optuna.ask)
             db(c.beats.hold, trial)
             db(self.optuna.set, trial, owner=c.owner)
