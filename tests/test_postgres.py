@@ -53,7 +53,7 @@ def test_eight_workers_on_two_hosts_share_one_study(pg_url, tmp_path):
             "--trials",
             "12",
             "--epochs",
-            "1",
+            "3",  # long enough that the joining host starts before the first has trained all 12 (loaded CI)
             "--workers",
             "4",
             "--checkpoints",
