@@ -39,10 +39,17 @@ GRACE_HELP = (
 @user_errors
 def search_cmd(
     study_file: Path | None = typer.Argument(None, help="A study recipe (studies/NAME.yaml); options override it."),
-    space: str | None = typer.Option(None, help="Built-in space name or template path (default resnext)."),
+    space: str | None = typer.Option(
+        None, help="Built-in space name or template path (default: the ResNeXt space made for the data's image size)."
+    ),
     budget: str | None = typer.Option(None, help=BUDGET_HELP),
     max_params: str | None = typer.Option(None, "--max-params", help=PARAMS_HELP),
-    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset (default digits); see resnas train."),
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help="Dataset; see resnas train (default: fashion-mnist where its files are; digits if not, or with --space).",
+    ),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Where torchvision datasets live."),
     val_size: str | None = typer.Option(
         None, "--val-size", help="Validation split: a count of images or a fraction in (0, 1) (default 0.1)."
