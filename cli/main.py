@@ -13,6 +13,7 @@ from nas_res.zoo import resolve_arch
 
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, cost_record, emit_json, err, out, user_errors
 from .finalize import fidelity_cmd, finalize_cmd
+from .gradients import gradients_cmd
 from .reports import compare_cmd, export_cmd, leaderboard_cmd, plot_cmd, studies_cmd
 from .search import search_cmd, worker_cmd
 from .study import study_app
@@ -55,6 +56,7 @@ app.command("leaderboard")(leaderboard_cmd)
 app.command("compare")(compare_cmd)
 app.command("plot")(plot_cmd)
 app.command("export")(export_cmd)
+app.command("gradients")(gradients_cmd)
 
 
 # ---- zoo and cost ---------------------------------------------------------------------------------

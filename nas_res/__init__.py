@@ -23,6 +23,7 @@ from .arch import Arch, Stage, load_arch
 from .cost import Budget, Cost, cost, fvcore_cost
 from .data import Data, load_data
 from .errors import ResnasError
+from .gradients import GradientFlow, gradient_flow
 from .model import build
 from .recipe import Recipe, load_recipe
 from .space import DesignSpace, load_space
@@ -35,6 +36,7 @@ __all__ = [
     "Cost",
     "Data",
     "DesignSpace",
+    "GradientFlow",
     "Pruned",
     "Recipe",
     "ResnasError",
@@ -50,6 +52,7 @@ __all__ = [
     "final_ranking",
     "finalize_study",
     "fvcore_cost",
+    "gradient_flow",
     "join_study",
     "leaderboard",
     "load_arch",
