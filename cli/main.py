@@ -12,6 +12,7 @@ from nas_res.space import builtin_spaces
 from nas_res.zoo import resolve_arch
 
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, cost_record, emit_json, err, out, user_errors
+from .experiment import experiment_app
 from .finalize import fidelity_cmd, finalize_cmd
 from .gradients import gradients_cmd
 from .reports import compare_cmd, export_cmd, leaderboard_cmd, plot_cmd, studies_cmd
@@ -45,6 +46,7 @@ def _options(
 space_app = typer.Typer(help="Inspect and sample design spaces.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
 app.add_typer(study_app, name="study")
+app.add_typer(experiment_app, name="experiment")
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("search")(search_cmd)

@@ -1,0 +1,149 @@
+"""An experiment's picture: training curves per arm (mean over seeds, band from the lowest to the highest
+seed) and each arm's final values seed by seed; for sampled design spaces, the EDF of error (pycls's
+way of comparing spaces) raw and complexity-normalised.
+
+Complexity normalisation (Radosavovic et al., "On Network Design Spaces"): a space whose samples are
+cheaper would look worse for that alone, so each model is weighted by one over the number of its
+space's models in its log-FLOPs bin, over the bins both spaces occupy; each space then has the same
+(uniform) distribution of complexity.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..results.page import html_table, save
+from ..results.plots import _pyplot, edf
+from .checks import METRICS
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
+
+
+def normalised_weights(flops: dict[str, list[int]], bins: int = 8) -> dict[str, list[float]]:
+    """Per arm, each model's weight (summing to 1 per arm; 0 outside the bins every arm occupies)."""
+    logs = {a: [math.log(max(f, 1)) for f in fs] for a, fs in flops.items()}
+    every = [x for xs in logs.values() for x in xs]
+    if not every:
+        return {a: [] for a in flops}
+    lo, hi = min(every), max(every)
+    width = (hi - lo) / bins or 1.0
+    index = {a: [min(bins - 1, int((x - lo) / width)) for x in xs] for a, xs in logs.items()}
+    shared = set.intersection(*(set(ix) for ix in index.values())) if index else set()
+    out = {}
+    for a, ix in index.items():
+        counts = {b: ix.count(b) for b in shared}
+        raw = [1 / counts[b] if b in shared else 0.0 for b in ix]
+        total = sum(raw) or 1.0
+        out[a] = [w / total for w in raw]
+    return out
+
+
+def weighted_edf(values: list[float], weights: list[float]) -> tuple[list[float], list[float]]:
+    pairs = sorted((v, w) for v, w in zip(values, weights) if w > 0)
+    if not pairs:
+        return [], []
+    xs, ys, acc = [pairs[0][0]], [0.0], 0.0
+    for v, w in pairs:
+        acc += w
+        xs.append(v)
+        ys.append(acc)
+    return xs, ys
+
+
+def experiment_figure(report: dict, path: str) -> str:
+    """Draw `report` (experiment_report's) into `path` (.png, or .html with the tables); returns the path."""
+    plt = _pyplot()
+    arms = report["arms"]
+    sampled = [a for a in arms if a["sampled"] and a["values"]["val_error"]]
+    if sampled:
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+        _edf_panels(axes, sampled)
+    else:
+        fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
+        metric = report["verdicts"][0]["metric"] if report["verdicts"] else "train_loss"
+        _curves(axes[0], arms, "train_loss", "training loss (mean over seeds; band: min-max)")
+        _curves(axes[1], arms, "val_error", "validation error % (mean over seeds)")
+        _finals(axes[2], arms, metric)
+    exp = report["experiment"]
+    fig.suptitle(f"{exp['title']}  [{report['study']}: {report['verdict']}]", fontsize=11)
+    fig.tight_layout()
+    columns = [("arm", "name"), ("label", "label"), ("runs", "runs"), ("FLOPs", "flops"), ("params", "params")]
+    rows = []
+    for a in arms:
+        row = {k: a[k] for k in ("name", "label", "runs", "flops", "params")}
+        for m in ("train_loss", "val_acc", "test_acc"):
+            s = a["metrics"].get(m)
+            row[m] = None if not s else s["mean"]
+        rows.append(row)
+    columns += [(METRICS[m], m) for m in ("train_loss", "val_acc", "test_acc")]
+    verdicts = [{"claim": v["claim"], "verdict": v["verdict"], "why": v["why"]} for v in report["verdicts"]]
+    tables = html_table(rows, columns) + html_table(
+        verdicts, [("claim", "claim"), ("verdict", "verdict"), ("why", "why")]
+    )
+    return str(save(fig, path, title=exp["title"], tables_html=tables, field="--plot"))
+
+
+def _colour(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def _style(name: str) -> str:
+    return "--" if "plain" in name else "-"  # plain nets dashed beside their residual twins
+
+
+def _curves(ax, arms: list[dict], metric: str, title: str) -> None:
+    for i, arm in enumerate(arms):
+        curves = [c for c in arm["curves"][metric] if c and all(v is not None for v in c)]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        epochs = list(range(1, n + 1))
+        mean = [sum(c[e] for c in curves) / len(curves) for e in range(n)]
+        low = [min(c[e] for c in curves) for e in range(n)]
+        high = [max(c[e] for c in curves) for e in range(n)]
+        ax.plot(epochs, mean, _style(arm["name"]), color=_colour(i), marker="o", ms=3, label=arm["name"])
+        ax.fill_between(epochs, low, high, color=_colour(i), alpha=0.15, linewidth=0)
+    ax.set_xlabel("epoch")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if metric == "train_loss":
+        ax.legend(fontsize=8)
+
+
+def _finals(ax, arms: list[dict], metric: str) -> None:
+    """Each seed's final value as a dot, the mean as a bar with its 95% interval."""
+    names = [a["name"] for a in arms]
+    for i, arm in enumerate(arms):
+        xs = arm["values"].get(metric, [])
+        s = arm["metrics"].get(metric)
+        ax.scatter([x for x in xs], [i] * len(xs), color=_colour(i), s=18, zorder=3)
+        if s:
+            lo = s["lo"] if s["lo"] is not None else s["mean"]
+            hi = s["hi"] if s["hi"] is not None else s["mean"]
+            ax.errorbar(s["mean"], i, xerr=[[s["mean"] - lo], [hi - s["mean"]]], fmt="|", color="black", ms=14)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(METRICS[metric])
+    ax.set_title(f"{METRICS[metric]}: seeds (dots), mean and 95% interval", fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+
+
+def _edf_panels(axes, arms: list[dict]) -> None:
+    weights = normalised_weights({a["name"]: a["flops_each"] for a in arms})
+    for i, arm in enumerate(arms):
+        errors = arm["values"]["val_error"]
+        xs, ys = edf(errors)
+        axes[0].step(xs, ys, where="post", color=_colour(i), label=f"{arm['name']} (n={len(errors)})")
+        wx, wy = weighted_edf(errors, weights[arm["name"]] if len(errors) == len(arm["flops_each"]) else [])
+        axes[1].step(wx, wy, where="post", color=_colour(i), label=arm["name"])
+        axes[2].scatter(arm["flops_each"][: len(errors)], errors, s=12, color=_colour(i), label=arm["name"])
+    for ax, title in zip(axes, ("EDF of validation error", "complexity-normalised EDF", "error vs FLOPs")):
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("share of models with error <= x")
+    axes[0].set_xlabel("validation error %")
+    axes[1].set_xlabel("validation error %")
+    axes[2].set_xscale("log")
+    axes[2].set_xlabel("FLOPs")
+    axes[2].set_ylabel("validation error %")
+    axes[0].legend(fontsize=8)
