@@ -67,7 +67,9 @@ def run_cmd(
     if plot:
         check_plot_file(plot, "--plot")
     gpu_list = _gpus(gpus)
-    host = dict(workers=workers, gpus=gpu_list, threads=threads, data_dir=data_dir, checkpoints=checkpoints)
+    host = dict(
+        workers=workers, gpus=gpu_list, threads=threads, data_dir=data_dir, checkpoints=checkpoints, timeout=timeout
+    )
     exp, coordinator = prepare_experiment(
         experiment, scale, storage=storage, host=host, heartbeat=heartbeat, grace=grace
     )
@@ -84,6 +86,10 @@ def run_cmd(
     if state.interrupted:
         err.print(f"interrupted: run the same command again to resume {exp.study}")
         raise typer.Exit(130)
+    if state.stopped_by == "timeout":
+        err.print(
+            f"--timeout reached: the report covers the runs done; run the same command again to resume {exp.study}"
+        )
     if exp.test:
         tested = test_all(exp, storage, data_dir=data_dir, device=f"cuda:{gpu_list[0]}" if gpu_list else "auto")
         if tested:

@@ -2,7 +2,8 @@
 
 Public API: the model core (`Arch`, `build`, `cost`, `load_space`, `zoo`, `load_data`, `Recipe`, `train`,
 `evaluate`) and searches with their results (`run_search`, `train_archs`, `join_study`, `studies`,
-`leaderboard`, `compare_studies`, `export_study`; see `nas_res.api`). Others may depend on these names.
+`leaderboard`, `compare_studies`, `export_study`; see `nas_res.api`), the papers' experiments
+(`run_experiment`, `experiment_report`) and gradient flow (`gradient_flow`). Others may depend on these names.
 """
 
 from . import zoo
@@ -23,6 +24,7 @@ from .arch import Arch, Stage, load_arch
 from .cost import Budget, Cost, cost, fvcore_cost
 from .data import Data, load_data
 from .errors import ResnasError
+from .experiments import experiment_report, run_experiment
 from .gradients import GradientFlow, gradient_flow
 from .model import build
 from .recipe import Recipe, load_recipe
@@ -47,6 +49,7 @@ __all__ = [
     "compare_studies",
     "cost",
     "evaluate",
+    "experiment_report",
     "export_study",
     "fidelity",
     "final_ranking",
@@ -60,6 +63,7 @@ __all__ = [
     "load_recipe",
     "load_space",
     "plan_search",
+    "run_experiment",
     "run_search",
     "studies",
     "train",

@@ -216,3 +216,16 @@ def test_experiment_runs_resumes_and_reports(tmp_path, runner, monkeypatch):
     assert refused.exit_code == 2 and "was run before with other settings" in refused.output
     missing = runner.invoke(app, ["experiment", "report", "nothing", "--storage", storage])
     assert missing.exit_code == 2 and "Traceback" not in missing.output
+
+
+def test_timeout_stops_starting_runs_and_a_rerun_resumes(tmp_path, runner, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny(arms={k: v for k, v in tiny()["arms"].items() if k != "spaced"})))
+    storage = sqlite_url(tmp_path)
+    cut = runner.invoke(app, ["experiment", "run", str(path), "--storage", storage, "--timeout", "1s", "--json"])
+    assert cut.exit_code == 0, cut.output
+    assert "--timeout reached" in cut.stderr
+    assert sum(a["runs"] for a in json.loads(cut.stdout)["arms"]) < 6
+    rest = runner.invoke(app, ["experiment", "run", str(path), "--storage", storage, "--json"])
+    assert [a["runs"] for a in json.loads(rest.stdout)["arms"]] == [2, 2, 2]

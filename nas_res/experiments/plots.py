@@ -83,8 +83,11 @@ def experiment_figure(report: dict, path: str) -> str:
     return str(save(fig, path, title=exp["title"], tables_html=tables, field="--plot"))
 
 
-def _colour(i: int) -> str:
-    return PALETTE[i % len(PALETTE)]
+def _colours(arms: list[dict]) -> list[str]:
+    """One colour per arm, shared by twins whose names differ only by plain/resnet (plain-20, resnet-20)."""
+    twins = [a["name"].replace("plain", "").replace("resnet", "") for a in arms]
+    order = list(dict.fromkeys(twins))
+    return [PALETTE[order.index(t) % len(PALETTE)] for t in twins]
 
 
 def _style(name: str) -> str:
@@ -92,7 +95,8 @@ def _style(name: str) -> str:
 
 
 def _curves(ax, arms: list[dict], metric: str, title: str) -> None:
-    for i, arm in enumerate(arms):
+    colours = _colours(arms)
+    for arm, colour in zip(arms, colours):
         curves = [c for c in arm["curves"][metric] if c and all(v is not None for v in c)]
         if not curves:
             continue
@@ -101,8 +105,9 @@ def _curves(ax, arms: list[dict], metric: str, title: str) -> None:
         mean = [sum(c[e] for c in curves) / len(curves) for e in range(n)]
         low = [min(c[e] for c in curves) for e in range(n)]
         high = [max(c[e] for c in curves) for e in range(n)]
-        ax.plot(epochs, mean, _style(arm["name"]), color=_colour(i), marker="o", ms=3, label=arm["name"])
-        ax.fill_between(epochs, low, high, color=_colour(i), alpha=0.15, linewidth=0)
+        ax.plot(epochs, mean, _style(arm["name"]), color=colour, marker="o", ms=3, label=arm["name"])
+        ax.fill_between(epochs, low, high, color=colour, alpha=0.15, linewidth=0)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -113,10 +118,10 @@ def _curves(ax, arms: list[dict], metric: str, title: str) -> None:
 def _finals(ax, arms: list[dict], metric: str) -> None:
     """Each seed's final value as a dot, the mean as a bar with its 95% interval."""
     names = [a["name"] for a in arms]
-    for i, arm in enumerate(arms):
+    for i, (arm, colour) in enumerate(zip(arms, _colours(arms))):
         xs = arm["values"].get(metric, [])
         s = arm["metrics"].get(metric)
-        ax.scatter([x for x in xs], [i] * len(xs), color=_colour(i), s=18, zorder=3)
+        ax.scatter(xs, [i] * len(xs), color=colour, s=18, zorder=3)
         if s:
             lo = s["lo"] if s["lo"] is not None else s["mean"]
             hi = s["hi"] if s["hi"] is not None else s["mean"]
@@ -130,13 +135,13 @@ def _finals(ax, arms: list[dict], metric: str) -> None:
 
 def _edf_panels(axes, arms: list[dict]) -> None:
     weights = normalised_weights({a["name"]: a["flops_each"] for a in arms})
-    for i, arm in enumerate(arms):
+    for arm, colour in zip(arms, _colours(arms)):
         errors = arm["values"]["val_error"]
         xs, ys = edf(errors)
-        axes[0].step(xs, ys, where="post", color=_colour(i), label=f"{arm['name']} (n={len(errors)})")
+        axes[0].step(xs, ys, where="post", color=colour, label=f"{arm['name']} (n={len(errors)})")
         wx, wy = weighted_edf(errors, weights[arm["name"]] if len(errors) == len(arm["flops_each"]) else [])
-        axes[1].step(wx, wy, where="post", color=_colour(i), label=arm["name"])
-        axes[2].scatter(arm["flops_each"][: len(errors)], errors, s=12, color=_colour(i), label=arm["name"])
+        axes[1].step(wx, wy, where="post", color=colour, label=arm["name"])
+        axes[2].scatter(arm["flops_each"][: len(errors)], errors, s=12, color=colour, label=arm["name"])
     for ax, title in zip(axes, ("EDF of validation error", "complexity-normalised EDF", "error vs FLOPs")):
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
