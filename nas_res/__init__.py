@@ -3,7 +3,8 @@
 Public API: the model core (`Arch`, `build`, `cost`, `load_space`, `zoo`, `load_data`, `Recipe`, `train`,
 `evaluate`) and searches with their results (`run_search`, `train_archs`, `join_study`, `studies`,
 `leaderboard`, `compare_studies`, `export_study`; see `nas_res.api`), the papers' experiments
-(`run_experiment`, `experiment_report`) and gradient flow (`gradient_flow`). Others may depend on these names.
+(`run_experiment`, `experiment_report`), gradient flow (`gradient_flow`) and `Residual` (any layer made
+residual). Others may depend on these names.
 """
 
 from . import zoo
@@ -28,6 +29,7 @@ from .experiments import experiment_report, run_experiment
 from .gradients import GradientFlow, gradient_flow
 from .model import build
 from .recipe import Recipe, load_recipe
+from .residual import Residual
 from .space import DesignSpace, load_space
 from .train import Pruned, Result, evaluate, train
 from .version import __version__
@@ -41,6 +43,7 @@ __all__ = [
     "GradientFlow",
     "Pruned",
     "Recipe",
+    "Residual",
     "ResnasError",
     "Result",
     "Stage",
