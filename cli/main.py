@@ -11,6 +11,7 @@ from nas_res.iso import iso_table
 from nas_res.space import builtin_spaces
 from nas_res.zoo import resolve_arch
 
+from .activations import activations_cmd
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, cost_record, emit_json, err, out, user_errors
 from .experiment import experiment_app
 from .finalize import fidelity_cmd, finalize_cmd
@@ -59,6 +60,7 @@ app.command("compare")(compare_cmd)
 app.command("plot")(plot_cmd)
 app.command("export")(export_cmd)
 app.command("gradients")(gradients_cmd)
+app.command("activations")(activations_cmd)
 
 
 # ---- zoo and cost ---------------------------------------------------------------------------------

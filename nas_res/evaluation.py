@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from . import checkpoint
+from .arch import Arch
 from .batches import batches
 from .data import Data, load_data
 from .device import autocast, resolve_device
@@ -81,7 +82,33 @@ def evaluate_checkpoint(
     if batch_size < 1:
         raise ResnasError(f"must be a positive integer; got {batch_size}", field="--batch-size")
     model, state = checkpoint.trained_model(path)
-    arch = model.arch
+    data = checkpoint_data(path, state, dataset, test=split == "test", data_dir=data_dir, download=download)
+    recipe = Recipe.from_dict(state["recipe"], where=str(path))
+    result = evaluate(model, data, split, device=device, batch_size=batch_size, recipe=recipe)
+    return {
+        "checkpoint": str(path),
+        "arch_key": model.arch.key,
+        "summary": model.arch.summary(),
+        "dataset": data.spec,
+        "split": split,
+        "epoch": state["epoch"],
+        **result,
+    }
+
+
+def checkpoint_data(
+    path: str | Path,
+    state: dict,
+    dataset: str | None = None,
+    *,
+    test: bool = True,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+) -> Data:
+    """The data a checkpoint was trained on (or `dataset`), split off and sized as in training: its own
+    kind of data keeps the trained validation count and split seed, so its test and validation images
+    are the ones it was judged on. Data of other channels or classes is refused, naming both."""
+    arch = Arch.from_dict(state["arch"], where=str(path))
     trained = state["data"]
     spec = dataset or trained["spec"]
     same = spec.partition(":")[0].strip().lower() == trained["name"]
@@ -98,10 +125,10 @@ def evaluate_checkpoint(
                 field="--dataset",
             )
 
-    data = load_data(
+    return load_data(
         spec,
         data_dir=data_dir,
-        test=split == "test",
+        test=test,
         download=download,
         # the trained split (a count) on its own kind of data; another dataset keeps its default fraction
         val_size=trained["val"] if same else 0.1,
@@ -109,14 +136,3 @@ def evaluate_checkpoint(
         image_size=trained["size"],
         check=fits,
     )
-    recipe = Recipe.from_dict(state["recipe"], where=str(path))
-    result = evaluate(model, data, split, device=device, batch_size=batch_size, recipe=recipe)
-    return {
-        "checkpoint": str(path),
-        "arch_key": arch.key,
-        "summary": arch.summary(),
-        "dataset": data.spec,
-        "split": split,
-        "epoch": state["epoch"],
-        **result,
-    }

@@ -1,0 +1,203 @@
+"""What a trained network sees: the feature maps after its stem and after each unit, for a few test images.
+
+A residual net's representation changes little from one unit to the next (each adds a correction to
+what the shortcut carries); a plain net's is rewritten at every layer. Pictures of the maps unit by
+unit, for plain and residual twins side by side, show that. The maps are caught by forward hooks, in
+eval mode, without changing the model: depth 0 is the stem's output (the first unit's input), then
+each unit's output in network order, as in `resnas gradients`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .arch import Arch
+from .batches import batches
+from .data import Data, load_data
+from .device import resolve_device
+from .errors import ResnasError
+from .evaluation import checkpoint_data
+from .fitting import fit_to_data
+from .gradients import resolve_target
+from .model import ResNet, build
+
+
+@dataclass(frozen=True)
+class UnitMaps:
+    """One depth's feature maps for every image: `maps` is images x channels x H x W (float32, CPU)."""
+
+    depth: int  # 0: the stem's output; k: the k-th unit's output
+    name: str  # stem, layer1.0, ...
+    stage: int
+    maps: torch.Tensor
+
+    def strongest(self, k: int) -> list[int]:
+        """The `k` channels with the largest mean absolute activation over the images, strongest first."""
+        score = self.maps.abs().mean(dim=(0, 2, 3))
+        return score.argsort(descending=True)[:k].tolist()
+
+
+@dataclass(frozen=True)
+class Activations:
+    label: str
+    arch: Arch
+    source: str  # the checkpoint read, or "init"
+    dataset: str
+    images: torch.Tensor  # the inputs as stored: uint8, images x C x H x W
+    labels: tuple[int, ...]
+    class_names: tuple[str, ...]
+    units: tuple[UnitMaps, ...]
+
+
+def parse_units(text: str | None) -> tuple[int, ...] | None:
+    """`all` (None) or depths `0,5,9` (0 is the stem's output, then the units, from 1)."""
+    if text is None or text.strip().lower() == "all":
+        return None
+    try:
+        depths = tuple(sorted({int(p) for p in text.split(",") if p.strip()}))
+    except ValueError:
+        raise ResnasError(
+            f"must be all or depths such as 0,5,9 (0 is the stem); got {text!r}", field="--units"
+        ) from None
+    if not depths or depths[0] < 0:
+        raise ResnasError(f"must be all or depths >= 0 such as 0,5,9; got {text!r}", field="--units")
+    return depths
+
+
+def unit_maps(model: ResNet, x: torch.Tensor, depths: tuple[int, ...] | None = None) -> list[UnitMaps]:
+    """The maps after the stem and after each unit of `model` for the batch `x`, in eval mode; `depths`
+    keeps only those (refused, naming the deepest, when one is past the last unit)."""
+    units = [
+        (f"{name}.{j}", s, unit)
+        for s, name in enumerate(model.stage_names, 1)
+        for j, unit in enumerate(getattr(model, name))
+    ]
+    if depths is not None and depths[-1] > len(units):
+        raise ResnasError(
+            f"{model.arch.summary()} has {len(units)} units (depths 0-{len(units)}); got depth {depths[-1]}",
+            field="--units",
+        )
+    wanted = set(range(len(units) + 1)) if depths is None else set(depths)
+    seen: dict[int, torch.Tensor] = {}
+
+    def keep(depth: int, tensor: torch.Tensor) -> None:
+        if depth in wanted:
+            seen[depth] = tensor.detach().float().cpu().contiguous()
+
+    handles = [units[0][2].register_forward_pre_hook(lambda _m, args: keep(0, args[0]))]
+    for k, (_, _, unit) in enumerate(units, 1):
+        handles.append(unit.register_forward_hook(lambda _m, _args, out, k=k: keep(k, out)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    names = [("stem", 0)] + [(n, s) for n, s, _ in units]
+    return [UnitMaps(d, names[d][0], names[d][1], seen[d]) for d in sorted(seen)]
+
+
+def class_names(data: Data) -> tuple[str, ...]:
+    """The classes' names where torchvision knows them (MNIST, Fashion-MNIST), else their numbers."""
+    import torchvision.datasets as tvd
+
+    known = {"mnist": tvd.MNIST.classes, "fashion-mnist": tvd.FashionMNIST.classes}.get(data.name)
+    if known is not None and len(known) == data.classes:
+        return tuple(str(c).split(" - ")[0] for c in known)
+    return tuple(str(c) for c in range(data.classes))
+
+
+def pick_images(data: Data, n: int, split: str) -> torch.Tensor:
+    """Indices of `n` images of `split`, one per class first (the first of each), so the pictures differ."""
+    labels = getattr(data, split).labels
+    first = [int((labels == c).nonzero()[0]) for c in range(data.classes) if (labels == c).any()]
+    rest = [i for i in range(len(labels)) if i not in set(first)]
+    return torch.tensor((first + rest)[:n])
+
+
+def activations(
+    targets: str | list[str],
+    data: Data | str | None = None,
+    *,
+    images: int = 4,
+    units: str | tuple[int, ...] | None = None,
+    split: str = "test",
+    device: str | torch.device = "cpu",
+    data_dir: str | None = None,
+    seed: int = 0,
+) -> list[Activations]:
+    """The feature maps of each target (a checkpoint; or a zoo name / arch file at seeded initialisation,
+    which needs `data`) after each chosen depth for the same `images` images of `split` of its data (the
+    data it was trained on by default, normalised as in training; read once for targets that share it)."""
+    if isinstance(images, bool) or not isinstance(images, int) or not 1 <= images <= 64:
+        raise ResnasError(f"must be an integer from 1 to 64; got {images!r}", field="--images")
+    if split not in ("test", "val"):
+        raise ResnasError(f"must be test or val; got {split!r}", field="--split")
+    depths = parse_units(units) if isinstance(units, str) or units is None else tuple(sorted(set(units)))
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    resolved = [resolve_target(t) for t in targets]  # every target checked before any data is read
+    loaded: dict[str, Data] = {}
+    out = []
+    for target, (name, arch, state) in zip(targets, resolved):
+        if state is None and data is None:
+            raise ResnasError(
+                f"{target} is not a trained checkpoint: name the data to show it at initialisation (--dataset)",
+                field="--dataset",
+            )
+        key = repr(state["data"] if state is not None and not isinstance(data, (str, Data)) else data)
+        if key not in loaded:
+            if isinstance(data, Data):
+                loaded[key] = data
+            elif state is not None:
+                loaded[key] = checkpoint_data(target, state, data, test=split == "test", data_dir=data_dir)
+            else:
+                loaded[key] = load_data(str(data), data_dir=data_dir, test=split == "test", image_size=arch.resolution)
+        out.append(_maps(target, name, arch, state, loaded[key], images, depths, split, device, seed))
+    return out
+
+
+def _maps(target, name, arch, state, data: Data, images, depths, split, device, seed) -> Activations:
+    if getattr(data, split) is None:
+        raise ResnasError(f"{data.spec} was loaded without its {split} split", field="--split")
+    if state is None:
+        arch = fit_to_data(arch, data)
+    elif (arch.in_channels, arch.classes) != (data.channels, data.classes):
+        raise ResnasError(
+            f"{name} takes {arch.in_channels} channel(s) and predicts {arch.classes} classes; {data.spec} has "
+            f"{data.channels} and {data.classes}",
+            where=target,
+            field="--dataset",
+        )
+    dev = resolve_device(device)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = build(arch)
+    if state is not None:
+        model.load_state_dict(state["model"])
+    model = model.to(dev)
+    chosen = getattr(data, split).subset(pick_images(data, images, split))
+    x, y = next(
+        iter(batches(Data(**{**data.__dict__, split: chosen}), split, batch_size=len(chosen), device=dev, train=False))
+    )
+    raw = chosen.images
+    if raw is None:  # an image folder: the decoded, resized inputs, back to 0-255 for the picture
+        std, mean = torch.tensor(data.std).view(1, -1, 1, 1), torch.tensor(data.mean).view(1, -1, 1, 1)
+        raw = ((x.float().cpu() * std + mean) * 255).clamp(0, 255).to(torch.uint8)
+    return Activations(
+        label=name,
+        arch=arch,
+        source=name if state is not None else "init",
+        dataset=data.spec,
+        images=raw.cpu(),
+        labels=tuple(int(v) for v in y.tolist()),
+        class_names=class_names(data),
+        units=tuple(unit_maps(model, x, depths)),
+    )
+
+
+__all__ = ["Activations", "UnitMaps", "activations", "parse_units", "pick_images", "unit_maps"]
