@@ -15,7 +15,7 @@ import torch
 
 from .arch import Arch
 from .batches import batches
-from .data import Data, load_data
+from .data import Data, class_names, load_data
 from .device import resolve_device
 from .errors import ResnasError
 from .evaluation import checkpoint_data
@@ -102,16 +102,6 @@ def unit_maps(model: ResNet, x: torch.Tensor, depths: tuple[int, ...] | None = N
     return [UnitMaps(d, names[d][0], names[d][1], seen[d]) for d in sorted(seen)]
 
 
-def class_names(data: Data) -> tuple[str, ...]:
-    """The classes' names where torchvision knows them (MNIST, Fashion-MNIST), else their numbers."""
-    import torchvision.datasets as tvd
-
-    known = {"mnist": tvd.MNIST.classes, "fashion-mnist": tvd.FashionMNIST.classes}.get(data.name)
-    if known is not None and len(known) == data.classes:
-        return tuple(str(c).split(" - ")[0] for c in known)
-    return tuple(str(c) for c in range(data.classes))
-
-
 def pick_images(data: Data, n: int, split: str) -> torch.Tensor:
     """Indices of `n` images of `split`, one per class first (the first of each), so the pictures differ."""
     labels = getattr(data, split).labels
@@ -195,7 +185,7 @@ def _maps(target, name, arch, state, data: Data, images, depths, split, device, 
         dataset=data.spec,
         images=raw.cpu(),
         labels=tuple(int(v) for v in y.tolist()),
-        class_names=class_names(data),
+        class_names=tuple(class_names(data) or (str(c) for c in range(data.classes))),
         units=tuple(unit_maps(model, x, depths)),
     )
 

@@ -113,6 +113,33 @@ class Data:
         }
 
 
+# Class names of the built-in datasets, in label order (an ImageFolder's names are its folder
+# names, read with the data into `extra`).
+CLASS_NAMES = {
+    "digits": [str(i) for i in range(10)],
+    "mnist": [str(i) for i in range(10)],
+    "fashion-mnist": [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+}
+
+
+def class_names(data: Data) -> list[str] | None:
+    """The classes' names in label order: an image folder's, or a built-in dataset's; None if unknown."""
+    names = data.extra.get("class_names") or CLASS_NAMES.get(data.name)
+    return list(names) if names and len(names) == data.classes else None
+
+
 def load_data(
     spec: str,
     *,

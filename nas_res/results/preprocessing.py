@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data import load_data
+from ..data import class_names, load_data
 from ..errors import ResnasError
 from .record import Run
 
@@ -22,26 +22,6 @@ ONNX_INPUT_HELP = {
     "raw": "float32 N x C x H x W pixels in [0, 1]; the normalisation is inside the graph",
     "uint8": "uint8 N x C x H x W pixels 0..255; the scaling and normalisation are inside the graph",
     "normalized": "float32 N x C x H x W already normalised as (pixels / 255 - mean) / std",
-}
-
-# Class names of the built-in datasets, in label order (nas_res.data keeps only their count; an
-# ImageFolder's names are its folder names, read with the data).
-CLASS_NAMES = {
-    "digits": [str(i) for i in range(10)],
-    "mnist": [str(i) for i in range(10)],
-    "fashion-mnist": [
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ],
-    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
 }
 
 
@@ -88,7 +68,7 @@ def describe(spec: str, val_size, split_seed: int, size: int | None, data_dir: s
         data = load_data(
             spec, data_dir=data_dir, val_size=val_size, split_seed=split_seed, download=False, image_size=size
         )
-    names = data.extra.get("class_names") or CLASS_NAMES.get(data.name)
+    names = class_names(data)
     record = {
         "dataset": data.spec,
         "layout": "NCHW",
@@ -100,7 +80,7 @@ def describe(spec: str, val_size, split_seed: int, size: int | None, data_dir: s
         "std": [round(v, 6) for v in data.std],
         "normalise": "(pixels / 255 - mean) / std, per channel (pixels 0..255)",
         "classes": data.classes,
-        "class_names": list(names) if names and len(names) == data.classes else None,
+        "class_names": names,
     }
     if data.name == "imagefolder":
         record["resize"] = f"shorter side to {data.size} (antialiased), then a centre crop of {data.size}x{data.size}"
