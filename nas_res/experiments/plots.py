@@ -16,7 +16,10 @@ from ..results.page import html_table, save
 from ..results.plots import _pyplot, edf
 from .checks import METRICS
 
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
+PALETTE = (  # tab10, reordered so twins and first arms get the strongest colours, then paler ones
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22",
+    "#aec7e8", "#ff9896", "#98df8a", "#ffbb78",
+)  # fmt: skip
 
 
 def normalised_weights(flops: dict[str, list[int]], bins: int = 8) -> dict[str, list[float]]:
