@@ -18,7 +18,7 @@ from ..results.export import evaluate_runs
 from ..results.store import Store
 from ..search.config import SearchConfig
 from ..search.coordinator import GRACE, HEARTBEAT, Coordinator, Given
-from ..search.plan import plan
+from ..search.plan import StudyChanged, plan
 from ..search.state import SearchState
 from .spec import Experiment, load_experiment
 
@@ -69,13 +69,10 @@ def plan_experiment(
     options.setdefault("keep_checkpoints", "all" if exp.test else "best:5")  # --test reads every network
     try:
         config, _ = plan(options)
-    except ResnasError as e:
-        if "exists with a different" not in e.bare:
-            raise
+    except StudyChanged as e:
         raise ResnasError(
-            f"experiment {exp.name!r} at scale {scale!r} was run before with other settings: "
-            f"{e.bare.split(' exists with a different ')[1].split('. Its trials')[0]}; its study "
-            f"{exp.study!r} keeps them. Restore the file's recipe and data, or delete that study "
+            f"experiment {exp.name!r} at scale {scale!r} was run before with other settings: {e.changed}; its "
+            f"study {exp.study!r} keeps them. Restore the file's recipe and data, or delete that study "
             f"(resnas study delete {exp.study})",
             field="experiment",
         ) from None

@@ -19,7 +19,7 @@ from ..results.report import rank, study_runs
 from ..results.store import Store
 from .config import SearchConfig, space_from_snapshot
 from .coordinator import Given
-from .plan import plan, recipe_of
+from .plan import StudyChanged, plan, recipe_of
 
 EPOCHS_FACTOR = 3  # the final recipe's epochs, by default, per proxy epoch
 DEFAULT_TOP, DEFAULT_SEEDS = 3, 3
@@ -98,15 +98,10 @@ def plan_finalize(
     options["trials"] = len(given)
     try:
         config, existed = plan(options)
-    except ResnasError as e:
-        if "exists with a different" not in e.bare:
-            raise
+    except StudyChanged as err:
         raise ResnasError(
-            f"{study!r} was finalized before with other settings: {e.bare.split(' exists with a different ')[1]}".split(
-                ". Its trials"
-            )[0]
-            + f". Give the same --epochs, --recipe and --train-size to add to that re-training (its study is "
-            f"{final_name(study)!r})",
+            f"{study!r} was finalized before with other settings: {err.changed}. Give the same --epochs, "
+            f"--recipe and --train-size to add to that re-training (its study is {final_name(study)!r})",
             field="study",
         ) from None
     return FinalPlan(study, config, existed, given, picked)

@@ -229,6 +229,17 @@ def default_study_name(given: dict) -> str:
     )
 
 
+class StudyChanged(ResnasError):
+    """A stored study asked to resume with other settings; `changed` says which, as `field (old -> new)`."""
+
+    def __init__(self, study: str, changed: str):
+        self.study, self.changed = study, changed
+        super().__init__(
+            f"study {study!r} exists with a different {changed}. Its trials would not be "
+            "comparable: use another --study name, or drop those options to resume it"
+        )
+
+
 def check_same(stored: dict, now: dict, name: str) -> None:
     labels = {
         "space": "space",
@@ -253,7 +264,4 @@ def check_same(stored: dict, now: dict, name: str) -> None:
             else:
                 changed.append(f"{label} ({stored.get(key)!r} -> {now.get(key)!r})")
     if changed:
-        raise ResnasError(
-            f"study {name!r} exists with a different {'; '.join(changed)}. Its trials would not be "
-            "comparable: use another --study name, or drop those options to resume it"
-        )
+        raise StudyChanged(name, "; ".join(changed))
