@@ -123,7 +123,8 @@ def _show(report: dict, plot: str | None, as_json: bool) -> None:
     exp = report["experiment"]
     paper = exp.get("paper") or {}
     out.print(f"[bold]{escape(exp['title'])}[/]  ({escape(exp.get('source', ''))})", highlight=False)
-    table = Table(title=f"{report['study']}: mean +- sd [95% interval] over seeds (final epoch)")
+    over = "models (one run each)" if all(a["sampled"] for a in report["arms"]) else "seeds"
+    table = Table(title=f"{report['study']}: mean +- sd [95% interval] over {over} (final epoch)")
     table.add_column("arm")
     table.add_column("runs", justify="right")
     table.add_column("FLOPs", justify="right")
