@@ -84,7 +84,7 @@ def unit_maps(model: ResNet, x: torch.Tensor, depths: tuple[int, ...] | None = N
 
     def keep(depth: int, tensor: torch.Tensor) -> None:
         if depth in wanted:
-            seen[depth] = tensor.detach().float().cpu().contiguous()
+            seen[depth] = tensor.detach().to("cpu", torch.float32, copy=True)  # a copy: later in-place ops
 
     handles = [units[0][2].register_forward_pre_hook(lambda _m, args: keep(0, args[0]))]
     for k, (_, _, unit) in enumerate(units, 1):
