@@ -58,7 +58,7 @@ def gradients_cmd(
     for i, f in enumerate(flows, 1):
         out.print(_summary(i, f), highlight=False, markup=False)
     if plot:
-        out.print(f"saved {saved}", highlight=False, markup=False)
+        out.print(f"saved {saved}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _table(flows: list[GradientFlow]) -> None:
