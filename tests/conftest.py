@@ -7,9 +7,14 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 @pytest.fixture
-def runner():
+def runner(monkeypatch):
+    """in-process CLI; tables 200 columns wide whatever COLUMNS the shell running the suite had
+    (the consoles are made at import, so an `env=` on invoke cannot change their width)"""
+    from nas_res.cli import common
     from typer.testing import CliRunner
 
+    for console in (common.out, common.err):
+        monkeypatch.setattr(console, "width", 200)
     return CliRunner()
 
 

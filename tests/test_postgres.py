@@ -21,7 +21,8 @@ from studycheck import check_consistent, finish, retried, search_args, start
 from nas_res.results import Store
 from nas_res.search import plan
 
-COMPLETE, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
+TrialState = optuna.trial.TrialState
+COMPLETE, FAIL, RUNNING = TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING
 
 
 @pytest.fixture
@@ -137,13 +138,11 @@ def test_a_host_killed_mid_trial_is_failed_within_the_grace_period_and_retried(p
     def victims_trial():
         """a trial on the host that will be killed"""
         study = optuna.load_study(study_name="kill", storage=pg_url)
-        theirs = [
-            t
-            for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-            if not str(t.user_attrs.get("owner", "")).endswith(f":{first.pid}")
-        ]
+        # a trial just asked has no owner yet: it may be the first host's, so only an owned one is taken
+        owners = {t.number: str(t.user_attrs.get("owner", "")) for t in study.get_trials(states=(RUNNING,))}
+        theirs = [n for n, owner in owners.items() if owner and not owner.endswith(f":{first.pid}")]
         running = {r.trial for r in Store(pg_url).runs("kill") if r.status == "running"}
-        return next((t for t in theirs if t.number in running), None)
+        return next((study.trials[n] for n in theirs if n in running), None)
 
     trial = _wait_for(victims_trial)
     victim.send_signal(signal.SIGKILL)  # the host is gone: no process of it says anything
