@@ -8,7 +8,7 @@ from rich.table import Table
 
 from nas_res.cost import human
 from nas_res.experiments import builtin_experiments, experiment_report, load_experiment, prepare_experiment
-from nas_res.experiments.checks import FAILS, HOLDS, METRICS
+from nas_res.experiments.checks import FAILS, HOLDS, METRICS, SHOWN
 from nas_res.experiments.plots import experiment_figure
 from nas_res.experiments.run import test_all
 from nas_res.results.page import check_plot_file
@@ -24,7 +24,6 @@ experiment_app = typer.Typer(
 )
 SCALE_HELP = "quick: minutes on a CPU (subset, few epochs); full: the papers' scale, for GPUs."
 COLOURS = {HOLDS: "green", FAILS: "red"}
-SHOWN = ("train_loss", "val_acc", "test_acc")
 
 
 @experiment_app.command("list")
@@ -124,12 +123,13 @@ def _show(report: dict, plot: str | None, as_json: bool) -> None:
     paper = exp.get("paper") or {}
     out.print(f"[bold]{escape(exp['title'])}[/]  ({escape(exp.get('source', ''))})", highlight=False)
     over = "models (one run each)" if all(a["sampled"] for a in report["arms"]) else "seeds"
+    shown = SHOWN[exp.get("task", "classify")]
     table = Table(title=f"{report['study']}: mean +- sd [95% interval] over {over} (final epoch)")
     table.add_column("arm")
     table.add_column("runs", justify="right")
     table.add_column("FLOPs", justify="right")
     table.add_column("params", justify="right")
-    for m in SHOWN:
+    for m in shown:
         table.add_column(METRICS[m], justify="right")
     if paper.get("values"):
         table.add_column(f"paper: {paper.get('metric', '')}", justify="right")
@@ -138,12 +138,12 @@ def _show(report: dict, plot: str | None, as_json: bool) -> None:
         if arm["failed"]:
             runs += f" +{len(arm['failed'])} failed"
         row = [arm["name"], runs, human(arm["flops"]), human(arm["params"])]
-        row += [_cell(arm["metrics"].get(m), m) for m in SHOWN]
+        row += [_cell(arm["metrics"].get(m), m) for m in shown]
         if paper.get("values"):
             row.append("-" if arm["paper"] is None else str(arm["paper"]))
         table.add_row(*row)
     out.print(table)
-    if paper.get("values"):
+    if paper.get("values") or paper.get("note"):  # a source without figures still says what it found
         out.print(
             f"paper: {escape(str(paper.get('source', '')))}. {escape(str(paper.get('note', '')))}", highlight=False
         )
@@ -161,7 +161,7 @@ def _show(report: dict, plot: str | None, as_json: bool) -> None:
 def _cell(summary: dict | None, metric: str) -> str:
     if not summary:
         return "-"
-    digits = 3 if "loss" in metric else 2
+    digits = 0 if metric == "epochs" else 1 if metric == "train_seconds" else 3 if "loss" in metric else 2
     text = f"{summary['mean']:.{digits}f}"
     if summary["sd"] is not None:
         text += f" +- {summary['sd']:.{digits}f} [{summary['lo']:.{digits}f}, {summary['hi']:.{digits}f}]"

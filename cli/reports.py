@@ -41,8 +41,10 @@ def _cell(key: str, v) -> str:
         return "-"
     if key in ("flops", "params"):
         return human(v)
-    if key in ("val_acc", "test_acc"):
+    if key in ("val_acc", "test_acc", "val_nelbo"):
         return f"{v:.2f}"
+    if key == "val_bpd":
+        return f"{v:.4f}"
     return str(v)
 
 
@@ -85,6 +87,13 @@ def _leaderboard_columns(rows: list[dict]) -> list[tuple[str, str]]:
     """COLUMNS, with the tie mark after the accuracy where it is known, and the final training's result
     where the study was finalized."""
     columns = list(COLUMNS)
+    if any(r.get("task") == "vae" for r in rows):  # a VAE's score: validation negative ELBO, lower is better
+        columns = [c for c in columns if c[1] != "test_acc"]
+        at = next(i for i, (_, k) in enumerate(columns) if k == "val_acc")
+        columns[at : at + 1] = [("val -ELBO (nats)", "val_nelbo")]
+        if any(r.get("val_bpd") is not None for r in rows):
+            columns.insert(at + 1, ("bits/dim", "val_bpd"))
+        return columns
     at = next(i for i, (_, k) in enumerate(columns) if k == "val_acc") + 1
     if any(r.get("final_rank") is not None for r in rows):
         columns.insert(at, ("final val % (re-trained)", "final"))
@@ -98,6 +107,11 @@ def _leaderboard_notes(rows: list[dict]) -> list[str]:
     ranked = [r for r in rows if r.get("rank") is not None]
     if not ranked:
         return []
+    if ranked[0].get("task") == "vae":
+        return [
+            "val -ELBO: the validation negative ELBO per image in nats (reconstruction + KL, one latent draw from "
+            "a fixed seed), lowest first"
+        ]
     n = ranked[0].get("val_images")
     if n is None:
         return [
@@ -134,6 +148,13 @@ def print_leaderboard(study: str, rows: list[dict]) -> None:
         out.print(note, markup=False, highlight=False, soft_wrap=True)
 
 
+def _best(r: dict) -> str:
+    """A study's best: a classifier's validation accuracy, a VAE's validation negative ELBO."""
+    if r.get("task") == "vae":
+        return "-" if r["best_val_nelbo"] is None else f"{r['best_val_nelbo']:.2f} nats"
+    return _cell("val_acc", r["best_val_acc"])
+
+
 @user_errors
 def studies_cmd(
     storage: str | None = typer.Option(None, help=STORAGE_HELP),
@@ -157,7 +178,7 @@ def studies_cmd(
         "pruned",
         "failed",
         "running",
-        "best val acc %",
+        "best (val acc % or -ELBO)",
         "best arch",
     ):
         table.add_column(col)
@@ -174,7 +195,7 @@ def studies_cmd(
             str(r["pruned"]),
             str(r["failed"]),
             str(r["running"]),
-            _cell("val_acc", r["best_val_acc"]),
+            _best(r),
             r["best_summary"] or "-",
         )
     out.print(table)

@@ -67,7 +67,19 @@ def search_cmd(
     epochs: int | None = typer.Option(None, help="Epochs per trial (overrides the recipe's)."),
     recipe: str | None = typer.Option(None, help="Recipe preset (fast, default) or file (default fast)."),
     sampler: str | None = typer.Option(None, help="tpe (default), random, nsga2, gp or grid."),
-    objective: str | None = typer.Option(None, help="accuracy (default), accuracy+flops or accuracy+params."),
+    objective: str | None = typer.Option(
+        None, help="accuracy (default), accuracy+flops or accuracy+params; a VAE's: nelbo (its only one)."
+    ),
+    task: str | None = typer.Option(
+        None,
+        "--task",
+        help="classify, or vae: each candidate is the encoder of a VAE whose decoder mirrors it, ranked by its "
+        "validation negative ELBO (default: the space's task). A VAE searches with the vae-fast recipe.",
+    ),
+    latent: int | None = typer.Option(None, "--latent", help="A VAE's latent dimension (default 32)."),
+    likelihood: str | None = typer.Option(
+        None, "--likelihood", help="A VAE's pixel likelihood: bernoulli (default) or gaussian (bits/dim)."
+    ),
     pruner: str | None = typer.Option(None, help="hyperband (default), median or none."),
     study: str | None = typer.Option(
         None, help="Study name (default SPACE-DATASET-BUDGET); an existing study resumes."
@@ -105,6 +117,9 @@ def search_cmd(
         recipe=recipe,
         sampler=sampler,
         objective=objective,
+        task=task,
+        latent=latent,
+        likelihood=likelihood,
         pruner=pruner,
         study=study,
         storage=storage,
@@ -232,6 +247,10 @@ def nothing_trained(runs: list[Run], state: SearchState) -> str:
     return "; ".join(parts) + f". The whole list: resnas leaderboard {state.study} --all"
 
 
+def _value(v: float | None) -> str:
+    return f"{v:.2f}" if v is not None else "-"
+
+
 def _live_view(state: SearchState) -> Group:
     c = state.counts
     elapsed = time.time() - state.started
@@ -248,18 +267,17 @@ def _live_view(state: SearchState) -> Group:
     parts: list[RenderableType] = [head]
     if state.best:
         b = state.best
+        value = f"{b.value:.2f} val -ELBO" if state.lower_is_better else f"{b.value:.2f}% val acc"
         parts.append(
-            Text(
-                f"best: {b.value:.2f}% val acc (trial {b.trial}), {human(b.flops)}FLOPs, "
-                f"{human(b.params)} params, {b.summary}"
-            )
+            Text(f"best: {value} (trial {b.trial}), {human(b.flops)}FLOPs, {human(b.params)} params, {b.summary}")
         )
     d = state.disk
     parts.append(
         Text(f"checkpoints: {d.bytes / 1e6:,.1f} MB on disk, {d.trials} trial(s) ({d.policy} kept) in {d.folder}")
     )
     table = Table(box=None, show_header=True, pad_edge=False)
-    for col in ("worker", "device", "threads", "trial", "epoch", "val acc %", "FLOPs", "arch"):
+    vae = state.lower_is_better  # a VAE search shows its validation negative ELBO
+    for col in ("worker", "device", "threads", "trial", "epoch", "val -ELBO" if vae else "val acc %", "FLOPs", "arch"):
         table.add_column(col)
     for w in state.workers:
         job = w.job
@@ -272,7 +290,7 @@ def _live_view(state: SearchState) -> Group:
                 str(w.threads),
                 str(job.number),
                 f"{job.epoch}/{job.epochs}",
-                f"{job.val_acc:.2f}" if job.val_acc is not None else "-",
+                _value(job.val_loss if vae else job.val_acc),
                 human(job.cost.flops),
                 job.arch.summary(),
             )

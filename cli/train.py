@@ -32,6 +32,20 @@ DOWNLOAD_HELP = "Download a dataset found nowhere into --data-dir (when online).
 def train_cmd(
     target: str = typer.Argument(..., help="Zoo name (see `resnas zoo`) or arch file (.yaml/.json)."),
     dataset: str = typer.Option("digits", "--dataset", "-d", help=DATASET_HELP),
+    task: str | None = typer.Option(
+        None,
+        "--task",
+        help="classify, or vae: a variational autoencoder whose encoder is the arch and whose decoder mirrors "
+        "it (default: as the arch says). A VAE trains with the `vae` recipe (Adam, early stopping) unless "
+        "--recipe names another.",
+    ),
+    latent: int | None = typer.Option(None, "--latent", help="A VAE's latent dimension (default 32)."),
+    likelihood: str | None = typer.Option(
+        None,
+        "--likelihood",
+        help="A VAE's pixel likelihood: bernoulli (intensities as targets; default) or gaussian (discretised to "
+        "8 bits: bits/dim).",
+    ),
     data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     download: bool = typer.Option(True, "--download/--no-download", help=DOWNLOAD_HELP),
     epochs: int | None = typer.Option(None, help="Epochs (default 10)."),
@@ -110,6 +124,9 @@ def train_cmd(
         data_dir=data_dir,
         download=download,
         threads=threads,
+        task=task,
+        latent=latent,
+        likelihood=likelihood,
     )
     # cut after loading: TrainPlan (nas_res.training) carries no train size; the same images as load_data's
     data = with_train_size(plan.load_data(), subset, field="--train-size")
@@ -126,12 +143,14 @@ def train_cmd(
         )
     arch = plan.arch_for(data)
     if arch != plan.arch:
+        last = ("resolution", plan.arch.resolution, arch.resolution) if arch.task == "vae" else None
+        last = last or ("classes", plan.arch.classes, arch.classes)
         err.print(
-            f"{plan.name}: in_channels {plan.arch.in_channels}->{arch.in_channels}, classes "
-            f"{plan.arch.classes}->{arch.classes} to fit {data.name}",
+            f"{plan.name}: in_channels {plan.arch.in_channels}->{arch.in_channels}, {last[0]} "
+            f"{last[1]}->{last[2]} to fit {data.name}",
             highlight=False,
         )
-    on_batch, on_epoch, progress = _progress(plan.recipe, not as_json)
+    on_batch, on_epoch, progress = _progress(plan.recipe, not as_json, vae=arch.task == "vae")
     before = _mtime(plan.checkpoint)
     try:
         with progress:
@@ -162,7 +181,7 @@ def _interrupted(plan: TrainPlan, saved: bool) -> str:
     return "interrupted before the first epoch ended; nothing was saved"
 
 
-def _progress(recipe: Recipe, show: bool):
+def _progress(recipe: Recipe, show: bool, vae: bool = False):
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -181,20 +200,16 @@ def _progress(recipe: Recipe, show: bool):
         key = ("batch", p.epoch)
         if key not in tasks:
             tasks[key] = progress.add_task(f"epoch {p.epoch}/{recipe.epochs}", total=p.batches, stats="")
-        progress.update(
-            tasks[key], completed=p.batch, stats=f"loss {p.loss:.3f}  acc {p.acc:5.1f}%  {p.images_per_s:,.0f} img/s"
-        )
+        measure = f"-ELBO {p.loss:.1f}" if vae else f"loss {p.loss:.3f}  acc {p.acc:5.1f}%"
+        progress.update(tasks[key], completed=p.batch, stats=f"{measure}  {p.images_per_s:,.0f} img/s")
 
     def on_epoch(m) -> None:
         key = ("batch", m.epoch)
         if key in tasks:
             progress.remove_task(tasks.pop(key))
         if "epoch" in tasks:
-            progress.update(
-                tasks["epoch"],
-                completed=m.epoch,
-                stats=f"val loss {m.val_loss:.3f}  val acc {m.val_acc:5.1f}%  {m.images_per_s:,.0f} img/s",
-            )
+            measure = f"val -ELBO {m.val_loss:.1f}" if vae else f"val loss {m.val_loss:.3f}  val acc {m.val_acc:5.1f}%"
+            progress.update(tasks["epoch"], completed=m.epoch, stats=f"{measure}  {m.images_per_s:,.0f} img/s")
 
     return on_batch, on_epoch, progress
 
@@ -204,6 +219,8 @@ def _fmt(v, spec: str) -> str:
 
 
 def _summary(plan: TrainPlan, result) -> None:
+    if result.arch.task == "vae":
+        return _vae_summary(plan, result)
     table = Table(
         title=f"{plan.name} on {result.data['name']}: {result.status}"
         + (f" ({result.reason})" if result.reason else "")
@@ -247,6 +264,52 @@ def _summary(plan: TrainPlan, result) -> None:
     lines.append(f"saved {plan.metrics}" + (f" and {plan.checkpoint}" if plan.checkpoint.exists() else ""))
     for line in lines:
         out.print(line, highlight=False)
+
+
+def _vae_summary(plan: TrainPlan, result) -> None:
+    """A VAE's epochs (negative ELBO per image in nats, its terms, bits/dim) and where its picture went."""
+    table = Table(
+        title=f"{plan.name} VAE on {result.data['name']}: {result.status}"
+        + (f" ({result.reason})" if result.reason else "")
+    )
+    for col in ("epoch", "train -ELBO", "val -ELBO", "val recon", "val KL", "val bits/dim", "lr", "s", "img/s"):
+        table.add_column(col, justify="right")
+    best = result.best
+    for m in result.history:
+        table.add_row(
+            str(m.epoch),
+            _fmt(m.train_loss, ".2f"),
+            _fmt(m.val_loss, ".2f"),
+            _fmt(m.val_recon, ".2f"),
+            _fmt(m.val_kl, ".2f"),
+            _fmt(m.val_bpd, ".4f") if m.val_bpd is not None else "-",
+            f"{m.lr:.4g}",
+            f"{m.seconds:.1f}",
+            f"{m.images_per_s:,.0f}",
+            style="bold green" if best is not None and m.epoch == best.epoch else None,
+        )
+    out.print(table)
+    c = result.cost
+    lines = [
+        f"arch {result.arch.summary()} (key {result.arch.key}): {human(c['flops'])}FLOPs, {human(c['params'])} "
+        f"params (encoder and decoder) at {c['resolution']}x{c['resolution']}; losses are nats per image"
+    ]
+    if best is not None:
+        bpd = f", {best.val_bpd:.4f} bits/dim" if best.val_bpd is not None else ""
+        lines.append(
+            f"best val -ELBO {best.val_loss:.2f}{bpd} (epoch {best.epoch}); {result.images_per_s:,.0f} img/s on "
+            f"{result.device}, {result.train_seconds:.1f} s training"
+        )
+    if result.test:
+        t = result.test
+        bpd = f", {t['bpd']:.4f} bits/dim" if t.get("bpd") is not None else ""
+        lines.append(
+            f"test: -ELBO {t['loss']:.2f} (recon {t['recon']:.2f}, KL {t['kl']:.2f}){bpd} on {t['images']} images"
+        )
+    saved = [str(p) for p in (plan.metrics, plan.checkpoint, plan.picture) if p is not None and p.exists()]
+    lines.append("saved " + ", ".join(saved))
+    for line in lines:
+        out.print(line, highlight=False, soft_wrap=True)
 
 
 @user_errors

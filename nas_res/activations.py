@@ -22,6 +22,7 @@ from .evaluation import checkpoint_data
 from .fitting import fit_to_data
 from .gradients import resolve_target
 from .model import ResNet, build
+from .vae import VAE
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,14 @@ def _maps(target, name, arch, state, data: Data, images, depths, split, device, 
         raise ResnasError(f"{data.spec} was loaded without its {split} split", field="--split")
     if state is None:
         arch = fit_to_data(arch, data)
-    elif (arch.in_channels, arch.classes) != (data.channels, data.classes):
+    elif arch.task == "vae" and (arch.in_channels, arch.resolution) != (data.channels, data.size):
+        raise ResnasError(
+            f"{name} is a VAE for {arch.in_channels}-channel {arch.resolution}x{arch.resolution} images; {data.spec} "
+            f"has {data.channels} channel(s), {data.size}x{data.size}",
+            where=target,
+            field="--dataset",
+        )
+    elif arch.task != "vae" and (arch.in_channels, arch.classes) != (data.channels, data.classes):
         raise ResnasError(
             f"{name} takes {arch.in_channels} channel(s) and predicts {arch.classes} classes; {data.spec} has "
             f"{data.channels} and {data.classes}",
@@ -186,7 +194,7 @@ def _maps(target, name, arch, state, data: Data, images, depths, split, device, 
         images=raw.cpu(),
         labels=tuple(int(v) for v in y.tolist()),
         class_names=tuple(class_names(data) or (str(c) for c in range(data.classes))),
-        units=tuple(unit_maps(model, x, depths)),
+        units=tuple(unit_maps(model.encoder if isinstance(model, VAE) else model, x, depths)),  # a VAE's encoder
     )
 
 

@@ -30,6 +30,12 @@ STEM_ALIASES = {"mnist": "cifar", "small": "cifar", "resnet-c": "deep"}
 SHORTCUTS = ("A", "B", "C", "D", "none")
 UNIT_ORDERS = ("post", "bn_after_add", "relu_before_add", "relu_preact", "preact")
 STRIDE_ON = ("3x3", "1x1")
+TASKS = ("classify", "vae")
+LIKELIHOODS = (
+    "bernoulli",
+    "gaussian",
+)  # of a VAE's pixels: soft Bernoulli on intensities, or 8-bit discretised Gaussian
+VAE_LATENT = 32  # a VAE's latent dimension when none is given
 MODULATIONS = ("none", "scale", "gate", "shortcut_gate", "conv", "dropout")
 # Default strength of each modulation: lambda for scale, p for dropout, initial gate bias for gates.
 MODULATION_DEFAULT = {"none": 0.0, "scale": 0.5, "gate": 0.0, "shortcut_gate": 0.0, "conv": 0.0, "dropout": 0.5}
@@ -134,6 +140,9 @@ class Arch:
     classes: int = 1000
     in_channels: int = 3
     resolution: int = 224
+    task: str = "classify"  # classify: the stack ends in a classifier; vae: the encoder of a VAE (see nas_res.vae)
+    latent: int | None = None  # a VAE's latent dimension (default VAE_LATENT); none for a classifier
+    likelihood: str | None = None  # a VAE's pixel likelihood (default bernoulli); none for a classifier
     _key: str = field(default="", init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -145,6 +154,7 @@ class Arch:
         stride_on = _choice(self.stride_on, STRIDE_ON, "stride_on")
         modulation = _choice(self.modulation, MODULATIONS, "modulation")
         put("stem", stem)
+        self._canonical_task(put)
         for name, value in canonical_kind(Kind(block, stride_on, unit_order, shortcut, modulation))._asdict().items():
             put(name, value)
         for name in ("stem_width", "classes", "in_channels", "resolution"):
@@ -187,6 +197,20 @@ class Arch:
                     )
         if not changes and self.shortcut in ("A", "D"):
             put("shortcut", "B")  # no unit changes shape: A, B and D are all the identity
+
+    def _canonical_task(self, put) -> None:
+        """A classifier has no latent or likelihood; a VAE predicts no classes (its `classes` is 1) and
+        gets the default latent and likelihood when none is given."""
+        task = _choice(self.task, TASKS, "task")
+        put("task", task)
+        if task == "classify":
+            for name in ("latent", "likelihood"):
+                if getattr(self, name) is not None:
+                    raise ResnasError(f"only a VAE has a {name} (task: vae); got {getattr(self, name)!r}", field=name)
+            return
+        put("latent", _int(VAE_LATENT if self.latent is None else self.latent, "latent"))
+        put("likelihood", _choice(self.likelihood or "bernoulli", LIKELIHOODS, "likelihood"))
+        put("classes", 1)
 
     def _canonical_stage(self, i: int, stage: Any) -> Stage:
         bad = functools.partial(_stage_error, i)
@@ -236,7 +260,8 @@ class Arch:
 
     @property
     def depth(self) -> int:
-        """Weighted layers as the papers count them: convs along the main path, plus the stem's and fc."""
+        """Weighted layers as the papers count them: convs along the main path, plus the stem's and fc (a
+        VAE's: its encoder's, the fc being the map to the latent; the decoder mirrors them)."""
         return CONVS_PER_BLOCK[self.block] * sum(s.depth for s in self.stages) + layers_outside_blocks(self.stem)
 
     @property
@@ -257,11 +282,15 @@ class Arch:
         text += f" sc:{self.shortcut} {self.unit_order}"
         if self.modulation != "none":
             text += f" mod:{self.modulation}"
+        if self.task == "vae":
+            text += f" vae z{self.latent} {self.likelihood}"
         return text
 
     # ---- serialisation --------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {
+        """The fields; a VAE's add task, latent and likelihood and drop classes, so a classifier's dict
+        (and key) is what it was before VAEs existed."""
+        d = {
             "block": self.block,
             "stem": self.stem,
             "stem_width": self.stem_width,
@@ -276,6 +305,10 @@ class Arch:
             "in_channels": self.in_channels,
             "resolution": self.resolution,
         }
+        if self.task == "vae":
+            del d["classes"]
+            d.update(task=self.task, latent=self.latent, likelihood=self.likelihood)
+        return d
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "") -> Arch:

@@ -37,10 +37,34 @@ def conv_size(size: int, kernel: int, stride: int) -> int:
     return (size + 2 * (kernel // 2) - kernel) // stride + 1
 
 
-def conv_cost(cin: int, cout: int, k: int, stride: int, groups: int, h: int, w: int, bias: bool = False):
-    """Tally of one conv and its output size."""
-    ho, wo = conv_size(h, k, stride), conv_size(w, k, stride)
+def up_size(size: int, stride: int, out_pad: int) -> int:
+    """Output side of a transposed conv padded by kernel//2 (odd kernels): the side `conv_size` undoes."""
+    return (size - 1) * stride + 1 + out_pad
+
+
+def out_pad_for(size: int, target: int, stride: int) -> int:
+    """The output padding that brings a transposed conv from `size` back to `target` (0 or 1 at stride 2)."""
+    return target - up_size(size, stride, 0)
+
+
+def conv_cost(
+    cin: int,
+    cout: int,
+    k: int,
+    stride: int,
+    groups: int,
+    h: int,
+    w: int,
+    bias: bool = False,
+    up: tuple[int, int] | None = None,
+):
+    """Tally of one conv and its output size. With `up` (output paddings) a strided conv is transposed:
+    fvcore then counts its weights once per *input* position."""
     weights = cout * (cin // groups) * k * k
+    if up is not None and stride > 1:
+        ho, wo = up_size(h, stride, up[0]), up_size(w, stride, up[1])
+        return Tally(weights * h * w, weights + (cout if bias else 0), cout * ho * wo), ho, wo
+    ho, wo = conv_size(h, k, stride), conv_size(w, k, stride)
     return Tally(weights * ho * wo, weights + (cout if bias else 0), cout * ho * wo), ho, wo
 
 
@@ -48,7 +72,12 @@ def bn_cost(c: int, h: int, w: int) -> Tally:
     return Tally(2 * c * h * w, 2 * c, 0)
 
 
-def conv(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:
+def conv(
+    cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, bias: bool = False, up: tuple[int, int] | None = None
+) -> nn.Conv2d | nn.ConvTranspose2d:
+    """A conv padded by k//2; with `up` (output paddings) and a stride, the transposed conv that undoes one."""
+    if up is not None and stride > 1:
+        return nn.ConvTranspose2d(cin, cout, k, stride, k // 2, output_padding=up, groups=groups, bias=bias)
     return nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=bias)
 
 
@@ -63,15 +92,17 @@ def branch_convs(arch: Arch | Kind, cin: int, cout: int, mid: int, groups: int, 
     return ((cin, mid, 1, s1, 1), (mid, mid, 3, s3, groups), (mid, cout, 1, 1, 1))
 
 
-def shortcut_kind(arch: Arch | Kind, cin: int, cout: int, stride: int) -> str:
-    """identity | pad (option A) | proj (1x1 conv) | avgproj (ResNet-D) | conv (1x1, no BN) | none."""
+def shortcut_kind(arch: Arch | Kind, cin: int, cout: int, stride: int, up: bool = False) -> str:
+    """identity | pad (option A) | proj (1x1 conv) | avgproj (ResNet-D) | conv (1x1, no BN) | none.
+    A decoder's unit (`up`) that changes shape always projects (a transposed 1x1): zero-padding cannot
+    narrow its widths, and it has no average pool to undo."""
     changes = cin != cout or stride != 1
     kind = {"none": "none", "C": "proj"}.get(arch.shortcut)
     if kind:
         return kind
     if not changes:
         return "conv" if arch.modulation == "conv" else "identity"
-    return {"A": "pad", "B": "proj", "D": "avgproj"}[arch.shortcut]
+    return "proj" if up else {"A": "pad", "B": "proj", "D": "avgproj"}[arch.shortcut]
 
 
 def _bn_channels(arch: Arch | Kind, convs) -> list[tuple[int, int]]:
@@ -83,29 +114,31 @@ def _bn_channels(arch: Arch | Kind, convs) -> list[tuple[int, int]]:
 
 
 @lru_cache(maxsize=1 << 16)
-def unit_cost(arch: Kind, cin: int, cout: int, mid: int, groups: int, stride: int, h: int, w: int):
+def unit_cost(
+    arch: Kind, cin: int, cout: int, mid: int, groups: int, stride: int, h: int, w: int, up: tuple | None = None
+):
     """Tally of one residual unit and its output size; mirrors `Unit` line by line. Cached: a search
-    costs the same few units over and over."""
+    costs the same few units over and over. `up`: a decoder's unit, its strided convs transposed."""
     total = Tally()
     convs = branch_convs(arch, cin, cout, mid, groups, stride)
     ho, wo = h, w
     for (_, ch), (ci, co, k, s, g) in zip(_bn_channels(arch, convs), convs):
         if arch.unit_order == "preact":
             total += bn_cost(ch, ho, wo)
-        t, ho, wo = conv_cost(ci, co, k, s, g, ho, wo)
+        t, ho, wo = conv_cost(ci, co, k, s, g, ho, wo, up=up)
         total += t
         if arch.unit_order != "preact":
             total += bn_cost(ch, ho, wo)  # bn_after_add's last BN also sees (cout, ho, wo)
-    kind = shortcut_kind(arch, cin, cout, stride)
+    kind = shortcut_kind(arch, cin, cout, stride, up is not None)
     with_bn = projection_has_bn(arch.unit_order)
     if kind == "proj":
-        total += conv_cost(cin, cout, 1, stride, 1, h, w)[0] + (bn_cost(cout, ho, wo) if with_bn else Tally())
+        total += conv_cost(cin, cout, 1, stride, 1, h, w, up=up)[0] + (bn_cost(cout, ho, wo) if with_bn else Tally())
     elif kind == "avgproj":
         total += conv_cost(cin, cout, 1, 1, 1, ho, wo)[0] + (bn_cost(cout, ho, wo) if with_bn else Tally())
     elif kind == "conv":
         total += conv_cost(cin, cout, 1, 1, 1, h, w)[0]
     if arch.modulation in ("gate", "shortcut_gate"):
-        total += conv_cost(cin, cout, 1, stride, 1, h, w, bias=True)[0]
+        total += conv_cost(cin, cout, 1, stride, 1, h, w, bias=True, up=up)[0]
     return total, ho, wo
 
 
@@ -115,23 +148,26 @@ class Unit(nn.Module):
     Attribute names follow torchvision (conv1, bn1, ..., downsample) so its weights load as they are.
     """
 
-    def __init__(self, arch: Arch, cin: int, cout: int, mid: int, groups: int, stride: int):
+    def __init__(
+        self, arch: Arch, cin: int, cout: int, mid: int, groups: int, stride: int, up: tuple[int, int] | None = None
+    ):
+        """`up` (output paddings): a VAE decoder's unit, which undoes a downsample with transposed convs."""
         super().__init__()
         self.order = arch.unit_order
         convs = branch_convs(arch, cin, cout, mid, groups, stride)
         self.n = len(convs)
         for i, (ci, co, k, s, g) in enumerate(convs, 1):
-            setattr(self, f"conv{i}", conv(ci, co, k, s, g))
+            setattr(self, f"conv{i}", conv(ci, co, k, s, g, up=up))
         for i, ch in _bn_channels(arch, convs):
             setattr(self, f"bn{i + 1}", nn.BatchNorm2d(ch))
         self.relu = nn.ReLU(inplace=True)
 
-        self.kind = shortcut_kind(arch, cin, cout, stride)
+        self.kind = shortcut_kind(arch, cin, cout, stride, up is not None)
         self.stride, self.pad = stride, cout - cin
         with_bn = [nn.BatchNorm2d(cout)] if projection_has_bn(arch.unit_order) else []
         self.downsample: nn.Module  # a Sequential (proj, avgproj) or a bare Conv2d (conv); unset otherwise
         if self.kind == "proj":
-            self.downsample = nn.Sequential(conv(cin, cout, 1, stride), *with_bn)
+            self.downsample = nn.Sequential(conv(cin, cout, 1, stride, up=up), *with_bn)
         elif self.kind == "avgproj":
             pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
             self.downsample = nn.Sequential(pool, conv(cin, cout, 1), *with_bn)
@@ -140,7 +176,7 @@ class Unit(nn.Module):
         assert arch.modulation_value is not None, "Arch fills in the modulation's default value"
         self.modulation, self.mod_value = arch.modulation, arch.modulation_value
         if self.modulation in ("gate", "shortcut_gate"):
-            self.gate = conv(cin, cout, 1, stride, bias=True)
+            self.gate = conv(cin, cout, 1, stride, bias=True, up=up)
         elif self.modulation == "dropout":
             self.drop = nn.Dropout(self.mod_value)
         self.last_bn = f"bn{self.n}" if arch.unit_order in ENDS_IN_BN else ""  # a name: no second registration

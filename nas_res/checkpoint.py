@@ -169,12 +169,13 @@ def _check(path: Path, state: dict) -> None:
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= recipe.epochs:
         raise damaged("epoch", f"must be a whole number of epochs from 0 to {recipe.epochs}; got {epoch!r}")
     fields = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+    vae_fields = set(fields) | ({"val_recon", "val_kl", "val_bpd"} if arch.task == "vae" else set())
     if (
         not isinstance(history, list)
         or len(history) != epoch
         or any(
             not isinstance(m, dict)
-            or set(m) != set(fields)
+            or not set(fields) <= set(m) <= vae_fields  # a VAE's add its ELBO's terms (bits/dim where it has them)
             or any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in m.values())
             for m in history
         )

@@ -18,6 +18,7 @@ from .arch import Arch, Kind
 from .blocks import Tally, head_cost, stem_cost, unit_cost
 from .errors import ResnasError
 from .model import build
+from .vae import VAE, vae_tallies
 
 
 @dataclass(frozen=True)
@@ -39,21 +40,37 @@ class Cost:
 
 
 def cost(arch: Arch, resolution: int | None = None) -> Cost:
-    """Cost at `resolution` (default: the arch's reference resolution), fvcore's convention."""
+    """Cost at `resolution` (default: the arch's reference resolution), fvcore's convention. A VAE is
+    priced at its own resolution only: its linear maps are sized for it."""
+    res = arch.resolution if arch.task == "vae" else resolution or arch.resolution
     stages = tuple((s.depth, s.width, s.stride, s.mid, s.groups) for s in arch.stages)
-    tallies = network_tallies(
-        arch.kind, arch.stem, arch.stem_width, arch.in_channels, arch.classes, resolution or arch.resolution, stages
-    )
-    names = ["stem", *(f"layer{i}" for i in range(1, len(stages) + 1)), "head"]
-    total = sum(tallies, Tally())
-    return Cost(total.flops, total.params, total.acts, dict(zip(names, tallies)), resolution or arch.resolution)
+    if arch.task == "vae":
+        assert arch.latent is not None and arch.likelihood is not None, "Arch fills in a VAE's latent and likelihood"
+        parts = vae_tallies(
+            arch.kind, arch.stem, arch.stem_width, arch.in_channels, res, stages, arch.latent, arch.likelihood
+        )
+    else:
+        tallies = network_tallies(arch.kind, arch.stem, arch.stem_width, arch.in_channels, arch.classes, res, stages)
+        parts = dict(zip(["stem", *(f"layer{i}" for i in range(1, len(stages) + 1)), "head"], tallies))
+    total = sum(parts.values(), Tally())
+    return Cost(total.flops, total.params, total.acts, parts, res)
 
 
 def network_tallies(
-    kind: Kind, stem: str, stem_width: int, in_channels: int, classes: int, resolution: int, stages: tuple
+    kind: Kind,
+    stem: str,
+    stem_width: int,
+    in_channels: int,
+    classes: int,
+    resolution: int,
+    stages: tuple,
+    vae: tuple[int, str] | None = None,
 ) -> list[Tally]:
     """Tallies of the stem, each stage and the head, from the fields alone (stages as (depth, width,
-    stride, mid, groups) tuples), so a search can price a candidate before making its `Arch`."""
+    stride, mid, groups) tuples), so a search can price a candidate before making its `Arch`. With
+    `vae` (latent, likelihood): the parts of that VAE instead."""
+    if vae is not None:
+        return list(vae_tallies(kind, stem, stem_width, in_channels, resolution, stages, *vae).values())
     t, h, w = stem_cost(stem, in_channels, stem_width, kind.unit_order, resolution)
     tallies = [t]
     cin = stem_width
@@ -76,7 +93,7 @@ def stage_cost(kind: Kind, cin: int, width: int, mid: int, groups: int, stride: 
 
 def fvcore_cost(arch: Arch, resolution: int | None = None) -> Cost:
     """The referee: build the model and let fvcore trace it (slow; seconds for large nets)."""
-    res = resolution or arch.resolution
+    res = arch.resolution if arch.task == "vae" else resolution or arch.resolution
     model = build(arch).eval()
     x = torch.zeros(1, arch.in_channels, res, res)
     with warnings.catch_warnings():  # fvcore's tracer warns about deprecated torch.jit APIs it uses
@@ -91,6 +108,9 @@ def fvcore_cost(arch: Arch, resolution: int | None = None) -> Cost:
         flops, acts = counts[0].total(), counts[1].total()
         by_module = counts[0].by_module()
     params = sum(p.numel() for p in model.parameters())
+    if isinstance(model, VAE):  # same parts as `cost`, FLOPs only (fvcore attributes them per module)
+        named = {part: Tally(sum(int(by_module.get(m, 0)) for m in mods)) for part, mods in model.parts().items()}
+        return Cost(int(flops), int(params), int(acts), named, res)
     # Same parts as `cost`, FLOPs only (fvcore attributes them per module).
     parts = {name: Tally(int(by_module.get(name, 0))) for name in model.stage_names}
     head = sum(int(by_module.get(n, 0)) for n in ("final_bn", "avgpool", "fc"))

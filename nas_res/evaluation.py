@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -12,10 +14,13 @@ from .arch import Arch
 from .batches import batches
 from .data import Data, load_data
 from .device import autocast, resolve_device
+from .elbo import bits_per_dim, negative_elbo, pixels_from
 from .errors import ResnasError
 from .recipe import Recipe
+from .vae import VAE
 
 SPLITS = ("test", "val")  # what a trained checkpoint is evaluated on; never its training images
+EVAL_NOISE_SEED = 0  # a VAE's evaluation draws its latents from this seed: the same images, the same number
 
 
 @torch.no_grad()
@@ -43,6 +48,38 @@ def run_eval(net: nn.Module, source, device: torch.device, recipe: Recipe, top5:
     return result
 
 
+@torch.no_grad()
+def run_vae_eval(net: nn.Module, source, device: torch.device, recipe: Recipe, data: Data) -> dict:
+    """A VAE's negative ELBO per image (loss), its reconstruction and KL terms (nats), bits/dim where
+    the likelihood has them, over a batch source. The latents are drawn from a fixed seed."""
+    model = cast(VAE, getattr(net, "_orig_mod", net))  # a compiled net's module (its arch and log-scale)
+    arch = model.arch
+    assert arch.likelihood is not None, "Arch fills in a VAE's likelihood"
+    was_training = net.training
+    net.eval()
+    sums = torch.zeros(3, device=device, dtype=torch.float64)
+    seen = 0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(EVAL_NOISE_SEED)
+        for x, _ in source:
+            with autocast(device, recipe):
+                decoded, mu, logvar = net(x)
+            terms = negative_elbo(arch, decoded, mu, logvar, pixels_from(x, data.mean, data.std), model.log_scale)
+            sums += torch.stack([t.sum().double() for t in terms])
+            seen += len(x)
+    net.train(was_training)
+    nelbo, recon, kl = (v / seen for v in sums.tolist())
+    dims = arch.in_channels * arch.resolution**2
+    return {
+        "loss": nelbo,
+        "top1": math.nan,  # a VAE has no classes to get right
+        "recon": recon,
+        "kl": kl,
+        "bpd": bits_per_dim(nelbo, dims, arch.likelihood),
+        "images": seen,
+    }
+
+
 def evaluate(
     model: nn.Module,
     data: Data,
@@ -52,7 +89,8 @@ def evaluate(
     batch_size: int = 512,
     recipe: Recipe | None = None,
 ) -> dict:
-    """Final evaluation on `data.<split>`: loss, top-1 %, and top-5 % when there are more than 10 classes."""
+    """Final evaluation on `data.<split>`: loss, top-1 %, and top-5 % when there are more than 10 classes
+    (a VAE's: negative ELBO, its terms and bits/dim, see `run_vae_eval`)."""
     if getattr(data, split) is None:
         raise ResnasError(
             f"{data.name} was loaded without its {split} split (load_data(..., test=True))", field="split"
@@ -62,6 +100,8 @@ def evaluate(
     channels_last = recipe.channels_last
     model = model.to(dev)
     source = batches(data, split, batch_size=batch_size, device=dev, train=False, channels_last=channels_last)
+    if isinstance(model, VAE):
+        return run_vae_eval(model, source, dev, recipe, data)
     return run_eval(model, source, dev, recipe, top5=data.classes > 10)
 
 

@@ -12,6 +12,16 @@ def check_fit(arch: Arch, data: Data) -> None:
     wrong = []
     if arch.in_channels != data.channels:
         wrong.append(f"in_channels {arch.in_channels} but {data.name} images have {data.channels} channel(s)")
+    if arch.task == "vae":  # a VAE predicts no classes, and its linear maps are sized for its resolution
+        if arch.resolution != data.size:
+            wrong.append(f"resolution {arch.resolution} but {data.name} images are {data.size}x{data.size}")
+        if wrong:
+            raise ResnasError(
+                f"the VAE does not fit the dataset: {'; '.join(wrong)}. Set in_channels: {data.channels} and "
+                f"resolution: {data.size} in the arch (or pass --fit to `resnas train`)",
+                field="arch",
+            )
+        return
     if arch.classes != data.classes:
         wrong.append(f"classes {arch.classes} but {data.name} has {data.classes}")
     if wrong:
@@ -23,7 +33,10 @@ def check_fit(arch: Arch, data: Data) -> None:
 
 
 def fit_to_data(arch: Arch, data: Data) -> Arch:
-    """`arch` with the data's input channels and classes: a zoo net is a family, its layout is the net."""
+    """`arch` with the data's input channels and classes (a VAE's: channels and resolution): a zoo net is
+    a family, its layout is the net."""
+    if arch.task == "vae":
+        return arch.replace(in_channels=data.channels, resolution=data.size)
     if (arch.in_channels, arch.classes) == (data.channels, data.classes):
         return arch
     return arch.replace(in_channels=data.channels, classes=data.classes)

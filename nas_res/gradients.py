@@ -32,7 +32,7 @@ from .data import Data, load_data
 from .device import resolve_device
 from .errors import ResnasError
 from .fitting import fit_to_data
-from .model import ResNet, build
+from .model import ResNet
 from .zoo import resolve_arch
 
 
@@ -228,6 +228,10 @@ def gradient_flow(
     else:
         name, arch, state = resolve_target(str(target))
         source = name if state is not None else "init"
+    if arch.task == "vae":
+        raise ResnasError(
+            f"{name} is a VAE (task: vae); gradient flow is measured on a classifier's cross-entropy", field="target"
+        )
     fixed = model is not None or state is not None  # trained or built weights: the data must fit them
     if isinstance(data, tuple):
         x, y = data
@@ -265,7 +269,7 @@ def gradient_flow(
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)  # the initialisation, and dropout (a modulation) in the pass
         if model is None:
-            model = build(arch)
+            model = ResNet(arch)  # a classifier: a VAE was refused above
             if state is not None:
                 model.load_state_dict(state["model"])
         model = model.to(dev)

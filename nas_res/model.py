@@ -6,15 +6,23 @@ ResNeXt weights load into the matching zoo entries with `strict=True`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from .arch import PREACT_ORDERS, Arch
 from .blocks import Unit, conv, head_has_bn, stem_convs, stem_has_bn, stem_has_maxpool
 
+if TYPE_CHECKING:
+    from .vae import VAE
+
 
 class ResNet(nn.Module):
-    def __init__(self, arch: Arch):
+    """The classifier; with `head=False` the trunk alone (stem, stages, the final BN of full
+    pre-activation), which a VAE's encoder is."""
+
+    def __init__(self, arch: Arch, head: bool = True):
         super().__init__()
         self.arch = arch
         convs = stem_convs(arch.stem, arch.in_channels, arch.stem_width)
@@ -46,8 +54,10 @@ class ResNet(nn.Module):
             cin = st.width
         self.final_bn = nn.BatchNorm2d(cin) if head_has_bn(arch.unit_order) else None
         self.final_relu = arch.unit_order in PREACT_ORDERS
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, arch.classes)
+        self.head = head
+        if head:
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(cin, arch.classes)
         init(self, arch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,6 +74,8 @@ class ResNet(nn.Module):
             x = self.final_bn(x)
         if self.final_relu:
             x = torch.relu(x)
+        if not self.head:
+            return x
         x = torch.flatten(self.avgpool(x), 1)
         return self.fc(x)
 
@@ -71,7 +83,7 @@ class ResNet(nn.Module):
 def init(model: nn.Module, arch: Arch) -> None:
     """Kaiming-normal convs (fan-out, as torchvision), BN weight 1 / bias 0, optional zero last BN."""
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
@@ -87,6 +99,10 @@ def init(model: nn.Module, arch: Arch) -> None:
                 nn.init.zeros_(getattr(m, m.last_bn).weight)
 
 
-def build(arch: Arch) -> ResNet:
-    """The `nn.Module` for `arch`, freshly initialised."""
+def build(arch: Arch) -> ResNet | VAE:
+    """The `nn.Module` for `arch`, freshly initialised: a `ResNet`, or a `VAE` for `task: vae`."""
+    if arch.task == "vae":
+        from .vae import VAE  # the VAE builds on this module
+
+        return VAE(arch)
     return ResNet(arch)

@@ -114,10 +114,10 @@ def load_recipe(path: str | Path) -> Recipe:
     return Recipe.from_dict(d, where=str(path))
 
 
-def recipe_with(path: str | Path | None = None, **overrides: Any) -> Recipe:
-    """A recipe file's recipe (the defaults without one) with each override that is not None applied:
-    a command line's flags over its `--recipe` file."""
-    base = load_recipe(path) if path else Recipe()
+def recipe_with(path: str | Path | None = None, task: str = "classify", **overrides: Any) -> Recipe:
+    """A recipe file's recipe (without one, the task's default: `TRAIN_DEFAULT`) with each override that
+    is not None applied: a command line's flags over its `--recipe` file."""
+    base = load_recipe(path) if path else PRESETS[TRAIN_DEFAULT[task]]
     return base.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -143,8 +143,25 @@ def lr_factor(recipe: Recipe, steps_per_epoch: int) -> Callable[[int], float]:
 
 
 # Named recipes for `--recipe NAME`: `fast` is a proxy (short training to rank candidates), `default`
-# the trainer's defaults.
+# the trainer's defaults. A VAE's (`vae`, and `vae-fast` its proxy) use Adam at 1e-3 with no weight
+# decay or label smoothing, and stop early when the validation loss stalls, as the source study did.
 PRESETS = {
     "fast": Recipe(epochs=5, batch_size=64, lr=0.1, warmup_epochs=0.5),
     "default": Recipe(),
+    "vae": Recipe(
+        epochs=30, optimizer="adamw", lr=1e-3, weight_decay=0.0, label_smoothing=0.0, warmup_epochs=1.0, patience=5
+    ),
+    "vae-fast": Recipe(
+        epochs=5,
+        batch_size=64,
+        optimizer="adamw",
+        lr=1e-3,
+        weight_decay=0.0,
+        label_smoothing=0.0,
+        warmup_epochs=0.5,
+        patience=2,
+    ),
 }
+# The recipe a task trains with when none is named: `resnas train`'s, and a search's proxy.
+TRAIN_DEFAULT = {"classify": "default", "vae": "vae"}
+SEARCH_DEFAULT = {"classify": "fast", "vae": "vae-fast"}

@@ -9,6 +9,7 @@ the cardinality stays). So a candidate is fixed by a handful of values, and ever
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import math
 import random
@@ -18,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .arch import Arch, Kind, Stage, blocks_for_total, canonical_kind, inner_shape
+from .arch import VAE_LATENT, Arch, Kind, Stage, blocks_for_total, canonical_kind, inner_shape
 from .blocks import Tally
 from .cost import Budget, cost, network_tallies
 from .errors import ResnasError
@@ -56,6 +57,46 @@ class DesignSpace:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    def with_task(
+        self, task: str | None, latent: int | None = None, likelihood: str | None = None, resolution: int | None = None
+    ) -> DesignSpace:
+        """This space for another task (classify or vae; None: its own), latent and likelihood, and for a VAE
+        at `resolution` (its linear maps are sized for its images). Checked as an Arch checks them, naming
+        the option."""
+        task = task or ("vae" if latent is not None or likelihood is not None else self.spec.task)
+        if task not in ("classify", "vae"):
+            raise ResnasError(f"must be classify or vae; got {task!r}", field="--task")
+        if task == "classify":
+            if latent is not None or likelihood is not None:
+                raise ResnasError("--latent and --likelihood are a VAE's: drop them or pass --task vae", field="--task")
+            return (
+                self
+                if self.spec.task == "classify"
+                else DesignSpace(dataclasses.replace(self.spec, task="classify", latent=None, likelihood=None))
+            )
+        try:
+            probe = Arch(
+                stages=(Stage(1, 1),),
+                block="basic",
+                task="vae",
+                latent=self.spec.latent if latent is None else latent,
+                likelihood=self.spec.likelihood if likelihood is None else likelihood,
+            )
+        except ResnasError as e:
+            raise ResnasError(e.bare, field=f"--{e.field}") from None
+        spec = dataclasses.replace(
+            self.spec,
+            task="vae",
+            latent=probe.latent,
+            likelihood=probe.likelihood,
+            resolution=resolution or self.spec.resolution,
+        )
+        return self if spec == self.spec else DesignSpace(spec)
 
     @property
     def open_dims(self) -> list[Dim]:
@@ -128,6 +169,9 @@ class DesignSpace:
             classes=spec.classes,
             in_channels=spec.in_channels,
             resolution=spec.resolution,
+            task=spec.task,
+            latent=spec.latent,
+            likelihood=spec.likelihood,
         )
 
     def _complete(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -220,8 +264,9 @@ class DesignSpace:
         """Budget check from values alone: candidates outside a budget never become an `Arch`."""
         kind, stem_width, stages = self._fields(self._complete(values))
         spec = self.spec
+        vae = (spec.latent or VAE_LATENT, spec.likelihood or "bernoulli") if spec.task == "vae" else None
         tallies = network_tallies(
-            kind, values["stem"], stem_width, spec.in_channels, spec.classes, spec.resolution, stages
+            kind, values["stem"], stem_width, spec.in_channels, spec.classes, spec.resolution, stages, vae
         )
         return budget.admits(Tally(sum(t.flops for t in tallies), sum(t.params for t in tallies)))
 
@@ -324,6 +369,7 @@ class DesignSpace:
             "resolution": self.spec.resolution,
             "in_channels": self.spec.in_channels,
             "classes": self.spec.classes,
+            **({"task": "vae", "latent": self.spec.latent or VAE_LATENT} if self.spec.task == "vae" else {}),
             "strides": list(self.spec.strides),
             "size": self.size(),
             "dims": {

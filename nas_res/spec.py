@@ -16,10 +16,12 @@ from typing import Any
 from .arch import (
     BLOCKS,
     CONVS_PER_BLOCK,
+    LIKELIHOODS,
     MODULATIONS,
     SHORTCUTS,
     STEMS,
     STRIDE_ON,
+    TASKS,
     UNIT_ORDERS,
     blocks_for_total,
     layers_outside_blocks,
@@ -47,6 +49,9 @@ TOP_KEYS = {
     "modulation": f"DIM of {'/'.join(MODULATIONS)}",
     "modulation_value": "number",
     "zero_init_last_bn": "true/false",
+    "task": "classify (default) or vae: every candidate is the encoder of a VAE, its decoder mirrored",
+    "latent": "a VAE's latent dimension (int, default 32)",
+    "likelihood": "a VAE's pixel likelihood: bernoulli (default) or gaussian",
 }
 MAX_PAIRS = 1_000_000  # width x bottleneck_ratio pairs checked for whole, divisible inner widths
 
@@ -68,6 +73,9 @@ class Spec:
     zero_init_last_bn: bool
     ratio_mode: bool  # inner width from bottleneck_ratio instead of bottleneck_width
     dims: dict  # name -> Dim
+    task: str = "classify"  # vae: every candidate is a VAE's encoder (see Arch.task)
+    latent: int | None = None  # a VAE's, as Arch
+    likelihood: str | None = None
 
 
 def read_template(path: Path) -> Any:
@@ -85,14 +93,26 @@ def parse_spec(data: Any, where: str) -> Spec:
         close = difflib.get_close_matches(unknown[0], TOP_KEYS, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise template_error(where, unknown[0], f"unknown key{hint}; allowed: " + ", ".join(TOP_KEYS))
+    task = data.get("task", "classify")
+    if task not in TASKS:
+        raise template_error(where, "task", f"must be one of {', '.join(TASKS)}; got {task!r}")
     for key in ("resolution", "classes", "strides", "depth", "width"):
-        if key not in data:
+        if key not in data and not (key == "classes" and task == "vae"):  # a VAE predicts no classes
             raise template_error(where, key, f"missing; expected {TOP_KEYS[key]}")
+    if task == "classify":
+        for key in ("latent", "likelihood"):
+            if key in data:
+                raise template_error(where, key, "only a VAE has one: add task: vae, or drop it")
+    latent = check_value(where, "latent", data["latent"], int) if "latent" in data else None
+    likelihood = data.get("likelihood")
+    if likelihood is not None and likelihood not in LIKELIHOODS:
+        raise template_error(where, "likelihood", f"must be one of {', '.join(LIKELIHOODS)}; got {likelihood!r}")
 
     def fixed_int(key: str, default: int | None = None) -> int:
         return check_value(where, key, data.get(key, default), int)
 
-    resolution, classes, in_channels = fixed_int("resolution"), fixed_int("classes"), fixed_int("in_channels", 3)
+    resolution, in_channels = fixed_int("resolution"), fixed_int("in_channels", 3)
+    classes = fixed_int("classes", 1 if task == "vae" else None)
     strides = data["strides"]
     if not isinstance(strides, list) or not strides or any(s not in (1, 2) or isinstance(s, bool) for s in strides):
         raise template_error(where, "strides", f"must be a non-empty list of 1 or 2, one per stage; got {strides!r}")
@@ -196,6 +216,9 @@ def parse_spec(data: Any, where: str) -> Spec:
         zero,
         ratio_mode,
         dims,
+        task,
+        latent,
+        likelihood,
     )
     _check_consistency(spec)
     return spec

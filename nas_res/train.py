@@ -26,7 +26,8 @@ from .batches import batches
 from .cost import cost
 from .data import Data
 from .device import autocast, resolve_device, sync
-from .evaluation import evaluate, run_eval
+from .elbo import negative_elbo, pixels_from
+from .evaluation import evaluate, run_eval, run_vae_eval
 from .fitting import check_fit
 from .model import build
 from .optim import make_optimizer, make_scheduler
@@ -61,9 +62,19 @@ class EpochMetrics:
     lr: float  # at the end of the epoch
     seconds: float  # training and validation
     images_per_s: float  # training images / training seconds
+    # A VAE's (whose losses are negative ELBOs per image, nats; it has no accuracy): the validation
+    # ELBO's terms, and bits/dim where its likelihood has them. None for a classifier.
+    val_recon: float | None = None
+    val_kl: float | None = None
+    val_bpd: float | None = None
 
     def to_dict(self) -> dict:
-        return {k: _finite(v) for k, v in dataclasses.asdict(self).items()}
+        """The fields, non-finite ones as None; a classifier's without the VAE's."""
+        d = {k: _finite(v) for k, v in dataclasses.asdict(self).items()}
+        return {k: v for k, v in d.items() if k not in VAE_FIELDS or v is not None}
+
+
+VAE_FIELDS = ("val_recon", "val_kl", "val_bpd")
 
 
 @dataclass
@@ -94,9 +105,8 @@ class Result:
 
     @property
     def best(self) -> EpochMetrics | None:
-        """The epoch with the highest validation accuracy."""
-        finite = [m for m in self.history if math.isfinite(m.val_acc)]
-        return max(finite, key=lambda m: m.val_acc) if finite else None
+        """The epoch with the highest validation accuracy (a VAE's: the lowest validation loss)."""
+        return best_epoch(self.history, self.arch.task)
 
     def to_dict(self) -> dict:
         best = self.best
@@ -118,6 +128,15 @@ class Result:
             "arch_key": self.arch.key,
             "history": [m.to_dict() for m in self.history],
         }
+
+
+def best_epoch(history: list[EpochMetrics], task: str = "classify") -> EpochMetrics | None:
+    """A classifier's epoch of highest validation accuracy; a VAE's of lowest validation loss."""
+    if task == "vae":
+        finite = [m for m in history if math.isfinite(m.val_loss)]
+        return min(finite, key=lambda m: m.val_loss) if finite else None
+    finite = [m for m in history if math.isfinite(m.val_acc)]
+    return max(finite, key=lambda m: m.val_acc) if finite else None
 
 
 def _finite(v):
@@ -142,6 +161,9 @@ def train(
     `on_batch` gets running metrics every `batch_every` batches (0: about 50 times an epoch); each call
     is one host sync, so leave it None where speed matters."""
     check_fit(arch, data)
+    vae = arch.task == "vae"
+    if vae:  # a VAE models the images as they are: crops and flips would change what it is scored on
+        data = dataclasses.replace(data, pad=0, flip=False)
     dev = resolve_device(device)
     channels_last = recipe.channels_last
     ckpt_path = Path(out) / checkpoint.FILE_NAME if out is not None else None
@@ -214,15 +236,22 @@ def train(
             seen = skipped = 0  # skipped: images of the compiling step, kept out of throughput
             for i, (x, y) in enumerate(train_src, 1):
                 with autocast(dev, recipe):
-                    logits = net(x)
-                loss = loss_fn(logits.float(), y)
+                    output = net(x)
+                if vae:
+                    decoded, mu, logvar = output
+                    pixels = pixels_from(x, data.mean, data.std)
+                    loss = negative_elbo(arch, decoded, mu, logvar, pixels, model.log_scale).nelbo.mean()
+                    correct = torch.zeros((), device=dev)
+                else:
+                    loss = loss_fn(output.float(), y)
+                    correct = (output.argmax(1) == y).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if recipe.grad_clip:
                     nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
                 optimizer.step()
                 scheduler.step()
-                sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
+                sums += torch.stack([loss.detach().double() * len(y), correct.double()])
                 seen += len(y)
                 if recipe.compile and result.compile_seconds is None:  # first step = compilation
                     sync(dev)
@@ -236,24 +265,25 @@ def train(
                             i,
                             steps,
                             s[0] / seen,
-                            100 * s[1] / seen,
+                            math.nan if vae else 100 * s[1] / seen,
                             (seen - skipped) / max(time.perf_counter() - start, 1e-9),
                         )
                     )
             sync(dev)
             train_time = time.perf_counter() - start
             timed = seen - skipped
-            val = run_eval(net, val_src, dev, recipe)
+            val = run_vae_eval(net, val_src, dev, recipe, data) if vae else run_eval(net, val_src, dev, recipe)
             s = sums.tolist()
             m = EpochMetrics(
                 epoch,
                 s[0] / seen,
-                100 * s[1] / seen,
+                math.nan if vae else 100 * s[1] / seen,
                 val["loss"],
                 val["top1"],
                 scheduler.get_last_lr()[0],
                 time.perf_counter() - start,
                 timed / max(train_time, 1e-9),
+                *((val["recon"], val["kl"], val["bpd"]) if vae else ()),
             )
             result.train_seconds += train_time
             train_images += timed

@@ -22,14 +22,17 @@ from .evaluation import evaluate
 from .files import check_writable, write_text
 from .fitting import check_fit, fit_to_data
 from .recipe import Recipe, recipe_with
+from .results.vae_plot import save_vae_pictures
 from .status import RunStatus
 from .threads import plan_threads, use_threads
 from .train import BatchProgress, EpochMetrics, Result, train
+from .vae import VAE
 from .zoo import names as zoo_names
 from .zoo import resolve_arch
 
-RUNS = Path("runs")  # where runs go without an output folder: runs/NAME-DATASET
+RUNS = Path("runs")  # where runs go without an output folder: runs/NAME-DATASET (runs/NAME-vae-DATASET)
 METRICS_NAME = "metrics.json"
+VAE_PICTURE = "vae.png"  # a VAE's reconstructions and prior samples, beside its checkpoint
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,11 @@ class TrainPlan:
     @property
     def metrics(self) -> Path:
         return self.out / METRICS_NAME
+
+    @property
+    def picture(self) -> Path | None:
+        """Where a VAE's picture goes (a classifier has none)."""
+        return self.out / VAE_PICTURE if self.arch.task == "vae" else None
 
     def load_data(self) -> Data:
         """The dataset, its validation split carved as planned (and its test split only when asked);
@@ -106,6 +114,9 @@ def plan_training(
     data_dir: str | Path | None = None,
     download: bool = True,
     threads: int | None = None,
+    task: str | None = None,
+    latent: int | None = None,
+    likelihood: str | None = None,
 ) -> TrainPlan:
     """Check and settle a training run of `target` (a zoo name or an arch file) on `dataset`.
 
@@ -113,15 +124,19 @@ def plan_training(
     `fit` defaults to yes for zoo names (families adapted to the data), no for arch files (trained as
     written). `out` defaults to runs/NAME-DATASET, checked writable now; a checkpoint already there
     needs `resume` or `overwrite`. `threads`: CPU threads (default: `OMP_NUM_THREADS`, else every usable
-    core). Errors name the `resnas train` option at fault."""
+    core). `task` (classify or vae), `latent` and `likelihood` turn the arch into a VAE's encoder, or back
+    (None: as the arch says); a VAE trains with the `vae` recipe unless another is given. Errors name the
+    `resnas train` option at fault."""
     name, arch = resolve_arch(target)
-    recipe = recipe_with(recipe_file, **(overrides or {}))
+    arch = with_task(arch, task, latent, likelihood)
+    recipe = recipe_with(recipe_file, arch.task, **(overrides or {}))
     val_size = parse_val_size(val_size, field="--val-size")
     if split_seed < 0:
         raise ResnasError(f"must be a non-negative integer; got {split_seed}", field="--split-seed")
     if image_size is not None and image_size < 1:
         raise ResnasError(f"must be a positive number of pixels; got {image_size}", field="--image-size")
-    folder = Path(out) if out is not None else RUNS / f"{name}-{dataset.split(':')[0]}"
+    kind = "-vae" if arch.task == "vae" else ""
+    folder = Path(out) if out is not None else RUNS / f"{name}{kind}-{dataset.split(':')[0]}"
     check_writable(folder, field="--out", folder=True)  # before any work: not after an epoch of it
     if resume and overwrite:
         raise ResnasError("--resume continues the checkpoint, --overwrite replaces it: choose one", field="--resume")
@@ -150,6 +165,27 @@ def plan_training(
     )
 
 
+def with_task(arch: Arch, task: str | None, latent: int | None, likelihood: str | None) -> Arch:
+    """`arch` as the task asks: a VAE's encoder (with its latent and likelihood), or a classifier.
+    A latent or likelihood alone implies a VAE."""
+    if task is None:
+        task = "vae" if arch.task == "vae" or latent is not None or likelihood is not None else "classify"
+    if task not in ("classify", "vae"):
+        raise ResnasError(f"must be classify or vae; got {task!r}", field="--task")
+    if task == "classify":
+        if latent is not None or likelihood is not None:
+            raise ResnasError("--latent and --likelihood are a VAE's: drop them or pass --task vae", field="--task")
+        return arch if arch.task == "classify" else arch.replace(task="classify", latent=None, likelihood=None)
+    try:
+        return arch.replace(
+            task="vae",
+            latent=arch.latent if latent is None else latent,
+            likelihood=arch.likelihood if likelihood is None else likelihood,
+        )
+    except ResnasError as e:
+        raise ResnasError(e.bare, field=f"--{e.field}" if e.field in ("latent", "likelihood") else e.field) from None
+
+
 def run_training(
     plan: TrainPlan,
     data: Data,
@@ -174,4 +210,6 @@ def run_training(
     if plan.test and result.model is not None and result.status != RunStatus.DIVERGED:
         result.test = evaluate(result.model, data, "test", device=plan.device, recipe=recipe)
     write_text(plan.metrics, json.dumps(result.to_dict(), indent=2) + "\n")
+    if plan.picture is not None and isinstance(result.model, VAE) and result.status != RunStatus.DIVERGED:
+        save_vae_pictures(result.model, data, plan.picture, title=f"{plan.name} VAE on {data.name}")
     return result

@@ -54,7 +54,9 @@ def tiny(**changes) -> dict:
 
 
 @pytest.mark.parametrize("scale", SCALES)
-@pytest.mark.parametrize("name", ["degradation", "shortcuts", "identity-mappings", "cardinality", "design-spaces"])
+@pytest.mark.parametrize(
+    "name", ["degradation", "shortcuts", "identity-mappings", "cardinality", "design-spaces", "vae-depth"]
+)
 def test_every_builtin_experiment_loads_at_every_scale(name, scale):
     assert name in builtin_experiments()
     exp = load_experiment(name, scale)
@@ -229,3 +231,56 @@ def test_timeout_stops_starting_runs_and_a_rerun_resumes(tmp_path, runner, monke
     assert sum(a["runs"] for a in json.loads(cut.stdout)["arms"]) < 6
     rest = runner.invoke(app, ["experiment", "run", str(path), "--storage", storage, "--json"])
     assert [a["runs"] for a in json.loads(rest.stdout)["arms"]] == [2, 2, 2]
+
+
+ARMS = ["shallow", "deeper"]
+
+
+def test_a_vae_experiment_runs_and_reports_losses_and_training_time(tmp_path, runner, monkeypatch):
+    """task: vae makes every arm a VAE: a VAE study (ranked by validation negative ELBO, no test split),
+    reported by training time, epochs and losses, judged on them."""
+    monkeypatch.chdir(tmp_path)
+    raw = tiny(
+        task="vae",
+        latent=4,
+        recipe={"batch_size": 32, "patience": 1},  # over the vae preset
+        arms={"shallow": {"arch": NET}, "deeper": {"arch": {**NET, "stages": [{"depth": 2, "width": 4}]}}},
+        checks=[{"claim": "as good", "metric": "best_val_loss", "kind": "equal", "margin": 1000, "arms": ARMS}],
+        paper={"source": "none", "metric": "val loss", "note": "qualitative"},
+    )
+    exp = parse_experiment(raw, "quick", "tiny.yaml")
+    assert exp.task == "vae" and not exp.test and exp.recipe.optimizer == "adamw" and exp.recipe.patience == 1
+    assert {(a.archs[0].task, a.archs[0].latent, a.archs[0].likelihood) for a in exp.arms} == {("vae", 4, "bernoulli")}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    storage = sqlite_url(tmp_path)
+    ran = runner.invoke(app, ["experiment", "run", str(path), "--storage", storage, "--plot", "vae.png", "--json"])
+    assert ran.exit_code == 0, ran.output
+    report = json.loads(ran.stdout)
+    assert report["experiment"]["task"] == "vae" and (tmp_path / "vae.png").stat().st_size > 10_000
+    for arm in report["arms"]:
+        m = arm["metrics"]
+        assert arm["runs"] == 2 and m["test_acc"] is None and m["val_acc"] is None
+        assert m["epochs"]["mean"] == 1 and m["train_seconds"]["mean"] > 0
+        assert m["best_val_loss"]["mean"] == m["val_loss"]["mean"] > 0  # one epoch: the last is the best
+        assert len(arm["curves"]["val_loss"][0]) == 1
+    assert report["verdicts"][0]["verdict"] in (HOLDS, UNSURE)  # a margin of 1000 nats: not "does not hold"
+    shown = runner.invoke(app, ["experiment", "report", "tiny", "--storage", storage])
+    assert shown.exit_code == 0 and "training time" in shown.stdout and "lowest validation loss" in shown.stdout
+    assert "accuracy" not in shown.stdout
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"task": "vae", "test": True}, "test"),
+        ({"task": "gan"}, "task"),
+        ({"latent": 8}, "latent"),
+        ({"task": "vae", "likelihood": "poisson"}, "likelihood"),
+        ({"task": "vae", "latent": 0}, "latent"),
+    ],
+)
+def test_vae_fields_of_an_experiment_are_checked(change, field):
+    with pytest.raises(ResnasError) as e:
+        parse_experiment(tiny(**change), "quick", "tiny.yaml")
+    assert e.value.field == field and "tiny.yaml" in str(e.value)

@@ -160,14 +160,14 @@ def test_the_last_epoch_is_never_pruned():
     from nas_res.search.trials import Trials
 
     decisions = []
-    job = SimpleNamespace(trial="t", epochs=3, epoch=0, val_acc=None)
+    job = SimpleNamespace(trial="t", epochs=3, epoch=0, val_acc=None, val_loss=None)
     worker = SimpleNamespace(job=job, decide=decisions.append)
     trials = SimpleNamespace(
-        config=SimpleNamespace(multi_objective=False),
+        config=SimpleNamespace(multi_objective=False, task="classify", score_key="val_acc"),
         keeper=SimpleNamespace(measure=lambda: None),
         db=lambda fn, *args: fn(*args),
         optuna=SimpleNamespace(report=lambda trial, value, step: True),  # a pruner that always says stop
     )
     for epoch in (1, 2, 3):
-        Trials.epoch(trials, worker, {"epoch": epoch, "val_acc": 50.0})  # type: ignore[arg-type]
+        Trials.epoch(trials, worker, {"epoch": epoch, "val_acc": 50.0, "val_loss": 1.0})  # type: ignore[arg-type]
     assert decisions == [True, True, False]

@@ -21,7 +21,9 @@ from scipy import stats
 
 from ..errors import ResnasError
 
-# What each run is measured by (final epoch, so nothing is selected on the validation split).
+# What each run is measured by: the final epoch, so nothing is selected on the validation split (but
+# best_val_loss, the epoch a run stopped early keeps), and what its training took (epochs; seconds,
+# validation included).
 METRICS = {
     "train_loss": "final training loss",
     "train_error": "final training error (%)",
@@ -30,6 +32,14 @@ METRICS = {
     "val_acc": "final validation accuracy (%)",
     "test_error": "test error (%)",
     "test_acc": "test accuracy (%)",
+    "best_val_loss": "lowest validation loss",
+    "epochs": "epochs trained",
+    "train_seconds": "training time (s)",
+}
+# What a report's table shows per arm, by task: a VAE's losses are its negative ELBO per image.
+SHOWN = {
+    "classify": ("train_loss", "val_acc", "test_acc"),
+    "vae": ("train_seconds", "epochs", "train_loss", "val_loss", "best_val_loss"),
 }
 KINDS = {
     "increasing": "each arm's metric is above the previous arm's",

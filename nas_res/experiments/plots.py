@@ -14,7 +14,7 @@ import math
 
 from ..results.page import html_table, save
 from ..results.plots import _pyplot, edf
-from .checks import METRICS
+from .checks import METRICS, SHOWN
 
 PALETTE = (  # tab10, reordered so twins and first arms get the strongest colours, then paler ones
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22",
@@ -57,6 +57,7 @@ def experiment_figure(report: dict, path: str) -> str:
     """Draw `report` (experiment_report's) into `path` (.png, or .html with the tables); returns the path."""
     plt = _pyplot()
     arms = report["arms"]
+    vae = report["experiment"].get("task") == "vae"
     sampled = [a for a in arms if a["sampled"] and a["values"]["val_error"]]
     if sampled:
         fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
@@ -65,20 +66,26 @@ def experiment_figure(report: dict, path: str) -> str:
         fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
         metric = report["verdicts"][0]["metric"] if report["verdicts"] else "train_loss"
         _curves(axes[0], arms, "train_loss", "training loss (mean over seeds; band: min-max)")
-        _curves(axes[1], arms, "val_error", "validation error % (mean over seeds)")
+        if vae:  # the first epochs' losses are several times the last ones': a log scale shows both
+            _curves(axes[1], arms, "val_loss", "validation loss, -ELBO per image (mean over seeds)")
+            for ax in axes[:2]:
+                ax.set_yscale("log")
+        else:
+            _curves(axes[1], arms, "val_error", "validation error % (mean over seeds)")
         _finals(axes[2], arms, metric)
     exp = report["experiment"]
     fig.suptitle(f"{exp['title']}  [{report['study']}: {report['verdict']}]", fontsize=11)
     fig.tight_layout()
     columns = [("arm", "name"), ("label", "label"), ("runs", "runs"), ("FLOPs", "flops"), ("params", "params")]
     rows = []
+    shown = SHOWN[report["experiment"].get("task", "classify")]
     for a in arms:
         row = {k: a[k] for k in ("name", "label", "runs", "flops", "params")}
-        for m in ("train_loss", "val_acc", "test_acc"):
+        for m in shown:
             s = a["metrics"].get(m)
             row[m] = None if not s else s["mean"]
         rows.append(row)
-    columns += [(METRICS[m], m) for m in ("train_loss", "val_acc", "test_acc")]
+    columns += [(METRICS[m], m) for m in shown]
     verdicts = [{"claim": v["claim"], "verdict": v["verdict"], "why": v["why"]} for v in report["verdicts"]]
     tables = html_table(rows, columns) + html_table(
         verdicts, [("claim", "claim"), ("verdict", "verdict"), ("why", "why")]

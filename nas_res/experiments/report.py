@@ -18,7 +18,7 @@ from .checks import FAILS, HOLDS, LEVEL, METRICS, UNSURE, Check, judge
 from .run import SNAPSHOT
 from .spec import SCALES
 
-CURVES = ("train_loss", "val_error")
+CURVES = ("train_loss", "val_error", "val_loss")
 
 
 def run_metrics(run: Run) -> dict[str, float]:
@@ -34,8 +34,15 @@ def run_metrics(run: Run) -> dict[str, float]:
         "val_error": None if last.get("val_acc") is None else 100 - last["val_acc"],
         "test_acc": run.test_acc,
         "test_error": None if run.test_acc is None else 100 - run.test_acc,
+        "best_val_loss": min((e["val_loss"] for e in run.history if _finite(e.get("val_loss"))), default=None),
+        "epochs": len(run.history),
+        "train_seconds": sum(e.get("seconds") or 0.0 for e in run.history),
     }
-    return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}
+    return {k: float(v) for k, v in values.items() if _finite(v)}
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
 
 
 def study_of(name: str, scale: str) -> str:

@@ -29,6 +29,8 @@ def fitted(exp: Experiment, data_dir: str | None = None) -> Experiment:
     """`exp` with every arch shaped for its dataset: what the trainer builds, and the keys it stores."""
     data = load_data(exp.dataset, data_dir=data_dir, val_size=exp.val_size, train_size=exp.train_size)
     shape = {"in_channels": data.channels, "classes": data.classes, "resolution": data.size}
+    if exp.task == "vae":
+        del shape["classes"]  # a VAE predicts no classes: it reconstructs its images
     arms = tuple(a.__class__(a.name, a.label, tuple(x.replace(**shape) for x in a.archs), a.sampled) for a in exp.arms)
     return exp.__class__(**{**exp.__dict__, "arms": arms})
 
@@ -61,7 +63,8 @@ def plan_experiment(
         "val_size": exp.val_size,
         "train_size": exp.train_size,
         "recipe": exp.recipe,
-        "objective": "accuracy",
+        "objective": "nelbo" if exp.task == "vae" else "accuracy",
+        **_vae_options(exp),
         "sampler": "random",
         "pruner": "none",  # every arm trains in full: the claims are about where training ends
         "trials": len(given),
@@ -77,6 +80,14 @@ def plan_experiment(
             field="experiment",
         ) from None
     return exp, given, config
+
+
+def _vae_options(exp: Experiment) -> dict:
+    """A VAE experiment's study is a VAE search: its task, latent and likelihood (every arm shares them)."""
+    if exp.task != "vae":
+        return {}
+    arch = exp.arms[0].archs[0]
+    return {"task": "vae", "latent": arch.latent, "likelihood": arch.likelihood}
 
 
 def prepare_experiment(

@@ -14,10 +14,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..arch import Arch, Stage
+from ..arch import LIKELIHOODS, TASKS, VAE_LATENT, Arch, Stage
 from ..errors import ResnasError
 from ..iso import MATCHES, iso_cardinality
-from ..recipe import PRESETS, Recipe
+from ..recipe import PRESETS, TRAIN_DEFAULT, Recipe
 from ..space import DesignSpace, load_space
 from ..subset import parse_train_size
 from ..yamlfile import read_yaml
@@ -38,7 +38,10 @@ TOP_KEYS = {
     "recipe": "a preset name or a mapping of recipe fields",
     "epochs": "epochs (overrides the recipe's)",
     "width": "multiplier of every arm's widths (small nets at quick)",
-    "test": "evaluate every trained net on the test split (true/false)",
+    "test": "evaluate every trained net on the test split (true/false; classifiers only)",
+    "task": "classify (default) or vae: every arm is then a VAE, ranked by validation negative ELBO",
+    "latent": "a VAE's latent dimension (task: vae; default 32)",
+    "likelihood": "a VAE's likelihood, bernoulli or gaussian (task: vae; default bernoulli)",
     "arms": "a mapping of arm name -> {zoo|arch|iso|space, with, ...}",
     "checks": "a list of {claim, metric, kind, arms|arm+among, margin}",
     "paper": "the paper's own figures: {source, metric, note, values: {arm: number}}",
@@ -75,6 +78,7 @@ class Experiment:
     notes: str
     path: str
     left_out: tuple[str, ...] = ()  # arms that exist at other scales only
+    task: str = "classify"  # vae: every arm is a VAE (its loss the negative ELBO per image)
 
     @property
     def study(self) -> str:
@@ -92,6 +96,7 @@ class Experiment:
             "source": self.source,
             "seeds": self.seeds,
             "test": self.test,
+            "task": self.task,
             "path": self.path,
             "notes": self.notes,
             "paper": self.paper,
@@ -164,13 +169,19 @@ def parse_experiment(raw: Any, scale: str, where: str, default_name: str = "expe
     seeds = get("seeds", 3)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 100:
         raise fail("seeds", f"must be an integer from 1 to 100; got {seeds!r}")
-    recipe = _recipe(get("recipe", "default"), get("epochs"), where)
+    task = get("task", "classify")
+    if task not in TASKS:
+        raise fail("task", f"must be one of {', '.join(TASKS)}; got {task!r}")
+    recipe = _recipe(get("recipe", TRAIN_DEFAULT[task]), get("epochs"), where, TRAIN_DEFAULT[task])
     width = get("width", 1)
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 16:
         raise fail("width", f"must be a number in (0, 16]; got {width!r}")
-    test = get("test", True)
+    test = get("test", task == "classify")
     if not isinstance(test, bool):
         raise fail("test", f"must be true or false; got {test!r}")
+    if test and task == "vae":
+        raise fail("test", "a VAE experiment is judged on its training and validation losses; use test: false")
+    vae = _vae_fields(task, get("latent"), get("likelihood"), fail)
     try:
         train_size = parse_train_size(get("train_size"), "train_size")
     except ResnasError as e:
@@ -185,7 +196,7 @@ def parse_experiment(raw: Any, scale: str, where: str, default_name: str = "expe
         if arm is None:
             left_out.append(str(arm_name))
         else:
-            arms.append(arm)
+            arms.append(dataclasses.replace(arm, archs=tuple(a.replace(**vae) for a in arm.archs)) if vae else arm)
     if not arms:
         raise fail("arms", f"no arm exists at scale {scale!r}")
     checks_raw = get("checks")
@@ -218,16 +229,34 @@ def parse_experiment(raw: Any, scale: str, where: str, default_name: str = "expe
         notes=str(get("notes", "") or ""),
         path=where,
         left_out=tuple(left_out),
+        task=task,
     )
 
 
-def _recipe(value: Any, epochs: Any, where: str) -> Recipe:
+def _vae_fields(task: str, latent: Any, likelihood: Any, fail) -> dict:
+    """The arch fields that make every arm a VAE (none for a classifier, which refuses them)."""
+    if task == "classify":
+        for key, value in (("latent", latent), ("likelihood", likelihood)):
+            if value is not None:
+                raise fail(key, "only a VAE experiment has one (task: vae)")
+        return {}
+    latent = VAE_LATENT if latent is None else latent
+    if isinstance(latent, bool) or not isinstance(latent, int) or latent < 1:
+        raise fail("latent", f"must be a positive integer; got {latent!r}")
+    likelihood = likelihood or "bernoulli"
+    if likelihood not in LIKELIHOODS:
+        raise fail("likelihood", f"must be one of {', '.join(LIKELIHOODS)}; got {likelihood!r}")
+    return {"task": "vae", "latent": latent, "likelihood": likelihood}
+
+
+def _recipe(value: Any, epochs: Any, where: str, preset: str = "default") -> Recipe:
+    """A preset, or recipe fields over one (`preset`, else the task's default)."""
     if isinstance(value, str):
         if value not in PRESETS:
             raise ResnasError(f"unknown preset {value!r}; presets: {', '.join(PRESETS)}", where=where, field="recipe")
         recipe = PRESETS[value]
     elif isinstance(value, dict):
-        base = value.get("preset", "default")
+        base = value.get("preset", preset)
         if base not in PRESETS:
             raise ResnasError(f"unknown preset {base!r}; presets: {', '.join(PRESETS)}", where=where, field="recipe")
         fields = {k: v for k, v in value.items() if k != "preset"}

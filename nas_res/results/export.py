@@ -67,6 +67,13 @@ def export(
         by_trial = {r["trial"]: r for r in rank(all_runs)}
         chosen = [{**by_trial[f["best_trial"]], "rank": f["final_rank"], "final": f} for f in final[:top]]
     runs = {r.trial: r for r in all_runs}
+    vae = any(r.get("task") == "vae" for r in chosen)
+    if vae and onnx:
+        raise ResnasError(
+            f"study {study!r} holds VAEs; ONNX export is for classifiers (a VAE's forward pass draws a random "
+            "latent): export the arch and --weights",
+            field="--onnx",
+        )
     trained = {}  # the checkpoints' data records, each checked to hold its trial's network
     if weights or onnx:
         for row in chosen:
@@ -104,7 +111,28 @@ def export(
         if onnx:
             checkpoint = _check_checkpoint(run, study, "--onnx", "")
             written.append(write_onnx(checkpoint, stem("onnx"), inputs[run.trial], onnx_input))
+        if vae and run.checkpoint and Path(run.checkpoint).exists():  # its reconstructions and samples
+            written.append(_vae_picture(run, study, config, stem("png"), data_dir))
     return written
+
+
+def _vae_picture(run: Run, study: str, config: dict, path: Path, data_dir: str | None) -> Path:
+    """A VAE trial's picture (validation images, reconstructions, prior samples) from its checkpoint."""
+    from ..vae import VAE
+    from .vae_plot import save_vae_pictures
+
+    state = _checked_state(run, study, "--out")
+    model = build(Arch.from_dict(state["arch"]))
+    assert isinstance(model, VAE), "a VAE study's checkpoints hold VAEs"
+    model.load_state_dict(state["model"])
+    data = load_data(
+        config["dataset"],
+        data_dir=data_dir,
+        val_size=config["val_size"],
+        split_seed=config["split_seed"],
+        image_size=model.arch.resolution,
+    )
+    return save_vae_pictures(model, data, path, title=f"{study} trial {run.trial}: {run.summary}")
 
 
 def _record(run: Run, row: dict, study: str, store: Store, config: dict, preprocessing: dict) -> dict:
@@ -119,8 +147,11 @@ def _record(run: Run, row: dict, study: str, store: Store, config: dict, preproc
             "resolution": run.arch["resolution"],
         },
         "metrics": {
-            "val_acc": row["val_acc"],
-            "test_acc": row["test_acc"],
+            **(
+                {k: row.get(k) for k in ("val_nelbo", "val_bpd", "test_nelbo", "test_bpd")}
+                if row.get("task") == "vae"
+                else {"val_acc": row["val_acc"], "test_acc": row["test_acc"]}
+            ),
             "epochs": row["epochs"],
             "rank": row["rank"],
             "history": run.history,
@@ -169,7 +200,11 @@ def evaluate_runs(
         state = _checked_state(run, study, "--test")
         model = build(Arch.from_dict(state["arch"]))
         model.load_state_dict(state["model"])
-        row["test_acc"] = evaluate(model, data, "test", device=device)["top1"]
+        result = evaluate(model, data, "test", device=device)
+        if row.get("task") == "vae":  # its negative ELBO goes into the exported file (the stored column is accuracy)
+            row["test_nelbo"], row["test_bpd"] = result["loss"], result["bpd"]
+            continue
+        row["test_acc"] = result["top1"]
         store.set_test_acc(run.id, row["test_acc"])
 
 

@@ -39,6 +39,32 @@ class Run:
     acts: int
 
     @property
+    def task(self) -> str:
+        """classify, or vae (a VAE's arch says so)."""
+        return self.arch.get("task", "classify")
+
+    @property
+    def best_val_loss(self) -> float | None:
+        """The lowest validation loss of its epochs (a VAE's negative ELBO per image, nats)."""
+        losses = [h["val_loss"] for h in self.history if h.get("val_loss") is not None]
+        return min(losses) if losses else None
+
+    @property
+    def best_epoch(self) -> dict | None:
+        """The epoch it is ranked by: a classifier's of highest validation accuracy (the first such), a VAE's of
+        lowest validation loss."""
+        key = "val_loss" if self.task == "vae" else "val_acc"
+        rows = [h for h in self.history if h.get(key) is not None]
+        if not rows:
+            return None
+        return min(rows, key=lambda h: h[key]) if self.task == "vae" else max(rows, key=lambda h: h[key])
+
+    @property
+    def score(self) -> float | None:
+        """What it is ranked by: a classifier's best validation accuracy, a VAE's lowest validation loss."""
+        return self.best_val_loss if self.task == "vae" else self.best_val_acc
+
+    @property
     def reused(self) -> bool:
         """Took another run's result instead of training."""
         return self.reused_from is not None

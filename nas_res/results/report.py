@@ -18,13 +18,14 @@ from .uncertainty import bootstrap_difference, tied_with_best, wilson
 
 
 def studies(store: Store) -> list[dict]:
-    """Every study in the storage with its trial counts and best validation accuracy."""
+    """Every study in the storage with its trial counts and best result (a classifier's validation accuracy,
+    a VAE's validation negative ELBO)."""
     out = []
     for name in store.study_names():
         config = store.config_of(name)
         rows = store.runs(name)
-        ranked = [r for r in rows if r.status.ranks and r.best_val_acc is not None]
-        best = max(ranked, key=_accuracy, default=None)
+        ranked = _ranked(rows)
+        best = ranked[0] if ranked else None
         out.append(
             {
                 "study": name,
@@ -40,7 +41,9 @@ def studies(store: Store) -> list[dict]:
                 "failed": sum(1 for r in rows if r.status.failed),
                 "running": sum(1 for r in rows if r.status is RunStatus.RUNNING),
                 "lost": sum(1 for r in rows if not r.status.counts),  # cut short from outside; retried
+                "task": config["space"].get("task", "classify"),
                 "best_val_acc": best.best_val_acc if best else None,
+                "best_val_nelbo": best.best_val_loss if best and best.task == "vae" else None,
                 "best_summary": best.summary if best else None,
             }
         )
@@ -91,6 +94,19 @@ def _accuracy(r: Run) -> float:
     return r.best_val_acc
 
 
+def _ranked(runs: list[Run]) -> list[Run]:
+    """The runs that rank, best first: a classifier's highest validation accuracy, a VAE's lowest
+    validation negative ELBO; ties go to fewer FLOPs, then the earlier trial."""
+    ranked = [r for r in runs if r.status.ranks and r.score is not None]
+    sign = 1 if any(r.task == "vae" for r in ranked) else -1  # one study is of one task
+
+    def key(r: Run) -> tuple:
+        assert r.score is not None, r
+        return (sign * r.score, r.flops, r.trial)
+
+    return sorted(ranked, key=key)
+
+
 def rank(
     runs: list[Run], top: int | None = None, include_all: bool = False, val_images: int | None = None
 ) -> list[dict]:
@@ -98,11 +114,8 @@ def rank(
     With `val_images` (the validation count the accuracies were measured on) each ranked row gets its
     Wilson 95% interval (val_lo, val_hi) and `tied`: True for the best and every row not told apart
     from it (see uncertainty.tied_with_best); without it those are None."""
-    ranked = sorted(
-        (r for r in runs if r.status.ranks and r.best_val_acc is not None),
-        key=lambda r: (-_accuracy(r), r.flops, r.trial),
-    )
-    best = _accuracy(ranked[0]) if ranked else None
+    ranked = _ranked(runs)
+    best = ranked[0].score if ranked and ranked[0].task == "classify" else None  # a VAE has no interval yet
     out = [_row(r, i, val_images, best) for i, r in enumerate(ranked[:top] if top else ranked, 1)]
     if include_all:
         shown = {r.id for r in ranked}
@@ -120,9 +133,12 @@ def _uncertainty(acc: float | None, n: int | None, best: float | None) -> dict:
 
 def _row(r: Run, position: int | None, val_images: int | None = None, best: float | None = None) -> dict:
     arch = Arch.from_dict(r.arch)
+    vae = r.task == "vae"
     return {
         "rank": position,
         "trial": r.trial,
+        "task": r.task,
+        **({"val_nelbo": r.best_val_loss, "val_bpd": (r.best_epoch or {}).get("val_bpd")} if vae else {}),
         "val_acc": r.best_val_acc,
         **_uncertainty(r.best_val_acc if position is not None else None, val_images, best),
         "test_acc": r.test_acc,
@@ -189,6 +205,13 @@ def compare(boards: dict[str, list[dict]]) -> list[dict]:
     uncertainty.bootstrap_difference), so a gap inside the noise is not read as a finding. A study's
     validation count comes from its rows' `val_images` (leaderboard rows carry it); where unknown the
     interval covers only which models each search trained, not validation noise."""
+    vae = sorted(name for name, rows in boards.items() if any(r.get("task") == "vae" for r in rows))
+    if vae:
+        raise ResnasError(
+            f"{', '.join(vae)}: a VAE search; compare sets classifiers' accuracies side by side. Read a VAE "
+            "study's leaderboard (resnas leaderboard NAME), ranked by validation negative ELBO",
+            field="studies",
+        )
     spans = [(min(r["flops"] for r in rows), max(r["flops"] for r in rows)) for rows in boards.values() if rows]
     lo, hi = (max(s[0] for s in spans), min(s[1] for s in spans)) if spans else (0, 0)
     first = next(iter(boards.values()), [])

@@ -20,7 +20,10 @@ from ..spec import Spec
 from .keep import KeepPolicy
 
 SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid")
-OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params")
+OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params", "nelbo")
+# A classifier's objectives maximise validation accuracy (and minimise a cost beside it); a VAE's, nelbo,
+# minimises its validation negative ELBO.
+TASK_OBJECTIVES = {"classify": OBJECTIVES[:3], "vae": ("nelbo",)}
 PRUNERS = ("hyperband", "median", "none")
 PINNED = (
     "space",
@@ -58,6 +61,9 @@ FIELDS = (
     "checkpoints",
     "keep_checkpoints",
     "threads",
+    "task",
+    "latent",
+    "likelihood",
 )
 
 
@@ -93,17 +99,31 @@ class SearchConfig:
 
     @property
     def multi_objective(self) -> bool:
-        return self.objective != "accuracy"
+        return self.objective not in ("accuracy", "nelbo")
+
+    @property
+    def task(self) -> str:
+        return self.space.task
+
+    @property
+    def score_key(self) -> str:
+        """The epoch metric a trial is judged by: validation accuracy, or a VAE's validation negative ELBO."""
+        return "val_loss" if self.task == "vae" else "val_acc"
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether score `a` beats `b` (a VAE's lower loss; a classifier's higher accuracy)."""
+        return a < b if self.task == "vae" else a > b
 
     @property
     def recipe_key(self) -> str:
         return recipe_key(self.recipe.to_dict())
 
-    def objective_values(self, val_acc: float, flops: int, params: int) -> list[float]:
-        """What Optuna is told for a trained candidate: accuracy, and its cost where the objective has two."""
-        if self.objective == "accuracy":
-            return [val_acc]
-        return [val_acc, float(flops if self.objective == "accuracy+flops" else params)]
+    def objective_values(self, score: float, flops: int, params: int) -> list[float]:
+        """What Optuna is told for a trained candidate: its score (accuracy, or a VAE's negative ELBO), and
+        its cost where the objective has two."""
+        if self.objective in ("accuracy", "nelbo"):
+            return [score]
+        return [score, float(flops if self.objective == "accuracy+flops" else params)]
 
     @property
     def data_key(self) -> str:

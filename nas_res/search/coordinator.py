@@ -122,7 +122,9 @@ class Coordinator:
                 "train_size": config.train_size,
             },
         )
-        self.state = SearchState(config.study, config.trials, workers=self.pool.workers)
+        self.state = SearchState(
+            config.study, config.trials, workers=self.pool.workers, lower_is_better=config.task == "vae"
+        )
         self.beats = Heartbeat(self.optuna.record_heartbeat, self.heartbeat)
         self.trials = Trials(self)
         self.deadline = math.inf

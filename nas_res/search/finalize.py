@@ -62,6 +62,13 @@ def plan_finalize(
                 field="study",
             )
         proxy = store.config_of(study)  # an unknown study: the message lists the ones there are
+        if (proxy.get("space") or {}).get("task") == "vae":
+            raise ResnasError(
+                f"study {study!r} is a VAE search: finalize re-trains classifiers and ranks them by accuracy. "
+                "Re-train its best with `resnas train FILE.yaml --seed N` on the files `resnas export` writes, "
+                "or compare them as an experiment with task: vae (see vae-depth)",
+                field="study",
+            )
         runs = study_runs(store, study)
     finally:
         store.dispose()

@@ -14,15 +14,15 @@ from typing import Any
 from ..cost import Budget
 from ..data import parse_val_size
 from ..errors import ResnasError
-from ..recipe import PRESETS, Recipe, load_recipe
+from ..recipe import PRESETS, SEARCH_DEFAULT, Recipe, load_recipe
 from ..results.schema import STUDY_NAME, check_study_name
 from ..results.storage import check_lasting, safe_url
 from ..results.store import Store
 from ..space import DesignSpace, load_space
 from ..subset import parse_train_size
 from ..yamlfile import read_yaml
-from .config import FIELDS, OBJECTIVES, PRUNERS, SAMPLERS, SearchConfig, space_from_snapshot
-from .defaults import cpu_budget, fit_notes, pick
+from .config import FIELDS, OBJECTIVES, PRUNERS, SAMPLERS, TASK_OBJECTIVES, SearchConfig, space_from_snapshot
+from .defaults import cpu_budget, data_resolution, fit_notes, pick
 from .keep import DEFAULT_KEEP, KeepPolicy
 
 
@@ -56,10 +56,11 @@ def read_study_file(path: str | Path) -> dict:
     return raw
 
 
-def recipe_of(value: Any, epochs: int | None, where: str) -> Recipe:
-    """A recipe as given: a preset's name, a file, a mapping or a Recipe (`epochs` replacing its own)."""
+def recipe_of(value: Any, epochs: int | None, where: str, task: str = "classify") -> Recipe:
+    """A recipe as given: a preset's name, a file, a mapping or a Recipe (`epochs` replacing its own);
+    none: the task's proxy (`SEARCH_DEFAULT`)."""
     if value is None:
-        recipe = PRESETS["fast"]
+        recipe = PRESETS[SEARCH_DEFAULT[task]]
     elif isinstance(value, Recipe):
         recipe = value
     elif isinstance(value, dict):
@@ -168,10 +169,18 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
             given["recipe"] = stored["recipe"]  # --epochs alone then changes only the epochs (and is refused)
         if "trials" not in given:
             given["trials"] = stored["trials"]
+    dataset = str(given.get("dataset", "digits"))
+    space = _for_task(space, given, dataset, notes)
     budget_input, max_params_input = str(given.get("budget") or ""), str(given.get("max_params") or "")
     budget = Budget.parse(budget_input or None, max_params_input or None)
-    recipe = recipe_of(given.get("recipe"), given.get("epochs"), where)
-    dataset = str(given.get("dataset", "digits"))
+    recipe = recipe_of(given.get("recipe"), given.get("epochs"), where, space.task)
+    objective = _choice(given.get("objective", TASK_OBJECTIVES[space.task][0]), OBJECTIVES, "--objective")
+    if objective not in TASK_OBJECTIVES[space.task]:
+        raise ResnasError(
+            f"{objective!r} is not an objective of a {space.task} search; allowed: "
+            f"{', '.join(TASK_OBJECTIVES[space.task])}",
+            field="--objective",
+        )
     space.check_budget(budget)
     if not stored:
         notes += fit_notes(space, budget, dataset)
@@ -196,7 +205,7 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
         trial_timeout=parse_seconds(given.get("trial_timeout"), "--trial-timeout"),
         recipe=recipe,
         sampler=_choice(given.get("sampler", "tpe"), SAMPLERS, "--sampler"),
-        objective=_choice(given.get("objective", "accuracy"), OBJECTIVES, "--objective"),
+        objective=objective,
         pruner=_choice(given.get("pruner", "hyperband"), PRUNERS, "--pruner"),
         storage=given.get("storage"),
         workers=len(gpus) or workers,
@@ -212,6 +221,23 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
     return config, stored is not None
 
 
+def _for_task(space: DesignSpace, given: dict, dataset: str, notes: list[str]) -> DesignSpace:
+    """The space for the task asked (--task, --latent, --likelihood; else its own). A VAE is priced and
+    built at the data's resolution: its linear maps are sized for its images."""
+    latent = None if given.get("latent") is None else _int(given, "latent", 1, low=1)
+    task = given.get("task")
+    out = space.with_task(None if task is None else str(task), latent, given.get("likelihood"))
+    if out.task == "vae":
+        side = data_resolution(dataset)
+        if side is not None and side != out.spec.resolution:
+            notes.append(
+                f"a VAE is built for its images: space {out.name} is priced and built at {dataset}'s "
+                f"{side}x{side}, not its {out.spec.resolution}x{out.spec.resolution}"
+            )
+            out = out.with_task("vae", resolution=side)
+    return out
+
+
 def cuda_devices() -> int:
     """The GPUs this process can use (none without CUDA)."""
     import torch
@@ -224,8 +250,12 @@ def default_study_name(given: dict) -> str:
     space = Path(str(given.get("space", "resnext"))).stem
     dataset = str(given.get("dataset", "digits")).split(":")[0]
     budget = re.sub(r"[^0-9A-Za-z.-]+", "", str(given.get("budget") or "any"))  # a band keeps its dash
-    return f"{space}-{dataset}-{budget}" + (
-        f"-{given['objective']}" if given.get("objective", "accuracy") != "accuracy" else ""
+    vae = given.get("task") == "vae" or given.get("latent") is not None or given.get("likelihood") is not None
+    objective = given.get("objective", "nelbo" if vae else "accuracy")
+    return (
+        f"{space}-{dataset}-{budget}"
+        + ("-vae" if vae else "")
+        + (f"-{objective}" if objective not in ("accuracy", "nelbo") else "")
     )
 
 

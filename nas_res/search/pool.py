@@ -124,6 +124,7 @@ class Assignment:
     started: float = field(default_factory=time.time)
     epoch: int = 0
     val_acc: float | None = None
+    val_loss: float | None = None  # a VAE's score: its validation negative ELBO
 
 
 @dataclass
@@ -244,7 +245,8 @@ def main(index: int, device: str, threads: int, data_args: dict, jobs, control, 
             prune = control.get()
             waited[0] += time.perf_counter() - start
             if prune:
-                raise Pruned(f"pruned after epoch {m.epoch} (val acc {m.val_acc:.2f}%)")
+                seen = f"val -ELBO {m.val_loss:.2f}" if m.val_recon is not None else f"val acc {m.val_acc:.2f}%"
+                raise Pruned(f"pruned after epoch {m.epoch} ({seen})")
 
         folder, keep = Path(job.checkpoint_dir), KeepPolicy.parse(job.keep)
         try:

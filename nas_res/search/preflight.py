@@ -24,7 +24,7 @@ class Facts(NamedTuple):
     """What the data turned out to be: the archs' shape, and the sizes a report needs (`val_images`:
     the count every validation accuracy of the study is measured on, hence its uncertainty)."""
 
-    shape: dict[str, int]  # in_channels, classes
+    shape: dict[str, int]  # in_channels, classes (a VAE's: in_channels, resolution)
     sizes: dict[str, int]  # val_images, train_images, resolution
 
 
@@ -54,7 +54,10 @@ def preflight(config: SearchConfig, heartbeat: int, grace: int) -> Facts:
         train_size=config.train_size,
     )
     config.recipe.check_batch(len(data.train))
+    shape = {"in_channels": data.channels, "classes": data.classes}
+    if config.task == "vae":  # a VAE is built for its images' side; it has no classes
+        shape = {"in_channels": data.channels, "resolution": data.size}
     return Facts(
-        {"in_channels": data.channels, "classes": data.classes},
+        shape,
         {"val_images": len(data.val), "train_images": len(data.train), "resolution": data.size},
     )

@@ -49,6 +49,7 @@ class SearchState:
     trial_seconds: list[float] = field(default_factory=list)
     overheads: list[float] = field(default_factory=list)  # per trained trial: wall seconds outside train()
     interrupted: bool = False
+    lower_is_better: bool = False  # the best is the lowest value (a VAE's validation negative ELBO)
     stopped_by: str = ""
     db_errors: int = 0  # database calls that failed and were retried (a restart, say)
     disk: Disk = field(default_factory=Disk)
@@ -65,7 +66,11 @@ class SearchState:
         return per * (left + 0.5 * self.running) / max(1, len(self.workers))
 
     def offer_best(self, number: int, value: float | None, arch: Any, cost: Any) -> None:
-        if value is not None and (self.best is None or value > self.best.value):
+        """Keep the best trial so far: the highest value, or the lowest where `lower_is_better` (a VAE's loss)."""
+        better = self.best is None or (
+            value is not None and (value < self.best.value if self.lower_is_better else value > self.best.value)
+        )
+        if value is not None and better:
             self.best = Best(number, value, cost.flops, cost.params, arch.summary())
 
     def to_dict(self) -> dict:

@@ -41,6 +41,8 @@ def trial_id(trial: Trial | FrozenTrial) -> int:
 
 
 def directions(objective: str) -> list[Literal["maximize", "minimize"]]:
+    if objective == "nelbo":
+        return ["minimize"]
     return ["maximize"] if objective == "accuracy" else ["maximize", "minimize"]
 
 

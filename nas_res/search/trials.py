@@ -8,6 +8,7 @@ and no run lacks its trial. As trials end, their checkpoints are held to the kee
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 from typing import TYPE_CHECKING, Any
@@ -92,7 +93,7 @@ class Trials:
             known = db(self.store.find_trained, arch.key, recipe_key, self.config.data_key, study=self.config.study)
             if known is not None and known.study == self.config.study:
                 db(self.optuna.set, trial, status="repeat", repeat_of=known.trial)
-                self.tell(trial, self._values(known.best_val_acc, price))
+                self.tell(trial, self._values(known.score, price))
                 counts["repeats"] += 1
                 continue
             if known is not None:
@@ -147,8 +148,9 @@ class Trials:
             "data_key": self.config.data_key,
         }
 
-    def _values(self, val_acc: float | None, price: Cost) -> list[float]:
-        return self.config.objective_values(val_acc or 0.0, price.flops, price.params)
+    def _values(self, score: float | None, price: Cost) -> list[float]:
+        assert score is not None, "a trained candidate that ranks has a score"
+        return self.config.objective_values(score, price.flops, price.params)
 
     def _twin(self, trial: Any, twin: Twin) -> None:
         """The same training as another trial of the study (another process suggested it too): a repeat,
@@ -195,9 +197,9 @@ class Trials:
             best_val_acc=known.best_val_acc,
             **{COUNTED: True},
         )
-        self.tell(trial, self._values(known.best_val_acc, price))
+        self.tell(trial, self._values(known.score, price))
         self.state.counts["reused"] += 1
-        self.state.offer_best(trial.number, known.best_val_acc, arch, price)
+        self.state.offer_best(trial.number, known.score, arch, price)
 
     def tell(self, trial: Any, values: list[float] | None = None, state: Any = None) -> bool:
         try:
@@ -209,19 +211,20 @@ class Trials:
     def epoch(self, w: Worker, metrics: dict) -> None:
         job = w.job
         assert job is not None
-        job.epoch, job.val_acc = metrics["epoch"], metrics["val_acc"]
+        score = metrics[self.config.score_key]
+        job.epoch, job.val_acc, job.val_loss = metrics["epoch"], metrics["val_acc"], metrics["val_loss"]
         self.keeper.measure()
         prune = False
         if not self.config.multi_objective:
-            acc = metrics["val_acc"] if metrics["val_acc"] is not None else 0.0
-            prune = self.db(self.optuna.report, job.trial, acc, metrics["epoch"])
+            worst = math.inf if self.config.task == "vae" else 0.0
+            prune = self.db(self.optuna.report, job.trial, worst if score is None else score, metrics["epoch"])
         # A trial that has trained all its epochs is complete, whatever the pruner says: Hyperband's top
         # rung is the last epoch, and stopping there would drop a fully trained network from the ranking.
         w.decide(prune and metrics["epoch"] < job.epochs)
 
     def done(self, w: Worker, record: dict, worker_seconds: float) -> None:
         status = RunStatus(record["status"])
-        best = (record.get("best") or {}).get("val_acc")
+        best = (record.get("best") or {}).get(self.config.score_key)
         job = w.job
         assert job is not None
         values = self._values(best, job.cost) if status.ranks and best is not None else None
@@ -244,7 +247,7 @@ class Trials:
         job = w.job
         assert job is not None
         trial, record = job.trial, record or {}
-        best = (record.get("best") or {}).get("val_acc")
+        score = (record.get("best") or {}).get(self.config.score_key)
         wall = time.time() - job.started
         folder = trial_folder(self.c.checkpoints, trial.number)
         ckpt = checkpoint_of(folder)
@@ -256,7 +259,7 @@ class Trials:
             reason=reason,
             history=history,
             epochs=len(history),
-            best_val_acc=best,
+            best_val_acc=(record.get("best") or {}).get("val_acc"),
             checkpoint=str(ckpt) if ckpt else None,
             device=f"{record.get('device', w.device)}@{socket.gethostname()}"[:64],
             wall_seconds=wall,
@@ -285,7 +288,7 @@ class Trials:
             key = "done" if values is not None else "pruned" if status is RunStatus.PRUNED else "failed"
             self.state.counts[key] += 1
             self.state.trial_seconds.append(wall)
-            self.state.offer_best(trial.number, best if values is not None else None, job.arch, job.cost)
+            self.state.offer_best(trial.number, score if values is not None else None, job.arch, job.cost)
         w.job = None
         if status is RunStatus.CRASHED and job.retry_of is not None:
             discard(folder)  # a retry that crashed again is not tried a third time: its state is of no use
