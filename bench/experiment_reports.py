@@ -5,7 +5,7 @@ the machine and the command (experiment-NAME-S-<cpu|gpu>.json).
 The time an experiment took is read from its runs (first start to last finish), so a report made after
 an interrupted or resumed run still says how long the training took, not how long this script waited.
 
-    python bench/experiment_reports.py [NAME ...] [--scale quick|full] [--storage URL] [--gpus 0]
+    python bench/experiment_reports.py [NAME|FILE.yaml ...] [--scale quick|full] [--storage URL] [--gpus 0]
 """
 
 from __future__ import annotations
@@ -37,14 +37,15 @@ def span_minutes(study: str, storage: str | None) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help="Experiments (default: every built-in one).")
+    parser.add_argument("names", nargs="*", help="Experiments, built-in names or files (default: every built-in one).")
     parser.add_argument("--scale", default="quick")
     parser.add_argument("--storage", default=None)
     parser.add_argument("--gpus", default=None)
     args = parser.parse_args()
     resnas = str(Path(sys.executable).with_name("resnas"))
     for name in args.names or builtin_experiments():
-        base = RESULTS / f"experiment-{name}-{args.scale}"
+        label = Path(name).stem if name.endswith((".yaml", ".yml")) else name  # a file: named by its stem
+        base = RESULTS / f"experiment-{label}-{args.scale}"
         extra = (["--storage", args.storage] if args.storage else []) + (["--gpus", args.gpus] if args.gpus else [])
         command = [resnas, "experiment", "run", name, "--scale", args.scale, *extra]
         started = time.time()
@@ -67,7 +68,7 @@ def main() -> None:
             "this_call_minutes": (time.time() - started) / 60,
             "arms": [{k: v for k, v in a.items() if k not in ("curves", "values")} for a in report["arms"]],
         }
-        path = write(f"experiment-{name}-{args.scale}", figures, " ".join(["resnas", *command[1:]]))
+        path = write(f"experiment-{label}-{args.scale}", figures, " ".join(["resnas", *command[1:]]))
         print(f"wrote {path}, {base}.png, {base}.txt")
 
 
