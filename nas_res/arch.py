@@ -31,10 +31,7 @@ SHORTCUTS = ("A", "B", "C", "D", "none")
 UNIT_ORDERS = ("post", "bn_after_add", "relu_before_add", "relu_preact", "preact")
 STRIDE_ON = ("3x3", "1x1")
 TASKS = ("classify", "vae")
-LIKELIHOODS = (
-    "bernoulli",
-    "gaussian",
-)  # of a VAE's pixels: soft Bernoulli on intensities, or 8-bit discretised Gaussian
+LIKELIHOODS = ("bernoulli", "gaussian")  # of a VAE's pixels: soft Bernoulli on intensities, 8-bit Gaussian
 VAE_LATENT = 32  # a VAE's latent dimension when none is given
 MODULATIONS = ("none", "scale", "gate", "shortcut_gate", "conv", "dropout")
 # Default strength of each modulation: lambda for scale, p for dropout, initial gate bias for gates.
@@ -97,6 +94,17 @@ class Kind(NamedTuple):
     unit_order: str
     shortcut: str
     modulation: str
+
+
+def requested_task(own: str, task: str | None, latent: int | None, likelihood: str | None) -> str:
+    """The task a command line's --task, --latent and --likelihood ask of an arch or a space whose own task
+    is `own` (a latent or likelihood alone implies a VAE); refused, naming the option, when they disagree."""
+    task = task or ("vae" if latent is not None or likelihood is not None else own)
+    if task not in TASKS:
+        raise ResnasError(f"must be {' or '.join(TASKS)}; got {task!r}", field="--task")
+    if task == "classify" and (latent is not None or likelihood is not None):
+        raise ResnasError("--latent and --likelihood are a VAE's: drop them or pass --task vae", field="--task")
+    return task
 
 
 def canonical_kind(kind: Kind) -> Kind:

@@ -13,21 +13,17 @@ def check_fit(arch: Arch, data: Data) -> None:
     if arch.in_channels != data.channels:
         wrong.append(f"in_channels {arch.in_channels} but {data.name} images have {data.channels} channel(s)")
     if arch.task == "vae":  # a VAE predicts no classes, and its linear maps are sized for its resolution
+        what, fix = "the VAE", f"resolution: {data.size}"
         if arch.resolution != data.size:
             wrong.append(f"resolution {arch.resolution} but {data.name} images are {data.size}x{data.size}")
-        if wrong:
-            raise ResnasError(
-                f"the VAE does not fit the dataset: {'; '.join(wrong)}. Set in_channels: {data.channels} and "
-                f"resolution: {data.size} in the arch (or pass --fit to `resnas train`)",
-                field="arch",
-            )
-        return
-    if arch.classes != data.classes:
-        wrong.append(f"classes {arch.classes} but {data.name} has {data.classes}")
+    else:
+        what, fix = "the arch", f"classes: {data.classes}"
+        if arch.classes != data.classes:
+            wrong.append(f"classes {arch.classes} but {data.name} has {data.classes}")
     if wrong:
         raise ResnasError(
-            f"the arch does not fit the dataset: {'; '.join(wrong)}. Set in_channels: {data.channels} "
-            f"and classes: {data.classes} in the arch (or pass --fit to `resnas train`)",
+            f"{what} does not fit the dataset: {'; '.join(wrong)}. Set in_channels: {data.channels} and {fix} "
+            "in the arch (or pass --fit to `resnas train`)",
             field="arch",
         )
 

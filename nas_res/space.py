@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .arch import VAE_LATENT, Arch, Kind, Stage, blocks_for_total, canonical_kind, inner_shape
+from .arch import VAE_LATENT, Arch, Kind, Stage, blocks_for_total, canonical_kind, inner_shape, requested_task
 from .blocks import Tally
 from .cost import Budget, cost, network_tallies
 from .errors import ResnasError
@@ -68,12 +68,7 @@ class DesignSpace:
         """This space for another task (classify or vae; None: its own), latent and likelihood, and for a VAE
         at `resolution` (its linear maps are sized for its images). Checked as an Arch checks them, naming
         the option."""
-        task = task or ("vae" if latent is not None or likelihood is not None else self.spec.task)
-        if task not in ("classify", "vae"):
-            raise ResnasError(f"must be classify or vae; got {task!r}", field="--task")
-        if task == "classify":
-            if latent is not None or likelihood is not None:
-                raise ResnasError("--latent and --likelihood are a VAE's: drop them or pass --task vae", field="--task")
+        if requested_task(self.spec.task, task, latent, likelihood) == "classify":
             return (
                 self
                 if self.spec.task == "classify"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoint
-from .arch import Arch
+from .arch import Arch, requested_task
 from .data import Data, load_data, parse_val_size
 from .errors import ResnasError
 from .evaluation import evaluate
@@ -168,13 +168,7 @@ def plan_training(
 def with_task(arch: Arch, task: str | None, latent: int | None, likelihood: str | None) -> Arch:
     """`arch` as the task asks: a VAE's encoder (with its latent and likelihood), or a classifier.
     A latent or likelihood alone implies a VAE."""
-    if task is None:
-        task = "vae" if arch.task == "vae" or latent is not None or likelihood is not None else "classify"
-    if task not in ("classify", "vae"):
-        raise ResnasError(f"must be classify or vae; got {task!r}", field="--task")
-    if task == "classify":
-        if latent is not None or likelihood is not None:
-            raise ResnasError("--latent and --likelihood are a VAE's: drop them or pass --task vae", field="--task")
+    if requested_task(arch.task, task, latent, likelihood) == "classify":
         return arch if arch.task == "classify" else arch.replace(task="classify", latent=None, likelihood=None)
     try:
         return arch.replace(

@@ -110,10 +110,6 @@ class SearchConfig:
         """The epoch metric a trial is judged by: validation accuracy, or a VAE's validation negative ELBO."""
         return "val_loss" if self.task == "vae" else "val_acc"
 
-    def better(self, a: float, b: float) -> bool:
-        """Whether score `a` beats `b` (a VAE's lower loss; a classifier's higher accuracy)."""
-        return a < b if self.task == "vae" else a > b
-
     @property
     def recipe_key(self) -> str:
         return recipe_key(self.recipe.to_dict())
