@@ -23,10 +23,12 @@ from .arch import VAE_LATENT, Arch, Kind, Stage, blocks_for_total, canonical_kin
 from .blocks import Tally
 from .cost import Budget, cost, network_tallies
 from .errors import ResnasError
+from .points import params_of
 from .spec import Dim, Spec, parse_spec, read_template
 
 STRUCTURE = ("block", "stem", "shortcut", "unit_order", "stride_on", "modulation")
 ENUMERATE_LIMIT = 20_000  # exact answers by enumeration up to this many candidates
+STEM_WIDTHS_TRIED = 32  # extremes() tries each stem width up to this many values
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,12 @@ class DesignSpace:
         return list(seen.values())
 
     def _numeric(self, block: str) -> tuple[str, ...]:
-        """The numeric dims that shape this block type (a basic unit has no inner width or groups)."""
+        """The numeric dims that shape this block type (a basic unit has no inner width or groups), and
+        the stem's width where the template opens it."""
+        stem = ("stem_width",) if "stem_width" in self.dims else ()
         if block == "basic":
-            return ("width",)
-        return ("width", "cardinality", "bottleneck_ratio" if self.spec.ratio_mode else "bottleneck_width")
+            return ("width", *stem)
+        return ("width", "cardinality", "bottleneck_ratio" if self.spec.ratio_mode else "bottleneck_width", *stem)
 
     def _depth_totals(self, block: str, stem: str) -> list[tuple]:
         """Per-stage depths of each total that splits for this block type and stem (total mode only)."""
@@ -197,8 +201,9 @@ class DesignSpace:
             if i > 0 and stride == 2:
                 factor *= 2  # rule (ii): a x2 downsample doubles the width
             stages.append((depth, width * factor, stride, inner * factor, groups))
-        stem_width = inner if spec.stem_width == "inner" else spec.stem_width
-        assert isinstance(stem_width, int), "a spec's stem width is a number or 'inner'"
+        stem_width = v["stem_width"] if "stem_width" in self.dims else spec.stem_width
+        stem_width = inner if stem_width == "inner" else stem_width
+        assert isinstance(stem_width, int), "a stem width is a number, 'inner', or the stem_width dim's"
         return _kind(v), stem_width, tuple(stages)
 
     def values_of(self, arch: Arch) -> dict[str, Any]:
@@ -210,6 +215,7 @@ class DesignSpace:
         else:
             v["depth"] = arch.depth
         v["width"] = first.width
+        v["stem_width"] = arch.stem_width
         if arch.block == "bottleneck":
             v["cardinality"] = first.groups
             if self.spec.ratio_mode:
@@ -217,6 +223,16 @@ class DesignSpace:
             else:
                 v["bottleneck_width"] = first.mid // first.groups
         return {k: x for k, x in v.items() if k in self.dims and self.dims[k].open}
+
+    def params_of(self, arch: Arch) -> dict[str, Any] | None:
+        """The Optuna parameters (names and values exactly as `suggest` asks for them) that make `suggest`
+        build `arch`, fitted to this space's input shape (its in_channels, classes and resolution are the
+        data's: ignored); None when `arch` is not a point of this space."""
+        return params_of(self, arch)
+
+    def contains(self, arch: Arch) -> bool:
+        """Whether `arch`, fitted to this space's input shape, is one of its points (see `params_of`)."""
+        return params_of(self, arch) is not None
 
     # ---- size, enumeration, sampling -----------------------------------------------------------
     def size(self) -> int:
@@ -297,17 +313,25 @@ class DesignSpace:
 
     def extremes(self, metric: str = "flops") -> tuple[Arch, Arch]:
         """(cheapest, largest) by `metric`: cost grows with depth, width, cardinality and d, so each
-        structure's extremes sit at the ends of its numeric ranges."""
+        structure's extremes sit at the ends of its numeric ranges. Not so with the stem's width: a stem
+        as wide as the first stage spares that stage its projection, so each of its values is tried (the
+        ends only, past STEM_WIDTHS_TRIED values)."""
 
-        def at(s: dict, pick) -> Arch:
+        def at(s: dict, pick, stem_width: int | None) -> Arch:
             values = dict(s)
             values["depths"] = self._extreme_depths(pick, s["block"], s["stem"])
-            values.update({n: pick(self.dims[n].values) for n in self._numeric(s["block"])})
+            values.update({n: pick(self.dims[n].values) for n in self._numeric(s["block"]) if n != "stem_width"})
+            if stem_width is not None:
+                values["stem_width"] = stem_width
             return self.arch_from(values)
 
+        stems: tuple = (None,)
+        if "stem_width" in self.dims:
+            stems = self.dims["stem_width"].values
+            stems = stems if len(stems) <= STEM_WIDTHS_TRIED else (stems[0], stems[-1])
         present = [s for s in self._structures if self.depth_count(s["block"], s["stem"])]
-        lows = [at(s, min) for s in present]
-        highs = [at(s, max) for s in present]
+        lows = [at(s, min, w) for s in present for w in stems]
+        highs = [at(s, max, w) for s in present for w in stems]
         measure = lambda a: getattr(cost(a), metric)  # noqa: E731
         return min(lows, key=measure), max(highs, key=measure)
 

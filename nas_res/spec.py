@@ -35,7 +35,7 @@ TOP_KEYS = {
     "resolution": "reference input side (int)",
     "in_channels": "input channels (int)",
     "classes": "output classes (int)",
-    "stem": "{kind: DIM, width: int | inner}",
+    "stem": "{kind: DIM, width: DIM of ints | inner}",
     "strides": "list of 1/2, one per stage",
     "block": "DIM of basic/bottleneck",
     "depth": "{per_stage: [DIM, ...]} or {total: DIM, split: [int, ...]}",
@@ -67,7 +67,7 @@ class Spec:
     in_channels: int
     classes: int
     strides: tuple
-    stem_width: int | str  # an int, or "inner": the first stage's inner width
+    stem_width: int | str | None  # an int, "inner" (the first stage's inner width), or None: dims["stem_width"]
     split: tuple | None  # stage split of a total depth; None when depth is per stage
     modulation_value: float | None
     zero_init_last_bn: bool
@@ -122,23 +122,14 @@ def parse_spec(data: Any, where: str) -> Spec:
     stem = data.get("stem", {"kind": "imagenet", "width": 64})
     if isinstance(stem, str):
         stem = {"kind": stem}
-    stem_help = f"must be a stem kind ({', '.join(STEMS)}) or {{kind: DIM of those, width: int | inner}}"
+    stem_help = f"must be a stem kind ({', '.join(STEMS)}) or {{kind: DIM of those, width: DIM of ints | inner}}"
     if not isinstance(stem, dict):
         raise template_error(where, "stem", f"{stem_help}; got {stem!r}")
     unknown = sorted(str(k) for k in stem if k not in ("kind", "width"))
     if unknown:
         raise template_error(where, f"stem.{unknown[0]}", f"unknown key; {stem_help}")
     dims["stem"] = parse_dim(where, "stem.kind", stem.get("kind", "imagenet"), STEMS, "stem")
-    stem_width = stem.get("width", 64)
-    if stem_width != "inner" and (
-        isinstance(stem_width, bool) or not isinstance(stem_width, int) or not 1 <= stem_width <= MAX_INT
-    ):
-        raise template_error(
-            where,
-            "stem.width",
-            f"must be a positive integer (at most {MAX_INT}) or inner "
-            f"(as wide as the first stage's inner width); got {stem_width!r}",
-        )
+    stem_width = _stem_width(where, stem.get("width", 64), dims)
 
     dims["block"] = parse_dim(where, "block", data.get("block", "bottleneck"), BLOCKS)
     depth = data["depth"]
@@ -224,6 +215,32 @@ def parse_spec(data: Any, where: str) -> Spec:
     return spec
 
 
+def _stem_width(where: str, raw: Any, dims: dict) -> int | str | None:
+    """stem.width: an int, `inner`, or a DIM of ints (a list or range), which becomes dims["stem_width"]
+    when it holds several values (one value is the fixed int it names)."""
+    if raw == "inner":
+        return "inner"
+    if isinstance(raw, (list, dict)):
+        choices = raw.get("choices") if isinstance(raw, dict) else raw
+        if isinstance(choices, list) and "inner" in choices:
+            raise template_error(
+                where, "stem.width", "inner (as wide as the first stage's inner width) stands alone, not among choices"
+            )
+        dim = parse_dim(where, "stem.width", raw, int, "stem_width")
+        if dim.open:
+            dims["stem_width"] = dim
+            return None
+        return dim.values[0]
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_INT:
+        raise template_error(
+            where,
+            "stem.width",
+            f"must be a positive integer (at most {MAX_INT}), a DIM of them (a list, or {{range: [low, high], "
+            f"step: s}}) or inner (as wide as the first stage's inner width); got {raw!r}",
+        )
+    return raw
+
+
 def _check_consistency(spec: Spec) -> None:
     """Contradictions between dimensions, each named with the values that clash."""
     d, where = spec.dims, spec.source
@@ -251,13 +268,14 @@ def _check_consistency(spec: Spec) -> None:
         _check_inner_widths(spec)
     if "A" in d["shortcut"].values:
         if spec.stem_width != "inner":
+            stem = max(d["stem_width"].values) if spec.stem_width is None else spec.stem_width
             for w in d["width"].values:
-                if w < spec.stem_width:
+                if w < stem:
                     raise template_error(
                         where,
                         "shortcut",
-                        f"option A cannot shrink {spec.stem_width} stem channels to "
-                        f"width {w}; raise width or use shortcut B",
+                        f"option A cannot shrink {stem} stem channels (stem.width) to "
+                        f"width {w}; raise width, narrow the stem or use shortcut B",
                     )
         elif "bottleneck" in blocks:  # the stem is as wide as the inner width, which may exceed the width
             if spec.ratio_mode:

@@ -121,13 +121,13 @@ def test_a_budget_alone_picks_fashion_mnist_a_small_image_space_and_a_cpu_proxy(
     monkeypatch.setattr(defaults, "find_published", lambda name, root: Path("/usr/share/datasets/fashion-mnist"))
     monkeypatch.setattr(sys.modules["nas_res.search.plan"], "cuda_devices", lambda: 0)
     config, _ = plan({"budget": "4GFLOPs", "storage": sqlite_url(tmp_path)})
-    assert config.dataset == "fashion-mnist" and config.space.name == "cifar-resnext"
+    assert config.dataset == "fashion-mnist" and config.space.name == "small-resnext"
     assert config.train_size == defaults.PROXY_IMAGES and config.gpus == ()
     # 4 GFLOPs would train for an hour a trial on 2 cores: held to what trains in minutes, and said so
-    assert config.budget.flops_max < 200e6 and config.study == f"cifar-resnext-fashion-mnist-{config.budget_input}"
+    assert config.budget.flops_max < 200e6 and config.study == f"small-resnext-fashion-mnist-{config.budget_input}"
     text = " ".join(config.notes)
-    assert "fashion-mnist" in text and "cifar-resnext" in text and "no GPU" in text and "4.00 G" in text
-    assert "28x28" in text  # the budget is at 32x32, the images 28x28: the cost at theirs beside it
+    assert "fashion-mnist" in text and "small-resnext" in text and "no GPU" in text and "4.00 G" in text
+    assert "reference resolution" not in text  # the space is priced at 28x28, the images' own side
     again, _existed = plan({"budget": "4GFLOPs", "storage": sqlite_url(tmp_path)})
     assert again.study == config.study  # the same command names the same study (and resumes it)
 
@@ -143,7 +143,7 @@ def test_a_gpu_gets_the_whole_budget_and_no_dataset_means_digits_said_plainly(tm
 def test_a_named_space_keeps_the_default_data_and_a_misfit_is_said():
     space = load_space("resnext")
     notes = " ".join(defaults.fit_notes(space, nas_res.Budget.parse("4GFLOPs"), "digits"))
-    assert "224x224 reference resolution" in notes and "1x1 maps" in notes and "--space cifar-resnext" in notes
+    assert "224x224 reference resolution" in notes and "1x1 maps" in notes and "--space small-resnext" in notes
     assert defaults.fit_notes(load_space("cifar-resnext"), nas_res.Budget.parse("4GFLOPs"), "cifar10") == []
     assert defaults.stage_maps(space.extremes("flops")[0], 224) == [56, 28, 14, 7]
     given = {"space": "cifar-resnet", "budget": "40MFLOPs"}

@@ -79,7 +79,7 @@ MISTAKES = {
     "unknown key in stem": (
         variant(stem={"kind": "cifar", "wdth": 16}),
         "stem.wdth",
-        ["unknown key", "imagenet, cifar, deep", "width: int | inner"],
+        ["unknown key", "imagenet, cifar, deep", "width: DIM of ints | inner"],
     ),
     "unknown key in depth": (
         variant(depth={"per_stage": [1, 1, 1], "total": 20}),
@@ -101,6 +101,28 @@ MISTAKES = {
         variant(stem={"kind": "cifar", "width": "wide"}),
         "stem.width",
         ["positive integer", "inner"],
+    ),
+    "stem width choice a word": (
+        variant(stem={"kind": "cifar", "width": [16, "wide"]}),
+        "stem.width[1]",
+        ["positive integer", "'wide'"],
+    ),
+    "stem width choice a float": (variant(stem={"width": [8, 12.5]}), "stem.width[1]", ["positive integer"]),
+    "stem width choice zero": (variant(stem={"width": [0, 16]}), "stem.width[0]", ["positive integer"]),
+    "stem width choice twice": (variant(stem={"width": [16, 16]}), "stem.width", ["listed twice"]),
+    "stem width inner among choices": (variant(stem={"width": [16, "inner"]}), "stem.width", ["inner", "alone"]),
+    "stem width range from zero": (variant(stem={"width": {"range": [0, 16]}}), "stem.width.range[0]", ["positive"]),
+    "stem width range of floats": (
+        variant(stem={"width": {"range": [8, 16], "step": 0.5}}),
+        "stem.width.step",
+        ["positive integer"],
+    ),
+    "stem width empty": (variant(stem={"width": []}), "stem.width", ["at least one value"]),
+    "stem width too large": (variant(stem={"width": [16, 10**7]}), "stem.width[1]", ["at most 1000000"]),
+    "stem widths wider than option A allows": (
+        variant(stem={"kind": "cifar", "width": [32, 96]}, shortcut=["A", "B"]),
+        "shortcut",
+        ["option A cannot shrink 96 stem channels (stem.width) to width 64"],
     ),
     "resolution null": (variant(resolution=None), "resolution", ["positive integer"]),
     "classes zero": (variant(classes=0), "classes", ["positive integer"]),
@@ -573,7 +595,11 @@ PLAUSIBLE = {
     "stem": st.one_of(
         st.sampled_from(STEMS),
         st.fixed_dictionaries(
-            {}, optional={"kind": dim_of(st.sampled_from(STEMS), False), "width": st.one_of(ints, st.just("inner"))}
+            {},
+            optional={
+                "kind": dim_of(st.sampled_from(STEMS), False),
+                "width": st.one_of(dim_of(ints, True), st.just("inner")),
+            },
         ),
     ),
     "strides": st.lists(st.sampled_from([1, 2]), min_size=1, max_size=5),

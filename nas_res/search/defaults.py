@@ -25,6 +25,7 @@ RESOLUTIONS = {"digits": 8, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "ci
 # (bench/results/train-cpu.json). Training costs about 3x the forward FLOPs; this figure already has it.
 CPU_FLOPS_PER_S = 19e9
 CPU_TRIAL_SECONDS = 150  # what a candidate may take on a CPU when the user named nothing but a budget
+SMALL_SPACE = "small-resnext"  # the space a search on images of at most 32 px gets when none is named
 PROXY_IMAGES = 5000  # the CPU proxy: enough to rank candidates, a fraction of Fashion-MNIST's 54,000
 
 
@@ -69,8 +70,13 @@ def pick(given: dict, cuda_devices: int) -> list[str]:
     resolution = data_resolution(str(given["dataset"]))
     if "space" not in given:
         small = resolution is not None and resolution <= 32
-        given["space"] = "cifar-resnext" if small else "resnext"
-        made = "32x32 images (CIFAR)" if small else "224x224 images (ImageNet)"
+        given["space"] = SMALL_SPACE if small else "resnext"
+        made = (
+            "28-32 px images (depth, width, basic/C x d units, shortcut A/B/C, post/preact, stem width open; "
+            "ResNet-20..56 and the MNIST net among its points)"
+            if small
+            else "224x224 images (ImageNet)"
+        )
         notes.append(f"space {given['space']}: the ResNeXt design space made for {made} (--space to change)")
     if given.get("gpus") is None and given.get("workers") is None and cuda_devices:
         given["gpus"] = list(range(cuda_devices))
@@ -108,7 +114,7 @@ def fit_notes(space: DesignSpace, budget: Budget, dataset: str) -> list[str]:
             f"space {space.name} is made for {reference}x{reference} images: on {resolution}x{resolution} ones its "
             f"stage {stage} onward runs on {maps[-1]}x{maps[-1]} maps (stages: {', '.join(f'{m}x{m}' for m in maps)}), "
             "where its extra width and depth buy nothing; a space made for small images fits better "
-            "(--space cifar-resnext)"
+            f"(--space {SMALL_SPACE})"
         )
     return notes
 

@@ -1,0 +1,84 @@
+"""Which networks are points of a design space, and the Optuna parameters that make it build them.
+
+A search queues the zoo nets its space expresses as its first trials (`study.enqueue_trial(params)`):
+`params_of` gives those parameters, named and valued exactly as `DesignSpace.suggest` asks for them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from .arch import Arch
+from .errors import ResnasError
+
+if TYPE_CHECKING:
+    from .space import DesignSpace
+
+BOTTLENECK_DIMS = ("cardinality", "bottleneck_width", "bottleneck_ratio")
+
+
+def params_of(space: DesignSpace, arch: Arch) -> dict[str, Any] | None:
+    """The parameters that make `space.suggest` build `arch` (fitted to the space's in_channels, classes and
+    resolution: a search sets those from its data), or None when the space cannot express it.
+
+    The numeric values (depths, widths, C, d, stem width) are read off the arch; the categorical ones are
+    tried as the template spells them, since an Arch keeps one spelling of equivalent networks (a basic
+    block's stride is on its 3x3 either way; option A is B where no unit changes shape). A candidate is a
+    point when the space builds it with the arch's key: nothing else counts (zero-init of the last BN too).
+    """
+    from .space import STRUCTURE  # space imports this module
+
+    spec, dims = space.spec, space.dims
+    if len(arch.stages) != len(spec.strides):
+        return None
+    fitted = arch.replace(in_channels=spec.in_channels, classes=spec.classes, resolution=spec.resolution)
+    numeric = _numeric_values(space, fitted)
+    if numeric is None:
+        return None
+    for combo in itertools.product(*(dims[k].values for k in STRUCTURE)):
+        structure = dict(zip(STRUCTURE, combo))
+        if structure["block"] != fitted.block or structure["stem"] != fitted.stem:
+            continue
+        values = {
+            name: value
+            for name, d in dims.items()
+            if d.open
+            and not (fitted.block == "basic" and name in BOTTLENECK_DIMS)  # as `suggest` skips them
+            and (value := structure.get(name, numeric.get(name))) is not None
+        }
+        try:
+            built = space.arch_from(values)
+        except ResnasError:  # a combination no Arch can be (option A shrinking the stem's channels)
+            continue
+        if built.key == fitted.key:
+            return {dims[name].name: value for name, value in values.items()}
+    return None
+
+
+def _numeric_values(space: DesignSpace, arch: Arch) -> dict[str, Any] | None:
+    """The numeric dims' values that shape `arch`, each one of its dim's values; None when one is not."""
+    first = arch.stages[0]
+    values: dict[str, Any] = {"width": first.width, "stem_width": arch.stem_width}
+    if space.spec.split is None:
+        values.update({f"depth{i + 1}": s.depth for i, s in enumerate(arch.stages)})
+    else:
+        values["depth"] = arch.depth
+    if arch.block == "bottleneck":
+        values["cardinality"] = first.groups
+        if space.spec.ratio_mode:
+            values["bottleneck_ratio"] = first.mid / first.width
+        else:
+            if first.mid % first.groups:
+                return None
+            values["bottleneck_width"] = first.mid // first.groups
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        d = space.dims.get(name)
+        if d is None or not d.open:
+            continue  # fixed by the template: the key comparison checks it
+        same = [v for v in d.values if v == value or (isinstance(v, float) and abs(v - value) <= 1e-9 * abs(v))]
+        if not same:
+            return None
+        out[name] = same[0]  # the dim's own value (a float ratio as the template's grid spells it)
+    return out
