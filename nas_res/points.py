@@ -36,7 +36,9 @@ def params_of(space: DesignSpace, arch: Arch) -> dict[str, Any] | None:
     numeric = _numeric_values(space, fitted)
     if numeric is None:
         return None
-    for combo in itertools.product(*(dims[k].values for k in STRUCTURE)):
+    own = tuple(getattr(fitted, k) for k in STRUCTURE)  # the usual spelling first: one try for most points
+    combos = itertools.product(*(dims[k].values for k in STRUCTURE))
+    for combo in itertools.chain([own] if all(v in dims[k].values for k, v in zip(STRUCTURE, own)) else [], combos):
         structure = dict(zip(STRUCTURE, combo))
         if structure["block"] != fitted.block or structure["stem"] != fitted.stem:
             continue

@@ -156,3 +156,13 @@ def test_a_search_on_small_images_picks_this_space():
     given = {"dataset": "imagefolder:/x"}
     defaults.pick(given, 0)
     assert given["space"] == "resnext"
+
+
+@pytest.mark.parametrize("name", builtin_spaces())
+def test_every_sampled_point_of_every_builtin_space_has_its_params(name):
+    s = load_space(name)
+    rng = random.Random(0)
+    for _ in range(40):
+        arch = s.random_arch(rng)
+        params = s.params_of(arch)
+        assert params is not None and s.suggest(optuna.trial.FixedTrial(params)).key == arch.key
