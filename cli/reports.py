@@ -13,9 +13,10 @@ from rich.table import Table
 from nas_res import ResnasError
 from nas_res.cost import human
 from nas_res.results import Store, check_top, compare, export, leaderboard, safe_url, studies
+from nas_res.results.paired import PAIRED, UNPAIRED
 from nas_res.results.plots import check_plot_file, compare_figure, html_table, save, study_figure
 from nas_res.results.preprocessing import ONNX_INPUT_HELP, check_onnx_input
-from nas_res.results.report import check_distinct
+from nas_res.results.report import best_run, check_distinct
 
 from .common import JSON_HELP, STORAGE_HELP, emit_json, out, user_errors
 
@@ -48,6 +49,9 @@ def _cell(key: str, v) -> str:
     return str(v)
 
 
+SHOWN = ("val_acc", "tie", "pair", "final", "status")  # cells _leaderboard_cells formats
+
+
 def _with_interval(r: dict) -> str:
     """A ranked row's validation accuracy with its 95% interval: `91.23 [90.5, 91.9]`."""
     acc, lo, hi = r.get("val_acc"), r.get("val_lo"), r.get("val_hi")
@@ -63,12 +67,26 @@ def _tie(r: dict) -> str:
     return "best" if r.get("rank") == 1 else ("tied" if r["tied"] else "")
 
 
+def _p(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3g}"
+
+
+def _pair(r: dict) -> str:
+    """McNemar against the best: `b/c, p` (b: images only the best got right, c: only this row); `-` where
+    the row has no per-image record, nothing on the best row itself."""
+    if r.get("rank") == 1:
+        return ""
+    b, c, p = r.get("vs_best_b"), r.get("vs_best_c"), r.get("vs_best_p")
+    return "-" if b is None or c is None or p is None else f"{b}/{c}, {_p(p)}"
+
+
 def _leaderboard_cells(r: dict) -> dict:
     """The row as the tables show it: interval beside the accuracy, the tie mark, reuse with the status."""
     return {
         **r,
         "val_acc": _with_interval(r),
         "tie": _tie(r),
+        "pair": _pair(r),
         "final": _final_cell(r),
         "status": r["status"] + (" (reused)" if r["reused"] else ""),
     }
@@ -97,6 +115,8 @@ def _leaderboard_columns(rows: list[dict]) -> list[tuple[str, str]]:
     at = next(i for i, (_, k) in enumerate(columns) if k == "val_acc") + 1
     if any(r.get("final_rank") is not None for r in rows):
         columns.insert(at, ("final val % (re-trained)", "final"))
+    if any(r.get("vs_best_b") is not None for r in rows):
+        columns.insert(at, ("vs best: b/c, p", "pair"))
     if any(r.get("tied") is not None for r in rows):
         columns.insert(at, ("vs best", "tie"))
     return columns
@@ -122,6 +142,17 @@ def _leaderboard_notes(rows: list[dict]) -> list[str]:
         f"val acc [lo, hi]: 95% Wilson interval on {n} validation images; "
         f"tied: statistically tied with the best (95%, {n} validation images)"
     ]
+    if any(r.get("tie_test") == PAIRED for r in ranked):
+        notes.append(
+            "ties by McNemar's exact test on the same validation images: b images only the best got right, "
+            "c only this row; tied when p >= 0.05"
+        )
+    unpaired = sum(1 for r in ranked if r.get("tie_test") == UNPAIRED and r.get("rank") != 1)
+    if unpaired:
+        notes.append(
+            f"ties for {unpaired} row{'s' if unpaired != 1 else ''} use the unpaired test: no per-image record "
+            "(runs stored before resnas kept per-image results)"
+        )
     if n < 1000:
         notes.append(
             f"warning: with {n} validation images one image moves accuracy by {100 / n:.2f} points; "
@@ -136,11 +167,11 @@ def print_leaderboard(study: str, rows: list[dict]) -> None:
     columns = _leaderboard_columns(rows) + ([("reason", "reason")] if any(r.get("reason") for r in rows) else [])
     table = Table(title=f"leaderboard: {study}")
     for title, key in columns:
-        left = key in ("depths", "width", "cxd", "shortcut", "unit_order", "status", "reason", "tie")
+        left = key in ("depths", "width", "cxd", "shortcut", "unit_order", "status", "reason", "tie", "pair")
         table.add_column(title, justify="left" if left else "right", overflow="fold" if key == "reason" else "ellipsis")
     for r in rows:
         shown = _leaderboard_cells(r)
-        table.add_row(*[shown[k] if k in ("val_acc", "tie", "final", "status") else _cell(k, r[k]) for _, k in columns])
+        table.add_row(*[shown[k] if k in SHOWN else _cell(k, r[k]) for _, k in columns])
     out.print(table)
     if not rows:
         out.print("no finished trial yet")
@@ -272,8 +303,9 @@ def export_cmd(
         out.print(str(p), highlight=False, soft_wrap=True)  # one path per line, however long
 
 
-def _boards(names: list[str], storages: list[str]) -> dict[str, list[dict]]:
-    """Each study's ranked runs; one --storage for all, or one per study, in order."""
+def _boards(names: list[str], storages: list[str]) -> tuple[dict[str, list[dict]], dict]:
+    """Each study's ranked runs, and its best run (to pair with the first's); one --storage for all, or
+    one per study, in order."""
     if storages and len(storages) not in (1, len(names)):
         raise ResnasError(
             f"give one --storage for all studies or one per study ({len(names)}); got {len(storages)}",
@@ -282,11 +314,12 @@ def _boards(names: list[str], storages: list[str]) -> dict[str, list[dict]]:
     urls: list[str | None] = [*storages] * len(names) if len(storages) == 1 else [*storages] or [None] * len(names)
     stores = [Store(url) for url in urls]
     check_distinct([(name, store.url) for name, store in zip(names, stores)])
-    boards = {}
+    boards, best = {}, {}
     for name, store in zip(names, stores):
         label = name if name not in boards else f"{name} ({safe_url(store.url)})"
         boards[label] = leaderboard(store, name)
-    return boards
+        best[label] = best_run(store, name)
+    return boards, best
 
 
 COMPARE_COLUMNS = [
@@ -294,6 +327,7 @@ COMPARE_COLUMNS = [
     ("models", "models"),
     ("best %", "best"),
     ("best vs first", "vs_first_best"),
+    ("best vs first: b/c, p", "vs_first_pair"),
     ("median %", "median"),
     ("median vs first", "vs_first_median"),
     ("q25 %", "q25"),
@@ -319,7 +353,21 @@ def _difference(r: dict, stat: str) -> str:
 
 def _compare_cells(stats: list[dict]) -> list[dict]:
     """The comparison rows as the tables show them: each difference to the first beside its interval."""
-    return [{**r, "vs_first_best": _difference(r, "best"), "vs_first_median": _difference(r, "median")} for r in stats]
+    return [
+        {
+            **r,
+            "vs_first_best": _difference(r, "best"),
+            "vs_first_pair": _first_pair(r),
+            "vs_first_median": _difference(r, "median"),
+        }
+        for r in stats
+    ]
+
+
+def _first_pair(r: dict) -> str:
+    """The study's best against the first study's best by McNemar: `b/c, p`; `-` where they do not pair."""
+    b, c, p = r.get("best_vs_first_b"), r.get("best_vs_first_c"), r.get("best_vs_first_p")
+    return "-" if b is None or c is None or p is None else f"{b}/{c}, {_p(p)}"
 
 
 def _compare_notes(stats: list[dict]) -> list[str]:
@@ -330,6 +378,14 @@ def _compare_notes(stats: list[dict]) -> list[str]:
         f"vs first: difference to {stats[0]['study']} in points, with its bootstrap 95% interval (models "
         "resampled, validation noise redrawn); an interval containing 0 means no detectable difference"
     ]
+    if any(r.get("best_paired") for r in stats):
+        notes.append(
+            f"best vs first: McNemar's exact test of each best model against {stats[0]['study']}'s on the same "
+            f"validation images: b images only {stats[0]['study']}'s best got right, c only this study's"
+        )
+    for r in stats[1:]:
+        if r.get("best_unpaired") and r["models"]:
+            notes.append(f"{r['study']}: {r['best_unpaired']}: its best is compared unpaired (the interval) only")
     unknown = [r["study"] for r in stats if r.get("val_images") is None and r["models"]]
     if unknown:
         notes.append(
@@ -352,8 +408,8 @@ def compare_cmd(
     study with 95% intervals, EDF and Pareto fronts."""
     if plot is not None:
         check_plot_file(plot, "--plot")  # before any study is read
-    boards = _boards(study_names, storage)
-    stats = compare(boards)
+    boards, best = _boards(study_names, storage)
+    stats = compare(boards, best)
     shown = _compare_cells(stats)
     written = None
     if plot is not None:

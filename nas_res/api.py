@@ -21,7 +21,7 @@ from .arch import Arch
 from .recipe import Recipe
 from .results.export import evaluate_runs, export
 from .results.final import final_name, final_runs, study_fidelity
-from .results.report import check_distinct, compare
+from .results.report import best_run, check_distinct, compare
 from .results.report import final_ranking as _final_ranking
 from .results.report import leaderboard as _leaderboard
 from .results.report import studies as _studies
@@ -215,7 +215,7 @@ def compare_studies(names: Sequence[str], *, storage: str | None = None) -> list
     """Studies side by side: accuracy statistics overall and inside the FLOPs range all of them cover."""
     store = Store(storage)
     check_distinct([(name, store.url) for name in names])  # a study beside itself shows no difference
-    return compare({name: _leaderboard(store, name) for name in names})
+    return compare({name: _leaderboard(store, name) for name in names}, {name: best_run(store, name) for name in names})
 
 
 def export_study(study: str, out: str | Path, *, storage: str | None = None, **options: Any) -> list[Path]:

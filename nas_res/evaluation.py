@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,20 +24,36 @@ SPLITS = ("test", "val")  # what a trained checkpoint is evaluated on; never its
 EVAL_NOISE_SEED = 0  # a VAE's evaluation draws its latents from this seed: the same images, the same number
 
 
+def pack_correct(right: torch.Tensor | np.ndarray) -> bytes:
+    """One model's per-image correctness as resnas stores it: 1 bit an image in the split's order
+    (numpy.packbits: the first image is the high bit of the first byte; the last byte's unused bits 0),
+    so 6,000 validation images take 750 bytes. `results.uncertainty.per_image` reads it back."""
+    if isinstance(right, torch.Tensor):
+        right = right.detach().cpu().numpy()
+    return np.packbits(np.asarray(right, dtype=bool).reshape(-1)).tobytes()
+
+
 @torch.no_grad()
-def run_eval(net: nn.Module, source, device: torch.device, recipe: Recipe, top5: bool = False) -> dict:
-    """Loss, top-1 (and top-5) over a batch source, summed on the device and read once."""
+def run_eval(
+    net: nn.Module, source, device: torch.device, recipe: Recipe, top5: bool = False, per_image: bool = False
+) -> dict:
+    """Loss, top-1 (and top-5) over a batch source, summed on the device and read once. With `per_image`,
+    also `correct`: which images top-1 got right (`pack_correct`), kept on the device and read with the sums."""
     was_training = net.training
     net.eval()
     loss = torch.zeros((), device=device, dtype=torch.float64)
     hits = torch.zeros(2, device=device, dtype=torch.int64)
+    rights: list[torch.Tensor] = []
     seen = 0
     for x, y in source:
         with autocast(device, recipe):
             out = net(x)
         out = out.float()
         loss += nn.functional.cross_entropy(out, y, reduction="sum").double()
-        hits[0] += (out.argmax(1) == y).sum()
+        right = out.argmax(1) == y
+        hits[0] += right.sum()
+        if per_image:
+            rights.append(right)
         if top5:
             hits[1] += (out.topk(min(5, out.shape[1]), 1).indices == y[:, None]).any(1).sum()
         seen += len(y)
@@ -45,6 +62,8 @@ def run_eval(net: nn.Module, source, device: torch.device, recipe: Recipe, top5:
     result = {"loss": loss_v / seen, "top1": 100.0 * h1 / seen, "images": seen}
     if top5:
         result["top5"] = 100.0 * h5 / seen
+    if per_image:
+        result["correct"] = pack_correct(torch.cat(rights)) if rights else b""
     return result
 
 
@@ -88,9 +107,11 @@ def evaluate(
     device: str | torch.device = "auto",
     batch_size: int = 512,
     recipe: Recipe | None = None,
+    per_image: bool = False,
 ) -> dict:
     """Final evaluation on `data.<split>`: loss, top-1 %, and top-5 % when there are more than 10 classes
-    (a VAE's: negative ELBO, its terms and bits/dim, see `run_vae_eval`)."""
+    (a VAE's: negative ELBO, its terms and bits/dim, see `run_vae_eval`); with `per_image`, a
+    classifier's `correct` bitmap too (bytes: not for JSON output)."""
     if getattr(data, split) is None:
         raise ResnasError(
             f"{data.name} was loaded without its {split} split (load_data(..., test=True))", field="split"
@@ -102,7 +123,7 @@ def evaluate(
     source = batches(data, split, batch_size=batch_size, device=dev, train=False, channels_last=channels_last)
     if isinstance(model, VAE):
         return run_vae_eval(model, source, dev, recipe, data)
-    return run_eval(model, source, dev, recipe, top5=data.classes > 10)
+    return run_eval(model, source, dev, recipe, top5=data.classes > 10, per_image=per_image)
 
 
 def evaluate_checkpoint(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from .fidelity import fidelity
+from .paired import pooled_over_seeds
 from .record import Run
 from .store import Store
 from .uncertainty import seed_summary
@@ -33,8 +34,10 @@ def final_runs(store: Store, study: str) -> list[Run]:
 def final_table(store: Store, study: str, proxy_rows: list[dict]) -> list[dict]:
     """One row per re-trained architecture, best final mean validation accuracy first (ties: fewer FLOPs):
     seeds, mean, sd and 95% interval of validation (and test, where measured) accuracy, and the
-    architecture's rank and accuracy in `proxy_rows` (the study's whole leaderboard). Empty when the
-    study was not finalized."""
+    architecture's rank and accuracy in `proxy_rows` (the study's whole leaderboard), and the row against
+    the first one by McNemar's exact test, seeds paired and their discordant counts summed, on the test
+    images where tested, else on the validation images (paired.pooled_over_seeds: vs_best_split,
+    vs_best_seeds, vs_best_b, vs_best_c, vs_best_p). Empty when the study was not finalized."""
     runs = final_runs(store, study)
     if not runs:
         return []
@@ -74,6 +77,7 @@ def final_table(store: Store, study: str, proxy_rows: list[dict]) -> list[dict]:
     rows.sort(key=lambda r: (-r["val_mean"], r["flops"], r["arch_key"]))
     for i, row in enumerate(rows, 1):
         row["final_rank"] = i
+        row.update(pooled_over_seeds(by_arch[rows[0]["arch_key"]], by_arch[row["arch_key"]]))
     return rows
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, fields
 
 from ..status import RunStatus
 
+BITMAPS = ("val_correct", "test_correct")
+
 
 @dataclass(frozen=True)
 class Run:
@@ -37,6 +39,10 @@ class Run:
     flops: int
     params: int
     acts: int
+    # Which validation images its best epoch got right, and which test images it got right where it was
+    # tested (paired.py's bitmaps); None for a VAE and for runs stored before resnas kept them.
+    val_correct: bytes | None = field(default=None, repr=False)
+    test_correct: bytes | None = field(default=None, repr=False)
 
     @property
     def task(self) -> str:
@@ -70,8 +76,9 @@ class Run:
         return self.reused_from is not None
 
     def to_dict(self) -> dict:
-        """Every field, the status as its text: what JSON output and comparisons use."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        """Every field but the bitmaps (bytes, not JSON), the status as its text: what JSON output and
+        comparisons use."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in BITMAPS}
         values["status"] = self.status.value
         return values
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -11,10 +12,11 @@ from ..arch import Arch
 from ..errors import ResnasError
 from ..status import RunStatus
 from .final import final_table, with_final
+from .paired import NO_TIE, best_vs_first, tie_with_best
 from .record import Run
 from .storage import safe_url, sqlite_file
 from .store import Store
-from .uncertainty import bootstrap_difference, tied_with_best, wilson
+from .uncertainty import bootstrap_difference, wilson
 
 
 def studies(store: Store) -> list[dict]:
@@ -113,9 +115,11 @@ def rank(
     """Leaderboard rows of the ranked runs, best first (`top` of them); the other runs after, if `include_all`.
     With `val_images` (the validation count the accuracies were measured on) each ranked row gets its
     Wilson 95% interval (val_lo, val_hi) and `tied`: True for the best and every row not told apart
-    from it (see uncertainty.tied_with_best); without it those are None."""
+    from it, by McNemar's exact test on the two runs' per-image records where both have one (with the
+    discordant counts vs_best_b, vs_best_c and vs_best_p), else by the unpaired interval
+    (uncertainty.tied_with_best); `tie_test` says which (paired.tie_with_best). Without it those are None."""
     ranked = _ranked(runs)
-    best = ranked[0].score if ranked and ranked[0].task == "classify" else None  # a VAE has no interval yet
+    best = ranked[0] if ranked and ranked[0].task == "classify" else None  # a VAE has no interval yet
     out = [_row(r, i, val_images, best) for i, r in enumerate(ranked[:top] if top else ranked, 1)]
     if include_all:
         shown = {r.id for r in ranked}
@@ -123,15 +127,15 @@ def rank(
     return out
 
 
-def _uncertainty(acc: float | None, n: int | None, best: float | None) -> dict:
+def _uncertainty(r: Run, acc: float | None, n: int | None, best: Run | None) -> dict:
     """A ranked row's interval and tie with the best; None where the count (or the accuracy) is unknown."""
     if n is None or acc is None or best is None:
-        return {"val_images": n, "val_lo": None, "val_hi": None, "tied": None}
+        return {"val_images": n, "val_lo": None, "val_hi": None, **NO_TIE}
     lo, hi = wilson(acc, n)
-    return {"val_images": n, "val_lo": lo, "val_hi": hi, "tied": tied_with_best(best, n, acc, n)}
+    return {"val_images": n, "val_lo": lo, "val_hi": hi, **tie_with_best(best, r, acc, n)}
 
 
-def _row(r: Run, position: int | None, val_images: int | None = None, best: float | None = None) -> dict:
+def _row(r: Run, position: int | None, val_images: int | None = None, best: Run | None = None) -> dict:
     arch = Arch.from_dict(r.arch)
     vae = r.task == "vae"
     return {
@@ -140,7 +144,7 @@ def _row(r: Run, position: int | None, val_images: int | None = None, best: floa
         "task": r.task,
         **({"val_nelbo": r.best_val_loss, "val_bpd": (r.best_epoch or {}).get("val_bpd")} if vae else {}),
         "val_acc": r.best_val_acc,
-        **_uncertainty(r.best_val_acc if position is not None else None, val_images, best),
+        **_uncertainty(r, r.best_val_acc if position is not None else None, val_images, best),
         "test_acc": r.test_acc,
         "flops": r.flops,
         "params": r.params,
@@ -196,7 +200,13 @@ def _place(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def compare(boards: dict[str, list[dict]]) -> list[dict]:
+def best_run(store: Store, study: str) -> Run | None:
+    """The study's best run (what its leaderboard ranks first), for pairing studies in `compare`."""
+    ranked = _ranked(study_runs(store, study))
+    return ranked[0] if ranked else None
+
+
+def compare(boards: dict[str, list[dict]], best: Mapping[str, Run | None] | None = None) -> list[dict]:
     """Per study: trained models, best, median and quartiles of validation accuracy, overall and inside
     the FLOPs range every study covers (matched complexity: a bigger space must not win by size alone).
 
@@ -204,7 +214,12 @@ def compare(boards: dict[str, list[dict]]) -> list[dict]:
     (diff_best, diff_median, points) with bootstrap 95% intervals (diff_*_lo, diff_*_hi; see
     uncertainty.bootstrap_difference), so a gap inside the noise is not read as a finding. A study's
     validation count comes from its rows' `val_images` (leaderboard rows carry it); where unknown the
-    interval covers only which models each search trained, not validation noise."""
+    interval covers only which models each search trained, not validation noise.
+
+    With `best` (each study's best run, see `best_run`), each study after the first also gets its best
+    run against the first study's best by McNemar's exact test (best_vs_first_b: images only the
+    first's best got right, _c: only this one's, _p) where the two were validated on the same images
+    (same data_key) and both stored per-image records; `best_paired` says whether they were."""
     vae = sorted(name for name, rows in boards.items() if any(r.get("task") == "vae" for r in rows))
     if vae:
         raise ResnasError(
@@ -228,11 +243,13 @@ def compare(boards: dict[str, list[dict]]) -> list[dict]:
                 "matched_models": len(matched),
                 **{f"matched_{k}": v for k, v in _stats([r["val_acc"] for r in matched]).items()},
                 **_differences(first, rows, i == 0),
+                **(_paired(best, next(iter(boards)), name, i == 0) if best is not None else {}),
             }
         )
     return out
 
 
+PAIRED_COUNTS = ("best_vs_first_b", "best_vs_first_c", "best_vs_first_p")
 DIFFERENCES = [f"diff_{stat}{end}" for stat in ("best", "median") for end in ("", "_lo", "_hi")]
 
 
@@ -253,6 +270,13 @@ def _differences(first: list[dict], rows: list[dict], is_first: bool) -> dict:
         d = bootstrap_difference(a, b, n_val=(_count(first), _count(rows)), stat=stat)
         out.update({f"diff_{stat}": d["diff"], f"diff_{stat}_lo": d["lo"], f"diff_{stat}_hi": d["hi"]})
     return out
+
+
+def _paired(best: Mapping[str, Run | None], first: str, name: str, is_first: bool) -> dict:
+    """The study's best against the first study's best by McNemar, where they pair (none for the first)."""
+    if is_first:
+        return {"best_paired": None, "best_unpaired": None, **dict.fromkeys(PAIRED_COUNTS)}
+    return best_vs_first(best.get(first), best.get(name))
 
 
 def _stats(accs: list[float]) -> dict:

@@ -14,7 +14,14 @@ import sqlalchemy as sa
 
 from ..errors import ResnasError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added since version 1, by the version that added them: an older database gains them in place
+# (migrate.py), its old rows NULL there. 2: per-image correctness (paired.py), so candidates scored on
+# the same images are compared pairwise (McNemar) rather than as two independent proportions.
+ADDED_COLUMNS = {2: ("val_correct", "test_correct")}
+# A per-image record: 1 bit an image (numpy.packbits order), 750 bytes for 6,000 images. MEDIUMBLOB on
+# MySQL (up to 134 million images; a plain BLOB would stop at 524,280); BLOB / BYTEA elsewhere.
+BITMAP = sa.LargeBinary(length=2**24 - 1)
 # A study's name (the key of resnas_studies and Optuna's study name); it names folders and files too:
 # no separators, no "..", no spaces.
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
@@ -65,6 +72,10 @@ runs = sa.Table(
     sa.Column("version", sa.String(32), nullable=False),
     sa.Column("reused_from", sa.Integer),  # the run whose result this one took; REUSED_ELSEWHERE: another storage's
     sa.Column("created", sa.Double, nullable=False),
+    # which validation images the best epoch got right, in the split's fixed order (NULL: a VAE, or a
+    # run stored before resnas kept them); the same for the test split where it was evaluated
+    sa.Column("val_correct", BITMAP),
+    sa.Column("test_correct", BITMAP),
 )
 
 

@@ -18,7 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import ResnasError
 from ..status import RunStatus
 from ..version import __version__
-from .record import Run, StudyRows
+from .migrate import upgrade
+from .record import BITMAPS, Run, StudyRows
 from .schema import REUSED_ELSEWHERE, SCHEMA_VERSION, archs, meta, runs, schema, studies
 from .storage import DEFAULT_STORAGE, missing_sqlite_file, resolve_storage, safe_url, tune_sqlite
 
@@ -62,6 +63,8 @@ class Store:
                     f"resnas {self.version} reads schema {SCHEMA_VERSION}): upgrade resnas",
                     field=field,
                 )
+            if found and max(found) < SCHEMA_VERSION:  # an older resnas's database: brought up to date in place
+                upgrade(self.engine, max(found))
             if create:
                 tune_sqlite(self.engine)
                 meta.create_all(self.engine)
@@ -246,9 +249,10 @@ class Store:
             return found[0]
         return next((r for r in found if not r.reused), None)
 
-    def set_test_acc(self, run_id: int, top1: float) -> None:
+    def set_test_acc(self, run_id: int, top1: float, correct: bytes | None = None) -> None:
+        """A run's test accuracy and, where measured, which test images it got right (paired.py's bitmap)."""
         with self.engine.begin() as c:
-            c.execute(runs.update().where(runs.c.id == run_id).values(test_acc=top1))
+            c.execute(runs.update().where(runs.c.id == run_id).values(test_acc=top1, test_correct=correct))
 
     def runs(self, study: str) -> list[Run]:
         """Every run of a study, by trial, with its architecture's description and cost."""
@@ -331,6 +335,9 @@ def _run(row: Mapping) -> Run:
     for k in ("recipe", "history", "arch"):
         if values.get(k) is not None:
             values[k] = json.loads(values[k])
+    for k in BITMAPS:  # some drivers hand back a memoryview
+        if values.get(k) is not None:
+            values[k] = bytes(values[k])
     return Run(**{**values, "status": RunStatus(values["status"])})
 
 

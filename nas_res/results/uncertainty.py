@@ -9,6 +9,7 @@ report can show it beside every accuracy. Accuracies are in percent throughout, 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
@@ -90,11 +91,89 @@ def tied_with_best(best_acc: float, best_n: int, acc: float, n: int, level: floa
     best - acc (see `difference_interval`) includes 0.
 
     Conservative: both accuracies are measured on the same validation images, so their errors are
-    correlated and a paired test (McNemar, on per-image predictions) would separate more pairs. The
-    per-image predictions are not stored; this errs towards calling rows tied, never towards
-    calling a noise gap a win."""
+    correlated and the paired test (`mcnemar`, on per-image records) separates more pairs. Used where a
+    run has no per-image record (stored before resnas kept them); it errs towards calling rows tied,
+    never towards calling a noise gap a win."""
     lo, hi = difference_interval(best_acc, best_n, acc, n, level)
     return lo <= 0 <= hi
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """Two models on the same images: `b` images only the first got right, `c` only the second, and the
+    exact two-sided p-value of b against b + c fair coin flips (McNemar's exact test)."""
+
+    b: int
+    c: int
+    p: float
+
+    def to_dict(self) -> dict:
+        return {"b": self.b, "c": self.c, "p": self.p}
+
+
+Bitmap = bytes | bytearray | memoryview | np.ndarray
+
+
+def mcnemar(a: Bitmap, b: Bitmap, n: int | None = None) -> McNemar:
+    """McNemar's exact test of two models' per-image correctness on the same `n` images.
+
+    `a` and `b` are either packed bitmaps as resnas stores them (bytes: 1 bit an image, numpy.packbits
+    order, padding bits 0; see `per_image`) or arrays of one 0/1 (or bool) per image. Only the images
+    the two disagree on count: b (a right, b wrong) and c (a wrong, b right); p is the two-sided
+    binomial test of b successes in b + c trials at 1/2 (1 when they never disagree). Paired, so it
+    separates far smaller gaps than two independent proportions (`tied_with_best`): an image both get
+    right or both get wrong says nothing about which is better. `n` checks the lengths; without it
+    two bitmaps of the same length are taken to cover the same images."""
+    x, y = _packed(a, n, "first"), _packed(b, n, "second")
+    if len(x) != len(y):
+        raise ResnasError(
+            f"per-image records of different lengths ({len(x)} and {len(y)} bytes): not the same images",
+            field="bitmap",
+        )
+    only_a = int(np.unpackbits(x & ~y).sum())
+    only_b = int(np.unpackbits(~x & y).sum())
+    return mcnemar_counts(only_a, only_b)
+
+
+def mcnemar_counts(b: int, c: int) -> McNemar:
+    """McNemar's exact test from the discordant counts (b: only the first right, c: only the second):
+    what `mcnemar` computes, and what pooled counts (summed over paired seeds) are tested with."""
+    if min(b, c) < 0:
+        raise ResnasError(f"discordant counts must not be negative; got b={b}, c={c}", field="bitmap")
+    p = 1.0 if b + c == 0 else min(1.0, float(stats.binomtest(b, b + c, 0.5).pvalue))
+    return McNemar(int(b), int(c), p)
+
+
+def per_image(bits: Bitmap, n: int) -> np.ndarray:
+    """The `n` per-image outcomes (bool, in the split's order) of a packed bitmap (or of an array of
+    them, checked): what a stored `val_correct` / `test_correct` holds."""
+    return np.unpackbits(_packed(bits, n, "the"), count=n).astype(bool)
+
+
+def _packed(bits: Bitmap, n: int | None, which: str) -> np.ndarray:
+    """A bitmap as packed uint8, checked against `n` images where given (length and zero padding)."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ResnasError(f"the number of images must be a positive count; got {n!r}", field="images")
+    if isinstance(bits, np.ndarray):
+        flat = bits.reshape(-1)
+        if flat.dtype != bool and not np.isin(flat, (0, 1)).all():
+            raise ResnasError(f"{which} per-image array must hold 0/1 or bool values", field="bitmap")
+        if n is not None and len(flat) != n:
+            raise ResnasError(f"{which} per-image array has {len(flat)} values, not {n}", field="bitmap")
+        return np.packbits(flat.astype(bool))
+    if not isinstance(bits, (bytes, bytearray, memoryview)):
+        raise ResnasError(
+            f"{which} per-image record must be bytes or an array; got {type(bits).__name__}", field="bitmap"
+        )
+    packed = np.frombuffer(bytes(bits), dtype=np.uint8)
+    if n is not None:
+        if len(packed) != -(-n // 8):
+            raise ResnasError(
+                f"{which} per-image record has {len(packed)} bytes; {n} images need {-(-n // 8)}", field="bitmap"
+            )
+        if n % 8 and packed[-1] & (0xFF >> (n % 8)):
+            raise ResnasError(f"{which} per-image record has bits set past image {n}: damaged", field="bitmap")
+    return packed
 
 
 def bootstrap_difference(
