@@ -20,6 +20,7 @@ from nas_res.results.report import check_top, leaderboard
 from nas_res.results.store import DEFAULT_STORAGE, Store, safe_url
 from nas_res.search import GRACE, HEARTBEAT, Coordinator, SearchConfig, SearchState, plan
 from nas_res.search.keep import KEEP_HELP
+from nas_res.search.sampler import describe as describe_search
 from nas_res.threads import worker_threads
 
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, STORAGE_HELP, emit_json, err, user_errors
@@ -67,6 +68,13 @@ def search_cmd(
     epochs: int | None = typer.Option(None, help="Epochs per trial (overrides the recipe's)."),
     recipe: str | None = typer.Option(None, help="Recipe preset (fast, default) or file (default fast)."),
     sampler: str | None = typer.Option(None, help="tpe (default), random, nsga2, gp or grid."),
+    reference: str | None = typer.Option(
+        None,
+        "--reference",
+        help="Zoo nets to queue as the first trials (resnet20_cifar,mnist_resnet); default: every zoo net "
+        "the space expresses and the budget admits.",
+    ),
+    no_reference: bool = typer.Option(False, "--no-reference", help="Queue no reference net."),
     objective: str | None = typer.Option(
         None, help="accuracy (default), accuracy+flops or accuracy+params; a VAE's: nelbo (its only one)."
     ),
@@ -80,7 +88,9 @@ def search_cmd(
     likelihood: str | None = typer.Option(
         None, "--likelihood", help="A VAE's pixel likelihood: bernoulli (default) or gaussian (bits/dim)."
     ),
-    pruner: str | None = typer.Option(None, help="hyperband (default), median or none."),
+    pruner: str | None = typer.Option(
+        None, help="asha (default: successive halving, one bracket), hyperband, median or none."
+    ),
     study: str | None = typer.Option(
         None, help="Study name (default SPACE-DATASET-BUDGET); an existing study resumes."
     ),
@@ -129,6 +139,7 @@ def search_cmd(
         checkpoints=checkpoints,
         keep_checkpoints=keep_checkpoints,
         threads=threads,
+        reference=_reference(reference, no_reference),
     )
     config, existed = plan(options, file=study_file)
     _run(config, existed, join=False, heartbeat=heartbeat, grace=grace, top=top, as_json=as_json)
@@ -174,6 +185,12 @@ def worker_cmd(
     _run(config, existed, join=True, heartbeat=heartbeat, grace=grace, top=top, as_json=as_json)
 
 
+def _reference(names: str | None, none: bool) -> str | bool | None:
+    if none and names:
+        raise ResnasError("give --reference NAMES or --no-reference, not both", field="--reference")
+    return False if none else names
+
+
 def _gpus(text: str | None) -> list[int] | None:
     try:
         return [int(g) for g in text.split(",") if g.strip()] if text else None
@@ -185,7 +202,7 @@ def _run(
     config: SearchConfig, existed: bool, *, join: bool, heartbeat: int, grace: int, top: int, as_json: bool
 ) -> None:
     coordinator = Coordinator(config, join=join, heartbeat=heartbeat, grace=grace)  # refuses what cannot run
-    for note in config.notes:  # what was picked for the user, or does not fit, and why
+    for note in coordinator.config.notes:  # what was picked for the user, or does not fit, and why
         err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
     subset = "" if config.train_size is None else f" (training subset {config.train_size})"
     verb = "joining" if coordinator.joined else ("resuming" if existed else "new")
@@ -195,7 +212,7 @@ def _run(
         f"{verb} study [bold]{config.study}[/] in "
         f"{safe_url(config.storage or DEFAULT_STORAGE)}: space {config.space.name}, "
         f"{config.budget.describe()}, {config.dataset}{subset}, {config.trials} trials of {config.recipe.epochs} "
-        f"epochs, {config.sampler} sampler, {config.pruner if not config.multi_objective else 'no'} pruning, "
+        f"epochs, {describe_search(config)}, "
         f"{config.workers} worker(s) here ({worker_threads(config.threads, config.gpus, config.workers)} "
         f"thread(s) each), keeping {config.keep_checkpoints} checkpoints",
         highlight=False,

@@ -24,7 +24,7 @@ OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params", "nelbo")
 # A classifier's objectives maximise validation accuracy (and minimise a cost beside it); a VAE's, nelbo,
 # minimises its validation negative ELBO.
 TASK_OBJECTIVES = {"classify": OBJECTIVES[:3], "vae": ("nelbo",)}
-PRUNERS = ("hyperband", "median", "none")
+PRUNERS = ("asha", "hyperband", "median", "none")
 PINNED = (
     "space",
     "budget",
@@ -64,6 +64,7 @@ FIELDS = (
     "task",
     "latent",
     "likelihood",
+    "reference",
 )
 
 
@@ -87,7 +88,7 @@ class SearchConfig:
     recipe: Recipe = field(default_factory=lambda: PRESETS["fast"])
     sampler: str = "tpe"
     objective: str = "accuracy"
-    pruner: str = "hyperband"
+    pruner: str = "asha"
     storage: str | None = None
     workers: int = 1
     gpus: tuple[int, ...] = ()
@@ -95,6 +96,7 @@ class SearchConfig:
     checkpoints: str | None = None
     keep_checkpoints: KeepPolicy = field(default_factory=KeepPolicy)  # this host's own: not pinned
     threads: int | None = None  # per worker; None: OMP_NUM_THREADS, else the cores split (threads.worker_threads)
+    references: tuple[str, ...] | None = None  # zoo nets queued first; None: every one the space and budget take
     notes: tuple[str, ...] = ()  # what was picked for the user, or does not fit, and why: printed before it runs
 
     @property

@@ -29,17 +29,20 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..arch import Arch
+from ..cost import human
 from ..errors import ResnasError
 from ..results.storage import DEFAULT_STORAGE, safe_url
 from ..results.store import Store
 from ..status import RunStatus
+from . import references
 from .config import SearchConfig, recipe_key
 from .keep import checkpoint_root
 from .liveness import DB_PATIENCE, Heartbeat, host_id, owner_gone, patiently, sigterm_as_interrupt, storage_full
 from .pool import Done, Epoch, Fatal, Pool, Raised, Ready
 from .preflight import preflight
+from .sampler import make_pruner, make_sampler
 from .state import SearchState
-from .study import GIVEN_ARCH, GIVEN_SEED, OptunaStudy, make_sampler
+from .study import GIVEN_ARCH, GIVEN_SEED, REFERENCE, OptunaStudy, salted_seed
 from .trials import Trials
 
 HEARTBEAT, GRACE = 10, 60  # seconds: heartbeat interval, and silence after which a trial is failed
@@ -83,10 +86,12 @@ class Coordinator:
         self.host = host_id()
         self.owner = f"{self.host}:{os.getpid()}"
         shared = join or make_url(config.storage or DEFAULT_STORAGE).get_backend_name() != "sqlite"
-        sampler = make_sampler(config, parallel=config.workers > 1 or shared, salt=self.owner if join else "")
+        seed = salted_seed(config.seed, self.owner if join else "")
+        sampler = make_sampler(config, self.shape, parallel=config.workers > 1 or shared, seed=seed)
         self.store = Store(config.storage, create=True)
         self.checkpoints = checkpoint_root(config.study, config.checkpoints, config.storage)  # before it is stored
-        if self.store.study_config(config.study) is None:
+        new = self.store.study_config(config.study) is None
+        if new:
             if join:
                 raise ResnasError(
                     f"no study {config.study!r} in {safe_url(self.store.url)} to join; create it with resnas search",
@@ -98,6 +103,7 @@ class Coordinator:
             self.store.url,
             config,
             sampler=sampler,
+            pruner=make_pruner(config),
             heartbeat=self.heartbeat,
             grace=self.grace,
             on_stale=self._on_stale,
@@ -110,6 +116,8 @@ class Coordinator:
         self.given_mode = bool(given) or bool(self.optuna.study_attr(GIVEN_MODE))
         if given:
             self._queue(given)
+        elif new:
+            self._queue_references()
         self.recipe = config.recipe.to_dict()
         self.pool = Pool(
             config.gpus,
@@ -140,6 +148,20 @@ class Coordinator:
                 queued.add(g.key)
                 self.optuna.enqueue({GIVEN_KEY: g.key, GIVEN_ARCH: g.arch.to_dict(), GIVEN_SEED: g.seed})
 
+    def _queue_references(self) -> None:
+        """Queue the zoo nets the space expresses and the budget admits as the first trials of a new study,
+        and record them (name -> arch key) with the study so that every report can mark them."""
+        refs, notes = references.pick(self.config.space, self.config.budget, self.shape, self.config.references)
+        if refs:
+            listed = ", ".join(f"{r.name} ({human(r.flops)}FLOPs)" for r in refs)
+            notes.append(f"reference nets queued as the first trials: {listed} (--no-reference: none)")
+        elif self.config.references is None:
+            notes.append(f"no zoo net is a point of space {self.config.space.name!r} under the budget: no reference")
+        self.config = dataclasses.replace(self.config, notes=(*self.config.notes, *notes))
+        for r in refs:
+            self.optuna.enqueue({REFERENCE: r.name}, params=r.params)
+        self.store.set_study_values(self.config.study, references={r.name: r.arch_key for r in refs})
+
     def _sign_in(self) -> list[str]:
         """Record this process among the study's coordinators; return the others at work on it now: live
         processes of this host that signed in, and any process training one of its trials."""
@@ -154,7 +176,8 @@ class Coordinator:
         the same seed in both would suggest the same candidates in each."""
         if not self.salted:
             self.salted = True
-            self.optuna.use_sampler(make_sampler(self.config, parallel=True, salt=self.owner))
+            seed = salted_seed(self.config.seed, self.owner)
+            self.optuna.use_sampler(make_sampler(self.config, self.shape, parallel=True, seed=seed))
 
     # ---- the loop --------------------------------------------------------------------------------
     def run(self) -> SearchState:

@@ -24,6 +24,7 @@ from ..yamlfile import read_yaml
 from .config import FIELDS, OBJECTIVES, PRUNERS, SAMPLERS, TASK_OBJECTIVES, SearchConfig, space_from_snapshot
 from .defaults import cpu_budget, data_resolution, fit_notes, pick
 from .keep import DEFAULT_KEEP, KeepPolicy
+from .references import parse_names
 
 
 def parse_seconds(text: Any, what: str) -> float | None:
@@ -206,7 +207,7 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
         recipe=recipe,
         sampler=_choice(given.get("sampler", "tpe"), SAMPLERS, "--sampler"),
         objective=objective,
-        pruner=_choice(given.get("pruner", "hyperband"), PRUNERS, "--pruner"),
+        pruner=_choice(given.get("pruner", "asha"), PRUNERS, "--pruner"),
         storage=given.get("storage"),
         workers=len(gpus) or workers,
         gpus=gpus,
@@ -214,11 +215,21 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
         checkpoints=given.get("checkpoints"),
         keep_checkpoints=KeepPolicy.parse(given.get("keep_checkpoints", DEFAULT_KEEP)),
         threads=None if given.get("threads") is None else _int(given, "threads", 1, low=1),
+        references=_references(given.get("reference")),
         notes=tuple(notes),
     )
     if stored:
         check_same(stored, config.pinned(), name)
     return config, stored is not None
+
+
+def _references(value: Any) -> tuple[str, ...] | None:
+    """`reference`: None (every zoo net the space and budget take), none/false (no reference), or names."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("none", "false", "no")):
+        return ()
+    if value is True:
+        return None
+    return parse_names(value)
 
 
 def _for_task(space: DesignSpace, given: dict, dataset: str, notes: list[str]) -> DesignSpace:

@@ -7,7 +7,6 @@ trial, tell a result, fail the stale ones, queue a retry).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 import warnings
@@ -17,13 +16,13 @@ from typing import Any, Literal
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from ..errors import ResnasError
 from ..results.storage import tune_sqlite
 from .config import SearchConfig
 
 COUNTED = "resnas:counted"  # user attribute of trials that count toward --trials (not over-budget ones)
 GIVEN_ARCH = "resnas:arch"  # user attribute of a trial queued with its architecture (not the sampler's)
 GIVEN_SEED = "resnas:seed"  # ... and the training seed it is to be trained with
+REFERENCE = "resnas:reference"  # user attribute of a trial queued with a zoo net's parameters (its name)
 
 COMPLETE, PRUNED, FAIL = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
 
@@ -46,40 +45,12 @@ def directions(objective: str) -> list[Literal["maximize", "minimize"]]:
     return ["maximize"] if objective == "accuracy" else ["maximize", "minimize"]
 
 
-def make_sampler(config: SearchConfig, parallel: bool | None = None, salt: str = "") -> optuna.samplers.BaseSampler:
-    """`parallel`: trials of the study run side by side (several workers, or hosts joining): TPE then
-    counts running trials as if they had failed (constant liar), so that it does not suggest them again.
-    `salt` (a process's name) varies the seed: the same seed in every process working on a study would
+def salted_seed(seed: int, salt: str) -> int:
+    """`salt` (a process's name) varies the seed: the same seed in every process working on a study would
     suggest the same candidates in each."""
-    parallel = config.workers > 1 if parallel is None else parallel
-    if salt:
-        seed = (config.seed + int(hashlib.sha256(salt.encode()).hexdigest()[:8], 16)) % 2**31
-        config = dataclasses.replace(config, seed=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if config.sampler == "tpe":
-            return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=True, constant_liar=parallel)
-        if config.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=config.seed)
-        if config.sampler == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=config.seed)
-        if config.sampler == "gp":
-            return optuna.samplers.GPSampler(seed=config.seed)
-        size = config.space.size()
-        if size > 100_000:
-            raise ResnasError(
-                f"grid search over {size:,} candidates is not practical; use tpe or random", field="--sampler"
-            )
-        grid = {d.name: list(d.values) for d in config.space.open_dims}
-        return optuna.samplers.GridSampler(grid, seed=config.seed)
-
-
-def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
-    if config.pruner == "none" or config.multi_objective:  # Optuna cannot prune multi-objective studies
-        return optuna.pruners.NopPruner()
-    if config.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
-    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.recipe.epochs, reduction_factor=3)
+    if not salt:
+        return seed
+    return (seed + int(hashlib.sha256(salt.encode()).hexdigest()[:8], 16)) % 2**31
 
 
 def _stale_callback_name() -> str:
@@ -108,6 +79,7 @@ class OptunaStudy:
         config: SearchConfig,
         *,
         sampler: optuna.samplers.BaseSampler,
+        pruner: optuna.pruners.BasePruner,
         heartbeat: int,
         grace: int,
         on_stale: Callable[[FrozenTrial], None],
@@ -125,7 +97,7 @@ class OptunaStudy:
             storage=self.storage,
             load_if_exists=True,
             sampler=sampler,
-            pruner=make_pruner(config),
+            pruner=pruner,
             directions=directions(config.objective),
         )
         if describe:
@@ -159,8 +131,9 @@ class OptunaStudy:
         """Trials queued and not yet asked (given architectures, retries)."""
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
-    def enqueue(self, user_attrs: dict[str, Any]) -> None:
-        self.study.enqueue_trial({}, user_attrs=user_attrs, skip_if_exists=False)
+    def enqueue(self, user_attrs: dict[str, Any], params: dict[str, Any] | None = None) -> None:
+        """Queue a trial: with `params`, the sampler's suggestions are these (a reference net)."""
+        self.study.enqueue_trial(params or {}, user_attrs=user_attrs, skip_if_exists=False)
 
     def queued_attrs(self, key: str) -> list[Any]:
         """`key` of every trial ever queued with it (to queue given architectures once per study)."""
