@@ -118,7 +118,16 @@ def _pm(mean: float | None, sd: float | None) -> str:
 def print_final(study: str, rows: list[dict]) -> None:
     """The final ranking, one row per architecture: mean ± sd over seeds, its interval, the proxy's view."""
     table = Table(title=f"final: {study} (re-trained, mean ± sd over seeds)")
-    for title in ("final", "proxy", "proxy val %", "val % (final)", "95% interval", "test %", "seeds"):
+    for title in (
+        "final",
+        "proxy",
+        "proxy val %",
+        "val % (final)",
+        "95% interval",
+        "test %",
+        "vs best: b/c, p",
+        "seeds",
+    ):
         table.add_column(title, justify="right")
     for title in ("FLOPs", "params"):
         table.add_column(title, justify="right")
@@ -132,12 +141,31 @@ def print_final(study: str, rows: list[dict]) -> None:
             _pm(r["val_mean"], r["val_sd"]),
             interval,
             _pm(r["test_mean"], r["test_sd"]),
+            _vs_best(r),
             str(len(r["seeds"])),
             human(r["flops"]),
             human(r["params"]),
             r["summary"],
         )
     out.print(table)
+    if any(r.get("vs_best_b") is not None for r in rows[1:]):
+        out.print(
+            "vs best: McNemar's exact test against the first row, seeds paired and their counts summed; b images "
+            "only the first got right, c only this row; on the test images where every seed was tested, else on "
+            "the validation images",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _vs_best(r: dict) -> str:
+    """The row against the final best by McNemar (seeds pooled): `b/c, p (test)`; `-` where nothing pairs."""
+    if r["final_rank"] == 1:
+        return ""
+    b, c, p = r.get("vs_best_b"), r.get("vs_best_c"), r.get("vs_best_p")
+    if b is None or c is None or p is None:
+        return "-"
+    return f"{b}/{c}, {'p<0.001' if p < 0.001 else f'p={p:.3g}'} ({r['vs_best_split']})"
 
 
 def print_fidelity(result: dict) -> None:

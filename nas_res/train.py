@@ -102,6 +102,9 @@ class Result:
     images_per_s: float = 0.0
     test: dict | None = None
     model: nn.Module | None = field(default=None, repr=False)
+    # which validation images the best epoch (`best`) got right (evaluation.pack_correct); None for a VAE,
+    # or where that epoch came from a checkpoint that did not keep it. Not in to_dict: bytes, not JSON.
+    val_correct: bytes | None = field(default=None, repr=False)
 
     @property
     def best(self) -> EpochMetrics | None:
@@ -137,6 +140,15 @@ def best_epoch(history: list[EpochMetrics], task: str = "classify") -> EpochMetr
         return min(finite, key=lambda m: m.val_loss) if finite else None
     finite = [m for m in history if math.isfinite(m.val_acc)]
     return max(finite, key=lambda m: m.val_acc) if finite else None
+
+
+def _kept_correct(state: dict, data: Data) -> bytes | None:
+    """The best epoch's validation record a checkpoint kept, if it has one of the right size."""
+    kept = state.get("val_correct")
+    size = -(-len(data.val) // 8)
+    if isinstance(kept, torch.Tensor) and kept.dtype == torch.uint8 and kept.dim() == 1 and len(kept) == size:
+        return kept.numpy().tobytes()
+    return None
 
 
 def _finite(v):
@@ -223,6 +235,8 @@ def train(
                 {k: (math.nan if v is None else v) for k, v in m.items()} for m in state["history"]
             ]
             history += [EpochMetrics(**row) for row in rows]
+            result.val_correct = _kept_correct(state, data)
+        best_acc = max((m.val_acc for m in history if math.isfinite(m.val_acc)), default=-math.inf)
         # torch.compile's stub says Callable, but for an nn.Module it returns an OptimizedModule (an nn.Module)
         net = cast(nn.Module, torch.compile(model)) if recipe.compile else model
         loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
@@ -272,7 +286,10 @@ def train(
             sync(dev)
             train_time = time.perf_counter() - start
             timed = seen - skipped
-            val = run_vae_eval(net, val_src, dev, recipe, data) if vae else run_eval(net, val_src, dev, recipe)
+            if vae:
+                val = run_vae_eval(net, val_src, dev, recipe, data)
+            else:  # which images it got right: kept for the best epoch, to pair candidates (McNemar)
+                val = run_eval(net, val_src, dev, recipe, per_image=True)
             s = sums.tolist()
             m = EpochMetrics(
                 epoch,
@@ -288,6 +305,8 @@ def train(
             result.train_seconds += train_time
             train_images += timed
             history.append(m)
+            if not vae and math.isfinite(m.val_acc) and m.val_acc > best_acc:  # the first best, as best_epoch
+                best_acc, result.val_correct = m.val_acc, val.get("correct")
             if not (math.isfinite(m.train_loss) and math.isfinite(m.val_loss)):
                 result.status, result.reason = RunStatus.DIVERGED, f"loss became {m.train_loss} at epoch {epoch}"
                 break
@@ -303,6 +322,8 @@ def train(
                     history=history,
                     device=dev,
                 )
+                if result.val_correct:  # a resumed run keeps its best epoch's record
+                    snapshot["val_correct"] = torch.frombuffer(bytearray(result.val_correct), dtype=torch.uint8)
                 checkpoint.save(ckpt_path, snapshot)
             if on_epoch is not None:
                 on_epoch(m)

@@ -276,3 +276,51 @@ def test_a_version_1_server_database_is_migrated_in_place(kind):
     with scratch_database(kind) as url:
         version_1(url)
         check_migrated(url)
+
+
+# ---- runs store their best epoch's record ----------------------------------------------------------
+
+
+def test_training_keeps_the_best_epochs_record_through_a_resume(tmp_path):
+    from nas_res import checkpoint, zoo
+    from nas_res.data import load_data
+    from nas_res.recipe import Recipe
+    from nas_res.train import Pruned, train
+
+    data, net, recipe = load_data("digits"), zoo.get("mnist_resnet"), Recipe(epochs=2, batch_size=64, lr=0.1)
+    whole = train(net, data, recipe, device="cpu")
+    n = len(data.val)
+    right = per_image(whole.val_correct, n)
+    assert 100.0 * right.sum() / n == whole.best.val_acc  # the best epoch's, exactly
+    assert "val_correct" not in whole.to_dict()
+
+    def stop(m):
+        raise Pruned("cut short")
+
+    cut = train(net, data, recipe, device="cpu", on_epoch=stop, out=tmp_path)
+    assert cut.status == "pruned" and len(cut.history) == 1
+    kept = checkpoint.load(tmp_path / checkpoint.FILE_NAME)["val_correct"]  # for a resume whose best came before
+    assert kept.numpy().tobytes() == cut.val_correct
+    resumed = train(net, data, recipe, device="cpu", out=tmp_path, resume=True)
+    assert [m.val_acc for m in resumed.history] == [m.val_acc for m in whole.history]
+    assert resumed.val_correct == whole.val_correct
+
+
+def test_a_search_stores_each_runs_record_and_test_evaluation_adds_one(tmp_path):
+    from nas_res.results import export
+    from nas_res.search import Coordinator, plan
+
+    url = sqlite_url(tmp_path)
+    options = {"space": "plain-vs-residual", "budget": "20MFLOPs", "trials": 1, "epochs": 1, "storage": url}
+    config, _ = plan({**options, "study": "p", "checkpoints": str(tmp_path / "ckpt")})
+    Coordinator(config).run()
+    store = Store(url)
+    n = store.config_of("p")["val_images"]
+    runs = [r for r in store.runs("p") if r.best_val_acc is not None]
+    assert runs
+    for r in runs:
+        assert 100.0 * per_image(r.val_correct, n).sum() / n == r.best_val_acc
+    export(store, "p", tmp_path / "out", top=1, test=True)
+    (tested,) = [r for r in store.runs("p") if r.test_acc is not None]
+    m = store.config_of("p")["test_images"]
+    assert 100.0 * per_image(tested.test_correct, m).sum() / m == pytest.approx(tested.test_acc)

@@ -200,12 +200,13 @@ def evaluate_runs(
         state = _checked_state(run, study, "--test")
         model = build(Arch.from_dict(state["arch"]))
         model.load_state_dict(state["model"])
-        result = evaluate(model, data, "test", device=device)
+        result = evaluate(model, data, "test", device=device, per_image=True)
         if row.get("task") == "vae":  # its negative ELBO goes into the exported file (the stored column is accuracy)
             row["test_nelbo"], row["test_bpd"] = result["loss"], result["bpd"]
             continue
         row["test_acc"] = result["top1"]
-        store.set_test_acc(run.id, row["test_acc"])
+        store.set_test_acc(run.id, row["test_acc"], result.get("correct"))  # which images: paired comparisons
+        store.set_study_values(study, test_images=result["images"])
 
 
 def _checked_state(run: Run, study: str, field: str) -> dict:

@@ -81,7 +81,8 @@ class Epoch:
 @dataclass(frozen=True)
 class Done:
     """Training ended (any status: ok, pruned, diverged, ...); `record` is `Result.to_dict()` with the
-    threads it ran on and, for a retry that continued its predecessor, `resumed` (trial and epochs)."""
+    threads it ran on, `val_correct` (the best epoch's per-image record: bytes, or None) and, for a retry
+    that continued its predecessor, `resumed` (trial and epochs)."""
 
     worker: int
     trial: int
@@ -266,6 +267,7 @@ def main(index: int, device: str, threads: int, data_args: dict, jobs, control, 
             seconds = time.perf_counter() - start - waited[0]
             end_files(folder, result.status, keep)
             record = {**result.to_dict(), "threads": torch.get_num_threads(), "resumed": resumed}
+            record["val_correct"] = result.val_correct  # bytes: for the run row, not for JSON
             out.put(Done(index, job.trial, record, seconds))
         except Exception as e:  # noqa: BLE001 - a candidate must not take the worker down with it
             tail = traceback.format_exc(limit=-3).strip().splitlines()

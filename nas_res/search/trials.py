@@ -177,6 +177,8 @@ class Trials:
             epochs=known.epochs,
             best_val_acc=known.best_val_acc,
             test_acc=known.test_acc,
+            val_correct=known.val_correct,
+            test_correct=known.test_correct,
             checkpoint=known.checkpoint,
             device=known.device,
             wall_seconds=0.0,
@@ -260,6 +262,7 @@ class Trials:
             history=history,
             epochs=len(history),
             best_val_acc=(record.get("best") or {}).get("val_acc"),
+            val_correct=record.get("val_correct"),  # the best epoch's per-image record (None: a VAE)
             checkpoint=str(ckpt) if ckpt else None,
             device=f"{record.get('device', w.device)}@{socket.gethostname()}"[:64],
             wall_seconds=wall,
