@@ -2,11 +2,12 @@
 
 `Store` is the one reader and writer of resnas's tables (`schema`); `report` ranks and compares what
 it reads, `export` writes the best architectures as files, `transfer` copies a study between
-storages, `plots` draws studies.
+storages, `plots` draws studies; `paired` compares runs scored on the same images (McNemar).
 """
 
 from .export import evaluate_runs, export
 from .onnx_file import write_onnx
+from .paired import compare_runs, run_correct
 from .record import Run, StudyRows
 from .report import check_top, compare, leaderboard, pareto, rank, studies, study_runs
 from .schema import REUSED_ELSEWHERE, SCHEMA_VERSION, STUDY_NAME, check_study_name
@@ -22,27 +23,33 @@ from .storage import (
 )
 from .store import Store
 from .transfer import copy_study
+from .uncertainty import McNemar, mcnemar, per_image
 
 __all__ = [
     "DEFAULT_STORAGE",
     "REUSED_ELSEWHERE",
     "SCHEMA_VERSION",
     "STUDY_NAME",
+    "McNemar",
     "Run",
     "Store",
     "StudyRows",
     "check_study_name",
     "check_top",
     "compare",
+    "compare_runs",
     "copy_study",
     "evaluate_runs",
     "export",
     "leaderboard",
+    "mcnemar",
     "missing_sqlite_file",
     "pareto",
     "parse_storage_url",
+    "per_image",
     "rank",
     "resolve_storage",
+    "run_correct",
     "safe_url",
     "sqlite_file",
     "sqlite_in_memory",

@@ -36,7 +36,8 @@ class Twin:
 
 
 class Store:
-    """resnas's tables in the database at `url`, created on first use, version-checked on every open."""
+    """resnas's tables in the database at `url`, created on first use, version-checked on every open; a
+    database an older resnas wrote is migrated in place then (migrate.py), one a newer wrote is refused."""
 
     def __init__(
         self, url: str | None = None, *, create: bool = False, must_exist: bool = True, field: str = "--storage"
