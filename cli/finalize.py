@@ -145,7 +145,7 @@ def print_final(study: str, rows: list[dict]) -> None:
             str(len(r["seeds"])),
             human(r["flops"]),
             human(r["params"]),
-            r["summary"],
+            r["summary"] + (f" (reference: {r['reference']})" if r.get("reference") else ""),
         )
     out.print(table)
     if any(r.get("vs_best_b") is not None for r in rows[1:]):

@@ -16,7 +16,8 @@ from nas_res.results import Store, check_top, compare, export, leaderboard, safe
 from nas_res.results.paired import PAIRED, UNPAIRED
 from nas_res.results.plots import check_plot_file, compare_figure, html_table, save, study_figure
 from nas_res.results.preprocessing import ONNX_INPUT_HELP, check_onnx_input
-from nas_res.results.report import best_run, check_distinct
+from nas_res.results.references import describe as describe_reference
+from nas_res.results.report import best_run, check_distinct, reference_summary
 
 from .common import JSON_HELP, STORAGE_HELP, emit_json, out, user_errors
 
@@ -49,6 +50,7 @@ def _cell(key: str, v) -> str:
     return str(v)
 
 
+LEFT = ("depths", "width", "cxd", "shortcut", "unit_order", "status", "reason", "tie", "pair", "reference")
 SHOWN = ("val_acc", "tie", "pair", "final", "status")  # cells _leaderboard_cells formats
 
 
@@ -112,6 +114,8 @@ def _leaderboard_columns(rows: list[dict]) -> list[tuple[str, str]]:
         if any(r.get("val_bpd") is not None for r in rows):
             columns.insert(at + 1, ("bits/dim", "val_bpd"))
         return columns
+    if any(r.get("reference") for r in rows):  # the hand picks the search raced
+        columns.insert(next(i for i, (_, k) in enumerate(columns) if k == "trial") + 1, ("reference", "reference"))
     at = next(i for i, (_, k) in enumerate(columns) if k == "val_acc") + 1
     if any(r.get("final_rank") is not None for r in rows):
         columns.insert(at, ("final val % (re-trained)", "final"))
@@ -167,7 +171,18 @@ def print_leaderboard(study: str, rows: list[dict]) -> None:
     columns = _leaderboard_columns(rows) + ([("reason", "reason")] if any(r.get("reason") for r in rows) else [])
     table = Table(title=f"leaderboard: {study}")
     for title, key in columns:
-        left = key in ("depths", "width", "cxd", "shortcut", "unit_order", "status", "reason", "tie", "pair")
+        left = key in (
+            "depths",
+            "width",
+            "cxd",
+            "shortcut",
+            "unit_order",
+            "status",
+            "reason",
+            "tie",
+            "pair",
+            "reference",
+        )
         table.add_column(title, justify="left" if left else "right", overflow="fold" if key == "reason" else "ellipsis")
     for r in rows:
         shown = _leaderboard_cells(r)
@@ -245,7 +260,8 @@ def leaderboard_cmd(
 ):
     """A study's trained architectures ranked by validation accuracy."""
     check_top(top)
-    rows = leaderboard(Store(storage), study, top=top, include_all=include_all)
+    store = Store(storage)
+    rows = leaderboard(store, study, top=top, include_all=include_all)
     if as_json:
         return emit_json(rows)
     if as_csv:
@@ -255,6 +271,13 @@ def leaderboard_cmd(
         writer.writerows(rows)
         return typer.echo(buf.getvalue(), nl=False)
     print_leaderboard(study, rows)
+    print_reference_summary(reference_summary(store, study))
+
+
+def print_reference_summary(summary: dict | None) -> None:
+    """One line: whether the search's best beat the best hand pick it raced (nothing without one)."""
+    if summary is not None:
+        out.print(describe_reference(summary), markup=False, highlight=False, soft_wrap=True)
 
 
 @user_errors
@@ -303,9 +326,9 @@ def export_cmd(
         out.print(str(p), highlight=False, soft_wrap=True)  # one path per line, however long
 
 
-def _boards(names: list[str], storages: list[str]) -> tuple[dict[str, list[dict]], dict]:
-    """Each study's ranked runs, and its best run (to pair with the first's); one --storage for all, or
-    one per study, in order."""
+def _boards(names: list[str], storages: list[str]) -> tuple[dict[str, list[dict]], dict, dict]:
+    """Each study's ranked runs, its best run (to pair with the first's) and its best against its best
+    reference net; one --storage for all, or one per study, in order."""
     if storages and len(storages) not in (1, len(names)):
         raise ResnasError(
             f"give one --storage for all studies or one per study ({len(names)}); got {len(storages)}",
@@ -314,12 +337,13 @@ def _boards(names: list[str], storages: list[str]) -> tuple[dict[str, list[dict]
     urls: list[str | None] = [*storages] * len(names) if len(storages) == 1 else [*storages] or [None] * len(names)
     stores = [Store(url) for url in urls]
     check_distinct([(name, store.url) for name, store in zip(names, stores)])
-    boards, best = {}, {}
+    boards, best, versus = {}, {}, {}
     for name, store in zip(names, stores):
         label = name if name not in boards else f"{name} ({safe_url(store.url)})"
         boards[label] = leaderboard(store, name)
         best[label] = best_run(store, name)
-    return boards, best
+        versus[label] = reference_summary(store, name)
+    return boards, best, versus
 
 
 COMPARE_COLUMNS = [
@@ -408,8 +432,8 @@ def compare_cmd(
     study with 95% intervals, EDF and Pareto fronts."""
     if plot is not None:
         check_plot_file(plot, "--plot")  # before any study is read
-    boards, best = _boards(study_names, storage)
-    stats = compare(boards, best)
+    boards, best, versus = _boards(study_names, storage)
+    stats = [{**row, "vs_reference": versus[row["study"]]} for row in compare(boards, best)]
     shown = _compare_cells(stats)
     written = None
     if plot is not None:
@@ -444,6 +468,11 @@ def compare_cmd(
     out.print(table)
     for note in _compare_notes(stats):
         out.print(note, markup=False, highlight=False, soft_wrap=True)
+    for r in stats:
+        if r["vs_reference"] is not None:
+            out.print(
+                f"{r['study']}: {describe_reference(r['vs_reference'])}", markup=False, highlight=False, soft_wrap=True
+            )
     if written:
         out.print(f"wrote {written}", highlight=False, soft_wrap=True)
 

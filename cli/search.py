@@ -16,7 +16,7 @@ from rich.text import Text
 from nas_res import ResnasError
 from nas_res.cost import human
 from nas_res.results.record import Run
-from nas_res.results.report import check_top, leaderboard
+from nas_res.results.report import check_top, leaderboard, reference_summary
 from nas_res.results.store import DEFAULT_STORAGE, Store, safe_url
 from nas_res.search import GRACE, HEARTBEAT, Coordinator, SearchConfig, SearchState, plan
 from nas_res.search.keep import KEEP_HELP
@@ -24,7 +24,7 @@ from nas_res.search.sampler import describe as describe_search
 from nas_res.threads import worker_threads
 
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, STORAGE_HELP, emit_json, err, user_errors
-from .reports import print_leaderboard
+from .reports import print_leaderboard, print_reference_summary
 
 HEARTBEAT_HELP = "Seconds between the heartbeats that tell other hosts this host's trials are alive."
 THREADS_HELP = (
@@ -67,7 +67,9 @@ def search_cmd(
     trial_timeout: str | None = typer.Option(None, "--trial-timeout", help="Fail a trial running longer."),
     epochs: int | None = typer.Option(None, help="Epochs per trial (overrides the recipe's)."),
     recipe: str | None = typer.Option(None, help="Recipe preset (fast, default) or file (default fast)."),
-    sampler: str | None = typer.Option(None, help="tpe (default), random, nsga2, gp or grid."),
+    sampler: str | None = typer.Option(
+        None, help="tpe (default), random, nsga2, gp, grid, or optuna-tpe (Optuna's TPE as it is, to compare)."
+    ),
     reference: str | None = typer.Option(
         None,
         "--reference",
@@ -218,11 +220,14 @@ def _run(
         highlight=False,
     )
     state = run_live(coordinator)
-    rows = leaderboard(Store(config.storage), config.study, top=top)
+    store = Store(config.storage)
+    rows = leaderboard(store, config.study, top=top)
+    versus = reference_summary(store, config.study)
     if as_json:
-        emit_json({**state.to_dict(), "leaderboard": rows})
+        emit_json({**state.to_dict(), "leaderboard": rows, "vs_reference": versus})
     else:
         print_leaderboard(config.study, rows)
+        print_reference_summary(versus)
     if state.stopped_by and not as_json:
         err.print(f"stopped early: {state.stopped_by}", highlight=False)
     if state.interrupted:

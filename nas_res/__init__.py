@@ -2,7 +2,7 @@
 
 Public API: the model core (`Arch`, `build`, `cost`, `load_space`, `zoo`, `load_data`, `Recipe`, `train`,
 `evaluate`) and searches with their results (`run_search`, `train_archs`, `join_study`, `studies`,
-`leaderboard`, `compare_studies`, `export_study`; see `nas_res.api`), the papers' experiments
+`leaderboard`, `vs_reference`, `compare_studies`, `export_study`; see `nas_res.api`), the papers' experiments
 (`run_experiment`, `experiment_report`), gradient flow (`gradient_flow`) and `Residual` (any layer made
 residual). Others may depend on these names.
 """
@@ -20,6 +20,7 @@ from .api import (
     run_search,
     studies,
     train_archs,
+    vs_reference,
 )
 from .arch import Arch, Stage, load_arch
 from .cost import Budget, Cost, cost, fvcore_cost
@@ -71,5 +72,6 @@ __all__ = [
     "studies",
     "train",
     "train_archs",
+    "vs_reference",
     "zoo",
 ]

@@ -24,6 +24,7 @@ from .results.final import final_name, final_runs, study_fidelity
 from .results.report import best_run, check_distinct, compare
 from .results.report import final_ranking as _final_ranking
 from .results.report import leaderboard as _leaderboard
+from .results.report import reference_summary as _reference_summary
 from .results.report import studies as _studies
 from .results.store import Store
 from .search.config import SearchConfig
@@ -60,10 +61,12 @@ def plan_search(
     checkpoints: str | None = None,
     keep_checkpoints: str | None = None,
     threads: int | None = None,
+    reference: str | Sequence[str] | bool | None = None,
 ) -> tuple[SearchConfig, bool]:
     """The search these arguments (and `file`, a study recipe; and the stored study, if it exists) describe,
     checked, and whether the study exists already. None means "not given": the study file's value, else
-    the stored study's, else the default."""
+    the stored study's, else the default. `reference`: zoo names to queue as the first trials, False for
+    none; by default every zoo net the space expresses and the budget admits."""
     options = {k: v for k, v in locals().items() if k != "file"}
     if options["gpus"] is not None:
         options["gpus"] = list(options["gpus"])
@@ -207,7 +210,8 @@ def leaderboard(
     study: str, *, storage: str | None = None, top: int | None = None, include_all: bool = False
 ) -> list[dict]:
     """A study's trained trials ranked by validation accuracy (ties: fewer FLOPs first); with `include_all`,
-    pruned, failed and running ones after them."""
+    pruned, failed and running ones after them. `reference` names the zoo net a row is, where the search
+    queued it as a hand pick."""
     return _leaderboard(Store(storage), study, top=top, include_all=include_all)
 
 
@@ -215,7 +219,15 @@ def compare_studies(names: Sequence[str], *, storage: str | None = None) -> list
     """Studies side by side: accuracy statistics overall and inside the FLOPs range all of them cover."""
     store = Store(storage)
     check_distinct([(name, store.url) for name in names])  # a study beside itself shows no difference
-    return compare({name: _leaderboard(store, name) for name in names}, {name: best_run(store, name) for name in names})
+    rows = compare({name: _leaderboard(store, name) for name in names}, {name: best_run(store, name) for name in names})
+    return [{**row, "vs_reference": _reference_summary(store, row["study"])} for row in rows]
+
+
+def vs_reference(study: str, *, storage: str | None = None) -> dict | None:
+    """Whether the study's best beats its best reference net (the zoo nets the search queued first): both
+    validation accuracies, the difference in points, McNemar's discordant counts and p on the same
+    validation images, and a verdict (`is`, `beats`, `tied`); None when no reference was trained."""
+    return _reference_summary(Store(storage), study)
 
 
 def export_study(study: str, out: str | Path, *, storage: str | None = None, **options: Any) -> list[Path]:

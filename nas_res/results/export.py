@@ -23,6 +23,7 @@ from .final import final_name, final_table
 from .onnx_file import write_onnx
 from .preprocessing import ONNX_INPUT_HELP, Preprocessor, check_onnx_input
 from .record import Run
+from .references import mark, reference_keys
 from .report import check_top, pareto, rank, study_runs
 from .storage import safe_url
 from .store import Store
@@ -57,15 +58,19 @@ def export(
     out_dir = Path(out_dir)
     check_writable(out_dir, field="--out", folder=True)
     all_runs = study_runs(store, study)
-    rows = rank(all_runs)
+    rows = mark(rank(all_runs), reference_keys(store, study))
     if not rows:
         raise ResnasError(f"study {study!r} has no finished trial to export yet", field="study")
     chosen = pareto(rows) if front else rows[:top]
     final = [] if front else final_table(store, study, rows)
+    by_key = {r["arch_key"]: r["reference"] for r in rows}
     if final:  # re-trained (resnas finalize): its ranking, each architecture's best seed, from STUDY.final
         study, all_runs = final_name(study), store.runs(final_name(study))
         by_trial = {r["trial"]: r for r in rank(all_runs)}
-        chosen = [{**by_trial[f["best_trial"]], "rank": f["final_rank"], "final": f} for f in final[:top]]
+        chosen = [
+            {**by_trial[f["best_trial"]], "rank": f["final_rank"], "final": f, "reference": by_key.get(f["arch_key"])}
+            for f in final[:top]
+        ]
     runs = {r.trial: r for r in all_runs}
     vae = any(r.get("task") == "vae" for r in chosen)
     if vae and onnx:
@@ -170,6 +175,7 @@ def _record(run: Run, row: dict, study: str, store: Store, config: dict, preproc
             "reused_from": run.reused_from,
             "resnas": run.version,
             "arch_key": row["arch_key"],
+            "reference": row.get("reference"),  # the zoo net this is, where the search queued it as a hand pick
         },
         "preprocessing": preprocessing,
     }

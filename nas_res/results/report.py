@@ -14,6 +14,7 @@ from ..status import RunStatus
 from .final import final_table, with_final
 from .paired import NO_TIE, best_vs_first, tie_with_best
 from .record import Run
+from .references import mark, reference_keys, versus_reference
 from .storage import safe_url, sqlite_file
 from .store import Store
 from .uncertainty import bootstrap_difference, wilson
@@ -59,12 +60,22 @@ def leaderboard(store: Store, study: str, top: int | None = None, include_all: b
     the study was re-trained (resnas finalize)."""
     runs, n = study_runs(store, study), val_images_of(store, study)
     rows = rank(runs, top, include_all, val_images=n)
-    return with_final(rows, final_table(store, study, rank(runs, val_images=n) if top or include_all else rows))
+    rows = with_final(rows, final_table(store, study, rank(runs, val_images=n) if top or include_all else rows))
+    return mark(rows, reference_keys(store, study))
+
+
+def reference_summary(store: Store, study: str) -> dict | None:
+    """Whether the study's best beats its best reference net (see references.versus_reference); None when
+    no reference was trained."""
+    keys = reference_keys(store, study)
+    if not keys:
+        return None
+    return versus_reference(study_runs(store, study), keys, val_images_of(store, study))
 
 
 def final_ranking(store: Store, study: str) -> list[dict]:
     """The study's re-trained architectures (resnas finalize), best final mean first, with proxy ranks."""
-    return final_table(store, study, rank(study_runs(store, study)))
+    return mark(final_table(store, study, rank(study_runs(store, study))), reference_keys(store, study))
 
 
 def val_images_of(store: Store, study: str) -> int | None:

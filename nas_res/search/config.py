@@ -19,7 +19,7 @@ from ..space import DesignSpace
 from ..spec import Spec
 from .keep import KeepPolicy
 
-SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid")
+SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid", "optuna-tpe")
 OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params", "nelbo")
 # A classifier's objectives maximise validation accuracy (and minimise a cost beside it); a VAE's, nelbo,
 # minimises its validation negative ELBO.

@@ -122,6 +122,7 @@ class Assignment:
     epochs: int
     asked: float  # when the suggestion was asked for (orchestration time starts here)
     retry_of: int | None = None  # the trial whose parameters this one tries again
+    reference: bool = False  # a hand pick queued first: trained in full, never pruned
     started: float = field(default_factory=time.time)
     epoch: int = 0
     val_acc: float | None = None

@@ -78,7 +78,7 @@ class FeasibleStart(BaseSampler):
         for _ in range(MAX_DRAWS):
             arch = self.space.random_arch(self._rng)
             fitted = arch.replace(**self.shape)
-            if fitted.key in tried or self.budget.excess(cost(fitted)) > 0:
+            if fitted.key in tried:
                 continue
             params = self.space.params_of(arch)
             if params is not None:
@@ -139,6 +139,8 @@ def make_sampler(config: SearchConfig, shape: dict, parallel: bool, seed: int) -
                 seed=seed, multivariate=True, group=True, constant_liar=parallel, n_startup_trials=0
             )
             return FeasibleStart(tpe, config, shape, startup, seed)
+        if config.sampler == "optuna-tpe":  # Optuna's TPE as it is (the old default): to compare
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=parallel)
         if config.sampler == "random":
             return FeasibleStart(None, config, shape, startup, seed)
         if config.sampler == "gp":  # it fits complete trials only: its own start-up counts those
@@ -182,6 +184,7 @@ def describe(config: SearchConfig) -> str:
         "tpe": f"tpe sampler after {startup} random start-up trial(s) from the nets under the budget",
         "gp": f"gp sampler after {startup} random start-up trial(s) from the nets under the budget",
         "random": "random sampler (uniform over the untried nets under the budget)",
+        "optuna-tpe": "Optuna's own tpe sampler (10 start-up trials, every finished trial counted)",
     }.get(config.sampler, f"{config.sampler} sampler")
     if config.pruner == "none" or config.multi_objective:
         return f"{sampler}, no pruning"

@@ -21,7 +21,7 @@ from ..status import RunStatus
 from ..threads import worker_threads
 from .keep import Keeper, checkpoint_of, discard, trial_folder
 from .pool import Assignment, Job, Worker
-from .study import COMPLETE, COUNTED, FAIL, PRUNED
+from .study import COMPLETE, COUNTED, FAIL, PRUNED, REFERENCE
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator
@@ -129,7 +129,17 @@ class Trials:
                     keep=str(self.config.keep_checkpoints),
                     resume_from=retry_of if resumes else None,
                 ),
-                Assignment(trial, trial.number, arch, price, run_id, int(recipe["epochs"]), asked, retry_of),
+                Assignment(
+                    trial,
+                    trial.number,
+                    arch,
+                    price,
+                    run_id,
+                    int(recipe["epochs"]),
+                    asked,
+                    retry_of,
+                    reference=REFERENCE in trial.user_attrs,
+                ),
             )
             self.state.running_all += 1
             return
@@ -222,7 +232,8 @@ class Trials:
             prune = self.db(self.optuna.report, job.trial, worst if score is None else score, metrics["epoch"])
         # A trial that has trained all its epochs is complete, whatever the pruner says: Hyperband's top
         # rung is the last epoch, and stopping there would drop a fully trained network from the ranking.
-        w.decide(prune and metrics["epoch"] < job.epochs)
+        # A reference (a hand pick) is trained in full: the search is judged against its final accuracy.
+        w.decide(prune and metrics["epoch"] < job.epochs and not job.reference)
 
     def done(self, w: Worker, record: dict, worker_seconds: float) -> None:
         status = RunStatus(record["status"])
