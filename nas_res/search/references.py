@@ -31,13 +31,15 @@ class Reference:
     flops: int
 
 
-def parse_names(text: str | list | tuple | None) -> tuple[str, ...] | None:
+def parse_names(text: object) -> tuple[str, ...] | None:
     """`--reference resnet20_cifar,mnist_resnet` (or a study file's list) as names; None: not given.
-    An unknown name is refused with the known ones."""
+    An unknown name is refused with the known ones, and so is anything else (a study file's number)."""
     if text is None:
         return None
+    if not isinstance(text, (str, list, tuple)):
+        raise ResnasError(f"must be zoo names (resnet20_cifar,mnist_resnet) or none; got {text!r}", field=FIELD)
     items = text.split(",") if isinstance(text, str) else list(text)
-    names = tuple(str(n).strip() for n in items if str(n).strip())
+    names = tuple(dict.fromkeys(str(n).strip() for n in items if str(n).strip()))  # a name given twice: once
     if not names:
         raise ResnasError("names no zoo net; give names (resnet20_cifar,mnist_resnet) or --no-reference", field=FIELD)
     known = zoo.names()

@@ -78,7 +78,7 @@ class FeasibleStart(BaseSampler):
         for _ in range(MAX_DRAWS):
             arch = self.space.random_arch(self._rng)
             fitted = arch.replace(**self.shape)
-            if fitted.key in tried:
+            if fitted.key in tried or self.budget.excess(cost(fitted)) > 0:
                 continue
             params = self.space.params_of(arch)
             if params is not None:
