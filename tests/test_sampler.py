@@ -378,3 +378,61 @@ def test_coordinator_queues_references_only_for_a_new_study(tmp_path):
     Coordinator(again).store.dispose()  # resumed: nothing queued twice
     names = [t.user_attrs[REFERENCE] for t in optuna.load_study(study_name="c", storage=url).trials]
     assert names == list(REFERENCES)
+
+
+class _Same(optuna.samplers.BaseSampler):
+    """Suggests the same network every time: what a converged TPE does."""
+
+    def __init__(self, params: dict):
+        self.params = params
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.params[param_name]
+
+
+class _Always(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+def test_a_pruned_net_suggested_again_is_a_repeat_not_a_new_training(tmp_path, monkeypatch):
+    """It would be stopped at the same rung: told again with what it reached, counted toward nothing."""
+    import nas_res
+    from nas_res.search import coordinator, trials
+
+    space = load_space("plain-vs-residual")
+    params = space.params_of(zoo.get("plain20_cifar"))
+    assert params is not None
+    monkeypatch.setattr(coordinator, "make_sampler", lambda *a, **k: _Same(params))
+    monkeypatch.setattr(coordinator, "make_pruner", lambda config: _Always())
+    monkeypatch.setattr(trials, "MAX_ASKS", 4)
+    storage = sqlite_url(tmp_path / "s.db")
+    state = nas_res.run_search(
+        space="plain-vs-residual",
+        dataset="digits",
+        budget="100MFLOPs",
+        trials=2,
+        epochs=2,
+        storage=storage,
+        study="again",
+        checkpoints=str(tmp_path / "ckpt"),
+        reference=False,
+    )
+    assert "suggestions in a row" in (state.stopped_by or "")
+    store = Store(storage)
+    runs = store.runs("again")
+    store.dispose()
+    assert [(r.trial, r.status.value, r.epochs) for r in runs] == [(0, "pruned", 1)]
+    study = optuna.load_study(study_name="again", storage=storage)
+    first, *repeats = study.get_trials(deepcopy=False)
+    assert len(repeats) == 4 and state.counts["repeats"] == 4
+    for t in repeats:
+        assert t.state == optuna.trial.TrialState.PRUNED
+        assert (t.user_attrs["status"], t.user_attrs["repeat_of"]) == ("repeat", 0)
+        assert t.intermediate_values == first.intermediate_values

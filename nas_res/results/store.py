@@ -250,6 +250,20 @@ class Store:
             return found[0]
         return next((r for r in found if not r.reused), None)
 
+    def find_pruned(self, arch_key: str, recipe_key: str, data_key: str, study: str) -> Run | None:
+        """A run of `study` that trained this arch with this recipe on this data and was pruned: the same
+        suggestion again is a repeat, not a new training (it would be stopped at the same rung)."""
+        q = _with_arch(sa.select(runs)).where(
+            runs.c.study == study,
+            runs.c.arch_key == arch_key,
+            runs.c.recipe_key == recipe_key,
+            runs.c.data_key == data_key,
+            runs.c.status == RunStatus.PRUNED.value,
+        )
+        with self.engine.connect() as c:
+            row = c.execute(q.order_by(runs.c.id).limit(1)).mappings().first()
+        return _run(row) if row is not None else None
+
     def set_test_acc(self, run_id: int, top1: float, correct: bytes | None = None) -> None:
         """A run's test accuracy and, where measured, which test images it got right (paired.py's bitmap)."""
         with self.engine.begin() as c:

@@ -143,8 +143,9 @@ def make_sampler(config: SearchConfig, shape: dict, parallel: bool, seed: int) -
             return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=parallel)
         if config.sampler == "random":
             return FeasibleStart(None, config, shape, startup, seed)
-        if config.sampler == "gp":  # it fits complete trials only: its own start-up counts those
-            return FeasibleStart(optuna.samplers.GPSampler(seed=seed), config, shape, startup, seed)
+        if config.sampler == "gp":  # it fits complete trials only: from the first one on, after the start-up
+            gp = optuna.samplers.GPSampler(seed=seed, n_startup_trials=1)
+            return FeasibleStart(gp, config, shape, startup, seed)
         if config.sampler == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed)
         size = config.space.size()

@@ -172,6 +172,10 @@ class OptunaStudy:
                 return False  # finished by someone else between our ask and this tell
             raise
 
+    def record(self, trial: Trial, value: float, step: int) -> None:
+        """An epoch's value, without asking the pruner (a repeat's values, replayed)."""
+        trial.report(value, step)
+
     def report(self, trial: Trial, value: float, step: int) -> bool:
         """Report an epoch's value; True when the pruner says stop. A trial another coordinator already
         failed (the database was away too long) is stopped too."""

@@ -96,6 +96,19 @@ class Trials:
                 self.tell(trial, self._values(known.score, price))
                 counts["repeats"] += 1
                 continue
+            pruned = (
+                None
+                if known
+                else db(self.store.find_pruned, arch.key, recipe_key, self.config.data_key, self.config.study)
+            )
+            if pruned is not None:  # told what it reached before, so the sampler ranks it as it did then
+                db(self.optuna.set, trial, status="repeat", repeat_of=pruned.trial)
+                for h in pruned.history:
+                    if h.get(self.config.score_key) is not None:
+                        db(self.optuna.record, trial, h[self.config.score_key], h["epoch"])
+                self.tell(trial, state=PRUNED)
+                counts["repeats"] += 1
+                continue
             if known is not None:
                 self._reuse(trial, arch, price, recipe, recipe_key, known)
                 c.refresh_counts(force=True)
