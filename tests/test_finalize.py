@@ -160,7 +160,7 @@ def test_the_last_epoch_is_never_pruned():
     from nas_res.search.trials import Trials
 
     decisions = []
-    job = SimpleNamespace(trial="t", epochs=3, epoch=0, val_acc=None, val_loss=None)
+    job = SimpleNamespace(trial="t", epochs=3, epoch=0, val_acc=None, val_loss=None, reference=False)
     worker = SimpleNamespace(job=job, decide=decisions.append)
     trials = SimpleNamespace(
         config=SimpleNamespace(multi_objective=False, task="classify", score_key="val_acc"),

@@ -247,7 +247,7 @@ def test_yaml_files_are_read_up_to_a_size(tmp_path):
 
 
 def test_a_band_no_candidate_fits_is_refused_with_digits_that_tell_its_ends_apart():
-    for command in (["space", "show", "resnext"], ["search", "--trials", "1"]):
+    for command in (["space", "show", "resnext"], ["search", "--space", "resnext", "--trials", "1"]):
         refused(invoke([*command, "--budget", "4.0000-4.0001GFLOPs"]), "4.0000 G <= FLOPs <= 4.0001 G", "widen")
     assert default_study_name({"budget": "3.8-4.2GFLOPs"}) == "resnext-digits-3.8-4.2GFLOPs"
 

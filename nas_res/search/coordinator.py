@@ -117,7 +117,13 @@ class Coordinator:
         if given:
             self._queue(given)
         elif new:
-            self._queue_references()
+            try:
+                self._queue_references()
+            except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
+                full = storage_full(e, safe_url(self.store.url))
+                if full is None:
+                    raise
+                raise full from None
         self.recipe = config.recipe.to_dict()
         self.pool = Pool(
             config.gpus,

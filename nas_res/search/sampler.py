@@ -63,7 +63,7 @@ class FeasibleStart(BaseSampler):
 
     # ---- start-up ------------------------------------------------------------------------------------
     def _in_startup(self, study: Study, trial: FrozenTrial) -> bool:
-        if "fixed_params" in trial.system_attrs:
+        if "fixed_params" in trial.system_attrs or "failed_trial" in trial.system_attrs:  # queued, or a retry
             return False
         if math.isinf(self.startup):
             return True
