@@ -60,25 +60,16 @@ def params_of(space: DesignSpace, arch: Arch) -> dict[str, Any] | None:
 
 def _numeric_values(space: DesignSpace, arch: Arch) -> dict[str, Any] | None:
     """The numeric dims' values that shape `arch`, each one of its dim's values; None when one is not."""
+    from .space import STRUCTURE
+
     first = arch.stages[0]
-    values: dict[str, Any] = {"width": first.width, "stem_width": arch.stem_width}
-    if space.spec.split is None:
-        values.update({f"depth{i + 1}": s.depth for i, s in enumerate(arch.stages)})
-    else:
-        values["depth"] = arch.depth
-    if arch.block == "bottleneck":
-        values["cardinality"] = first.groups
-        if space.spec.ratio_mode:
-            values["bottleneck_ratio"] = first.mid / first.width
-        else:
-            if first.mid % first.groups:
-                return None
-            values["bottleneck_width"] = first.mid // first.groups
+    if arch.block == "bottleneck" and not space.spec.ratio_mode and first.mid % first.groups:
+        return None  # no whole d per group
     out: dict[str, Any] = {}
-    for name, value in values.items():
-        d = space.dims.get(name)
-        if d is None or not d.open:
-            continue  # fixed by the template: the key comparison checks it
+    for name, value in space.values_of(arch).items():  # open dims only: the key comparison checks the rest
+        if name in STRUCTURE:
+            continue
+        d = space.dims[name]
         same = [v for v in d.values if v == value or (isinstance(v, float) and abs(v - value) <= 1e-9 * abs(v))]
         if not same:
             return None
