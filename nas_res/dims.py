@@ -17,6 +17,9 @@ DIM_KEYS = ("choices", "range", "step", "log")
 MAX_INT = 1_000_000  # widths, depths, resolutions...: anything larger is a typo (and would overflow floats)
 MAX_RANGE = 100_000  # values in one range
 
+# The categorical dims that fix a unit's kind, as opposed to the numeric ones that size it.
+STRUCTURE = ("block", "stem", "shortcut", "unit_order", "stride_on", "modulation")
+
 
 @dataclass(frozen=True)
 class Dim:

@@ -7,13 +7,24 @@ A search queues the zoo nets its space expresses as its first trials (`study.enq
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .arch import Arch
+from .dims import STRUCTURE, Dim
 from .errors import ResnasError
+from .spec import Spec
 
-if TYPE_CHECKING:
-    from .space import DesignSpace
+
+class DesignSpace(Protocol):
+    """What of a design space this module reads (`space.DesignSpace` is one; it imports this module)."""
+
+    spec: Spec
+    dims: dict[str, Dim]
+
+    def arch_from(self, values: dict[str, Any]) -> Arch: ...
+
+    def values_of(self, arch: Arch) -> dict[str, Any]: ...
+
 
 BOTTLENECK_DIMS = ("cardinality", "bottleneck_width", "bottleneck_ratio")
 
@@ -27,8 +38,6 @@ def params_of(space: DesignSpace, arch: Arch) -> dict[str, Any] | None:
     block's stride is on its 3x3 either way; option A is B where no unit changes shape). A candidate is a
     point when the space builds it with the arch's key: nothing else counts (zero-init of the last BN too).
     """
-    from .space import STRUCTURE  # space imports this module
-
     spec, dims = space.spec, space.dims
     if len(arch.stages) != len(spec.strides):
         return None
@@ -60,8 +69,6 @@ def params_of(space: DesignSpace, arch: Arch) -> dict[str, Any] | None:
 
 def _numeric_values(space: DesignSpace, arch: Arch) -> dict[str, Any] | None:
     """The numeric dims' values that shape `arch`, each one of its dim's values; None when one is not."""
-    from .space import STRUCTURE
-
     first = arch.stages[0]
     if arch.block == "bottleneck" and not space.spec.ratio_mode and first.mid % first.groups:
         return None  # no whole d per group

@@ -22,11 +22,11 @@ from typing import Any
 from .arch import VAE_LATENT, Arch, Kind, Stage, blocks_for_total, canonical_kind, inner_shape, requested_task
 from .blocks import Tally
 from .cost import Budget, cost, network_tallies
+from .dims import STRUCTURE
 from .errors import ResnasError
 from .points import params_of
 from .spec import Dim, Spec, parse_spec, read_template
 
-STRUCTURE = ("block", "stem", "shortcut", "unit_order", "stride_on", "modulation")
 ENUMERATE_LIMIT = 20_000  # exact answers by enumeration up to this many candidates
 STEM_WIDTHS_TRIED = 32  # extremes() tries each stem width up to this many values
 
