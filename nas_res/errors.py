@@ -1,6 +1,22 @@
-"""The one exception type a user can cause; the CLI turns it into a message and exit code 2."""
+"""The one exception type a user can cause (the CLI turns it into a message and exit code 2), and the
+interrupt SIGTERM raises where a command handles it as Ctrl-C."""
 
 from __future__ import annotations
+
+import signal
+import threading
+
+
+def a(word: str) -> str:
+    """`word` after the article English gives it in a message: "an experiment file", "an int", "a list"."""
+    w = word.lstrip("'\"`").lower()
+    vowel = w[:1] in ("a", "e", "i", "o", "u") and not w.startswith(("uni", "use", "usa", "one", "eu"))
+    return f"{'an' if vowel else 'a'} {word}"
+
+
+def count(n: int, word: str) -> str:
+    """`n word` with the plural a count needs: "1 epoch", "2 epochs", "1,200 images"."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 class ResnasError(Exception):
@@ -12,3 +28,20 @@ class ResnasError(Exception):
         self.bare = message
         prefix = ": ".join(p for p in (where, field) if p)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class Terminated(KeyboardInterrupt):
+    """The interrupt SIGTERM raises: handled as Ctrl-C is, but the command then exits 143 (128 + 15), not 130."""
+
+
+def sigterm_as_interrupt():
+    """SIGTERM (a scheduler's stop, `kill`) ends a search or a training as Ctrl-C does: trials marked, study
+    resumable, the last epoch saved. Returns the handler it replaced (None off the main thread, where no
+    handler can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise Terminated
+
+    return signal.signal(signal.SIGTERM, interrupt)
