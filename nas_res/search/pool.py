@@ -17,7 +17,6 @@ import multiprocessing as mp
 import os
 import queue
 import signal
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from ..status import RunStatus
 from ..threads import use_threads, worker_threads
 from ..train import Pruned, train
 from .keep import KeepPolicy, end_files, take_over, trial_folder
+from .orphan import Parent, die_with_parent
 
 # ---- the protocol ----------------------------------------------------------------------------------
 
@@ -127,6 +127,7 @@ class Assignment:
     epoch: int = 0
     val_acc: float | None = None
     val_loss: float | None = None  # a VAE's score: its validation negative ELBO
+    history: list = field(default_factory=list)  # its epochs so far, as its run row holds them
 
 
 @dataclass
@@ -146,13 +147,13 @@ class Worker:
     job: Assignment | None = None
 
     def start(self) -> None:
-        ctx = context()
+        ctx, here = context(), Parent.here()
         self.jobs, self.control, self.ready, self.job = ctx.Queue(), ctx.Queue(), False, None
         self.process = ctx.Process(
             target=main,
             name=f"resnas-worker-{self.index}",
             daemon=True,
-            args=(self.index, self.device, self.threads, self.data_args, self.jobs, self.control, self.out),
+            args=(self.index, self.device, self.threads, self.data_args, self.jobs, self.control, self.out, here),
         )
         self.process.start()
 
@@ -223,10 +224,10 @@ class Pool:
 # ---- the worker's side ----------------------------------------------------------------------------
 
 
-def main(index: int, device: str, threads: int, data_args: dict, jobs, control, out) -> None:
+def main(index: int, device: str, threads: int, data_args: dict, jobs, control, out, parent: Parent) -> None:
     """Worker entry point: load the data, then train jobs until told to stop (a None job)."""
+    die_with_parent(parent)  # a coordinator killed outright cannot stop its workers: they go by themselves
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     use_threads(threads)
     try:
@@ -292,11 +293,3 @@ def _resume(job: Job, folder: Path, arch: Arch, recipe: Recipe, data: Data, link
         out.put(Epoch(index, job.trial, dict(row)))
         control.get()
     return {"trial": job.resume_from, "epochs": len(history)}
-
-
-def _exit_with_parent(parent: int) -> None:
-    """A coordinator killed outright (SIGKILL, a lost host) cannot stop its workers: they notice and go,
-    rather than train on for nobody and hold the GPU."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)

@@ -1,9 +1,11 @@
-"""Fault injection for tests/test_faults.py, loaded only by processes started with this folder on PYTHONPATH.
+"""Fault injection for tests/test_faults.py and test_orphans.py, for processes with this folder on PYTHONPATH.
 
 RESNAS_TEST_FAULTS is a comma-separated list, one entry per network built, in order across every
 worker process of the search (a counter file keeps the place across a worker that is replaced):
 `raise` (an exception in the trial), `oom` (out of memory while building), `diverge` (NaN outputs),
 `kill` (the worker process killed outright), `ok` (a normal trial). Networks past the list are normal.
+
+RESNAS_TEST_SLOW_START=SECONDS delays every worker process before its own code runs (tests/test_orphans.py).
 """
 
 import os
@@ -38,3 +40,8 @@ if os.environ.get("RESNAS_TEST_FAULTS"):
         return model
 
     train_module.build = faulty_build
+
+if os.environ.get("RESNAS_TEST_SLOW_START") and "--multiprocessing-fork" in __import__("sys").argv:
+    # a worker process that takes this long to start (as importing torch on a slow disk): room to kill
+    # its coordinator before the worker's own code runs (tests/test_orphans.py)
+    __import__("time").sleep(float(os.environ["RESNAS_TEST_SLOW_START"]))
