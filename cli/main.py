@@ -5,27 +5,19 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from nas_res import ResnasError, __version__, cost, fvcore_cost, load_space, zoo
-from nas_res.cost import Budget, human
-from nas_res.iso import iso_table
-from nas_res.space import builtin_spaces
+from nas_res import ResnasError, __version__
+from nas_res.spec import load_spec
 from nas_res.zoo import resolve_arch
 
-from .activations import activations_cmd
-from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, cost_record, emit_json, err, out, user_errors
-from .experiment import experiment_app
-from .finalize import fidelity_cmd, finalize_cmd
-from .gradients import gradients_cmd
-from .reports import compare_cmd, export_cmd, leaderboard_cmd, plot_cmd, studies_cmd
-from .search import search_cmd, worker_cmd
-from .study import study_app
-from .train import evaluate_cmd, train_cmd
+from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, cost_record, emit_json, err, out, reflow_help, user_errors
+from .lazy import LazyGroup  # the commands of the other cli modules, imported when used
 
 app = typer.Typer(
     help="Design-space exploration and architecture search for residual networks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=LazyGroup,
 )
 
 
@@ -46,21 +38,6 @@ def _options(
 
 space_app = typer.Typer(help="Inspect and sample design spaces.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
-app.add_typer(study_app, name="study")
-app.add_typer(experiment_app, name="experiment")
-app.command("train")(train_cmd)
-app.command("evaluate")(evaluate_cmd)
-app.command("search")(search_cmd)
-app.command("worker")(worker_cmd)
-app.command("finalize")(finalize_cmd)
-app.command("fidelity")(fidelity_cmd)
-app.command("studies")(studies_cmd)
-app.command("leaderboard")(leaderboard_cmd)
-app.command("compare")(compare_cmd)
-app.command("plot")(plot_cmd)
-app.command("export")(export_cmd)
-app.command("gradients")(gradients_cmd)
-app.command("activations")(activations_cmd)
 
 
 # ---- zoo and cost ---------------------------------------------------------------------------------
@@ -73,6 +50,9 @@ def zoo_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Named reference architectures (torchvision's ImageNet nets, the papers' CIFAR nets, MNIST)."""
+    from nas_res import cost, zoo
+    from nas_res.cost import human
+
     names = [name] if name else zoo.names()
     records = []
     for n in names:
@@ -115,6 +95,8 @@ def cost_cmd(
     if resolution is not None and resolution < 1:
         raise ResnasError(f"must be a positive integer; got {resolution}", field="--resolution")
     name, arch = resolve_arch(target)
+    from nas_res.cost import cost, fvcore_cost, human
+
     c = cost(arch, resolution)
     ref = fvcore_cost(arch, resolution) if verify else None
     if as_json:
@@ -161,6 +143,9 @@ def iso_cmd(
     """Iso-complexity: the bottleneck width (per cardinality) or width (per depth) that keeps the reference's
     params or FLOPs."""
     _, ref = resolve_arch(like)
+    from nas_res.cost import human
+    from nas_res.iso import iso_table
+
     results = iso_table(ref, cardinality=cardinality, depths=depths, match=match)
     if as_json:
         return emit_json(
@@ -187,6 +172,8 @@ def iso_cmd(
 @user_errors
 def spaces_cmd(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
     """Built-in design-space templates."""
+    from nas_res.space import builtin_spaces, load_space
+
     spaces = [load_space(n) for n in builtin_spaces()]
     if as_json:
         return emit_json(
@@ -212,7 +199,11 @@ def space_show(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """A space's fixed parts, open dimensions, exact size, and the share of it inside a budget."""
-    s = load_space(space)
+    spec = load_spec(space)
+    from nas_res.cost import Budget, cost, human
+    from nas_res.space import DesignSpace
+
+    s = DesignSpace(spec)
     b = Budget.parse(budget, max_params)
     info = s.describe()
     cheap, big = s.extremes("flops")
@@ -273,7 +264,11 @@ def space_sample(
     """Distinct candidates drawn uniformly from the space, all inside the budget."""
     if n < 1:
         raise ResnasError(f"must be at least 1; got {n}", field="-n")
-    s = load_space(space)
+    spec = load_spec(space)
+    from nas_res.cost import Budget, cost, human
+    from nas_res.space import DesignSpace
+
+    s = DesignSpace(spec)
     b = Budget.parse(budget, max_params)
     s.check_budget(b)
     archs = s.sample(n, b, seed)
@@ -293,6 +288,9 @@ def space_sample(
     out.print(table)
     if len(archs) < n:
         err.print(f"only {len(archs)} distinct candidates fit the budget (asked for {n})")
+
+
+reflow_help(app)  # after every command is added
 
 
 def main() -> None:

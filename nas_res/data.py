@@ -16,20 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .datasets import DATASETS
 from .errors import ResnasError
 from .memory import check_room
 from .published import TORCHVISION, load_published
 from .subset import TrainSize, balanced_indices, parse_train_size, read_number, subset_count
 
-DATASETS = (
-    "digits",
-    "mnist",
-    "fashion-mnist",
-    "cifar10",
-    "cifar100",
-    "imagefolder:PATH",
-    "synthetic[:CxHxW[:CLASSES[:N]]]",
-)
 DEFAULT_DATA_DIR = Path(os.environ.get("RESNAS_DATA", Path.home() / ".cache" / "resnas" / "data"))
 IN_MEMORY_LIMIT = 4 << 30  # an ImageFolder whose decoded uint8 images exceed this stays on disk
 # STATS_NOTE: the normalisation (mean, std) is that of the whole training split left by validation, also

@@ -15,7 +15,6 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from .cost import Budget, cost, network_tallies
 from .dims import STRUCTURE
 from .errors import ResnasError
 from .points import params_of
-from .spec import Dim, Spec, parse_spec, read_template
+from .spec import Dim, Spec, builtin_spaces, load_spec  # noqa: F401 (builtin_spaces is read from here)
 
 ENUMERATE_LIMIT = 20_000  # exact answers by enumeration up to this many candidates
 STEM_WIDTHS_TRIED = 32  # extremes() tries each stem width up to this many values
@@ -70,7 +69,8 @@ class DesignSpace:
         """This space for another task (classify or vae; None: its own), latent and likelihood, and for a VAE
         at `resolution` (its linear maps are sized for its images). Checked as an Arch checks them, naming
         the option."""
-        if requested_task(self.spec.task, task, latent, likelihood) == "classify":
+        classifiers = f"space {self.name} holds classifiers"
+        if requested_task(self.spec.task, task, latent, likelihood, classifiers) == "classify":
             return (
                 self
                 if self.spec.task == "classify"
@@ -424,21 +424,6 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def builtin_spaces() -> list[str]:
-    """Names of the templates shipped in `search_spaces/`."""
-    folder = resources.files("nas_res.search_spaces")
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
 def load_space(name_or_path: str | Path) -> DesignSpace:
     """A built-in template by name (`resnext`) or a YAML file by path."""
-    text = str(name_or_path)
-    path = Path(text)
-    if not (text.endswith((".yaml", ".yml")) or path.exists()):
-        if text not in builtin_spaces():
-            raise ResnasError(
-                f"unknown space {text!r}: not a file, and not a built-in template ({', '.join(builtin_spaces())})"
-            )
-        with resources.as_file(resources.files("nas_res.search_spaces") / f"{text}.yaml") as p:
-            return DesignSpace(parse_spec(read_template(p), f"{text}.yaml"))
-    return DesignSpace(parse_spec(read_template(path), str(path)))
+    return DesignSpace(load_spec(name_or_path))

@@ -10,6 +10,7 @@ import difflib
 import itertools
 import math
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from .arch import (
     layers_outside_blocks,
 )
 from .dims import MAX_INT, Dim, check_value, parse_dim, template_error
+from .errors import ResnasError, a
 from .yamlfile import read_yaml
 
 TOP_KEYS = {
@@ -82,9 +84,30 @@ def read_template(path: Path) -> Any:
     return read_yaml(path, "template")
 
 
+def builtin_spaces() -> list[str]:
+    """Names of the templates shipped in `search_spaces/`."""
+    folder = resources.files("nas_res.search_spaces")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_spec(name_or_path: str | Path) -> Spec:
+    """The checked template of a built-in space by name (`resnext`) or of a YAML file by path; no torch
+    is imported, so a command can refuse a bad template before it loads its machinery."""
+    text = str(name_or_path)
+    path = Path(text)
+    if not (text.endswith((".yaml", ".yml")) or path.exists()):
+        if text not in builtin_spaces():
+            raise ResnasError(
+                f"unknown space {text!r}: not a file, and not a built-in template ({', '.join(builtin_spaces())})"
+            )
+        with resources.as_file(resources.files("nas_res.search_spaces") / f"{text}.yaml") as p:
+            return parse_spec(read_template(p), f"{text}.yaml")
+    return parse_spec(read_template(path), str(path))
+
+
 def parse_spec(data: Any, where: str) -> Spec:
     if not isinstance(data, dict):
-        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        got = "an empty file" if data is None else a(type(data).__name__)
         raise template_error(
             where, "", f"a template must be a mapping of keys (resolution: ..., width: ..., ...); got {got}"
         )

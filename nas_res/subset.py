@@ -9,9 +9,12 @@ subset is part of a larger one with the same seed), so proxies of different size
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import ResnasError
+
+if TYPE_CHECKING:
+    import torch
 
 TrainSize = int | float | None  # a count of images, a fraction in (0, 1), or None: the whole split
 
@@ -86,6 +89,8 @@ def balanced_indices(labels: torch.Tensor, n: int, seed: int, classes: int) -> t
     order; a class with fewer items than its share gives them all and the others share the rest."""
     if n > len(labels):
         raise ValueError(f"{n} items asked for out of {len(labels)}")
+    import torch  # here: parsing a train size (an experiment file's) needs no torch
+
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(classes, generator=g).tolist()
     members = [torch.nonzero(labels == c).flatten() for c in range(classes)]

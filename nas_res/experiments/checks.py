@@ -17,8 +17,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from scipy import stats
-
 from ..errors import ResnasError
 
 # What each run is measured by: the final epoch, so nothing is selected on the validation split (but
@@ -151,6 +149,8 @@ def pooled_sd(groups: list[list[float]]) -> tuple[float | None, int]:
 
 def difference(a: list[float], b: list[float], sd: float | None, df: int, level: float) -> tuple:
     """mean(b) - mean(a) with its Student-t interval from the pooled sd (None bounds: no spread known)."""
+    from scipy import stats  # here: reading an experiment file needs no SciPy
+
     diff = sum(b) / len(b) - sum(a) / len(a)
     if sd is None or not a or not b:
         return diff, None, None
@@ -210,6 +210,8 @@ def _outcome(check: Check, lo: float | None, hi: float | None) -> str:
 
 def _edf(check: Check, first: list[float], second: list[float], level: float) -> Verdict:
     """First arm's values lower (its EDF above the second's): one-sided KS tests both ways."""
+    from scipy import stats
+
     a, b = check.arms
     alpha = 1 - level
     lower = stats.ks_2samp(first, second, alternative="greater")  # first's CDF above: its values lower

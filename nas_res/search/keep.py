@@ -29,15 +29,8 @@ from ..results.report import pareto, rank
 from ..results.storage import DEFAULT_STORAGE, sqlite_file
 from ..results.store import Store
 from ..status import RunStatus
+from .settings import BEST, DEFAULT_KEEP, KEEP_HELP  # noqa: F401 (still read from here)
 from .state import Disk
-
-BEST = 5  # the default K: the top of the leaderboard, what a user exports
-DEFAULT_KEEP = f"best:{BEST}"
-KEEP_HELP = (
-    "Which trials' checkpoints stay on disk: best:K (the final weights of the K best on the leaderboard; "
-    "default best:5), ranked (of every ranked trial), all (everything, optimizer state included) or none. "
-    "A running or interrupted trial keeps the state it resumes from."
-)
 
 
 @dataclass(frozen=True)
