@@ -9,19 +9,24 @@ each unit's output in network order, as in `resnas gradients`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 
 from .arch import Arch
 from .batches import batches
+from .blocks import stem_cost
+from .cost import stage_cost
 from .data import Data, class_names, load_data
 from .device import resolve_device
 from .errors import ResnasError
-from .evaluation import checkpoint_data
+from .evaluation import checkpoint_data, other_data
 from .fitting import fit_to_data
 from .gradients import resolve_target
+from .memory import check_need
 from .model import ResNet, build
+from .recipe import MAX_SEED
 from .vae import VAE
 
 
@@ -50,6 +55,7 @@ class Activations:
     labels: tuple[int, ...]
     class_names: tuple[str, ...]
     units: tuple[UnitMaps, ...]
+    note: str | None = None  # a checkpoint shown on data other than its training data says so
 
 
 def parse_units(text: str | None) -> tuple[int, ...] | None:
@@ -121,19 +127,23 @@ def activations(
     device: str | torch.device = "cpu",
     data_dir: str | None = None,
     seed: int = 0,
+    say: Callable[[str], None] | None = None,
 ) -> list[Activations]:
     """The feature maps of each target (a checkpoint; or a zoo name / arch file at seeded initialisation,
     which needs `data`) after each chosen depth for the same `images` images of `split` of its data (the
-    data it was trained on by default, normalised as in training; read once for targets that share it)."""
+    data it was trained on by default, normalised as in training; read once for targets that share it).
+    Each target's maps are estimated first: refused when they cannot fit, and `say` is told when they are large."""
     if isinstance(images, bool) or not isinstance(images, int) or not 1 <= images <= 64:
         raise ResnasError(f"must be an integer from 1 to 64; got {images!r}", field="--images")
     if split not in ("test", "val"):
         raise ResnasError(f"must be test or val; got {split!r}", field="--split")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ResnasError(f"must be an integer from 0 to {MAX_SEED:,}; got {seed!r}", field="seed")
     depths = parse_units(units) if isinstance(units, str) or units is None else tuple(sorted(set(units)))
     targets = [targets] if isinstance(targets, str) else list(targets)
     resolved = [resolve_target(t) for t in targets]  # every target checked before any data is read
     loaded: dict[str, Data] = {}
-    out = []
+    out: list[Activations] = []
     for target, (name, arch, state) in zip(targets, resolved):
         if state is None and data is None:
             raise ResnasError(
@@ -148,11 +158,40 @@ def activations(
                 loaded[key] = checkpoint_data(target, state, data, test=split == "test", data_dir=data_dir)
             else:
                 loaded[key] = load_data(str(data), data_dir=data_dir, test=split == "test", image_size=arch.resolution)
-        out.append(_maps(target, name, arch, state, loaded[key], images, depths, split, device, seed))
+        held = sum(u.maps.numel() * 4 for a in out for u in a.units)  # the earlier targets' maps, kept
+        maps = _maps(target, name, arch, state, loaded[key], images, depths, split, device, seed, held, say)
+        out.append(maps if state is None else replace(maps, note=other_data(name, state, loaded[key])))
     return out
 
 
-def _maps(target, name, arch, state, data: Data, images, depths, split, device, seed) -> Activations:
+MAPS_FACTOR = 1.5  # peak RSS over the maps kept, measured at 1.24-1.35 (the pass's own tensors, the batch)
+
+
+def map_shapes(arch: Arch, side: int) -> list[tuple[int, int, int]]:
+    """(channels, height, width) of the maps at each depth of `arch` on `side`-pixel images (0: the stem's
+    output, then each unit's), from the shapes the analytic cost already works out: no model is built."""
+    _, h, w = stem_cost(arch.stem, arch.in_channels, arch.stem_width, arch.unit_order, side)
+    shapes, cin = [(arch.stem_width, h, w)], arch.stem_width
+    for s in arch.stages:
+        _, h, w = stage_cost(arch.kind, cin, s.width, s.mid, s.groups, s.stride, s.depth, h, w)
+        shapes, cin = shapes + [(s.width, h, w)] * s.depth, s.width
+    return shapes
+
+
+def memory_note(arch: Arch, side: int, images: int, depths: tuple[int, ...] | None, held: int = 0) -> str | None:
+    """Estimate the host memory the maps of `images` images at `depths` (None: all) take, with `held` bytes
+    already kept; refuse when that is more than the memory available, and return a note over half of it."""
+    shapes = map_shapes(arch, side)
+    values = sum(c * h * w for d, (c, h, w) in enumerate(shapes) if depths is None or d in depths)
+    need = held + int(values * images * 4 * MAPS_FACTOR)
+    basis = f"{values:,} map values x {images} images x 4 bytes x {MAPS_FACTOR} with the pass itself"
+    if held:
+        basis += f", + {held:,} bytes of maps already made"
+    what = f"the feature maps of {arch.summary()}"
+    return check_need(need, what, basis, field="--images", fix="show fewer --images or --units", device="cpu")
+
+
+def _maps(target, name, arch, state, data: Data, images, depths, split, device, seed, held=0, say=None) -> Activations:
     if getattr(data, split) is None:
         raise ResnasError(f"{data.spec} was loaded without its {split} split", field="--split")
     if state is None:
@@ -171,6 +210,9 @@ def _maps(target, name, arch, state, data: Data, images, depths, split, device, 
             where=target,
             field="--dataset",
         )
+    said = memory_note(arch, data.size, images, depths, held)  # refused before the model is built, if it cannot fit
+    if said and say:
+        say(said)
     dev = resolve_device(device)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -198,4 +240,13 @@ def _maps(target, name, arch, state, data: Data, images, depths, split, device, 
     )
 
 
-__all__ = ["Activations", "UnitMaps", "activations", "parse_units", "pick_images", "unit_maps"]
+__all__ = [
+    "Activations",
+    "UnitMaps",
+    "activations",
+    "map_shapes",
+    "memory_note",
+    "parse_units",
+    "pick_images",
+    "unit_maps",
+]

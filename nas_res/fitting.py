@@ -5,6 +5,7 @@ from __future__ import annotations
 from .arch import Arch
 from .data import Data
 from .errors import ResnasError
+from .vae import check_latent
 
 
 def check_fit(arch: Arch, data: Data) -> None:
@@ -26,6 +27,8 @@ def check_fit(arch: Arch, data: Data) -> None:
             "in the arch (or pass --fit to `resnas train`)",
             field="arch",
         )
+    if arch.task == "vae":
+        check_latent(arch.latent, arch.in_channels, arch.resolution)  # no wider than the data's images
 
 
 def fit_to_data(arch: Arch, data: Data) -> Arch:

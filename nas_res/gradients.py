@@ -28,11 +28,14 @@ from torch import nn
 from . import checkpoint
 from .arch import Arch
 from .batches import batches
+from .cost import cost
 from .data import Data, load_data
 from .device import resolve_device
 from .errors import ResnasError
 from .fitting import fit_to_data
+from .memory import check_need
 from .model import ResNet
+from .recipe import MAX_SEED
 from .zoo import resolve_arch
 
 
@@ -200,6 +203,27 @@ def _scalar(text: str) -> object:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+# Float32 values a pass holds per activation (`cost`'s count): autograd keeps each conv's and ReLU's output,
+# and the backward pass every unit's input gradient. Peak RSS of one CPU pass over the RSS before it: 2.4-3.7
+# (resnet18..preact_resnet1001, batch 4-256), up to 4.3 for small nets at small batches. 3.5 errs high.
+AUTOGRAD_FACTOR = 3.5
+PARAM_BYTES = 12  # each parameter's float32 weight, its gradient, and a checkpoint's copy of it
+
+
+def memory_note(arch: Arch, batch: int, side: int | None = None, device: object = "cpu", label: str = "") -> str | None:
+    """Estimate one backward pass of `arch` on `batch` images `side` pixels square (default: its own
+    resolution) from its exact activation count; refuse it when that is more than the memory available,
+    and return a note to print when it takes over half of it (None otherwise)."""
+    c = cost(arch, side)
+    need = int(c.acts * batch * 4 * AUTOGRAD_FACTOR) + c.params * PARAM_BYTES
+    basis = (
+        f"{c.acts:,} activations x {batch} images x 4 bytes x {AUTOGRAD_FACTOR} for autograd, + {c.params:,} "
+        f"parameters x {PARAM_BYTES} bytes"
+    )
+    what = f"one backward pass of {label or arch.summary()} at batch {batch}"
+    return check_need(need, what, basis, field="--batch", fix="lower --batch", device=device)
+
+
 def gradient_flow(
     target: str | Path | Arch | ResNet,
     data: Data | str | tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -219,6 +243,8 @@ def gradient_flow(
     whole, or None: synthetic images of the arch's shape. The caller's random state is left as it was."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ResnasError(f"must be a positive integer; got {batch!r}", field="batch")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ResnasError(f"must be an integer from 0 to {MAX_SEED:,}; got {seed!r}", field="seed")
     dev = resolve_device(device)
     state, model = None, None
     if isinstance(target, ResNet):  # measured where it is
@@ -230,7 +256,10 @@ def gradient_flow(
         source = name if state is not None else "init"
     if arch.task == "vae":
         raise ResnasError(
-            f"{name} is a VAE (task: vae); gradient flow is measured on a classifier's cross-entropy", field="target"
+            f"{name} is a VAE (task: vae); gradient flow is measured on a classifier's cross-entropy. "
+            f"`resnas activations {name}` shows its encoder's feature maps unit by unit"
+            + (f", `resnas evaluate {name}` its negative ELBO" if state is not None else " (with --dataset)"),
+            field="target",
         )
     fixed = model is not None or state is not None  # trained or built weights: the data must fit them
     if isinstance(data, tuple):
@@ -266,6 +295,7 @@ def gradient_flow(
             )
         x, y = next(iter(batches(data, "train", batch_size=batch, device=dev, train=True, seed=seed)))
         dataset = data.spec
+    memory_note(arch, len(y), x.shape[-1], dev, name)  # refused before the model is built, if it cannot fit
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)  # the initialisation, and dropout (a modulation) in the pass
         if model is None:

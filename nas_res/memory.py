@@ -1,4 +1,4 @@
-"""Host memory a dataset may take: refuse one that cannot fit before allocating it, in words a user reads."""
+"""Memory a dataset or a pass may take: refuse what cannot fit before allocating it, in words a user reads."""
 
 from __future__ import annotations
 
@@ -41,3 +41,29 @@ def check_room(nbytes: int, what: str, *, field: str = "dataset", copies: int = 
             f"{human_bytes(free // copies)} of images fit",
             field=field,
         )
+
+
+def device_available(device: object = "cpu") -> int:
+    """Bytes free where a pass on `device` keeps its tensors: a CUDA device's free memory, else the host's."""
+    if str(device).startswith("cuda"):
+        import torch  # only here: the host's figure needs no torch
+
+        return int(torch.cuda.mem_get_info(torch.device(str(device)))[0])
+    return available()
+
+
+def check_need(need: int, what: str, basis: str, *, field: str, fix: str, device: object = "cpu") -> str | None:
+    """Refuse `what` when its estimated `need` (in bytes, reckoned as `basis` says) is more than the memory
+    available where it runs; over half of it, a note to print, since the estimate is not exact (None below).
+    Refused before the work: a pass that does not fit swaps the machine to a halt or is killed mid-way."""
+    free = device_available(device)
+    where = "GPU memory" if str(device).startswith("cuda") else "memory"
+    if need > free:
+        raise ResnasError(
+            f"{what} needs about {human_bytes(need)} ({basis}), more than the {human_bytes(free)} of {where} "
+            f"available here; {fix}",
+            field=field,
+        )
+    if need > free // 2:
+        return f"{what} takes about {human_bytes(need)} of the {human_bytes(free)} of {where} available ({basis})"
+    return None

@@ -15,6 +15,11 @@ from .yamlfile import read_yaml
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "linear", "onecycle", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
+# Beyond any real run, so a typo (10^20 epochs) is refused rather than trained until killed: published
+# schedules end within a few thousand epochs and the largest batches used are a few tens of thousands.
+MAX_EPOCHS = 10_000
+MAX_BATCH = 1 << 20
+MAX_SEED = 2**32 - 1  # torch's generators overflow past 2**64; numpy's legacy ones past 2**32
 
 
 @dataclass(frozen=True)
@@ -41,14 +46,18 @@ class Recipe:
         def bad(name: str, allowed: str):
             raise ResnasError(f"must be {allowed}; got {getattr(self, name)!r}", field=f"recipe.{name}")
 
-        for name in ("epochs", "batch_size", "seed"):
+        for name, most in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH), ("seed", MAX_SEED)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "seed" else 1):
                 bad(name, "a non-negative integer" if name == "seed" else "a positive integer")
+            if v > most:
+                bad(name, f"at most {most:,}")
         for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "label_smoothing"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 bad(name, "a non-negative number")
+        if self.warmup_epochs > MAX_EPOCHS:
+            bad("warmup_epochs", f"at most {MAX_EPOCHS:,}")
         if self.lr == 0:
             bad("lr", "a positive number")
         if self.label_smoothing >= 1 or self.momentum >= 1:

@@ -12,18 +12,19 @@ import dataclasses
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..arch import LIKELIHOODS, TASKS, VAE_LATENT, Arch, Stage
 from ..errors import ResnasError
-from ..iso import MATCHES, iso_cardinality
 from ..recipe import PRESETS, TRAIN_DEFAULT, Recipe
-from ..space import DesignSpace, load_space
 from ..subset import parse_train_size
 from ..yamlfile import read_yaml
 from ..zoo import get as zoo_get
 from ..zoo import names as zoo_names
 from .checks import KINDS, METRICS, Check
+
+if TYPE_CHECKING:
+    from ..space import DesignSpace
 
 SCALES = ("quick", "full")
 BUILTIN = "nas_res.experiment_files"  # the package studies/experiments/ is installed as
@@ -267,7 +268,10 @@ def _recipe(value: Any, epochs: Any, where: str, preset: str = "default") -> Rec
         return recipe
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ResnasError(f"must be a positive integer; got {epochs!r}", where=where, field="epochs")
-    return recipe.replace(epochs=epochs)
+    try:
+        return recipe.replace(epochs=epochs)
+    except ResnasError as e:  # too many (recipe.MAX_EPOCHS): named as the file's field, not an option
+        raise ResnasError(e.bare, where=where, field="epochs") from None
 
 
 def _arm(name: str, spec: Any, scale: str, width: float, where: str) -> Arm | None:
@@ -336,6 +340,8 @@ def _iso(value: Any, field: str) -> tuple[Arch, str]:
     """{like: ZOO|arch mapping, cardinality: C, match: flops|params}: ResNeXt's complexity-preserving pick."""
     if not isinstance(value, dict) or "like" not in value or "cardinality" not in value:
         raise ResnasError("must be {like: a zoo name or arch, cardinality: C, match: flops|params}", field=field)
+    from ..iso import MATCHES, iso_cardinality  # here: an experiment without iso arms is read without torch
+
     like = value["like"]
     ref = zoo_get(like) if isinstance(like, str) else Arch.from_dict(like, where=f"{field}.iso.like")
     match = value.get("match", "flops")
@@ -347,6 +353,8 @@ def _iso(value: Any, field: str) -> tuple[Arch, str]:
 
 def _space_arm(name: str, value: Any, resolved: dict, changes: dict, width: float, where: str) -> Arm:
     """`samples` distinct archs drawn uniformly from a template (restricted by `where`) inside `budget`."""
+    from ..space import load_space  # here: an experiment without space arms is read without torch
+
     space = load_space(str(value))
     samples = resolved.get("samples", 50)
     if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= 10_000:
@@ -363,6 +371,8 @@ def _space_arm(name: str, value: Any, resolved: dict, changes: dict, width: floa
 
 def subspace(space: DesignSpace, fixed: Any, field: str) -> DesignSpace:
     """The part of `space` where each named dimension takes one of the given values (a value or a list)."""
+    from ..space import DesignSpace
+
     if not isinstance(fixed, dict):
         raise ResnasError("must be a mapping of dimension -> value(s)", field=field)
     dims = dict(space.spec.dims)

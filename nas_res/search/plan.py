@@ -14,12 +14,14 @@ from typing import Any
 from ..cost import Budget
 from ..data import parse_val_size
 from ..errors import ResnasError
-from ..recipe import PRESETS, SEARCH_DEFAULT, Recipe, load_recipe
+from ..recipe import MAX_SEED, PRESETS, SEARCH_DEFAULT, Recipe, load_recipe
 from ..results.schema import STUDY_NAME, check_study_name
 from ..results.storage import check_lasting, safe_url
 from ..results.store import Store
 from ..space import DesignSpace, load_space
 from ..subset import parse_train_size
+from ..threads import plan_host
+from ..vae import check_latent
 from ..yamlfile import read_yaml
 from .config import FIELDS, OBJECTIVES, PRUNERS, SAMPLERS, TASK_OBJECTIVES, SearchConfig, space_from_snapshot
 from .defaults import cpu_budget, data_resolution, fit_notes, pick
@@ -83,12 +85,14 @@ def _choice(value: str, allowed: tuple, what: str) -> str:
     return value
 
 
-def _int(given: dict, key: str, default: int, low: int = 0) -> int:
+def _int(given: dict, key: str, default: int, low: int = 0, high: int | None = None) -> int:
     value = given.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         if not (isinstance(value, str) and value.strip().isdigit() and int(value) >= low):
             raise ResnasError(f"must be an integer >= {low}; got {value!r}", field=key)
         value = int(value)
+    if high is not None and value > high:
+        raise ResnasError(f"must be at most {high:,}; got {value!r}", field=key)
     return value
 
 
@@ -102,7 +106,7 @@ def plan(options: dict, *, file: str | Path | None = None, join: bool = False) -
     from_file = set(given) - {k for k, v in options.items() if v is not None}
     given.update({k: v for k, v in options.items() if v is not None})
     try:
-        return _plan(given, join)
+        return _plan(given, join, {k: f"{file}: {k}" for k in from_file} if file else {})
     except ResnasError as e:  # name a bad value where the user wrote it: the study file, or the option
         key = e.field.lstrip("-").replace("-", "_")
         if file and not e.where and key in from_file:
@@ -112,7 +116,7 @@ def plan(options: dict, *, file: str | Path | None = None, join: bool = False) -
         raise
 
 
-def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
+def _plan(given: dict, join: bool, from_file: dict[str, str] | None = None) -> tuple[SearchConfig, bool]:
     unknown = sorted(set(given) - set(FIELDS))
     if unknown:
         raise ResnasError(f"unknown search option(s) {', '.join(unknown)}")
@@ -190,6 +194,12 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
     if isinstance(gpus, (int, str)):
         gpus = [gpus]
     gpus = tuple(_int({"gpus": g}, "gpus", 0) for g in gpus)
+    threads = None if given.get("threads") is None else _int(given, "threads", 1, low=1)
+    written = from_file or {}  # where a host setting was written, for its note: the option or the study file
+    workers, cut = plan_host(
+        workers, threads, gpus, (written.get("workers", "--workers"), written.get("threads", "--threads"))
+    )
+    notes += cut
     config = SearchConfig(
         study=name,
         space=space,
@@ -199,7 +209,7 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
         dataset=dataset,
         data_dir=given.get("data_dir"),
         val_size=parse_val_size(given.get("val_size", 0.1)),
-        split_seed=_int(given, "split_seed", 0),
+        split_seed=_int(given, "split_seed", 0, high=MAX_SEED),
         train_size=parse_train_size(given.get("train_size"), "--train-size"),
         trials=trials,
         timeout=parse_seconds(given.get("timeout"), "--timeout"),
@@ -211,10 +221,10 @@ def _plan(given: dict, join: bool) -> tuple[SearchConfig, bool]:
         storage=given.get("storage"),
         workers=len(gpus) or workers,
         gpus=gpus,
-        seed=_int(given, "seed", 0),
+        seed=_int(given, "seed", 0, high=MAX_SEED),
         checkpoints=given.get("checkpoints"),
         keep_checkpoints=KeepPolicy.parse(given.get("keep_checkpoints", DEFAULT_KEEP)),
-        threads=None if given.get("threads") is None else _int(given, "threads", 1, low=1),
+        threads=threads,
         references=_references(given.get("reference")),
         notes=tuple(notes),
     )
@@ -246,6 +256,8 @@ def _for_task(space: DesignSpace, given: dict, dataset: str, notes: list[str]) -
                 f"{side}x{side}, not its {out.spec.resolution}x{out.spec.resolution}"
             )
             out = out.with_task("vae", resolution=side)
+        spec = out.spec  # a latent wider than the images, refused now rather than by every trial
+        check_latent(spec.latent, spec.in_channels, spec.resolution, field="--latent")
     return out
 
 
