@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from ..results.page import html_table, save
-from ..results.plots import _pyplot, edf
+from ..results.plots import _pyplot, edf, integer_ticks
 from .checks import METRICS, SHOWN
 
 PALETTE = (  # tab10, reordered so twins and first arms get the strongest colours, then paler ones
@@ -117,7 +117,7 @@ def _curves(ax, arms: list[dict], metric: str, title: str) -> None:
         high = [max(c[e] for c in curves) for e in range(n)]
         ax.plot(epochs, mean, _style(arm["name"]), color=colour, marker="o", ms=3, label=arm["name"])
         ax.fill_between(epochs, low, high, color=colour, alpha=0.15, linewidth=0)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    integer_ticks(ax.xaxis)
     ax.set_xlabel("epoch")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)

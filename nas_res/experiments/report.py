@@ -13,12 +13,15 @@ from ..arch import Arch
 from ..errors import ResnasError
 from ..results.record import Run
 from ..results.store import Store
-from ..results.uncertainty import seed_summary
+from ..results.uncertainty import PERCENT, seed_summary
 from .checks import FAILS, HOLDS, LEVEL, METRICS, UNSURE, Check, judge
 from .run import SNAPSHOT
 from .spec import SCALES
 
 CURVES = ("train_loss", "val_error", "val_loss")
+# Where a metric's interval is kept (finalize's too): a rate in 0..100, a count or time not below 0. A loss
+# is not bounded: a VAE's negative ELBO can be below 0.
+BOUNDS = {m: PERCENT if m.endswith(("_acc", "_error")) else (0.0, math.inf) for m in METRICS if "loss" not in m}
 
 
 def run_metrics(run: Run) -> dict[str, float]:
@@ -80,7 +83,7 @@ def build_report(snapshot: dict, runs: list[Run], study: str) -> dict:
         values_of[arm["name"]] = {m: [x[m] for x in measured if m in x] for m in METRICS}
         for m in METRICS:
             xs = values_of[arm["name"]][m]
-            summary[m] = seed_summary(xs) if xs else None
+            summary[m] = seed_summary(xs, within=BOUNDS.get(m)) if xs else None
         flops = [r.flops for r in done] or [0]
         params = [r.params for r in done] or [0]
         arms.append(
@@ -90,7 +93,7 @@ def build_report(snapshot: dict, runs: list[Run], study: str) -> dict:
                 "sampled": arm["sampled"],
                 "models": len(archs),
                 "runs": len(done),
-                "failed": sorted({f"{r.status.value}: {r.reason}"[:120] for r in mine if not r.status.ranks}),
+                "failed": sorted({_why(r) for r in mine if not r.status.ranks}),
                 "flops": round(sum(flops) / len(flops)),
                 "params": round(sum(params) / len(params)),
                 "depth": archs[0].depth,
@@ -113,6 +116,12 @@ def build_report(snapshot: dict, runs: list[Run], study: str) -> dict:
         "verdicts": verdicts,
         "verdict": overall([v["verdict"] for v in verdicts]),
     }
+
+
+def _why(run: Run) -> str:
+    """A run without a result: how it ended, how far it got (an interrupted one keeps its epochs), and why."""
+    got = f" after {run.epochs} of {run.recipe.get('epochs', '?')} epochs" if run.epochs else ""
+    return f"{run.status.value}{got}: {run.reason}"[:160]
 
 
 def overall(verdicts: list[str]) -> str:

@@ -49,6 +49,14 @@ def edf(errors: list[float]) -> tuple[list[float], list[float]]:
     return [xs[0], *xs], [0.0, *((i + 1) / len(xs) for i in range(len(xs)))]
 
 
+def integer_ticks(axis) -> None:
+    """Whole-number ticks on an axis of epochs or trial numbers, even over one point (matplotlib's integer
+    locator falls back to 0.96, 0.98, ... when fewer than two integers are in view)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
 def log_ticks(ax: Axes, values: list[float], axis: str = "x") -> None:
     """Readable tick labels on a log axis of counts (FLOPs, params) whatever their span. Decade ticks
     alone leave a range narrower than a decade unlabelled: the sparsest of 1, 1-2-5, 1-2-3-5 and every
@@ -142,6 +150,13 @@ def study_figure(study, kind: str, rows: list[dict]):
     ours; history, importance and parallel coordinates are Optuna's, made readable."""
     if kind not in KINDS:
         raise ResnasError(f"must be one of {', '.join(KINDS)}; got {kind!r}", field="--kind")
+    vae = study.user_attrs.get("objective") == "nelbo"
+    if vae and kind in ("edf", "pareto"):  # both draw classification error
+        raise ResnasError(
+            f"study {study.study_name!r} is a VAE search: {kind} draws classification error, which a VAE has "
+            "not; history, importance and parallel draw its validation -ELBO",
+            field="--kind",
+        )
     if kind not in kinds_for(len(study.directions)):
         raise ResnasError(
             f"study {study.study_name!r} has one objective (validation accuracy), so it has no Pareto front; "
@@ -202,6 +217,7 @@ def _best_so_far(ax: Axes, finished: list) -> None:
         xs.append(t.number)
         ys.append(best)
     ax.step(xs, ys, where="post", color=BEST, linewidth=1.5, label="best so far")
+    integer_ticks(ax.xaxis)  # trial numbers
     ax.legend(loc="lower right")
 
 

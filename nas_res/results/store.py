@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import ResnasError
 from ..status import RunStatus
 from ..version import __version__
+from ..yamlfile import parse_stored_json
 from .migrate import upgrade
 from .record import BITMAPS, Run, StudyRows
 from .schema import REUSED_ELSEWHERE, SCHEMA_VERSION, archs, meta, runs, schema, studies
@@ -96,7 +97,8 @@ class Store:
             return None
         with self.engine.connect() as c:
             row = c.execute(sa.select(studies.c.config).where(studies.c.name == name)).first()
-        return json.loads(row[0]) if row else None
+        where = f"study {name!r} in {safe_url(self.url)}"
+        return parse_stored_json(row[0], where) if row else None
 
     def config_of(self, name: str) -> dict:
         """A study's stored config; a study the storage does not hold is an error that lists the ones it does."""
@@ -349,7 +351,8 @@ def _run(row: Mapping) -> Run:
     values = dict(row)
     for k in ("recipe", "history", "arch"):
         if values.get(k) is not None:
-            values[k] = json.loads(values[k])
+            where = f"run {values.get('trial')} of study {values.get('study')!r}"
+            values[k] = parse_stored_json(values[k], f"{where}, its {k}")
     for k in BITMAPS:  # some drivers hand back a memoryview
         if values.get(k) is not None:
             values[k] = bytes(values[k])

@@ -19,6 +19,7 @@ from scipy import stats
 from ..errors import ResnasError
 
 Stat = Literal["best", "median"]
+PERCENT = (0.0, 100.0)  # the bounds of an accuracy or an error rate, in percent
 
 
 @lru_cache(maxsize=16)
@@ -56,11 +57,12 @@ def wilson(acc_percent: float, n: int, level: float = 0.95) -> tuple[float, floa
     return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
 
 
-def seed_summary(values: list[float], level: float = 0.95) -> dict:
+def seed_summary(values: list[float], level: float = 0.95, within: tuple[float, float] | None = None) -> dict:
     """Mean, sample standard deviation and Student-t interval of one architecture trained with several
     seeds: `{"n", "mean", "sd", "lo", "hi"}` (sd, lo and hi are None for a single seed: one run says
     nothing about seed-to-seed spread). Student-t, not normal: with 3 seeds the normal interval would
-    be less than half as wide as it should be."""
+    be less than half as wide as it should be. `within`: the bounds of the quantity (an accuracy's
+    (0, 100)), which the interval is kept inside: few seeds give a t-interval past them."""
     _check_level(level)
     xs = [float(v) for v in values]
     if not xs:
@@ -71,7 +73,8 @@ def seed_summary(values: list[float], level: float = 0.95) -> dict:
         return {"n": 1, "mean": mean, "sd": None, "lo": None, "hi": None}
     sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return {"n": n, "mean": mean, "sd": sd, "lo": mean - half, "hi": mean + half}
+    low, high = within or (-math.inf, math.inf)
+    return {"n": n, "mean": mean, "sd": sd, "lo": max(low, mean - half), "hi": min(high, mean + half)}
 
 
 def difference_interval(acc_a: float, n_a: int, acc_b: float, n_b: int, level: float = 0.95) -> tuple[float, float]:

@@ -238,6 +238,8 @@ class Trials:
         assert job is not None
         score = metrics[self.config.score_key]
         job.epoch, job.val_acc, job.val_loss = metrics["epoch"], metrics["val_acc"], metrics["val_loss"]
+        job.history.append(metrics)  # stored as it comes: a run cut short shows the epochs it finished
+        self.db(self.store.finish_run, job.run_id, history=job.history, epochs=len(job.history))
         self.keeper.measure()
         prune = False
         if not self.config.multi_objective:
@@ -277,7 +279,7 @@ class Trials:
         wall = time.time() - job.started
         folder = trial_folder(self.c.checkpoints, trial.number)
         ckpt = checkpoint_of(folder)
-        history = record.get("history", [])
+        history = record.get("history", job.history)
         written = self.db(
             self.store.finish_run,
             job.run_id,
