@@ -7,10 +7,10 @@ import typer
 from nas_res import ResnasError
 from nas_res.activations import activations, parse_units
 from nas_res.data import DATASETS
-from nas_res.results.activation_plot import save_activations
+from nas_res.results.activation_plot import picture_note, save_activations
 from nas_res.results.page import check_plot_file
 
-from .common import out, user_errors
+from .common import note, out, user_errors
 
 TARGET_HELP = (
     "One or more checkpoints (.pt or a run's folder), drawn side by side on the same images; a zoo name or "
@@ -40,8 +40,21 @@ def activations_cmd(
     if channels < 1:
         raise ResnasError(f"must be a positive integer; got {channels}", field="--channels")
     acts = activations(
-        targets, dataset, images=images, units=parse_units(units), split=split, device=device, data_dir=data_dir
+        targets,
+        dataset,
+        images=images,
+        units=parse_units(units),
+        split=split,
+        device=device,
+        data_dir=data_dir,
+        say=note,  # a large memory estimate, before the maps are made
     )
+    for a in acts:
+        if a.note:
+            note(a.note)
+    said = picture_note(acts, out_file, channels)  # refused, or said, before drawing
+    if said:
+        note(said)
     path = save_activations(acts, out_file, channels=channels)
     for a in acts:
         shown = ", ".join(str(u.depth) for u in a.units)

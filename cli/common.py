@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
+import signal
 import sys
 
 import typer
@@ -12,10 +14,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from nas_res import ResnasError
+from nas_res.errors import Terminated
 
-# Piped or captured output is not squeezed to 80 columns: tables stay readable in logs and files.
-out = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", 200)))
-err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=int(os.environ.get("COLUMNS", 200)))
+# Piped or captured output is not squeezed to 80 columns: tables stay readable in logs and files, and a
+# message is one line however long (soft wrap), never broken mid-phrase at the width.
+WIDTH = int(os.environ.get("COLUMNS", 200))
+out = Console() if sys.stdout.isatty() else Console(width=WIDTH, soft_wrap=True)
+err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=WIDTH, soft_wrap=True)
 
 BUDGET_HELP = (
     "FLOPs cap (4GFLOPs, 600MFLOPs, 4e9) or band (3.8-4.2GFLOPs). FLOPs are multiply-adds counted as "
@@ -36,11 +41,45 @@ def user_errors(fn):
         except ResnasError as e:
             err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             err.print("interrupted")
-            raise typer.Exit(130) from None
+            raise typer.Exit(exit_code(terminated=isinstance(e, Terminated))) from None
 
     return wrapper
+
+
+def exit_code(terminated: bool) -> int:
+    """The shell's code for a command stopped by a signal: 143 (128 + 15) for SIGTERM, 130 for Ctrl-C."""
+    return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+
+
+def note(text: str) -> None:
+    """One `note:` line on stderr: what the user should know, though nothing failed."""
+    err.print(f"note: {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def reflow_help(app: typer.Typer) -> None:
+    """Join the lines of each paragraph of every command's docstring: Typer keeps the line breaks of all
+    paragraphs but the first, so `--help` broke them mid-phrase wherever the source wrapped them."""
+    for info in app.registered_commands:
+        doc = info.help or inspect.getdoc(info.callback)
+        if doc:
+            info.help = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)
+
+
+def mean_sd(mean: float | None, sd: float | None, digits: int = 2) -> str:
+    """`mean ± sd` over seeds (one seed has no sd), `-` for no value: one spelling in every table."""
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
+
+
+def interval(lo: float | None, hi: float | None, digits: int = 2) -> str:
+    """A 95% interval as `[lo, hi]` (its bounds already kept inside the quantity's: seed_summary's `within`)."""
+    return "-" if lo is None or hi is None else f"[{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def emit_json(data) -> None:

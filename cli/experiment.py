@@ -6,17 +6,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nas_res.cost import human
-from nas_res.experiments import builtin_experiments, experiment_report, load_experiment, prepare_experiment
+from nas_res.errors import count
 from nas_res.experiments.checks import FAILS, HOLDS, METRICS, SHOWN
-from nas_res.experiments.plots import experiment_figure
-from nas_res.experiments.run import test_all
-from nas_res.results.page import check_plot_file
-from nas_res.results.storage import DEFAULT_STORAGE, safe_url
-from nas_res.search import GRACE, HEARTBEAT
-from nas_res.threads import worker_threads
+from nas_res.experiments.spec import builtin_experiments, load_experiment
+from nas_res.search.settings import GRACE, HEARTBEAT
 
-from .common import JSON_HELP, STORAGE_HELP, emit_json, err, out, user_errors
+from .common import JSON_HELP, STORAGE_HELP, emit_json, err, exit_code, interval, mean_sd, note, out, user_errors
 from .search import GRACE_HELP, HEARTBEAT_HELP, THREADS_HELP, _gpus, run_live
 
 experiment_app = typer.Typer(
@@ -63,6 +58,13 @@ def run_cmd(
 ):
     """Train every arm x seed of an experiment as the trials of the study NAME-SCALE (run again to resume),
     evaluate each network on the test split, then print the report with its verdicts."""
+    load_experiment(experiment, scale)  # a broken file is refused before torch and the search are imported
+    from nas_res.experiments import experiment_report, prepare_experiment
+    from nas_res.experiments.run import test_all
+    from nas_res.results.page import check_plot_file
+    from nas_res.results.storage import DEFAULT_STORAGE, safe_url
+    from nas_res.threads import plan_host, worker_threads
+
     if plot:
         check_plot_file(plot, "--plot")
     gpu_list = _gpus(gpus)
@@ -73,18 +75,20 @@ def run_cmd(
         experiment, scale, storage=storage, host=host, heartbeat=heartbeat, grace=grace
     )
     config = coordinator.config
+    for said in plan_host(workers or 1, threads, config.gpus)[1]:  # asks beyond this host's cores, cut
+        note(said)
     subset = "all training images" if config.train_size is None else f"{config.train_size} training images"
     err.print(
         f"experiment [bold]{exp.name}[/] ({scale}) in study {exp.study} of "
         f"{safe_url(config.storage or DEFAULT_STORAGE)}: {len(exp.arms)} arms, {config.trials} runs of "
-        f"{config.recipe.epochs} epochs on {subset} of {config.dataset}, {config.workers} worker(s) "
+        f"{count(config.recipe.epochs, 'epoch')} on {subset} of {config.dataset}, {config.workers} worker(s) "
         f"({worker_threads(config.threads, config.gpus, config.workers)} thread(s) each)",
         highlight=False,
     )
     state = run_live(coordinator)
     if state.interrupted:
         err.print(f"interrupted: run the same command again to resume {exp.study}")
-        raise typer.Exit(130)
+        raise typer.Exit(exit_code(state.terminated))
     if state.stopped_by == "timeout":
         err.print(
             f"--timeout reached: the report covers the runs done; run the same command again to resume {exp.study}"
@@ -105,8 +109,11 @@ def report_cmd(
     plot: str | None = typer.Option(None, help="Draw curves (and EDFs of sampled arms): FILE.png or FILE.html."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
-    """The claim, what was measured per arm (mean +- sd and 95% interval over seeds), the paper's own
+    """The claim, what was measured per arm (mean ± sd and 95% interval over seeds), the paper's own
     figures beside ours, and a verdict per claim: holds, does not hold, or inconclusive."""
+    from nas_res.experiments import experiment_report
+    from nas_res.results.page import check_plot_file
+
     if plot:
         check_plot_file(plot, "--plot")
     name = experiment.removesuffix(".yaml").rsplit("/", 1)[-1]
@@ -114,6 +121,9 @@ def report_cmd(
 
 
 def _show(report: dict, plot: str | None, as_json: bool) -> None:
+    from nas_res.cost import human
+    from nas_res.experiments.plots import experiment_figure
+
     if plot:
         path = experiment_figure(report, plot)
         err.print(f"wrote {path}")
@@ -124,7 +134,7 @@ def _show(report: dict, plot: str | None, as_json: bool) -> None:
     out.print(f"[bold]{escape(exp['title'])}[/]  ({escape(exp.get('source', ''))})", highlight=False)
     over = "models (one run each)" if all(a["sampled"] for a in report["arms"]) else "seeds"
     shown = SHOWN[exp.get("task", "classify")]
-    table = Table(title=f"{report['study']}: mean +- sd [95% interval] over {over} (final epoch)")
+    table = Table(title=f"{report['study']}: mean ± sd [95% interval] over {over} (final epoch)")
     table.add_column("arm")
     table.add_column("runs", justify="right")
     table.add_column("FLOPs", justify="right")
@@ -162,7 +172,5 @@ def _cell(summary: dict | None, metric: str) -> str:
     if not summary:
         return "-"
     digits = 0 if metric == "epochs" else 1 if metric == "train_seconds" else 3 if "loss" in metric else 2
-    text = f"{summary['mean']:.{digits}f}"
-    if summary["sd"] is not None:
-        text += f" +- {summary['sd']:.{digits}f} [{summary['lo']:.{digits}f}, {summary['hi']:.{digits}f}]"
-    return text
+    text = mean_sd(summary["mean"], summary["sd"], digits)
+    return text if summary["lo"] is None else f"{text} {interval(summary['lo'], summary['hi'], digits)}"

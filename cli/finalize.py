@@ -7,17 +7,18 @@ from rich.table import Table
 
 from nas_res.api import finish_finalize
 from nas_res.cost import human
+from nas_res.errors import count
 from nas_res.results import Store
 from nas_res.results.fidelity import verdict
-from nas_res.results.final import final_name, study_fidelity
+from nas_res.results.final import final_name, no_final, proxy_was_better, study_fidelity
 from nas_res.results.report import final_ranking
 from nas_res.results.storage import DEFAULT_STORAGE, safe_url
 from nas_res.search import GRACE, HEARTBEAT, Coordinator
 from nas_res.search.finalize import DEFAULT_SEEDS, DEFAULT_TOP, EPOCHS_FACTOR, plan_finalize
 from nas_res.search.keep import KEEP_HELP
-from nas_res.threads import worker_threads
+from nas_res.threads import plan_host, worker_threads
 
-from .common import JSON_HELP, STORAGE_HELP, emit_json, err, out, user_errors
+from .common import JSON_HELP, STORAGE_HELP, emit_json, err, exit_code, interval, mean_sd, note, out, user_errors
 from .search import GRACE_HELP, HEARTBEAT_HELP, THREADS_HELP, _gpus, run_live
 
 
@@ -64,12 +65,16 @@ def finalize_cmd(
         study, storage=storage, top=top, seeds=seeds, epochs=epochs, recipe=recipe, train_size=train_size, host=host
     )
     config = fp.config
+    for line in fp.notes:
+        note(line)
     coordinator = Coordinator(config, given=fp.given, heartbeat=heartbeat, grace=grace)
+    for said in plan_host(workers or 1, threads, config.gpus)[1]:  # asks beyond this host's cores, cut
+        note(said)
     subset = "all training images" if config.train_size is None else f"{config.train_size} training images"
     err.print(
         f"{'resuming' if fp.existed else 'new'} re-training [bold]{config.study}[/] in "
         f"{safe_url(config.storage or DEFAULT_STORAGE)}: top {len(fp.picked)} of {study!r} by proxy "
-        f"x {seeds} seed(s) = {len(fp.given)} runs of {config.recipe.epochs} epochs on {subset}, "
+        f"x {seeds} seed(s) = {len(fp.given)} runs of {count(config.recipe.epochs, 'epoch')} on {subset}, "
         f"{config.workers} worker(s) ({worker_threads(config.threads, config.gpus, config.workers)} thread(s) each)",
         highlight=False,
     )
@@ -80,9 +85,11 @@ def finalize_cmd(
     else:
         print_final(study, result["final"])
         print_fidelity(result["fidelity"])
+    for line in proxy_was_better(study, result["final"]):  # after the tables, where it is read last
+        note(line)
     if state.interrupted:
         err.print(f"interrupted: run the same command to resume the re-training of {study!r}")
-        raise typer.Exit(130)
+        raise typer.Exit(exit_code(state.terminated))
     if not result["final"]:
         err.print(f"nothing was re-trained: see resnas leaderboard {final_name(study)} --all")
         raise typer.Exit(1)
@@ -96,23 +103,19 @@ def fidelity_cmd(
 ):
     """How well the search's proxy ranked what the final training found, beside ranking by FLOPs or params."""
     store = Store(storage)
-    store.config_of(study)  # an unknown study: the message lists the ones there are
+    config = store.config_of(study)  # an unknown study: the message lists the ones there are
     table = final_ranking(store, study)
     if not table:
-        err.print(f"study {study!r} has not been finalized yet: run resnas finalize {study}")
+        err.print(no_final(store, study, config), highlight=False, soft_wrap=True)  # or refused, as finalize would
         raise typer.Exit(1)
     result = study_fidelity(table)
+    for line in proxy_was_better(study, table):
+        note(line)
     if as_json:
         emit_json({"study": study, "final": table, "fidelity": result})
         return
     print_final(study, table)
     print_fidelity(result)
-
-
-def _pm(mean: float | None, sd: float | None) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.2f}" + (f" ± {sd:.2f}" if sd is not None else "")
 
 
 def print_final(study: str, rows: list[dict]) -> None:
@@ -133,14 +136,13 @@ def print_final(study: str, rows: list[dict]) -> None:
         table.add_column(title, justify="right")
     table.add_column("architecture", justify="left", overflow="fold")
     for r in rows:
-        interval = f"[{r['val_lo']:.2f}, {r['val_hi']:.2f}]" if r["val_lo"] is not None else "-"
         table.add_row(
             str(r["final_rank"]),
             str(r["proxy_rank"] or "-"),
             f"{r['proxy_val_acc']:.2f}" if r["proxy_val_acc"] is not None else "-",
-            _pm(r["val_mean"], r["val_sd"]),
-            interval,
-            _pm(r["test_mean"], r["test_sd"]),
+            mean_sd(r["val_mean"], r["val_sd"]),
+            interval(r["val_lo"], r["val_hi"]),
+            mean_sd(r["test_mean"], r["test_sd"]),
             _vs_best(r),
             str(len(r["seeds"])),
             human(r["flops"]),

@@ -7,11 +7,13 @@ from rich.table import Table
 
 from nas_res import ResnasError
 from nas_res.data import DATASETS, load_data
-from nas_res.gradients import GradientFlow, gradient_flow, resolve_target
+from nas_res.device import resolve_device
+from nas_res.evaluation import other_data
+from nas_res.gradients import GradientFlow, gradient_flow, memory_note, resolve_target
 from nas_res.results.gradient_plot import save_gradients, times
 from nas_res.results.page import check_plot_file
 
-from .common import JSON_HELP, emit_json, out, user_errors
+from .common import JSON_HELP, emit_json, note, out, user_errors
 
 TARGET_HELP = (
     "One or more: zoo name, arch file (.yaml/.json), checkpoint (.pt or a run's folder), or a zoo name or "
@@ -46,6 +48,14 @@ def gradients_cmd(
     if dataset:
         size = max(arch.resolution for _, arch, _ in resolved)  # an ImageFolder's decoded side
         data = load_data(dataset, image_size=size)
+        for label, _, state in resolved:  # a trained net measured on other data than its own says so
+            said = None if state is None else other_data(label, state, data)
+            if said:
+                note(said)
+    for label, arch, _ in resolved:  # each pass estimated before any runs: refused, or said when it is large
+        said = memory_note(arch, batch, data.size if data else arch.resolution, resolve_device(device), label)
+        if said:
+            note(said)
     flows = []
     for target, (label, arch, state) in zip(targets, resolved):
         source = arch if state is None else target  # a checkpoint is read again, for its weights

@@ -19,7 +19,7 @@ from nas_res.results.preprocessing import ONNX_INPUT_HELP, check_onnx_input
 from nas_res.results.references import describe as describe_reference
 from nas_res.results.report import best_run, check_distinct, reference_summary
 
-from .common import JSON_HELP, STORAGE_HELP, emit_json, out, user_errors
+from .common import JSON_HELP, STORAGE_HELP, emit_json, mean_sd, note, out, user_errors
 
 COLUMNS = [
     ("rank", "rank"),
@@ -99,8 +99,7 @@ def _final_cell(r: dict) -> str:
     mean, sd, seeds = r.get("final_val_mean"), r.get("final_val_sd"), r.get("final_seeds")
     if mean is None:
         return "-"
-    spread = f" ± {sd:.2f}" if sd is not None else ""
-    return f"#{r['final_rank']}: {mean:.2f}{spread} ({seeds} seed{'s' if seeds != 1 else ''})"
+    return f"#{r['final_rank']}: {mean_sd(mean, sd)} ({seeds} seed{'s' if seeds != 1 else ''})"
 
 
 def _leaderboard_columns(rows: list[dict]) -> list[tuple[str, str]]:
@@ -190,8 +189,8 @@ def print_leaderboard(study: str, rows: list[dict]) -> None:
     out.print(table)
     if not rows:
         out.print("no finished trial yet")
-    for note in _leaderboard_notes(rows):
-        out.print(note, markup=False, highlight=False, soft_wrap=True)
+    for line in _leaderboard_notes(rows):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _best(r: dict) -> str:
@@ -321,6 +320,7 @@ def export_cmd(
         onnx_input=onnx_input,
         test=test,
         data_dir=data_dir,
+        on_note=note,  # a re-trained network its proxy run beat
     )
     for p in paths:
         out.print(str(p), highlight=False, soft_wrap=True)  # one path per line, however long
@@ -466,8 +466,8 @@ def compare_cmd(
             ]
         )
     out.print(table)
-    for note in _compare_notes(stats):
-        out.print(note, markup=False, highlight=False, soft_wrap=True)
+    for line in _compare_notes(stats):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     for r in stats:
         if r["vs_reference"] is not None:
             out.print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Group, RenderableType
@@ -14,17 +15,16 @@ from rich.table import Table
 from rich.text import Text
 
 from nas_res import ResnasError
-from nas_res.cost import human
-from nas_res.results.record import Run
-from nas_res.results.report import check_top, leaderboard, reference_summary
-from nas_res.results.store import DEFAULT_STORAGE, Store, safe_url
-from nas_res.search import GRACE, HEARTBEAT, Coordinator, SearchConfig, SearchState, plan
-from nas_res.search.keep import KEEP_HELP
-from nas_res.search.sampler import describe as describe_search
-from nas_res.threads import worker_threads
+from nas_res.errors import count
+from nas_res.search.settings import GRACE, HEARTBEAT, KEEP_HELP
+from nas_res.spec import load_spec
+from nas_res.yamlfile import read_yaml
 
-from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, STORAGE_HELP, emit_json, err, user_errors
-from .reports import print_leaderboard, print_reference_summary
+from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, STORAGE_HELP, emit_json, err, exit_code, user_errors
+
+if TYPE_CHECKING:
+    from nas_res.results.record import Run
+    from nas_res.search import Coordinator, SearchConfig, SearchState
 
 HEARTBEAT_HELP = "Seconds between the heartbeats that tell other hosts this host's trials are alive."
 THREADS_HELP = (
@@ -113,6 +113,13 @@ def search_cmd(
     """Search a design space under a budget: Optuna picks, workers train, the leaderboard ranks.
 
     With a server --storage (PostgreSQL, MySQL) other hosts can join the study with `resnas worker`."""
+    if study_file is not None:  # broken files are refused before the search's machinery is imported
+        read_yaml(study_file, "study file")
+    if space is not None:
+        load_spec(space)
+    from nas_res.results.report import check_top
+    from nas_res.search import plan
+
     check_top(top)
     options = dict(
         space=space,
@@ -171,6 +178,9 @@ def worker_cmd(
 
     Everything that defines the study (space, budget, dataset, recipe, objective) comes from the
     database; this host only says where its GPUs, data and checkpoints are."""
+    from nas_res.results.report import check_top
+    from nas_res.search import plan
+
     check_top(top)
     given = dict(
         study=study,
@@ -203,6 +213,14 @@ def _gpus(text: str | None) -> list[int] | None:
 def _run(
     config: SearchConfig, existed: bool, *, join: bool, heartbeat: int, grace: int, top: int, as_json: bool
 ) -> None:
+    from nas_res.results.report import leaderboard, reference_summary
+    from nas_res.results.store import DEFAULT_STORAGE, Store, safe_url
+    from nas_res.search import Coordinator
+    from nas_res.search.sampler import describe as describe_search
+    from nas_res.threads import worker_threads
+
+    from .reports import print_leaderboard, print_reference_summary
+
     coordinator = Coordinator(config, join=join, heartbeat=heartbeat, grace=grace)  # refuses what cannot run
     for note in coordinator.config.notes:  # what was picked for the user, or does not fit, and why
         err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
@@ -213,8 +231,8 @@ def _run(
     err.print(
         f"{verb} study [bold]{config.study}[/] in "
         f"{safe_url(config.storage or DEFAULT_STORAGE)}: space {config.space.name}, "
-        f"{config.budget.describe()}, {config.dataset}{subset}, {config.trials} trials of {config.recipe.epochs} "
-        f"epochs, {describe_search(config)}, "
+        f"{config.budget.describe()}, {config.dataset}{subset}, {config.trials} trials of "
+        f"{count(config.recipe.epochs, 'epoch')}, {describe_search(config)}, "
         f"{config.workers} worker(s) here ({worker_threads(config.threads, config.gpus, config.workers)} "
         f"thread(s) each), keeping {config.keep_checkpoints} checkpoints",
         highlight=False,
@@ -232,7 +250,7 @@ def _run(
         err.print(f"stopped early: {state.stopped_by}", highlight=False)
     if state.interrupted:
         err.print(f"interrupted: run the same command to resume study {config.study!r}")
-        raise typer.Exit(130)
+        raise typer.Exit(exit_code(state.terminated))
     failure = nothing_trained(Store(config.storage).runs(config.study), state)
     if failure:
         err.print(f"[bold red]nothing was trained:[/] {escape(failure)}", highlight=False, soft_wrap=True)
@@ -241,6 +259,11 @@ def _run(
 
 def run_live(coordinator: Coordinator) -> SearchState:
     """Run the coordinator with its live view (trials, workers, best so far) on stderr."""
+    if not err.is_terminal:  # a log gets the last view once, as lines (Live crops them, and ends without a newline)
+        try:
+            return coordinator.run()
+        finally:
+            err.print(_live_view(coordinator.state))
     with Live(console=err, refresh_per_second=4, transient=False) as live:
         coordinator.on_update = lambda state: live.update(_live_view(state))
         return coordinator.run()
@@ -274,6 +297,8 @@ def _value(v: float | None) -> str:
 
 
 def _live_view(state: SearchState) -> Group:
+    from nas_res.cost import human
+
     c = state.counts
     elapsed = time.time() - state.started
     eta = state.eta()

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import math
+import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from nas_res import ResnasError
-from nas_res.cost import human
-from nas_res.data import DATASETS, parse_train_size, with_train_size
-from nas_res.evaluation import evaluate_checkpoint
-from nas_res.published import TORCHVISION
-from nas_res.recipe import Recipe
-from nas_res.training import TrainPlan, plan_training, run_training
+from nas_res.datasets import DATASETS
+from nas_res.errors import Terminated, count, sigterm_as_interrupt
+from nas_res.recipe import Recipe, load_recipe
+from nas_res.subset import parse_train_size
+from nas_res.zoo import resolve_arch
 
-from .common import JSON_HELP, emit_json, err, out, user_errors
+from .common import JSON_HELP, emit_json, err, exit_code, note, out, user_errors
+
+if TYPE_CHECKING:
+    from nas_res.training import TrainPlan
 
 DATASET_HELP = f"One of: {', '.join(DATASETS)}."
 DATA_DIR_HELP = (
@@ -92,6 +96,14 @@ def train_cmd(
 ):
     """Train a zoo net or an arch file on a dataset; checkpoint every epoch, metrics.json at the end."""
     subset = parse_train_size(train_size, field="--train-size")  # refused before any work
+    resolve_arch(target)  # the arch and recipe files are checked before torch is imported
+    if recipe_file is not None:
+        load_recipe(recipe_file)
+    from nas_res.data import with_train_size
+    from nas_res.published import TORCHVISION
+    from nas_res.threads import thread_plan
+    from nas_res.training import memory_note, plan_training, run_training
+
     overrides = dict(
         epochs=epochs,
         batch_size=batch_size,
@@ -128,6 +140,9 @@ def train_cmd(
         latent=latent,
         likelihood=likelihood,
     )
+    cut = thread_plan(threads)[1]  # more threads than cores: cut to them (plan.threads), and said
+    if cut:
+        note(cut)
     # cut after loading: TrainPlan (nas_res.training) carries no train size; the same images as load_data's
     data = with_train_size(plan.load_data(), subset, field="--train-size")
     if len(data.train) < plan.recipe.batch_size:
@@ -142,6 +157,9 @@ def train_cmd(
             f"{data.name}: not in --data-dir {data_dir}; read from {data.source}", highlight=False, soft_wrap=True
         )
     arch = plan.arch_for(data)
+    said = memory_note(plan, arch, data)  # refused, or said, before a batch is drawn
+    if said:
+        note(said)
     if arch != plan.arch:
         last = ("resolution", plan.arch.resolution, arch.resolution) if arch.task == "vae" else None
         last = last or ("classes", plan.arch.classes, arch.classes)
@@ -152,12 +170,16 @@ def train_cmd(
         )
     on_batch, on_epoch, progress = _progress(plan.recipe, not as_json, vae=arch.task == "vae")
     before = _mtime(plan.checkpoint)
+    previous = sigterm_as_interrupt()  # a scheduler's stop says what was saved, as Ctrl-C does
     try:
         with progress:
             result = run_training(plan, data, on_batch=on_batch, on_epoch=on_epoch)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         err.print(_interrupted(plan, saved=_mtime(plan.checkpoint) != before), highlight=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(exit_code(isinstance(e, Terminated))) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -219,6 +241,8 @@ def _fmt(v, spec: str) -> str:
 
 
 def _summary(plan: TrainPlan, result) -> None:
+    from nas_res.cost import human
+
     if result.arch.task == "vae":
         return _vae_summary(plan, result)
     table = Table(
@@ -267,6 +291,8 @@ def _summary(plan: TrainPlan, result) -> None:
 
 
 def _vae_summary(plan: TrainPlan, result) -> None:
+    from nas_res.cost import human
+
     """A VAE's epochs (negative ELBO per image in nats, its terms, bits/dim) and where its picture went."""
     table = Table(
         title=f"{plan.name} VAE on {result.data['name']}: {result.status}"
@@ -325,19 +351,34 @@ def evaluate_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
-    """Evaluate a trained checkpoint: top-1 (and top-5 above 10 classes) and loss on the test split."""
+    """Evaluate a trained checkpoint: top-1 (and top-5 above 10 classes) and loss on the test split; a VAE's
+    negative ELBO per image, its terms and bits/dim."""
+    from nas_res.evaluation import evaluate_checkpoint
+
     record = evaluate_checkpoint(
         ckpt, dataset=dataset, split=split, batch_size=batch_size, device=device, data_dir=data_dir, download=download
     )
+    if record["note"]:
+        note(record["note"])
     if as_json:
         return emit_json(record)
-    table = Table(title=f"{record['summary']} after {record['epoch']} epochs: {record['dataset']} {split} split")
-    for col in ("images", "top-1 %", "top-5 %", "loss"):
+    vae = record["task"] == "vae"
+    nats = " (nats per image)" if vae else ""
+    title = f"{record['summary']} after {count(record['epoch'], 'epoch')}: {record['dataset']} {split} split{nats}"
+    table = Table(title=title)
+    heads = ("images", "-ELBO", "recon", "KL", "bits/dim") if vae else ("images", "top-1 %", "top-5 %", "loss")
+    for col in heads:
         table.add_column(col, justify="right")
-    table.add_row(
-        str(record["images"]),
-        f"{record['top1']:.2f}",
-        f"{record['top5']:.2f}" if "top5" in record else "-",
-        f"{record['loss']:.4f}",
-    )
+    if vae:
+        bpd = f"{record['bpd']:.4f}" if record.get("bpd") is not None else "-"
+        table.add_row(
+            str(record["images"]), f"{record['loss']:.2f}", f"{record['recon']:.2f}", f"{record['kl']:.2f}", bpd
+        )
+    else:
+        table.add_row(
+            str(record["images"]),
+            f"{record['top1']:.2f}",
+            f"{record['top5']:.2f}" if "top5" in record else "-",
+            f"{record['loss']:.4f}",
+        )
     out.print(table)

@@ -96,10 +96,21 @@ class Kind(NamedTuple):
     modulation: str
 
 
-def requested_task(own: str, task: str | None, latent: int | None, likelihood: str | None) -> str:
+def requested_task(
+    own: str, task: str | None, latent: int | None, likelihood: str | None, what: str = "the arch is a classifier"
+) -> str:
     """The task a command line's --task, --latent and --likelihood ask of an arch or a space whose own task
-    is `own` (a latent or likelihood alone implies a VAE); refused, naming the option, when they disagree."""
-    task = task or ("vae" if latent is not None or likelihood is not None else own)
+    is `own` (`what` says so when it classifies); refused, naming the option, when they disagree. A latent
+    or likelihood alone changes a VAE, but never makes a classifier one: a stray flag must not silently
+    train another kind of net."""
+    given = " and ".join(f"--{n}" for n, v in (("latent", latent), ("likelihood", likelihood)) if v is not None)
+    if task is None and own == "classify" and given:
+        raise ResnasError(
+            f"only a VAE has {'them' if ' and ' in given else 'one'}, and {what}: add --task vae "
+            f"to make it a VAE, or drop {given}",
+            field=given.split()[0],
+        )
+    task = task or own
     if task not in TASKS:
         raise ResnasError(f"must be {' or '.join(TASKS)}; got {task!r}", field="--task")
     if task == "classify" and (latent is not None or likelihood is not None):

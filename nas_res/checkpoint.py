@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -96,7 +97,9 @@ def load(path: str | Path) -> dict:
     if not path.is_file():
         raise ResnasError(f"{path}: no such checkpoint file", field="checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about a foreign pickle: the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         smuggled = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         if smuggled:

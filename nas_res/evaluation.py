@@ -146,15 +146,39 @@ def evaluate_checkpoint(
     data = checkpoint_data(path, state, dataset, test=split == "test", data_dir=data_dir, download=download)
     recipe = Recipe.from_dict(state["recipe"], where=str(path))
     result = evaluate(model, data, split, device=device, batch_size=batch_size, recipe=recipe)
+    if model.arch.task == "vae":
+        result.pop("top1")  # NaN: a VAE has no classes to get right (and NaN is not JSON)
     return {
         "checkpoint": str(path),
         "arch_key": model.arch.key,
         "summary": model.arch.summary(),
+        "task": model.arch.task,
         "dataset": data.spec,
+        "trained_on": state["data"]["spec"],
+        "note": other_data(str(path), state, data),
         "split": split,
         "epoch": state["epoch"],
         **result,
     }
+
+
+def other_data(label: str, state: dict, data: Data) -> str | None:
+    """What to say when `data` is not the data the checkpoint was trained on (None when it is): its
+    numbers or pictures are then of images it never saw, normalised with their own mean and std."""
+    trained = state["data"]
+    if _data_key(trained["spec"]) == _data_key(data.spec):
+        return None
+    return (
+        f"{label} was trained on {trained['spec']} ({trained['size']}x{trained['size']} images); these are "
+        f"{data.spec}'s ({data.size}x{data.size}), which it never saw, normalised with their own mean and std"
+    )
+
+
+def _data_key(spec: str) -> tuple[str, str]:
+    """A dataset spec as the data it names: the name in lower case, an image folder's path resolved."""
+    name, _, arg = spec.partition(":")
+    name, arg = name.strip().lower(), arg.strip()
+    return name, str(Path(arg).expanduser().resolve()) if name == "imagefolder" and arg else arg
 
 
 def checkpoint_data(
@@ -175,13 +199,24 @@ def checkpoint_data(
     same = spec.partition(":")[0].strip().lower() == trained["name"]
 
     def fits(channels: int, classes: int, size: int) -> None:
-        """Refuse data the checkpoint cannot take, naming both, before the split is carved."""
+        """Refuse data the checkpoint cannot take, naming both, before the split is carved. A VAE takes
+        images of its channels and side (its linear maps are sized for them), whatever their classes."""
+        if arch.task == "vae":
+            if (channels, size) != (arch.in_channels, arch.resolution):
+                raise ResnasError(
+                    f"the checkpoint is a VAE for {arch.in_channels}-channel {arch.resolution}x{arch.resolution} "
+                    f"images (trained on {trained['spec']}); {spec} has {channels}-channel {size}x{size} images. "
+                    f"Leave out --dataset to use {trained['spec']}, or give data of that shape",
+                    where=str(path),
+                    field="--dataset",
+                )
+            return
         if (channels, classes) != (arch.in_channels, arch.classes):
             raise ResnasError(
                 f"the checkpoint takes {arch.in_channels} channel(s) and predicts {arch.classes} classes (trained "
                 f"on {trained['spec']}: {trained['size']}x{trained['size']} images); {spec} has {channels} "
-                f"channel(s), {size}x{size} images and {classes} classes. Evaluate it on data of its channels and "
-                "classes",
+                f"channel(s), {size}x{size} images and {classes} classes. Leave out --dataset to use "
+                f"{trained['spec']}, or give data of {arch.in_channels} channel(s) and {arch.classes} classes",
                 where=str(path),
                 field="--dataset",
             )

@@ -27,6 +27,7 @@ from .cost import cost
 from .data import Data
 from .device import autocast, resolve_device, sync
 from .elbo import negative_elbo, pixels_from
+from .errors import count
 from .evaluation import evaluate, run_eval, run_vae_eval
 from .fitting import check_fit
 from .model import build
@@ -333,7 +334,7 @@ def train(
                 stale += 1
             if recipe.patience is not None and stale >= recipe.patience and epoch < recipe.epochs:
                 result.status = RunStatus.STOPPED_EARLY
-                result.reason = f"validation loss did not improve for {stale} epochs (best {best_loss:.4f})"
+                result.reason = f"validation loss did not improve for {count(stale, 'epoch')} (best {best_loss:.4f})"
                 break
     except Pruned as e:
         result.status, result.reason = RunStatus.PRUNED, str(e) or f"pruned after epoch {len(history)}"

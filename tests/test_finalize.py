@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -109,11 +113,83 @@ def test_finalize_refusals(finalized, runner):
     assert never.exit_code == 2
 
 
-def test_fidelity_of_a_study_never_finalized(finalized, tmp_path, runner):
+def test_fidelity_of_the_retraining_itself_names_the_study_to_ask(finalized, runner):
     _tmp, storage, _ = finalized
     assert final_ranking(Store(storage), final_name("proxy")) == []
     shown = runner.invoke(app, ["fidelity", final_name("proxy"), "--storage", storage])
-    assert shown.exit_code == 1 and "not been finalized" in shown.output
+    assert shown.exit_code == 2 and "'proxy.final' is the re-training of 'proxy'" in shown.output, shown.output
+    assert "`resnas fidelity proxy`" in shown.output and "finalize" not in shown.output  # finalize would refuse it
+
+
+def _copy(finalized, tmp_path, proxy_epochs: int, proxy_acc: float) -> tuple[str, dict]:
+    """The finalized storage copied, with the final best architecture's proxy run at `proxy_acc` and the
+    proxy's recipe at `proxy_epochs`: a proxy that beat its re-training, which was shorter."""
+    _tmp, storage, result = finalized
+    # sqlite's backup reads through the write-ahead log, which a file copy would miss while the store is open
+    with (
+        contextlib.closing(sqlite3.connect(storage.removeprefix("sqlite:///"))) as source,
+        contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite")) as copy,
+    ):
+        source.backup(copy)
+    best = result["final"][0]
+    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite")) as db, db:
+        db.execute(
+            "UPDATE resnas_runs SET best_val_acc = ? WHERE study = 'proxy' AND trial = ?",
+            (proxy_acc, best["proxy_trial"]),
+        )
+        (text,) = db.execute("SELECT config FROM resnas_studies WHERE name = 'proxy'").fetchone()
+        config = json.loads(text)
+        config["recipe"]["epochs"] = proxy_epochs
+        db.execute("UPDATE resnas_studies SET config = ? WHERE name = 'proxy'", (json.dumps(config),))
+    return sqlite_url(tmp_path), best
+
+
+def test_fidelity_without_a_final_ranking_says_why_and_what_to_run(finalized, tmp_path, runner):
+    storage, _ = _copy(finalized, tmp_path, proxy_epochs=1, proxy_acc=50.0)
+    db = tmp_path / "db.sqlite"
+    for sql, said in (
+        ("DELETE FROM resnas_runs WHERE study = 'proxy.final'", "the re-training of 'proxy' ('proxy.final') has no"),
+        ("DELETE FROM resnas_studies WHERE name = 'proxy.final'", "'proxy' has not been finalized yet: run resnas"),
+    ):
+        with contextlib.closing(sqlite3.connect(db)) as con, con:
+            con.execute(sql)
+        shown = runner.invoke(app, ["fidelity", "proxy", "--storage", storage])
+        assert shown.exit_code == 1 and said in shown.output, shown.output
+
+
+def test_a_shorter_final_recipe_and_a_proxy_that_beat_it_are_said(finalized, tmp_path, runner):
+    storage, best = _copy(finalized, tmp_path, proxy_epochs=6, proxy_acc=99.5)
+    points = f"{99.5 - best['best_val_acc']:.2f} points below its proxy run's (trial {best['proxy_trial']} of 'proxy'"
+    said = f"`resnas export proxy` takes its re-trained weights (proxy.final trial {best['best_trial']}"
+    shown = runner.invoke(app, ["fidelity", "proxy", "--storage", storage])
+    assert shown.exit_code == 0 and said in shown.output and points in shown.output, shown.output
+    exported = runner.invoke(app, ["export", "proxy", "--storage", storage, "--out", str(tmp_path / "out")])
+    assert exported.exit_code == 0 and said in exported.output and points in exported.output, exported.output
+    args = ["finalize", "proxy", "--top", "3", "--seeds", "2", "--epochs", "1", "--storage", storage]
+    again = runner.invoke(app, [*args, "--checkpoints", str(tmp_path / "final")])  # all trained: resumes, says
+    assert again.exit_code == 0, again.output
+    assert "note: the final recipe trains 1 epoch(s), fewer than the proxy's 6" in again.output
+    assert "runs of 1 epoch on" in again.output and points in again.output
+
+
+def test_sigterm_stops_finalize_with_143_and_the_same_command_resumes(finalized, tmp_path, runner, monkeypatch):
+    import nas_res.cli.finalize as finalize_cli
+
+    storage, _ = _copy(finalized, tmp_path, proxy_epochs=1, proxy_acc=0.0)
+    real = finalize_cli.run_live
+
+    def terminated(coordinator):
+        def once(state):
+            coordinator.on_update = lambda state: None
+            os.kill(os.getpid(), signal.SIGTERM)  # the coordinator's handler turns it into an interrupt
+
+        coordinator.on_update = once
+        return real(coordinator)
+
+    monkeypatch.setattr(finalize_cli, "run_live", terminated)
+    args = ["finalize", "proxy", "--top", "3", "--seeds", "3", "--epochs", "1", "--storage", storage]
+    r = runner.invoke(app, [*args, "--checkpoints", str(tmp_path / "final")])  # a third seed: 3 runs to train
+    assert r.exit_code == 143 and "run the same command to resume" in r.output and "Traceback" not in r.output
 
 
 # ---- what a search picks when told only a budget --------------------------------------------------------
@@ -160,12 +236,15 @@ def test_the_last_epoch_is_never_pruned():
     from nas_res.search.trials import Trials
 
     decisions = []
-    job = SimpleNamespace(trial="t", epochs=3, epoch=0, val_acc=None, val_loss=None, reference=False)
+    job = SimpleNamespace(
+        trial="t", epochs=3, epoch=0, val_acc=None, val_loss=None, reference=False, history=[], run_id=1
+    )
     worker = SimpleNamespace(job=job, decide=decisions.append)
     trials = SimpleNamespace(
         config=SimpleNamespace(multi_objective=False, task="classify", score_key="val_acc"),
         keeper=SimpleNamespace(measure=lambda: None),
-        db=lambda fn, *args: fn(*args),
+        db=lambda fn, *args, **values: fn(*args, **values),
+        store=SimpleNamespace(finish_run=lambda run_id, **values: True),  # each epoch stored as it ends
         optuna=SimpleNamespace(report=lambda trial, value, step: True),  # a pruner that always says stop
     )
     for epoch in (1, 2, 3):

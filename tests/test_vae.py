@@ -215,10 +215,11 @@ def test_resnas_train_task_vae_writes_metrics_checkpoint_and_picture(runner, tmp
     with Image.open(out / "vae.png") as picture:
         assert picture.size[0] > 300 and len(np.unique(np.asarray(picture.convert("L")))) > 10  # drawn, not blank
     for bad, message in (
-        (["--latent", "0"], "--latent"),
+        (["--task", "vae", "--latent", "0"], "--latent"),
+        (["--latent", "4"], "--latent: only a VAE has one, and the arch is a classifier: add --task vae"),
         (["--task", "classify", "--latent", "4"], "a VAE's"),
         (["--task", "gan"], "classify or vae"),
-        (["--likelihood", "poisson"], "bernoulli, gaussian"),
+        (["--task", "vae", "--likelihood", "poisson"], "bernoulli, gaussian"),
     ):
         r = runner.invoke(app, ["train", "resnet20_cifar", *bad, "--out", str(tmp_path / "bad")])
         assert r.exit_code != 0 and message in r.output and "Traceback" not in r.output, r.output
@@ -277,5 +278,13 @@ def test_a_tiny_vae_search_ranks_by_negative_elbo_and_exports(runner, tmp_path):
         plan({**options, "objective": "accuracy", "study": "other"})
     refused = runner.invoke(app, ["finalize", "vae", "--storage", storage])
     assert refused.exit_code == 2 and "a VAE search" in refused.output and "Traceback" not in refused.output
+    for args, said in (
+        (["plot", "vae", str(tmp_path / "edf.png"), "--kind", "edf"], "is a VAE search: edf draws classification"),
+        (["export", "vae", "--pareto", "--out", str(tmp_path / "front")], "holds VAEs: --pareto is the accuracy"),
+    ):
+        r = runner.invoke(app, [*args, "--storage", storage])
+        assert r.exit_code == 2 and said in r.output and "Traceback" not in r.output, r.output
+    refused = runner.invoke(app, ["fidelity", "vae", "--storage", storage])  # not "run resnas finalize"
+    assert refused.exit_code == 2 and "a VAE search" in refused.output and "resnas train FILE.yaml" in refused.output
     with pytest.raises(ResnasError, match="vae: a VAE search"):
         compare({"vae": rows, "copy": rows})

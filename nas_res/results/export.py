@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from ..arch import Arch
@@ -19,7 +20,7 @@ from ..errors import ResnasError
 from ..evaluation import evaluate
 from ..files import check_writable, write_atomic, write_text
 from ..model import build
-from .final import final_name, final_table
+from .final import final_name, final_table, proxy_was_better
 from .onnx_file import write_onnx
 from .preprocessing import ONNX_INPUT_HELP, Preprocessor, check_onnx_input
 from .record import Run
@@ -42,13 +43,15 @@ def export(
     onnx_input: str = "raw",
     test: bool = False,
     data_dir: str | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Arch files `resnas train` and `nas_res.build` load, with cost, metrics, provenance and the input
     preprocessing beside the arch; `weights`/`onnx` add the checkpoint and an ONNX file (its input as
     `onnx_input` says: see `ONNX_INPUTS`).
 
     Everything that can be refused is checked before anything is evaluated or written.
-    `test=True` first evaluates the chosen models on the test split (stored, shown by the leaderboard)."""
+    `test=True` first evaluates the chosen models on the test split (stored, shown by the leaderboard).
+    A finalized study exports its re-trained networks; `on_note` is told of each whose proxy run scored higher."""
     import yaml
 
     if fmt not in ("yaml", "json"):
@@ -61,10 +64,19 @@ def export(
     rows = mark(rank(all_runs), reference_keys(store, study))
     if not rows:
         raise ResnasError(f"study {study!r} has no finished trial to export yet", field="study")
+    if front and any(r.get("task") == "vae" for r in rows):
+        raise ResnasError(
+            f"study {study!r} holds VAEs: --pareto is the accuracy-FLOPs front of classifiers; --top K exports "
+            "the K lowest validation -ELBO",
+            field="--pareto",
+        )
     chosen = pareto(rows) if front else rows[:top]
     final = [] if front else final_table(store, study, rows)
     by_key = {r["arch_key"]: r["reference"] for r in rows}
     if final:  # re-trained (resnas finalize): its ranking, each architecture's best seed, from STUDY.final
+        if on_note is not None:
+            for line in proxy_was_better(study, final[:top]):
+                on_note(line)
         study, all_runs = final_name(study), store.runs(final_name(study))
         by_trial = {r["trial"]: r for r in rank(all_runs)}
         chosen = [

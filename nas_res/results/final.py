@@ -9,19 +9,53 @@ accuracy, and the proxy's rank and accuracy beside it: what `leaderboard`, `fide
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
+from ..errors import ResnasError
 from .fidelity import fidelity
 from .paired import pooled_over_seeds
 from .record import Run
 from .store import Store
-from .uncertainty import seed_summary
+from .uncertainty import PERCENT, seed_summary
 
 SUFFIX = ".final"
+VAE_RETRAIN = (
+    "re-train its best with `resnas train FILE.yaml --seed N` on the files `resnas export` writes, or compare "
+    "them as an experiment with task: vae (see vae-depth)"
+)
 
 
 def final_name(study: str) -> str:
     """The study that holds `study`'s re-training."""
     return f"{study}{SUFFIX}"
+
+
+def no_final(store: Store, study: str, config: dict) -> str:
+    """Why `study` (stored with `config`) has no final ranking, and what to run: raised as a `ResnasError`
+    where `resnas finalize` would refuse it too (a re-training itself, a VAE search), so no message sends
+    the user to a command that then refuses."""
+    base = study.removesuffix(SUFFIX)
+    if study.endswith(SUFFIX) and store.study_config(base) is not None:
+        raise ResnasError(
+            f"{study!r} is the re-training of {base!r}: its ranking beside the proxy's is `resnas fidelity {base}`",
+            field="study",
+        )
+    if (config.get("space") or {}).get("task") == "vae":
+        raise ResnasError(
+            f"study {study!r} is a VAE search: finalize re-trains classifiers and ranks them by accuracy, so there "
+            f"is no final ranking to judge its proxy by; {VAE_RETRAIN}",
+            field="study",
+        )
+    if store.study_config(final_name(study)) is not None:
+        return (
+            f"the re-training of {study!r} ({final_name(study)!r}) has no finished run yet: run the same "
+            f"resnas finalize {study} command to resume it (see resnas leaderboard {final_name(study)} --all)"
+        )
+    if not any(r.status.ranks and r.best_val_acc is not None for r in store.runs(study)):
+        return (
+            f"study {study!r} has no trained trial yet, so nothing to re-train (see resnas leaderboard {study} --all)"
+        )
+    return f"study {study!r} has not been finalized yet: run resnas finalize {study}"
 
 
 def final_runs(store: Store, study: str) -> list[Run]:
@@ -48,7 +82,7 @@ def final_table(store: Store, study: str, proxy_rows: list[dict]) -> list[dict]:
     rows = []
     for key, group in by_arch.items():
         group.sort(key=lambda r: (int(r.recipe.get("seed", 0)), r.trial))
-        val = seed_summary([r.best_val_acc for r in group if r.best_val_acc is not None])
+        val = seed_summary([r.best_val_acc for r in group if r.best_val_acc is not None], within=PERCENT)
         tests = [r.test_acc for r in group if r.test_acc is not None]
         test = seed_summary(tests) if tests else None
         best = max(group, key=lambda r: (r.best_val_acc or 0.0, -r.trial))
@@ -64,13 +98,17 @@ def final_table(store: Store, study: str, proxy_rows: list[dict]) -> list[dict]:
                 "seeds": [int(r.recipe.get("seed", 0)) for r in group],
                 "val_mean": val["mean"],
                 "val_sd": val["sd"],
-                "val_lo": None if val["lo"] is None else max(0.0, val["lo"]),  # an accuracy stays in 0..100
-                "val_hi": None if val["hi"] is None else min(100.0, val["hi"]),
+                "val_lo": val["lo"],
+                "val_hi": val["hi"],
                 "test_mean": test["mean"] if test else None,
                 "test_sd": test["sd"] if test else None,
                 "tested": len(tests),
                 "epochs": max(r.epochs for r in group),
                 "best_trial": best.trial,  # the seed whose weights `export` takes
+                "best_val_acc": best.best_val_acc,
+                "proxy_trial": p.get("trial"),
+                "proxy_epochs": p.get("epochs"),
+                "proxy_checkpoint": p.get("checkpoint"),
                 "trials": [r.trial for r in group],
             }
         )
@@ -79,6 +117,26 @@ def final_table(store: Store, study: str, proxy_rows: list[dict]) -> list[dict]:
         row["final_rank"] = i
         row.update(pooled_over_seeds(by_arch[rows[0]["arch_key"]], by_arch[row["arch_key"]]))
     return rows
+
+
+def proxy_was_better(study: str, rows: list[dict]) -> list[str]:
+    """One line per final row whose exported weights (its best seed) score below the proxy run of the same
+    architecture on the same validation images: which weights `export` takes, which were better, by how
+    much, and where those are. A re-training is meant to do better; when it did not, that must be said."""
+    notes = []
+    for r in rows:
+        final, proxy = r.get("best_val_acc"), r.get("proxy_val_acc")
+        if final is None or proxy is None or final >= proxy:
+            continue
+        kept = r.get("proxy_checkpoint")
+        where = f"; its weights: {kept}" if kept and Path(kept).exists() else ""
+        notes.append(
+            f"{r['summary']}: `resnas export {study}` takes its re-trained weights ({final_name(study)} trial "
+            f"{r['best_trial']}, the best of {len(r['seeds'])} seed(s): {final:.2f}% validation after "
+            f"{r['epochs']} epoch(s)), {proxy - final:.2f} points below its proxy run's (trial {r['proxy_trial']} "
+            f"of {study!r}: {proxy:.2f}% after {r['proxy_epochs']} epoch(s){where})"
+        )
+    return notes
 
 
 def with_final(rows: list[dict], table: list[dict]) -> list[dict]:

@@ -30,22 +30,22 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..arch import Arch
 from ..cost import human
-from ..errors import ResnasError
+from ..errors import ResnasError, Terminated, sigterm_as_interrupt
 from ..results.storage import DEFAULT_STORAGE, safe_url
 from ..results.store import Store
 from ..status import RunStatus
 from . import references
 from .config import SearchConfig, recipe_key
 from .keep import checkpoint_root
-from .liveness import DB_PATIENCE, Heartbeat, host_id, owner_gone, patiently, sigterm_as_interrupt, storage_full
+from .liveness import DB_PATIENCE, Heartbeat, host_id, owner_gone, patiently, storage_full
 from .pool import Done, Epoch, Fatal, Pool, Raised, Ready
 from .preflight import preflight
 from .sampler import make_pruner, make_sampler
+from .settings import GRACE, HEARTBEAT
 from .state import SearchState
 from .study import GIVEN_ARCH, GIVEN_SEED, REFERENCE, OptunaStudy, salted_seed
 from .trials import Trials
 
-HEARTBEAT, GRACE = 10, 60  # seconds: heartbeat interval, and silence after which a trial is failed
 GIVEN_KEY, GIVEN_MODE = "resnas:given", "resnas:given_archs"  # trial attribute; study attribute
 COORDINATORS = "resnas:coordinators"  # study attribute: the processes (host:pid) that worked on it
 
@@ -213,8 +213,9 @@ class Coordinator:
                 raise
             self.state.interrupted = True  # its trials stay `running`; a resumed search tries them again
             raise full from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             self.state.interrupted = True
+            self.state.terminated = isinstance(e, Terminated)
             for w in self.pool.workers:
                 if w.job is not None:
                     self.trials.finish(

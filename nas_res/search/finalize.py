@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..arch import Arch
 from ..errors import ResnasError
 from ..recipe import Recipe
-from ..results.final import SUFFIX, final_name
+from ..results.final import SUFFIX, VAE_RETRAIN, final_name
 from ..results.report import rank, study_runs
 from ..results.store import Store
 from .config import SearchConfig, space_from_snapshot
@@ -34,6 +34,7 @@ class FinalPlan:
     existed: bool
     given: list[Given]
     picked: list[dict]  # the proxy leaderboard rows re-trained, best first
+    notes: tuple[str, ...] = ()  # where the final recipe is no longer than the proxy's: printed before it runs
 
 
 def plan_finalize(
@@ -65,8 +66,7 @@ def plan_finalize(
         if (proxy.get("space") or {}).get("task") == "vae":
             raise ResnasError(
                 f"study {study!r} is a VAE search: finalize re-trains classifiers and ranks them by accuracy. "
-                "Re-train its best with `resnas train FILE.yaml --seed N` on the files `resnas export` writes, "
-                "or compare them as an experiment with task: vae (see vae-depth)",
+                f"{VAE_RETRAIN[0].upper()}{VAE_RETRAIN[1:]}",
                 field="study",
             )
         runs = study_runs(store, study)
@@ -111,4 +111,28 @@ def plan_finalize(
             f"--recipe and --train-size to add to that re-training (its study is {final_name(study)!r})",
             field="study",
         ) from None
-    return FinalPlan(study, config, existed, given, picked)
+    return FinalPlan(study, config, existed, given, picked, shorter(proxy, proxy_recipe, config))
+
+
+def shorter(proxy: dict, proxy_recipe: Recipe, config: SearchConfig) -> tuple[str, ...]:
+    """What to say when the final runs train less than the proxy did (fewer epochs, fewer images): they
+    are meant to train longer, and may then end below what the proxy found."""
+    notes = []
+    final, before = config.recipe.epochs, proxy_recipe.epochs
+    if final < before:
+        notes.append(
+            f"the final recipe trains {final} epoch(s), fewer than the proxy's {before}: re-training is meant "
+            f"to train longer (the default is {EPOCHS_FACTOR}x, {EPOCHS_FACTOR * before}), and the re-trained "
+            "networks may end below what the proxy found"
+        )
+    subset, proxy_subset = config.train_size, proxy.get("train_size")
+    if subset is not None and (proxy_subset is None or (type(subset) is type(proxy_subset) and subset < proxy_subset)):
+        notes.append(f"the final runs train on {_images(subset)}, fewer than the proxy's {_images(proxy_subset)}")
+    return tuple(notes)
+
+
+def _images(subset: int | float | None) -> str:
+    """A training subset in words: all images, a count, or a share of the training split."""
+    if subset is None:
+        return "all training images"
+    return f"{subset:,} training images" if isinstance(subset, int) else f"{subset:.0%} of the training images"

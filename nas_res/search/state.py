@@ -49,6 +49,7 @@ class SearchState:
     trial_seconds: list[float] = field(default_factory=list)
     overheads: list[float] = field(default_factory=list)  # per trained trial: wall seconds outside train()
     interrupted: bool = False
+    terminated: bool = False  # the interrupt was SIGTERM (the command exits 143), not Ctrl-C (130)
     lower_is_better: bool = False  # the best is the lowest value (a VAE's validation negative ELBO)
     stopped_by: str = ""
     db_errors: int = 0  # database calls that failed and were retried (a restart, say)
