@@ -29,7 +29,11 @@ The protocol, fixed before any result was seen (Lindauer & Hutter's checklist):
     python bench/nas_bench.py [--phase search|final|all] [--seeds 0,1,2] [--methods resnas,random,...]
         [--work DIR] [--minutes M] [--gpus 0] [--scale 1.0]
 
-Everything resumes: run it again with the same --work and it trains only what is missing. --minutes
+Everything resumes: run it again with the same --work and it trains only what is missing. The study
+files of the runs reported so far are kept in bench/results/nas-bench-studies/ (SQLite, a few hundred
+KB each, with seconds.json and the log), because a session's --work folder does not outlive it; to go
+on from them: `mkdir -p W && cp bench/results/nas-bench-studies/* W/ && python bench/nas_bench.py --work W`,
+and copy the files back (`sqlite3 W/X.db ".backup bench/results/nas-bench-studies/X.db"`) when you stop. --minutes
 stops starting new trials after M minutes; the figures written are then marked partial. --scale
 multiplies the proxy compute (for a quick look on a GPU: --scale 0.25); a scaled run is not the protocol.
 """
