@@ -19,8 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, write
 
 from nas_res import Budget, build, cost, fvcore_cost, load_space
-from nas_res.blocks import stem_cost, unit_cost
-from nas_res.cost import stage_cost
+from nas_res.arch.blocks import stage_cost, stem_cost, unit_cost
 
 
 def clear_caches() -> None:

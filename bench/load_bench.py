@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from machine import describe, write
 
 from nas_res.results import Store, safe_url
-from nas_res.status import RunStatus
+from nas_res.training.status import RunStatus
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -54,8 +54,8 @@ from nas_bench_report import plot_anytime, summarise
 
 import nas_res
 from nas_res import cost, load_space, zoo
-from nas_res.recipe import PRESETS
 from nas_res.results import Store
+from nas_res.training.recipe import PRESETS
 
 DATASET, SPACE, VAL, SPLIT_SEED = "fashion-mnist", "small-resnext", 5000, 0
 PROXY_IMAGES, PROXY_EPOCHS, PROXY_TRIALS = 2000, 3, 40

@@ -2,7 +2,7 @@
 
 The reference is what a hand-written script does: torchvision's `DataLoader` (default settings)
 over PIL images with `RandomCrop(padding=4)`, `RandomHorizontalFlip`, `ToTensor`, `Normalize`,
-fp32, eager, SGD. resnas runs the same net, data and batch size through `nas_res.train.train`
+fp32, eager, SGD. resnas runs the same net, data and batch size through `nas_res.training.trainer.train`
 (data on the device, batched augmentation, its precision/memory-format defaults), eager and
 with `torch.compile` (compile time reported apart). Runs are interleaved and repeated, and the
 median is reported, because a shared machine's speed drifts.
@@ -30,8 +30,8 @@ from PIL import Image
 from torch import nn
 
 from nas_res import build, zoo
-from nas_res.data import load_data
-from nas_res.train import Recipe, resolve_device, train
+from nas_res.data.dataset import load_data
+from nas_res.training.trainer import Recipe, resolve_device, train
 
 
 class PilImages(torch.utils.data.Dataset):

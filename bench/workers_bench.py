@@ -24,7 +24,7 @@ from machine import describe, write
 
 from nas_res.results import Store
 from nas_res.search import Coordinator, plan
-from nas_res.threads import plan_threads
+from nas_res.training.threads import plan_threads
 
 
 def one(workers: int, trials: int, epochs: int, folder: Path, threads: int | None = None) -> dict:

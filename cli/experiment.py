@@ -63,7 +63,7 @@ def run_cmd(
     from nas_res.experiments.run import test_all
     from nas_res.results.page import check_plot_file
     from nas_res.results.storage import DEFAULT_STORAGE, safe_url
-    from nas_res.threads import plan_host, worker_threads
+    from nas_res.training.threads import plan_host, worker_threads
 
     if plot:
         check_plot_file(plot, "--plot")
@@ -121,7 +121,7 @@ def report_cmd(
 
 
 def _show(report: dict, plot: str | None, as_json: bool) -> None:
-    from nas_res.cost import human
+    from nas_res.arch.budget import human
     from nas_res.experiments.plots import experiment_figure
 
     if plot:

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from nas_res.api import finish_finalize
-from nas_res.cost import human
+from nas_res.arch.budget import human
 from nas_res.errors import count
 from nas_res.results import Store
 from nas_res.results.fidelity import verdict
@@ -16,7 +16,7 @@ from nas_res.results.storage import DEFAULT_STORAGE, safe_url
 from nas_res.search import GRACE, HEARTBEAT, Coordinator
 from nas_res.search.finalize import DEFAULT_SEEDS, DEFAULT_TOP, EPOCHS_FACTOR, plan_finalize
 from nas_res.search.keep import KEEP_HELP
-from nas_res.threads import plan_host, worker_threads
+from nas_res.training.threads import plan_host, worker_threads
 
 from .common import JSON_HELP, STORAGE_HELP, emit_json, err, exit_code, interval, mean_sd, note, out, user_errors
 from .search import GRACE_HELP, HEARTBEAT_HELP, THREADS_HELP, _gpus, run_live

@@ -6,12 +6,12 @@ import typer
 from rich.table import Table
 
 from nas_res import ResnasError
-from nas_res.data import DATASETS, load_data
-from nas_res.device import resolve_device
-from nas_res.evaluation import other_data
-from nas_res.gradients import GradientFlow, gradient_flow, memory_note, resolve_target
+from nas_res.data.dataset import DATASETS, load_data
+from nas_res.inspect.gradients import GradientFlow, gradient_flow, memory_note, resolve_target
 from nas_res.results.gradient_plot import save_gradients, times
 from nas_res.results.page import check_plot_file
+from nas_res.training.device import resolve_device
+from nas_res.training.evaluation import other_data
 
 from .common import JSON_HELP, emit_json, note, out, user_errors
 

@@ -6,8 +6,8 @@ import typer
 from rich.table import Table
 
 from nas_res import ResnasError, __version__
-from nas_res.spec import load_spec
-from nas_res.zoo import resolve_arch
+from nas_res.arch.zoo import resolve_arch
+from nas_res.space.template import load_spec
 
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, cost_record, emit_json, err, out, reflow_help, user_errors
 from .lazy import LazyGroup  # the commands of the other cli modules, imported when used
@@ -51,7 +51,7 @@ def zoo_cmd(
 ):
     """Named reference architectures (torchvision's ImageNet nets, the papers' CIFAR nets, MNIST)."""
     from nas_res import cost, zoo
-    from nas_res.cost import human
+    from nas_res.arch.budget import human
 
     names = [name] if name else zoo.names()
     records = []
@@ -95,7 +95,9 @@ def cost_cmd(
     if resolution is not None and resolution < 1:
         raise ResnasError(f"must be a positive integer; got {resolution}", field="--resolution")
     name, arch = resolve_arch(target)
-    from nas_res.cost import cost, fvcore_cost, human
+    from nas_res.arch.budget import human
+    from nas_res.arch.cost import cost
+    from nas_res.arch.referee import fvcore_cost
 
     c = cost(arch, resolution)
     ref = fvcore_cost(arch, resolution) if verify else None
@@ -143,8 +145,8 @@ def iso_cmd(
     """Iso-complexity: the bottleneck width (per cardinality) or width (per depth) that keeps the reference's
     params or FLOPs."""
     _, ref = resolve_arch(like)
-    from nas_res.cost import human
-    from nas_res.iso import iso_table
+    from nas_res.arch.budget import human
+    from nas_res.space.iso import iso_table
 
     results = iso_table(ref, cardinality=cardinality, depths=depths, match=match)
     if as_json:
@@ -172,7 +174,7 @@ def iso_cmd(
 @user_errors
 def spaces_cmd(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
     """Built-in design-space templates."""
-    from nas_res.space import builtin_spaces, load_space
+    from nas_res.space.design_space import builtin_spaces, load_space
 
     spaces = [load_space(n) for n in builtin_spaces()]
     if as_json:
@@ -200,8 +202,9 @@ def space_show(
 ):
     """A space's fixed parts, open dimensions, exact size, and the share of it inside a budget."""
     spec = load_spec(space)
-    from nas_res.cost import Budget, cost, human
-    from nas_res.space import DesignSpace
+    from nas_res.arch.budget import Budget, human
+    from nas_res.arch.cost import cost
+    from nas_res.space.design_space import DesignSpace
 
     s = DesignSpace(spec)
     b = Budget.parse(budget, max_params)
@@ -265,8 +268,9 @@ def space_sample(
     if n < 1:
         raise ResnasError(f"must be at least 1; got {n}", field="-n")
     spec = load_spec(space)
-    from nas_res.cost import Budget, cost, human
-    from nas_res.space import DesignSpace
+    from nas_res.arch.budget import Budget, human
+    from nas_res.arch.cost import cost
+    from nas_res.space.design_space import DesignSpace
 
     s = DesignSpace(spec)
     b = Budget.parse(budget, max_params)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from nas_res import ResnasError
-from nas_res.cost import human
+from nas_res.arch.budget import human
 from nas_res.results import Store, check_top, compare, export, leaderboard, safe_url, studies
 from nas_res.results.paired import PAIRED, UNPAIRED
 from nas_res.results.plots import check_plot_file, compare_figure, html_table, save, study_figure

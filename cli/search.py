@@ -17,7 +17,7 @@ from rich.text import Text
 from nas_res import ResnasError
 from nas_res.errors import count
 from nas_res.search.settings import GRACE, HEARTBEAT, KEEP_HELP
-from nas_res.spec import load_spec
+from nas_res.space.template import load_spec
 from nas_res.yamlfile import read_yaml
 
 from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, STORAGE_HELP, emit_json, err, exit_code, user_errors
@@ -217,7 +217,7 @@ def _run(
     from nas_res.results.store import DEFAULT_STORAGE, Store, safe_url
     from nas_res.search import Coordinator
     from nas_res.search.sampler import describe as describe_search
-    from nas_res.threads import worker_threads
+    from nas_res.training.threads import worker_threads
 
     from .reports import print_leaderboard, print_reference_summary
 
@@ -297,7 +297,7 @@ def _value(v: float | None) -> str:
 
 
 def _live_view(state: SearchState) -> Group:
-    from nas_res.cost import human
+    from nas_res.arch.budget import human
 
     c = state.counts
     elapsed = time.time() - state.started

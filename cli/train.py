@@ -12,16 +12,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from nas_res import ResnasError
-from nas_res.datasets import DATASETS
+from nas_res.arch.zoo import resolve_arch
+from nas_res.data.names import DATASETS
+from nas_res.data.subset import parse_train_size
 from nas_res.errors import Terminated, count, sigterm_as_interrupt
-from nas_res.recipe import Recipe, load_recipe
-from nas_res.subset import parse_train_size
-from nas_res.zoo import resolve_arch
+from nas_res.training.recipe import Recipe, load_recipe
 
 from .common import JSON_HELP, emit_json, err, exit_code, note, out, user_errors
 
 if TYPE_CHECKING:
-    from nas_res.training import TrainPlan
+    from nas_res.training.plan import TrainPlan
 
 DATASET_HELP = f"One of: {', '.join(DATASETS)}."
 DATA_DIR_HELP = (
@@ -99,10 +99,11 @@ def train_cmd(
     resolve_arch(target)  # the arch and recipe files are checked before torch is imported
     if recipe_file is not None:
         load_recipe(recipe_file)
-    from nas_res.data import with_train_size
-    from nas_res.published import TORCHVISION
-    from nas_res.threads import thread_plan
-    from nas_res.training import memory_note, plan_training, run_training
+    from nas_res.data.dataset import with_train_size
+    from nas_res.data.published import TORCHVISION
+    from nas_res.training.plan import memory_note, plan_training, run_training
+    from nas_res.training.status import RunStatus
+    from nas_res.training.threads import thread_plan
 
     overrides = dict(
         epochs=epochs,
@@ -143,7 +144,7 @@ def train_cmd(
     cut = thread_plan(threads)[1]  # more threads than cores: cut to them (plan.threads), and said
     if cut:
         note(cut)
-    # cut after loading: TrainPlan (nas_res.training) carries no train size; the same images as load_data's
+    # cut after loading: TrainPlan (nas_res.training.plan) carries no train size; the same images as load_data's
     data = with_train_size(plan.load_data(), subset, field="--train-size")
     if len(data.train) < plan.recipe.batch_size:
         raise ResnasError(
@@ -180,6 +181,12 @@ def train_cmd(
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    if plan.picture is not None and arch.task == "vae" and result.status != RunStatus.DIVERGED:
+        from nas_res.arch.vae import VAE
+        from nas_res.results.vae_plot import save_vae_pictures
+
+        if isinstance(result.model, VAE):
+            save_vae_pictures(result.model, data, plan.picture, title=f"{plan.name} VAE on {data.name}")
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -241,7 +248,7 @@ def _fmt(v, spec: str) -> str:
 
 
 def _summary(plan: TrainPlan, result) -> None:
-    from nas_res.cost import human
+    from nas_res.arch.budget import human
 
     if result.arch.task == "vae":
         return _vae_summary(plan, result)
@@ -291,7 +298,7 @@ def _summary(plan: TrainPlan, result) -> None:
 
 
 def _vae_summary(plan: TrainPlan, result) -> None:
-    from nas_res.cost import human
+    from nas_res.arch.budget import human
 
     """A VAE's epochs (negative ELBO per image in nats, its terms, bits/dim) and where its picture went."""
     table = Table(
@@ -353,7 +360,7 @@ def evaluate_cmd(
 ):
     """Evaluate a trained checkpoint: top-1 (and top-5 above 10 classes) and loss on the test split; a VAE's
     negative ELBO per image, its terms and bits/dim."""
-    from nas_res.evaluation import evaluate_checkpoint
+    from nas_res.training.evaluation import evaluate_checkpoint
 
     record = evaluate_checkpoint(
         ckpt, dataset=dataset, split=split, batch_size=batch_size, device=device, data_dir=data_dir, download=download

@@ -33,23 +33,24 @@ _API = (
 export_lazily(
     __name__,
     {
-        "zoo": "",
         **dict.fromkeys(_API, ".api"),
-        **dict.fromkeys(("Arch", "Stage", "load_arch"), ".arch"),
-        **dict.fromkeys(("Budget", "Cost", "cost", "fvcore_cost"), ".cost"),
-        **dict.fromkeys(("Data", "load_data"), ".data"),
+        **dict.fromkeys(("Arch", "Stage", "load_arch"), ".arch.description"),
+        "Budget": ".arch.budget",
+        **dict.fromkeys(("Cost", "cost"), ".arch.cost"),
+        "fvcore_cost": ".arch.referee",
+        "build": ".arch.build",
+        "Residual": ".arch.residual",
+        **dict.fromkeys(("Data", "load_data"), ".data.dataset"),
         **dict.fromkeys(("experiment_report", "run_experiment"), ".experiments"),
-        **dict.fromkeys(("GradientFlow", "gradient_flow"), ".gradients"),
-        "build": ".model",
-        **dict.fromkeys(("Recipe", "load_recipe"), ".recipe"),
-        "Residual": ".residual",
-        **dict.fromkeys(("DesignSpace", "load_space"), ".space"),
-        **dict.fromkeys(("Pruned", "Result", "evaluate", "train"), ".train"),
+        **dict.fromkeys(("GradientFlow", "gradient_flow"), ".inspect.gradients"),
+        **dict.fromkeys(("DesignSpace", "load_space"), ".space.design_space"),
+        **dict.fromkeys(("Recipe", "load_recipe"), ".training.recipe"),
+        **dict.fromkeys(("Pruned", "Result", "evaluate", "train"), ".training.trainer"),
     },
+    modules={"zoo": ".arch.zoo"},
 )
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
-    from . import zoo
     from .api import (
         compare_studies,
         export_study,
@@ -64,16 +65,19 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
         train_archs,
         vs_reference,
     )
-    from .arch import Arch, Stage, load_arch
-    from .cost import Budget, Cost, cost, fvcore_cost
-    from .data import Data, load_data
+    from .arch import zoo
+    from .arch.budget import Budget
+    from .arch.build import build
+    from .arch.cost import Cost, cost
+    from .arch.description import Arch, Stage, load_arch
+    from .arch.referee import fvcore_cost
+    from .arch.residual import Residual
+    from .data.dataset import Data, load_data
     from .experiments import experiment_report, run_experiment
-    from .gradients import GradientFlow, gradient_flow
-    from .model import build
-    from .recipe import Recipe, load_recipe
-    from .residual import Residual
-    from .space import DesignSpace, load_space
-    from .train import Pruned, Result, evaluate, train
+    from .inspect.gradients import GradientFlow, gradient_flow
+    from .space.design_space import DesignSpace, load_space
+    from .training.recipe import Recipe, load_recipe
+    from .training.trainer import Pruned, Result, evaluate, train
 
 __all__ = [
     "Arch",

@@ -17,8 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .arch import Arch
-from .recipe import Recipe
+from .arch.description import Arch
 from .results.export import evaluate_runs, export
 from .results.final import final_name, final_runs, study_fidelity
 from .results.report import best_run, check_distinct, compare
@@ -32,6 +31,7 @@ from .search.coordinator import GRACE, HEARTBEAT, Coordinator, Given
 from .search.finalize import DEFAULT_SEEDS, DEFAULT_TOP, FinalPlan, plan_finalize
 from .search.plan import plan
 from .search.state import SearchState
+from .training.recipe import Recipe
 
 
 def plan_search(

@@ -9,8 +9,8 @@ import yaml
 from nas_res.cli.main import app
 
 from nas_res import Arch, Recipe, ResnasError, Stage, build, load_data, train
-from nas_res.activations import activations, parse_units, unit_maps
-from nas_res.arch import UNIT_ORDERS
+from nas_res.arch.description import UNIT_ORDERS
+from nas_res.inspect.activations import activations, parse_units, unit_maps
 from nas_res.results.activation_plot import save_activations
 
 DATA = "synthetic:1x8x8:3:90"

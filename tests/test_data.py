@@ -8,10 +8,11 @@ import pytest
 import torch
 from formats import use_checksums, write_cifar, write_imagefolder, write_mnist
 
-from nas_res import ResnasError, published
-from nas_res.batches import DeviceBatches, FileBatches, augment, batches
-from nas_res.data import Split, carve, load_data, parse_train_size, with_train_size
-from nas_res.subset import balanced_indices
+from nas_res import ResnasError
+from nas_res.data import published
+from nas_res.data.batches import DeviceBatches, FileBatches, augment, batches
+from nas_res.data.dataset import Split, carve, load_data, parse_train_size, with_train_size
+from nas_res.data.subset import balanced_indices
 
 CPU = torch.device("cpu")
 

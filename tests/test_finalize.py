@@ -21,7 +21,7 @@ from nas_res.results import Store
 from nas_res.results.final import final_name
 from nas_res.results.report import final_ranking
 from nas_res.search import defaults, plan
-from nas_res.space import load_space
+from nas_res.space.design_space import load_space
 
 DATA = "synthetic:1x8x8:4:300"  # 270 training and 30 validation images after the 10% split
 

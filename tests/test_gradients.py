@@ -9,9 +9,9 @@ from nas_res.cli.main import app
 from torch import nn
 
 from nas_res import Arch, ResnasError, Stage, build, gradient_flow, zoo
-from nas_res.checkpoint import WEIGHTS_FORMAT
-from nas_res.gradients import layer_gradients, resnet_parts
-from nas_res.recipe import Recipe
+from nas_res.inspect.gradients import layer_gradients, resnet_parts
+from nas_res.training.checkpoint import WEIGHTS_FORMAT
+from nas_res.training.recipe import Recipe
 
 
 def scaled_identity(n: int, a: float) -> nn.Linear:

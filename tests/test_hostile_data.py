@@ -25,9 +25,10 @@ from nas_res.cli.main import app
 from servers import sqlite_url
 from typer.testing import CliRunner
 
-from nas_res import ResnasError, published
-from nas_res.data import Split, carve, load_data, parse_val_size
-from nas_res.idx import read_idx
+from nas_res import ResnasError
+from nas_res.data import published
+from nas_res.data.dataset import Split, carve, load_data, parse_val_size
+from nas_res.data.idx import read_idx
 
 runner = CliRunner()
 TRAIN = ["train", "mnist_resnet", "--epochs", "1", "--batch-size", "64", "--device", "cpu"]

@@ -23,9 +23,9 @@ from nas_res.cli.main import app
 from servers import sqlite_url
 from typer.testing import CliRunner
 
-from nas_res.data import load_data
-from nas_res.evaluation import evaluate_checkpoint
+from nas_res.data.dataset import load_data
 from nas_res.results import Store, leaderboard
+from nas_res.training.evaluation import evaluate_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -15,11 +15,11 @@ import torch
 from nas_res.cli.main import app
 
 from nas_res import Arch, ResnasError, build
-from nas_res.checkpoint import WEIGHTS_FORMAT, load
-from nas_res.data import load_data
+from nas_res.data.dataset import load_data
 from nas_res.errors import a, count
-from nas_res.recipe import Recipe
-from nas_res.training import plan_training
+from nas_res.training.checkpoint import WEIGHTS_FORMAT, load
+from nas_res.training.plan import plan_training
+from nas_res.training.recipe import Recipe
 
 STAGES = [{"depth": 1, "width": 8}, {"depth": 1, "width": 16, "stride": 2}]
 TINY = dict(block="basic", stem="cifar", stem_width=8, in_channels=1, resolution=8, stages=STAGES)
@@ -133,7 +133,7 @@ def test_a_raw_pickle_is_one_error_without_torch_warnings(tmp_path):
 
 # ---- SIGTERM: stopped as Ctrl-C is, with the shell's code for it -----------------------------------------
 def test_sigterm_stops_train_as_ctrl_c_does_but_exits_143(runner, nets, tmp_path, monkeypatch):
-    import nas_res.training
+    import nas_res.training.plan
 
     def terminated(plan, data, **_):
         os.kill(os.getpid(), signal.SIGTERM)
@@ -143,7 +143,7 @@ def test_sigterm_stops_train_as_ctrl_c_does_but_exits_143(runner, nets, tmp_path
     def as_ctrl_c(signum, frame):  # what SIGTERM did before: nothing, or Ctrl-C's handling at best
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(nas_res.training, "run_training", terminated)
+    monkeypatch.setattr(nas_res.training.plan, "run_training", terminated)
     previous = signal.signal(signal.SIGTERM, as_ctrl_c)
     try:
         r = runner.invoke(app, ["train", nets["file"], "--epochs", "1", "--out", str(tmp_path / "o")])

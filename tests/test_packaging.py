@@ -27,9 +27,10 @@ def test_wheel_ships_templates_and_resolves_them_by_name(tmp_path):
         assert {
             "nas_res/search_spaces/resnext.yaml",
             "nas_res/search_spaces/plain-vs-residual.yaml",
-            "nas_res/space.py",
             "nas_res/cli/main.py",
         } <= names
+        library = {f"nas_res/{p.relative_to(ROOT / 'nas_res').as_posix()}" for p in (ROOT / "nas_res").rglob("*.py")}
+        assert library <= names, sorted(library - names)  # every subpackage is listed in pyproject.toml
         top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
         assert top == {"nas_res"}, top  # nothing generic (cli, search_spaces) at the top of site-packages
         entry = next(n for n in names if n.endswith("entry_points.txt"))
@@ -38,7 +39,7 @@ def test_wheel_ships_templates_and_resolves_them_by_name(tmp_path):
         z.extractall(site)  # what a non-editable install puts in site-packages
     probe = (
         "import nas_res, nas_res.search_spaces, nas_res.cli.main; from nas_res import load_space; "
-        "from nas_res.space import builtin_spaces; "
+        "from nas_res.space.design_space import builtin_spaces; "
         "print(nas_res.__file__); print(len(builtin_spaces())); print(load_space('resnext').size())"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}

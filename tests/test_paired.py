@@ -19,13 +19,13 @@ from nas_res.cli.main import app
 from servers import scratch_database, sqlite_url
 
 from nas_res import ResnasError, cost, load_space
-from nas_res.evaluation import pack_correct
 from nas_res.results import SCHEMA_VERSION, Store, compare, copy_study, leaderboard
 from nas_res.results.migrate import upgrade
 from nas_res.results.paired import compare_runs, pooled_over_seeds, run_correct
 from nas_res.results.report import best_run
 from nas_res.results.schema import ADDED_COLUMNS
 from nas_res.results.uncertainty import McNemar, mcnemar, mcnemar_counts, per_image
+from nas_res.training.evaluation import pack_correct
 
 # ---- McNemar's exact test ------------------------------------------------------------------------
 
@@ -282,10 +282,11 @@ def test_a_version_1_server_database_is_migrated_in_place(kind):
 
 
 def test_training_keeps_the_best_epochs_record_through_a_resume(tmp_path):
-    from nas_res import checkpoint, zoo
-    from nas_res.data import load_data
-    from nas_res.recipe import Recipe
-    from nas_res.train import Pruned, train
+    from nas_res import zoo
+    from nas_res.data.dataset import load_data
+    from nas_res.training import checkpoint
+    from nas_res.training.recipe import Recipe
+    from nas_res.training.trainer import Pruned, train
 
     data, net, recipe = load_data("digits"), zoo.get("mnist_resnet"), Recipe(epochs=2, batch_size=64, lr=0.1)
     whole = train(net, data, recipe, device="cpu")

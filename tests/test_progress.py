@@ -17,18 +17,18 @@ from nas_res.cli.search import run_live
 from servers import sqlite_url
 
 import nas_res
-from nas_res import checkpoint
-from nas_res.activations import Activations, UnitMaps
-from nas_res.arch import Arch
+from nas_res.arch.description import Arch
 from nas_res.experiments import experiment_report, run_experiment
 from nas_res.experiments.plots import _curves
 from nas_res.experiments.report import build_report
+from nas_res.inspect.activations import Activations, UnitMaps
 from nas_res.results import Run, Store
 from nas_res.results.activation_plot import activation_figure
 from nas_res.results.final import final_name
 from nas_res.search.pool import Worker
 from nas_res.search.state import SearchState
-from nas_res.status import RunStatus
+from nas_res.training import checkpoint
+from nas_res.training.status import RunStatus
 
 DATA = "synthetic:1x8x8:4:300"
 NET = {"block": "basic", "stem": "cifar", "stem_width": 4, "stages": [{"depth": 1, "width": 4}]}

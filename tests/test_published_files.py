@@ -20,9 +20,10 @@ from formats import write_idx_files
 from nas_res.cli.main import app
 from typer.testing import CliRunner
 
-import nas_res.data
-from nas_res import ResnasError, published
-from nas_res.data import load_data
+import nas_res.data.dataset
+from nas_res import ResnasError
+from nas_res.data import published
+from nas_res.data.dataset import load_data
 
 REAL = published.SYSTEM_DIRS["fashion-mnist"]  # Debian's folder, before the fixture points it elsewhere
 T10K = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -39,7 +40,7 @@ def system(monkeypatch, tmp_path) -> dict[str, Path]:
     for name, folder in folders.items():
         monkeypatch.setitem(published.SYSTEM_DIRS, name, folder)
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    monkeypatch.setattr(nas_res.data, "DEFAULT_DATA_DIR", tmp_path / "default")
+    monkeypatch.setattr(nas_res.data.dataset, "DEFAULT_DATA_DIR", tmp_path / "default")
     return folders
 
 

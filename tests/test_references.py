@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nas_res.evaluation import pack_correct
 from nas_res.results.record import Run
 from nas_res.results.references import describe, mark, reference_keys, versus_reference
 from nas_res.results.store import Store
-from nas_res.status import RunStatus
+from nas_res.training.evaluation import pack_correct
+from nas_res.training.status import RunStatus
 
 N = 1000
 

@@ -15,19 +15,19 @@ from servers import sqlite_url
 from typer.testing import CliRunner
 
 from nas_res import ResnasError
-from nas_res.activations import activations, map_shapes, unit_maps
-from nas_res.arch import Arch, Stage
-from nas_res.cost import cost
-from nas_res.data import load_data
-from nas_res.gradients import AUTOGRAD_FACTOR, PARAM_BYTES, gradient_flow
-from nas_res.gradients import memory_note as gradient_note
-from nas_res.model import build
-from nas_res.recipe import MAX_EPOCHS, Recipe
+from nas_res.arch.build import build
+from nas_res.arch.cost import cost
+from nas_res.arch.description import Arch, Stage
+from nas_res.arch.vae_cost import check_latent
+from nas_res.arch.zoo import resolve_arch
+from nas_res.data.dataset import load_data
+from nas_res.inspect.activations import activations, map_shapes, unit_maps
+from nas_res.inspect.gradients import AUTOGRAD_FACTOR, PARAM_BYTES, gradient_flow
+from nas_res.inspect.gradients import memory_note as gradient_note
 from nas_res.results.activation_plot import picture_note, save_activations
 from nas_res.search import plan, read_study_file
-from nas_res.threads import plan_threads, plan_workers, thread_plan, worker_thread_plan, worker_threads
-from nas_res.vae import check_latent
-from nas_res.zoo import resolve_arch
+from nas_res.training.recipe import MAX_EPOCHS, Recipe
+from nas_res.training.threads import plan_threads, plan_workers, thread_plan, worker_thread_plan, worker_threads
 
 runner = CliRunner()
 SPACE = "plain-vs-residual"
@@ -49,7 +49,7 @@ def _refused(result, *needles: str) -> None:
 @pytest.fixture
 def two_cores(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr("nas_res.threads.usable_cores", lambda: 2)
+    monkeypatch.setattr("nas_res.training.threads.usable_cores", lambda: 2)
 
 
 # ---- threads and workers ---------------------------------------------------------------------------
@@ -91,7 +91,7 @@ def test_a_search_cuts_workers_and_threads_and_says_where_they_were_asked(two_co
 def test_train_cuts_its_threads_to_the_cores_and_says_so(tmp_path, monkeypatch):
     import torch
 
-    from nas_res.threads import usable_cores
+    from nas_res.training.threads import usable_cores
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = torch.get_num_threads()
@@ -206,7 +206,7 @@ import json, sys
 import torch
 torch.set_num_threads(1)
 import nas_res.memory as memory
-from nas_res.zoo import resolve_arch
+from nas_res.arch.zoo import resolve_arch
 need = {}
 def record(n, what, basis, **kw):
     need[what.split()[0]] = n
@@ -215,15 +215,15 @@ def rss():  # this process's peak: VmHWM, as ru_maxrss keeps the forking parent'
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 kind = sys.argv[1]
 if kind == "gradients":
-    import nas_res.gradients as g
+    import nas_res.inspect.gradients as g
     g.check_need = record
     _, arch = resolve_arch("resnet56_cifar")
     x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
     before = rss()
     g.gradient_flow(arch, (x, y), batch=64)
 else:
-    from nas_res.activations import activations
-    from nas_res.data import load_data
+    from nas_res.inspect.activations import activations
+    from nas_res.data.dataset import load_data
     import nas_res.results.activation_plot as p
     p.check_need = record
     acts = activations("resnet20_cifar", load_data("synthetic:3x32x32:10:200", test=True), images=4)

@@ -10,8 +10,8 @@ from nas_res.cli.main import app
 from servers import sqlite_url
 
 from nas_res import ResnasError, zoo
-from nas_res.cost import Budget, cost
-from nas_res.recipe import PRESETS
+from nas_res.arch.budget import Budget
+from nas_res.arch.cost import cost
 from nas_res.results import Store
 from nas_res.search import Coordinator, plan
 from nas_res.search import references as refs_module
@@ -25,7 +25,8 @@ from nas_res.search.sampler import (
     startup_trials,
 )
 from nas_res.search.study import REFERENCE
-from nas_res.space import load_space
+from nas_res.space.design_space import load_space
+from nas_res.training.recipe import PRESETS
 
 SHAPE = {"in_channels": 1, "classes": 10}  # the digits' shape: what a search prices and builds with
 BUDGET = "31112896"  # resnet20_cifar's FLOPs at 28x28: it fits, resnet32_cifar does not

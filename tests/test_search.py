@@ -289,9 +289,9 @@ def test_compare_plot_and_onnx(runner, searched, tmp_path):
     from onnx.reference import ReferenceEvaluator
 
     from nas_res import build
-    from nas_res.checkpoint import load
     from nas_res.results import compare
     from nas_res.results.plots import edf
+    from nas_res.training.checkpoint import load
 
     _tmp, config, _, _ = searched
     storage = config.storage

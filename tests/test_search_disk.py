@@ -11,11 +11,12 @@ import pytest
 from nas_res.cli.main import app
 from servers import sqlite_url
 
-from nas_res import ResnasError, checkpoint
+from nas_res import ResnasError
 from nas_res.results import Store, export, leaderboard
 from nas_res.search import Coordinator, plan, read_study_file
 from nas_res.search.keep import KeepPolicy
-from nas_res.threads import plan_threads, usable_cores, worker_threads
+from nas_res.training import checkpoint
+from nas_res.training.threads import plan_threads, usable_cores, worker_threads
 
 SPACE, BUDGET = "plain-vs-residual", "20MFLOPs"  # 24 candidates fit
 DATA = "synthetic:1x8x8:4:128"  # trials of a second or less: what is tested is the files around them
@@ -148,7 +149,7 @@ def test_policy_and_threads_options(tmp_path, monkeypatch):
         plan({"storage": storage}, file=f)
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr("nas_res.threads.usable_cores", lambda: 16)
+    monkeypatch.setattr("nas_res.training.threads.usable_cores", lambda: 16)
     assert [plan_threads(None, n) for n in (1, 2, 3, 16, 40)] == [16, 8, 5, 1, 1]
     assert all(n * worker_threads(None, (), n) <= 16 for n in range(1, 17))  # never more than the cores
     assert worker_threads(None, (0,), 1) == 4 and worker_threads(None, tuple(range(8)), 8) == 2  # GPU workers

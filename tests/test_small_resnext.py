@@ -13,8 +13,8 @@ import yaml
 from nas_res import Budget, cost, load_space, zoo
 from nas_res.search import defaults
 from nas_res.search.config import space_from_snapshot, space_snapshot
-from nas_res.space import DesignSpace, builtin_spaces
-from nas_res.spec import parse_spec
+from nas_res.space.design_space import DesignSpace, builtin_spaces
+from nas_res.space.template import parse_spec
 
 NAME = "small-resnext"
 REFERENCES = ["resnet20_cifar", "resnet32_cifar", "resnet44_cifar", "resnet56_cifar", "mnist_resnet"]

@@ -6,8 +6,8 @@ import optuna
 import pytest
 
 from nas_res import Budget, ResnasError, cost, load_space, zoo
-from nas_res.iso import iso_cardinality, iso_depth
-from nas_res.space import ENUMERATE_LIMIT, builtin_spaces
+from nas_res.space.design_space import ENUMERATE_LIMIT, builtin_spaces
+from nas_res.space.iso import iso_cardinality, iso_depth
 
 SMALL = ["cifar-resnet", "cifar-resnext", "plain-vs-residual", "preact"]
 

@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from nas_res.cli.main import app
 
 from nas_res import DesignSpace, ResnasError, load_space
-from nas_res.arch import BLOCKS, MODULATIONS, SHORTCUTS, STEMS, STRIDE_ON, UNIT_ORDERS
-from nas_res.dims import DIM_KEYS
-from nas_res.space import builtin_spaces
-from nas_res.spec import TOP_KEYS, parse_spec
+from nas_res.arch.description import BLOCKS, MODULATIONS, SHORTCUTS, STEMS, STRIDE_ON, UNIT_ORDERS
+from nas_res.space.design_space import builtin_spaces
+from nas_res.space.dims import DIM_KEYS
+from nas_res.space.template import TOP_KEYS, parse_spec
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 BUILTIN_FILES = sorted(SPACES.glob("*.yaml"))

@@ -10,12 +10,13 @@ import math
 import pytest
 import torch
 
-from nas_res import ResnasError, checkpoint, zoo
-from nas_res.data import load_data
-from nas_res.recipe import Recipe, load_recipe, lr_factor
-from nas_res.train import Pruned, check_fit, evaluate, make_optimizer, train
+from nas_res import ResnasError, zoo
+from nas_res.data.dataset import load_data
+from nas_res.training import checkpoint
+from nas_res.training.recipe import Recipe, load_recipe, lr_factor
+from nas_res.training.trainer import Pruned, check_fit, evaluate, make_optimizer, train
 
-train_module = importlib.import_module("nas_res.train")  # the package's `train` attribute is the function
+train_module = importlib.import_module("nas_res.training.trainer")  # the package's `train` attribute is the function
 
 NET = zoo.get("mnist_resnet")  # 1 channel, 10 classes: digits' shape
 FAST = Recipe(epochs=2, batch_size=64, lr=0.1)

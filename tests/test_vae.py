@@ -14,9 +14,14 @@ from PIL import Image
 from servers import sqlite_url
 
 from nas_res import Arch, ResnasError, build
-from nas_res.cost import cost, fvcore_cost
-from nas_res.data import load_data
-from nas_res.elbo import (
+from nas_res.arch.cost import cost
+from nas_res.arch.referee import fvcore_cost
+from nas_res.arch.vae import VAE
+from nas_res.data.dataset import load_data
+from nas_res.results import Store, compare, export, leaderboard
+from nas_res.search import Coordinator, plan
+from nas_res.space.design_space import load_space
+from nas_res.training.elbo import (
     bernoulli_nll,
     bits_per_dim,
     discretised_gaussian_nll,
@@ -24,13 +29,9 @@ from nas_res.elbo import (
     negative_elbo,
     pixels_from,
 )
-from nas_res.evaluation import evaluate
-from nas_res.recipe import PRESETS
-from nas_res.results import Store, compare, export, leaderboard
-from nas_res.search import Coordinator, plan
-from nas_res.space import load_space
-from nas_res.train import Pruned, train
-from nas_res.vae import VAE
+from nas_res.training.evaluation import evaluate
+from nas_res.training.recipe import PRESETS
+from nas_res.training.trainer import Pruned, train
 
 RECIPE = PRESETS["vae-fast"].replace(epochs=2, batch_size=32, patience=None)
 

@@ -226,8 +226,9 @@ def test_a_yaml_typo_is_refused_before_torch_is_imported(command, tmp_path):
 
 def test_importing_the_package_and_its_light_modules_imports_no_torch(tmp_path):
     code = (
-        "import sys, nas_res, nas_res.yamlfile, nas_res.errors, nas_res.arch, nas_res.spec, nas_res.recipe, "
-        "nas_res.zoo, nas_res.experiments.spec, nas_res.cli.main\n"
+        "import sys, nas_res, nas_res.yamlfile, nas_res.errors, nas_res.arch.description, nas_res.arch.budget, "
+        "nas_res.space.template, nas_res.training.recipe, nas_res.arch.zoo, nas_res.data.names, "
+        "nas_res.experiments.spec, nas_res.cli.main\n"
         "print(sorted(m for m in ('torch', 'optuna', 'scipy') if m in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -242,13 +243,16 @@ def test_the_public_names_resolve_as_before():
 
     for name in nas_res.__all__:
         assert getattr(nas_res, name) is not None, name
-    assert callable(nas_res.cost) and callable(nas_res.train)  # functions, though modules share their names
-    assert importlib.import_module("nas_res.cost").cost is nas_res.cost
-    assert importlib.import_module("nas_res.train").train is nas_res.train
-    assert nas_res.zoo is importlib.import_module("nas_res.zoo")
+    assert importlib.import_module("nas_res.arch.cost").cost is nas_res.cost
+    assert importlib.import_module("nas_res.training.trainer").train is nas_res.train
+    assert nas_res.zoo is importlib.import_module("nas_res.arch.zoo")
     from nas_res import cost, train
 
     assert cost is nas_res.cost and train is nas_res.train
+    import nas_res.arch.cost  # binds the subpackage, never a public name
+    import nas_res.training.trainer
+
+    assert callable(nas_res.cost) and callable(nas_res.train)
     import nas_res.results
     import nas_res.search
 

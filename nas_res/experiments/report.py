@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from ..arch import Arch
+from ..arch.description import Arch
 from ..errors import ResnasError
 from ..results.record import Run
 from ..results.store import Store

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..data import load_data
+from ..data.dataset import load_data
 from ..errors import ResnasError
 from ..results.export import evaluate_runs
 from ..results.store import Store

@@ -14,17 +14,17 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..arch import LIKELIHOODS, TASKS, VAE_LATENT, Arch, Stage
+from ..arch.description import LIKELIHOODS, TASKS, VAE_LATENT, Arch, Stage
+from ..arch.zoo import get as zoo_get
+from ..arch.zoo import names as zoo_names
+from ..data.subset import parse_train_size
 from ..errors import ResnasError
-from ..recipe import PRESETS, TRAIN_DEFAULT, Recipe
-from ..subset import parse_train_size
+from ..training.recipe import PRESETS, TRAIN_DEFAULT, Recipe
 from ..yamlfile import read_yaml
-from ..zoo import get as zoo_get
-from ..zoo import names as zoo_names
 from .checks import KINDS, METRICS, Check
 
 if TYPE_CHECKING:
-    from ..space import DesignSpace
+    from ..space.design_space import DesignSpace
 
 SCALES = ("quick", "full")
 BUILTIN = "nas_res.experiment_files"  # the package studies/experiments/ is installed as
@@ -340,7 +340,7 @@ def _iso(value: Any, field: str) -> tuple[Arch, str]:
     """{like: ZOO|arch mapping, cardinality: C, match: flops|params}: ResNeXt's complexity-preserving pick."""
     if not isinstance(value, dict) or "like" not in value or "cardinality" not in value:
         raise ResnasError("must be {like: a zoo name or arch, cardinality: C, match: flops|params}", field=field)
-    from ..iso import MATCHES, iso_cardinality  # here: an experiment without iso arms is read without torch
+    from ..space.iso import MATCHES, iso_cardinality  # here: an experiment without iso arms is read without torch
 
     like = value["like"]
     ref = zoo_get(like) if isinstance(like, str) else Arch.from_dict(like, where=f"{field}.iso.like")
@@ -353,7 +353,7 @@ def _iso(value: Any, field: str) -> tuple[Arch, str]:
 
 def _space_arm(name: str, value: Any, resolved: dict, changes: dict, width: float, where: str) -> Arm:
     """`samples` distinct archs drawn uniformly from a template (restricted by `where`) inside `budget`."""
-    from ..space import load_space  # here: an experiment without space arms is read without torch
+    from ..space.design_space import load_space  # here: an experiment without space arms is read without torch
 
     space = load_space(str(value))
     samples = resolved.get("samples", 50)
@@ -371,7 +371,7 @@ def _space_arm(name: str, value: Any, resolved: dict, changes: dict, width: floa
 
 def subspace(space: DesignSpace, fixed: Any, field: str) -> DesignSpace:
     """The part of `space` where each named dimension takes one of the given values (a value or a list)."""
-    from ..space import DesignSpace
+    from ..space.design_space import DesignSpace
 
     if not isinstance(fixed, dict):
         raise ResnasError("must be a mapping of dimension -> value(s)", field=field)

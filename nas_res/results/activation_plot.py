@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..activations import Activations, UnitMaps
+from ..inspect.activations import Activations, UnitMaps
 from ..memory import check_need
 from .page import check_plot_file, save
 

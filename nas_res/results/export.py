@@ -13,13 +13,13 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from ..arch import Arch
-from ..checkpoint import load
-from ..data import load_data
+from ..arch.build import build
+from ..arch.description import Arch
+from ..data.dataset import load_data
 from ..errors import ResnasError
-from ..evaluation import evaluate
 from ..files import check_writable, write_atomic, write_text
-from ..model import build
+from ..training.checkpoint import load
+from ..training.evaluation import evaluate
 from .final import final_name, final_table, proxy_was_better
 from .onnx_file import write_onnx
 from .preprocessing import ONNX_INPUT_HELP, Preprocessor, check_onnx_input
@@ -45,7 +45,7 @@ def export(
     data_dir: str | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> list[Path]:
-    """Arch files `resnas train` and `nas_res.build` load, with cost, metrics, provenance and the input
+    """Arch files `resnas train` and `nas_res.arch.build` load, with cost, metrics, provenance and the input
     preprocessing beside the arch; `weights`/`onnx` add the checkpoint and an ONNX file (its input as
     `onnx_input` says: see `ONNX_INPUTS`).
 
@@ -135,7 +135,7 @@ def export(
 
 def _vae_picture(run: Run, study: str, config: dict, path: Path, data_dir: str | None) -> Path:
     """A VAE trial's picture (validation images, reconstructions, prior samples) from its checkpoint."""
-    from ..vae import VAE
+    from ..arch.vae import VAE
     from .vae_plot import save_vae_pictures
 
     state = _checked_state(run, study, "--out")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..gradients import GradientFlow
+from ..inspect.gradients import GradientFlow
 from .page import html_table, save
 
 

@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
-from ..arch import Arch
-from ..checkpoint import trained_model
+from ..arch.description import Arch
 from ..errors import ResnasError
 from ..files import write_atomic
+from ..training.checkpoint import trained_model
 from .preprocessing import ONNX_INPUT_HELP, Normalised, check_onnx_input
 
 

@@ -10,7 +10,7 @@ import html
 import io
 from pathlib import Path
 
-from ..cost import human
+from ..arch.budget import human
 from ..errors import ResnasError
 from ..files import check_writable, write_atomic
 

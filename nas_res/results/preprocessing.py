@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data import class_names, load_data
+from ..data.dataset import class_names, load_data
 from ..errors import ResnasError
 from .record import Run
 

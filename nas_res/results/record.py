@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from ..status import RunStatus
+from ..training.status import RunStatus
 
 BITMAPS = ("val_correct", "test_correct")
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from ..arch import Arch
+from ..arch.description import Arch
 from ..errors import ResnasError
-from ..status import RunStatus
+from ..training.status import RunStatus
 from .final import final_table, with_final
 from .paired import NO_TIE, best_vs_first, tie_with_best
 from .record import Run

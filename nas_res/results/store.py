@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import ResnasError
-from ..status import RunStatus
+from ..training.status import RunStatus
 from ..version import __version__
 from ..yamlfile import parse_stored_json
 from .migrate import upgrade

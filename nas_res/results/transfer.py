@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import ResnasError
-from ..status import RunStatus
+from ..training.status import RunStatus
 from .record import StudyRows
 from .schema import check_study_name
 from .storage import check_lasting, missing_sqlite_file, parse_storage_url, resolve_storage, safe_url, sqlite_in_memory

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..batches import batches
-from ..data import Data
-from ..elbo import decoded_images
-from ..vae import VAE
+from ..arch.vae import VAE
+from ..data.batches import batches
+from ..data.dataset import Data
+from ..training.elbo import decoded_images
 from .page import check_plot_file, save
 
 GAP = 2  # pixels between images

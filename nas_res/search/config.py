@@ -12,11 +12,11 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from ..cost import Budget
-from ..dims import Dim
-from ..recipe import PRESETS, Recipe
-from ..space import DesignSpace
-from ..spec import Spec
+from ..arch.budget import Budget
+from ..space.design_space import DesignSpace
+from ..space.dims import Dim
+from ..space.template import Spec
+from ..training.recipe import PRESETS, Recipe
 from .keep import KeepPolicy
 
 SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid", "optuna-tpe")

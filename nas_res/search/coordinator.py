@@ -28,12 +28,12 @@ import optuna
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..arch import Arch
-from ..cost import human
+from ..arch.budget import human
+from ..arch.description import Arch
 from ..errors import ResnasError, Terminated, sigterm_as_interrupt
 from ..results.storage import DEFAULT_STORAGE, safe_url
 from ..results.store import Store
-from ..status import RunStatus
+from ..training.status import RunStatus
 from . import references
 from .config import SearchConfig, recipe_key
 from .keep import checkpoint_root

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..arch import Arch
-from ..blocks import conv_size, stem_cost
-from ..cost import Budget, cost, human
-from ..data import DEFAULT_DATA_DIR
-from ..published import find_published
-from ..space import DesignSpace
+from ..arch.blocks import conv_size, stem_cost
+from ..arch.budget import Budget, human
+from ..arch.cost import cost
+from ..arch.description import Arch
+from ..data.dataset import DEFAULT_DATA_DIR
+from ..data.published import find_published
+from ..space.design_space import DesignSpace
 
 # The side of each dataset's images, known without reading them (an ImageFolder is resized to 224).
 RESOLUTIONS = {"digits": 8, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "cifar100": 32, "imagefolder": 224}

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..arch import Arch
+from ..arch.description import Arch
 from ..errors import ResnasError
-from ..recipe import Recipe
 from ..results.final import SUFFIX, VAE_RETRAIN, final_name
 from ..results.report import rank, study_runs
 from ..results.store import Store
+from ..training.recipe import Recipe
 from .config import SearchConfig, space_from_snapshot
 from .coordinator import Given
 from .plan import StudyChanged, plan, recipe_of

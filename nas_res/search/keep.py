@@ -22,13 +22,13 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from ..checkpoint import FILE_NAME, WEIGHTS_NAME, keep_weights
 from ..errors import ResnasError
 from ..files import check_writable, write_text
 from ..results.report import pareto, rank
 from ..results.storage import DEFAULT_STORAGE, sqlite_file
 from ..results.store import Store
-from ..status import RunStatus
+from ..training.checkpoint import FILE_NAME, WEIGHTS_NAME, keep_weights
+from ..training.status import RunStatus
 from .settings import BEST, DEFAULT_KEEP, KEEP_HELP  # noqa: F401 (still read from here)
 from .state import Disk
 

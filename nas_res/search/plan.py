@@ -11,17 +11,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..cost import Budget
-from ..data import parse_val_size
+from ..arch.budget import Budget
+from ..arch.vae_cost import check_latent
+from ..data.dataset import parse_val_size
+from ..data.subset import parse_train_size
 from ..errors import ResnasError
-from ..recipe import MAX_SEED, PRESETS, SEARCH_DEFAULT, Recipe, load_recipe
 from ..results.schema import STUDY_NAME, check_study_name
 from ..results.storage import check_lasting, safe_url
 from ..results.store import Store
-from ..space import DesignSpace, load_space
-from ..subset import parse_train_size
-from ..threads import plan_host
-from ..vae import check_latent
+from ..space.design_space import DesignSpace, load_space
+from ..training.recipe import MAX_SEED, PRESETS, SEARCH_DEFAULT, Recipe, load_recipe
+from ..training.threads import plan_host
 from ..yamlfile import read_yaml
 from .config import FIELDS, OBJECTIVES, PRUNERS, SAMPLERS, TASK_OBJECTIVES, SearchConfig, space_from_snapshot
 from .defaults import cpu_budget, data_resolution, fit_notes, pick

@@ -25,14 +25,14 @@ from typing import Any
 
 import torch
 
-from .. import checkpoint
-from ..arch import Arch
-from ..data import Data, load_data
+from ..arch.description import Arch
+from ..data.dataset import Data, load_data
 from ..errors import ResnasError
-from ..recipe import Recipe
-from ..status import RunStatus
-from ..threads import use_threads, worker_threads
-from ..train import Pruned, train
+from ..training import checkpoint
+from ..training.recipe import Recipe
+from ..training.status import RunStatus
+from ..training.threads import use_threads, worker_threads
+from ..training.trainer import Pruned, train
 from .keep import KeepPolicy, end_files, take_over, trial_folder
 from .orphan import Parent, die_with_parent
 

@@ -12,11 +12,11 @@ from typing import NamedTuple
 
 from sqlalchemy.engine import make_url
 
-from ..data import load_data
-from ..device import resolve_device
+from ..data.dataset import load_data
 from ..errors import ResnasError
 from ..files import check_writable
 from ..results.storage import DEFAULT_STORAGE, sqlite_file
+from ..training.device import resolve_device
 from .config import SearchConfig
 
 

@@ -13,10 +13,11 @@ from typing import Any
 
 from optuna.trial import FixedTrial
 
-from .. import zoo
-from ..cost import Budget, cost, human
+from ..arch import zoo
+from ..arch.budget import Budget, human
+from ..arch.cost import cost
 from ..errors import ResnasError
-from ..space import DesignSpace
+from ..space.design_space import DesignSpace
 
 FIELD = "--reference"
 

@@ -26,7 +26,7 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from ..cost import cost
+from ..arch.cost import cost
 from ..errors import ResnasError
 from .config import SearchConfig
 from .study import REFERENCE

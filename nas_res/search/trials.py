@@ -11,28 +11,52 @@ from __future__ import annotations
 import math
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
 
-from ..checkpoint import FILE_NAME
-from ..cost import Cost, cost
+from ..arch.cost import Cost, cost
+from ..arch.description import Arch
 from ..results.record import Run
-from ..results.store import Twin
-from ..status import RunStatus
-from ..threads import worker_threads
+from ..results.store import Store, Twin
+from ..training.checkpoint import FILE_NAME
+from ..training.status import RunStatus
+from ..training.threads import worker_threads
+from .config import SearchConfig
 from .keep import Keeper, checkpoint_of, discard, trial_folder
+from .liveness import Heartbeat
 from .pool import Assignment, Job, Worker
-from .study import COMPLETE, COUNTED, FAIL, PRUNED, REFERENCE
-
-if TYPE_CHECKING:
-    from .coordinator import Coordinator
+from .state import SearchState
+from .study import COMPLETE, COUNTED, FAIL, PRUNED, REFERENCE, OptunaStudy
 
 MAX_ASKS = 500  # suggestions in a row with nothing new to train before the search stops
+
+
+class Host(Protocol):
+    """What the trial bookkeeping needs of the loop that runs it (the `Coordinator` is one)."""
+
+    config: SearchConfig
+    optuna: OptunaStudy
+    store: Store
+    state: SearchState
+    checkpoints: Path
+    beats: Heartbeat
+    owner: str  # host:pid, written on each trial it takes
+    given_mode: bool  # trains queued archs only (train_archs, experiment arms)
+
+    def db(self, fn: Callable, *args: Any, **kwargs: Any) -> Any: ...
+    def sweep(self, force: bool = False) -> None: ...
+    def want_more(self) -> bool: ...
+    def recipe_for(self, trial: Any) -> tuple[Arch, dict, str]: ...
+    def salt_sampler(self) -> None: ...
+    def refresh_counts(self, force: bool = False, quiet: bool = False) -> None: ...
+    def retry(self, trial: Any) -> None: ...
 
 
 class Trials:
     """The trial bookkeeping of one coordinator (its study, store, state and heartbeat)."""
 
-    def __init__(self, coordinator: Coordinator):
+    def __init__(self, coordinator: Host):
         self.c = coordinator
         self.config = coordinator.config
         self.optuna, self.store, self.state = coordinator.optuna, coordinator.store, coordinator.state

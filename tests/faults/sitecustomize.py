@@ -16,7 +16,7 @@ if os.environ.get("RESNAS_TEST_FAULTS"):
 
     import torch
 
-    train_module = importlib.import_module("nas_res.train")  # the package exports a function of that name
+    train_module = importlib.import_module("nas_res.training.trainer")  # the package exports a function of that name
 
     faults = os.environ["RESNAS_TEST_FAULTS"].split(",")
     counter = os.environ["RESNAS_TEST_FAULTS_COUNTER"]
