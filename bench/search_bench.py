@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import describe, write
 
-from nas_res.data.dataset import parse_val_size
+from nas_res.data.splits import parse_val_size
 from nas_res.results import Store
 from nas_res.search import Coordinator, plan
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from nas_res import ResnasError
-from nas_res.data.dataset import DATASETS
+from nas_res.data.names import DATASETS
 from nas_res.inspect.activations import activations, parse_units
 from nas_res.results.activation_plot import picture_note, save_activations
 from nas_res.results.page import check_plot_file

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from nas_res import ResnasError
+from nas_res.data.names import DATASETS
 from nas_res.errors import Terminated
 
 # Piped or captured output is not squeezed to 80 columns: tables stay readable in logs and files, and a
@@ -93,3 +94,30 @@ def cost_record(arch, c) -> dict:
         "arch": arch.to_dict(),
         "cost": {"flops": c.flops, "params": c.params, "acts": c.acts, "resolution": c.resolution},
     }
+
+
+HEARTBEAT_HELP = "Seconds between the heartbeats that tell other hosts this host's trials are alive."
+THREADS_HELP = (
+    "CPU threads per worker process (default: OMP_NUM_THREADS if set, else the cores split among the CPU "
+    "workers; at most 4 per GPU worker)."
+)
+GRACE_HELP = (
+    "Seconds without a heartbeat after which a trial is failed (its host died) and tried again with the "
+    "same parameters."
+)
+
+
+def parse_gpus(text: str | None) -> list[int] | None:
+    try:
+        return [int(g) for g in text.split(",") if g.strip()] if text else None
+    except ValueError:
+        raise ResnasError(f"must be comma-separated GPU indices, e.g. 0,1; got {text!r}", field="--gpus") from None
+
+
+DATASET_HELP = f"One of: {', '.join(DATASETS)}."
+DATA_DIR_HELP = (
+    "Where torchvision datasets live, in its layout (DIR/FashionMNIST/raw/...), or a folder holding the four "
+    "(Fashion-)MNIST idx files, .gz or not (default: $RESNAS_DATA or ~/.cache/resnas/data). Fashion-MNIST is "
+    "also found in /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist)."
+)
+DOWNLOAD_HELP = "Download a dataset found nowhere into --data-dir (when online)."

@@ -11,8 +11,23 @@ from nas_res.experiments.checks import FAILS, HOLDS, METRICS, SHOWN
 from nas_res.experiments.spec import builtin_experiments, load_experiment
 from nas_res.search.settings import GRACE, HEARTBEAT
 
-from .common import JSON_HELP, STORAGE_HELP, emit_json, err, exit_code, interval, mean_sd, note, out, user_errors
-from .search import GRACE_HELP, HEARTBEAT_HELP, THREADS_HELP, _gpus, run_live
+from .common import (
+    GRACE_HELP,
+    HEARTBEAT_HELP,
+    JSON_HELP,
+    STORAGE_HELP,
+    THREADS_HELP,
+    emit_json,
+    err,
+    exit_code,
+    interval,
+    mean_sd,
+    note,
+    out,
+    parse_gpus,
+    user_errors,
+)
+from .live import run_live
 
 experiment_app = typer.Typer(
     help="Reproduce the residual-learning papers' findings: run, report.", no_args_is_help=True
@@ -67,7 +82,7 @@ def run_cmd(
 
     if plot:
         check_plot_file(plot, "--plot")
-    gpu_list = _gpus(gpus)
+    gpu_list = parse_gpus(gpus)
     host = dict(
         workers=workers, gpus=gpu_list, threads=threads, data_dir=data_dir, checkpoints=checkpoints, timeout=timeout
     )

@@ -18,8 +18,23 @@ from nas_res.search.finalize import DEFAULT_SEEDS, DEFAULT_TOP, EPOCHS_FACTOR, p
 from nas_res.search.keep import KEEP_HELP
 from nas_res.training.threads import plan_host, worker_threads
 
-from .common import JSON_HELP, STORAGE_HELP, emit_json, err, exit_code, interval, mean_sd, note, out, user_errors
-from .search import GRACE_HELP, HEARTBEAT_HELP, THREADS_HELP, _gpus, run_live
+from .common import (
+    GRACE_HELP,
+    HEARTBEAT_HELP,
+    JSON_HELP,
+    STORAGE_HELP,
+    THREADS_HELP,
+    emit_json,
+    err,
+    exit_code,
+    interval,
+    mean_sd,
+    note,
+    out,
+    parse_gpus,
+    user_errors,
+)
+from .live import run_live
 
 
 @user_errors
@@ -51,7 +66,7 @@ def finalize_cmd(
 
     The runs are the study STUDY.final in the same storage (run again to resume; a larger --top adds to
     it). Prints the final ranking beside the proxy's and how well the proxy predicted it."""
-    gpu_list = _gpus(gpus)
+    gpu_list = parse_gpus(gpus)
     host = dict(
         workers=workers,
         gpus=gpu_list,

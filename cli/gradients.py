@@ -6,7 +6,8 @@ import typer
 from rich.table import Table
 
 from nas_res import ResnasError
-from nas_res.data.dataset import DATASETS, load_data
+from nas_res.data.dataset import load_data
+from nas_res.data.names import DATASETS
 from nas_res.inspect.gradients import GradientFlow, gradient_flow, memory_note, resolve_target
 from nas_res.results.gradient_plot import save_gradients, times
 from nas_res.results.page import check_plot_file

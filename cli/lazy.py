@@ -19,7 +19,7 @@ from .common import reflow_help
 # name -> (module, attribute): a command function, or a Typer app for a group; listed as --help lists them
 LAZY = {
     "train": (".train", "train_cmd"),
-    "evaluate": (".train", "evaluate_cmd"),
+    "evaluate": (".evaluate", "evaluate_cmd"),
     "search": (".search", "search_cmd"),
     "worker": (".search", "worker_cmd"),
     "finalize": (".finalize", "finalize_cmd"),

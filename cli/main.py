@@ -174,7 +174,8 @@ def iso_cmd(
 @user_errors
 def spaces_cmd(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
     """Built-in design-space templates."""
-    from nas_res.space.design_space import builtin_spaces, load_space
+    from nas_res.space.design_space import load_space
+    from nas_res.space.template import builtin_spaces
 
     spaces = [load_space(n) for n in builtin_spaces()]
     if as_json:
@@ -204,18 +205,19 @@ def space_show(
     spec = load_spec(space)
     from nas_res.arch.budget import Budget, human
     from nas_res.arch.cost import cost
+    from nas_res.space.budget_fit import check_budget, extremes, feasible_fraction
     from nas_res.space.design_space import DesignSpace
 
     s = DesignSpace(spec)
     b = Budget.parse(budget, max_params)
     info = s.describe()
-    cheap, big = s.extremes("flops")
+    cheap, big = extremes(s, "flops")
     info["cheapest"] = cost_record(cheap, cost(cheap))
     info["largest"] = cost_record(big, cost(big))
     frac = None
     if not b.unbounded:
-        s.check_budget(b)
-        frac = s.feasible_fraction(b)
+        check_budget(s, b)
+        frac = feasible_fraction(s, b)
         info["budget"] = {"flops_min": b.flops_min, "flops_max": b.flops_max, "params_max": b.params_max}
         info["feasible"] = {
             "fraction": frac.value,
@@ -270,11 +272,12 @@ def space_sample(
     spec = load_spec(space)
     from nas_res.arch.budget import Budget, human
     from nas_res.arch.cost import cost
+    from nas_res.space.budget_fit import check_budget
     from nas_res.space.design_space import DesignSpace
 
     s = DesignSpace(spec)
     b = Budget.parse(budget, max_params)
-    s.check_budget(b)
+    check_budget(s, b)
     archs = s.sample(n, b, seed)
     if not archs:
         raise ResnasError(

@@ -40,7 +40,8 @@ export_lazily(
         "fvcore_cost": ".arch.referee",
         "build": ".arch.build",
         "Residual": ".arch.residual",
-        **dict.fromkeys(("Data", "load_data"), ".data.dataset"),
+        "Data": ".data.splits",
+        "load_data": ".data.dataset",
         **dict.fromkeys(("experiment_report", "run_experiment"), ".experiments"),
         **dict.fromkeys(("GradientFlow", "gradient_flow"), ".inspect.gradients"),
         **dict.fromkeys(("DesignSpace", "load_space"), ".space.design_space"),
@@ -72,7 +73,8 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .arch.description import Arch, Stage, load_arch
     from .arch.referee import fvcore_cost
     from .arch.residual import Residual
-    from .data.dataset import Data, load_data
+    from .data.dataset import load_data
+    from .data.splits import Data
     from .experiments import experiment_report, run_experiment
     from .inspect.gradients import GradientFlow, gradient_flow
     from .space.design_space import DesignSpace, load_space

@@ -185,7 +185,7 @@ def finish_finalize(
                 evaluate_runs(
                     store, final_name(fp.study), rows, {r.trial: r for r in pending}, data_dir=data_dir, device=device
                 )
-        table = _final_ranking(store, fp.study)
+        table = _final_ranking(store, fp.study, list(fp.proxy_rows), fp.references)  # the proxy as planned
     finally:
         store.dispose()
     return {"state": state, "final": table, "fidelity": study_fidelity(table)}
@@ -235,3 +235,4 @@ def export_study(study: str, out: str | Path, *, storage: str | None = None, **o
     export`); `options`: top, front, fmt, weights, onnx, onnx_input (raw, uint8 or normalized), test, data_dir.
     Returns the paths written."""
     return export(Store(storage), study, out, **options)
+

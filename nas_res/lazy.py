@@ -1,6 +1,11 @@
 """A package's public names, imported on first use (PEP 562), so that importing one light module
 (`nas_res.yamlfile`, `nas_res.errors`) does not import torch, Optuna and SciPy through the package's
 `__init__`: a command can refuse a broken file in a fraction of a second.
+
+`nas_res.search.plan` and `nas_res.results.export` are functions that share their names with
+modules; the import system binds a module to its name in the package when it first imports it,
+which would hide the function. A lazy package keeps the name for the function (the module stays
+reachable through `sys.modules` and `from nas_res.search.plan import ...`), as eager imports did.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ class _LazyPackage(types.ModuleType):
             raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
         self.__dict__[name] = value
         return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        lazy = self.__dict__.get("_lazy_names", {})
+        if isinstance(value, types.ModuleType) and name in lazy:
+            return  # the import system binding the submodule `name`: the public name is what its module defines
+        super().__setattr__(name, value)
 
     def __dir__(self) -> list[str]:
         lazy = set(self.__dict__.get("_lazy_names", {})) | set(self.__dict__.get("_lazy_modules", {}))

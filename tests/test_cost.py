@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from nas_res import Arch, Budget, Stage, build, cost, fvcore_cost, load_space, zoo
 from nas_res.arch.description import MODULATIONS, SHORTCUTS, UNIT_ORDERS
-from nas_res.space.design_space import builtin_spaces
+from nas_res.space.template import builtin_spaces
 
 # DESIGN.md's reference numbers (fvcore 0.1.5, eval, batch 1, 224x224).
 REFERENCE = {

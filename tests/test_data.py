@@ -11,8 +11,9 @@ from formats import use_checksums, write_cifar, write_imagefolder, write_mnist
 from nas_res import ResnasError
 from nas_res.data import published
 from nas_res.data.batches import DeviceBatches, FileBatches, augment, batches
-from nas_res.data.dataset import Split, carve, load_data, parse_train_size, with_train_size
-from nas_res.data.subset import balanced_indices
+from nas_res.data.dataset import load_data
+from nas_res.data.splits import Split, carve, with_train_size
+from nas_res.data.subset import balanced_indices, parse_train_size
 
 CPU = torch.device("cpu")
 

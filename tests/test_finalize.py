@@ -21,6 +21,7 @@ from nas_res.results import Store
 from nas_res.results.final import final_name
 from nas_res.results.report import final_ranking
 from nas_res.search import defaults, plan
+from nas_res.space.budget_fit import extremes
 from nas_res.space.design_space import load_space
 
 DATA = "synthetic:1x8x8:4:300"  # 270 training and 30 validation images after the 10% split
@@ -221,7 +222,7 @@ def test_a_named_space_keeps_the_default_data_and_a_misfit_is_said():
     notes = " ".join(defaults.fit_notes(space, nas_res.Budget.parse("4GFLOPs"), "digits"))
     assert "224x224 reference resolution" in notes and "1x1 maps" in notes and "--space small-resnext" in notes
     assert defaults.fit_notes(load_space("cifar-resnext"), nas_res.Budget.parse("4GFLOPs"), "cifar10") == []
-    assert defaults.stage_maps(space.extremes("flops")[0], 224) == [56, 28, 14, 7]
+    assert defaults.stage_maps(extremes(space, "flops")[0], 224) == [56, 28, 14, 7]
     given = {"space": "cifar-resnet", "budget": "40MFLOPs"}
     defaults.pick(given, 0)
     assert given["dataset"] == "digits" and "train_size" not in given  # a named space: documented defaults

@@ -27,8 +27,9 @@ from typer.testing import CliRunner
 
 from nas_res import ResnasError
 from nas_res.data import published
-from nas_res.data.dataset import Split, carve, load_data, parse_val_size
+from nas_res.data.dataset import load_data
 from nas_res.data.idx import read_idx
+from nas_res.data.splits import Split, carve, parse_val_size
 
 runner = CliRunner()
 TRAIN = ["train", "mnist_resnet", "--epochs", "1", "--batch-size", "64", "--device", "cpu"]

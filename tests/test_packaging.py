@@ -39,7 +39,7 @@ def test_wheel_ships_templates_and_resolves_them_by_name(tmp_path):
         z.extractall(site)  # what a non-editable install puts in site-packages
     probe = (
         "import nas_res, nas_res.search_spaces, nas_res.cli.main; from nas_res import load_space; "
-        "from nas_res.space.design_space import builtin_spaces; "
+        "from nas_res.space.template import builtin_spaces; "
         "print(nas_res.__file__); print(len(builtin_spaces())); print(load_space('resnext').size())"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}

@@ -12,8 +12,8 @@ import yaml
 from nas_res.cli import common
 from nas_res.cli.common import mean_sd
 from nas_res.cli.experiment import _cell
+from nas_res.cli.live import run_live
 from nas_res.cli.main import app
-from nas_res.cli.search import run_live
 from servers import sqlite_url
 
 import nas_res

@@ -13,8 +13,9 @@ import yaml
 from nas_res import Budget, cost, load_space, zoo
 from nas_res.search import defaults
 from nas_res.search.config import space_from_snapshot, space_snapshot
-from nas_res.space.design_space import DesignSpace, builtin_spaces
-from nas_res.space.template import parse_spec
+from nas_res.space.budget_fit import check_budget, extremes, feasible_fraction
+from nas_res.space.design_space import DesignSpace
+from nas_res.space.template import builtin_spaces, parse_spec
 
 NAME = "small-resnext"
 REFERENCES = ["resnet20_cifar", "resnet32_cifar", "resnet44_cifar", "resnet56_cifar", "mnist_resnet"]
@@ -81,7 +82,7 @@ def test_size_is_exact_on_a_cut_down_copy():
     assert {a.key for a in s.enumerate()} == keys
     # uniform over distinct networks: each value tuple is one network, drawn about equally often
     rng = random.Random(0)
-    counts = collections.Counter(tuple(map(str, s._random_values(rng).values())) for _ in range(48_000))
+    counts = collections.Counter(tuple(map(str, s.random_values(rng).values())) for _ in range(48_000))
     assert len(counts) == s.size() and min(counts.values()) > 20 and max(counts.values()) < 90
 
 
@@ -122,11 +123,11 @@ def test_a_bottleneck_point_round_trips_through_params(space):
 def test_budgets_around_resnet20(space):
     budget = Budget(flops_max=cost(fitted("resnet20_cifar")).flops)
     assert 31.0e6 < budget.flops_max < 31.2e6
-    cheap, big = space.extremes("flops")
+    cheap, big = extremes(space, "flops")
     assert cost(cheap).flops < budget.flops_max / 10 and cost(big).flops > 10 * budget.flops_max
-    assert 0.2 < space.feasible_fraction(budget, samples=4000).value < 0.6
+    assert 0.2 < feasible_fraction(space, budget, samples=4000).value < 0.6
     assert budget.admits(cost(fitted("mnist_resnet")))
-    space.check_budget(budget)
+    check_budget(space, budget)
     got = space.sample(20, budget, seed=1)
     assert len({a.key for a in got}) == 20 and all(budget.admits(cost(a)) for a in got)
     assert len({a.stem_width for a in got}) > 1
@@ -136,7 +137,7 @@ def test_extremes_try_each_stem_width():
     # a stem as wide as the first stage spares its projection: the narrowest stem is not always cheapest
     s = cut_down(block="basic", cardinality=1, bottleneck_width=4, width=16, shortcut="B",
                  stem={"kind": "cifar", "width": [15, 16]})  # fmt: skip
-    cheap, _ = s.extremes("flops")
+    cheap, _ = extremes(s, "flops")
     assert min(cost(a).flops for a in s.enumerate()) == cost(cheap).flops
 
 

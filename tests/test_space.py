@@ -6,8 +6,10 @@ import optuna
 import pytest
 
 from nas_res import Budget, ResnasError, cost, load_space, zoo
-from nas_res.space.design_space import ENUMERATE_LIMIT, builtin_spaces
+from nas_res.space.budget_fit import check_budget, extremes, feasible_fraction
+from nas_res.space.design_space import ENUMERATE_LIMIT
 from nas_res.space.iso import iso_cardinality, iso_depth
+from nas_res.space.template import builtin_spaces
 
 SMALL = ["cifar-resnet", "cifar-resnext", "plain-vs-residual", "preact"]
 
@@ -107,10 +109,10 @@ def test_budget_check_before_building_agrees_with_cost(name):
 
     s = load_space(name)
     rng = random.Random(0)
-    b = Budget.parse(f"{cost(s.extremes('flops')[1]).flops // 3}", "20M")
+    b = Budget.parse(f"{cost(extremes(s, 'flops')[1]).flops // 3}", "20M")
     for _ in range(300):
-        values = s._random_values(rng)
-        assert s._admits(values, b) == b.admits(cost(s.arch_from(values)))
+        values = s.random_values(rng)
+        assert s.admits(values, b) == b.admits(cost(s.arch_from(values)))
 
 
 def test_small_spaces_sample_without_replacement():
@@ -124,7 +126,7 @@ def test_small_spaces_sample_without_replacement():
 def test_exact_feasible_fraction_on_small_spaces():
     s = load_space("cifar-resnet")
     b = Budget.parse("100MFLOPs")
-    f = s.feasible_fraction(b)
+    f = feasible_fraction(s, b)
     truth = sum(b.admits(cost(a)) for a in s.enumerate())
     assert f.exact and f.feasible == truth and f.total == s.size()
 
@@ -133,34 +135,34 @@ def test_estimated_feasible_fraction_covers_the_truth():
     s = load_space("resnet")  # 27,648 candidates: estimated, and small enough to check exactly here
     assert s.size() > ENUMERATE_LIMIT
     b = Budget.parse("4GFLOPs")
-    f = s.feasible_fraction(b, samples=4000, seed=0)
+    f = feasible_fraction(s, b, samples=4000, seed=0)
     truth = sum(b.admits(cost(a)) for a in s.enumerate()) / s.size()
     assert not f.exact and f.low <= truth <= f.high
 
 
 def test_impossible_budget_names_the_cheapest_candidate():
     s = load_space("resnext")
-    cheapest, _ = s.extremes("flops")
+    cheapest, _ = extremes(s, "flops")
     assert (
         cost(cheapest).flops == min(cost(s.random_arch(__import__("random").Random(i))).flops for i in range(2000))
         or cost(cheapest).flops < 300e6
     )
     with pytest.raises(ResnasError, match=f"cheapest candidate needs {cost(cheapest).flops:,} FLOPs"):
-        s.check_budget(Budget.parse("100MFLOPs"))
+        check_budget(s, Budget.parse("100MFLOPs"))
     with pytest.raises(ResnasError, match="smallest candidate has"):
-        s.check_budget(Budget.parse(None, "10K"))
+        check_budget(s, Budget.parse(None, "10K"))
     with pytest.raises(ResnasError, match="largest candidate needs only"):
-        load_space("cifar-resnet").check_budget(Budget.parse("100-200GFLOPs"))
-    s.check_budget(Budget.parse("4GFLOPs"))  # a possible budget passes
+        check_budget(load_space("cifar-resnet"), Budget.parse("100-200GFLOPs"))
+    check_budget(s, Budget.parse("4GFLOPs"))  # a possible budget passes
 
 
 def test_extremes_are_exact_on_an_enumerable_space():
     s = load_space("cifar-resnext")
     every = list(s.enumerate())
-    lo, hi = s.extremes("flops")
+    lo, hi = extremes(s, "flops")
     assert cost(lo).flops == min(cost(a).flops for a in every)
     assert cost(hi).flops == max(cost(a).flops for a in every)
-    lo_p, _ = s.extremes("params")
+    lo_p, _ = extremes(s, "params")
     assert cost(lo_p).params == min(cost(a).params for a in every)
 
 

@@ -19,9 +19,9 @@ from nas_res.cli.main import app
 
 from nas_res import DesignSpace, ResnasError, load_space
 from nas_res.arch.description import BLOCKS, MODULATIONS, SHORTCUTS, STEMS, STRIDE_ON, UNIT_ORDERS
-from nas_res.space.design_space import builtin_spaces
+from nas_res.space.budget_fit import extremes
 from nas_res.space.dims import DIM_KEYS
-from nas_res.space.template import TOP_KEYS, parse_spec
+from nas_res.space.template import TOP_KEYS, builtin_spaces, parse_spec
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 BUILTIN_FILES = sorted(SPACES.glob("*.yaml"))
@@ -686,7 +686,7 @@ def exercise(data) -> None:
             assert space.size() >= 1
         space.describe()
         space.random_arch(random.Random(0))  # candidates are real networks: Arch's own checks pass
-        space.extremes("flops")
+        extremes(space, "flops")
     except ResnasError as err:
         assert err.where == "fuzz.yaml", f"no file in: {err}"
         assert str(err).startswith("fuzz.yaml: ")

@@ -3,6 +3,9 @@
 Everything else (cost, build, search, storage) reads an `Arch`; nothing else describes a network.
 An `Arch` is canonical on construction: fields that cannot change the built network are
 normalised, so two configurations that build the same network compare equal and share a `key`.
+
+Over 300 lines: `Arch`, `Stage` and `Kind` with their canonical forms and checks: the rules of each field stay
+beside the field.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .dataset import Data, Split, read_image
+from .imagefolder import read_image
+from .splits import Data, Split
 
 
 def batches(

@@ -20,7 +20,8 @@ from ..arch.description import Arch
 from ..arch.resnet import ResNet
 from ..arch.vae import VAE
 from ..data.batches import batches
-from ..data.dataset import Data, class_names, load_data
+from ..data.dataset import load_data
+from ..data.splits import Data, class_names
 from ..errors import ResnasError
 from ..memory import check_need
 from ..training.device import resolve_device

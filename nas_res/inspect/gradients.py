@@ -30,7 +30,8 @@ from ..arch.description import Arch
 from ..arch.resnet import ResNet
 from ..arch.zoo import resolve_arch
 from ..data.batches import batches
-from ..data.dataset import Data, load_data
+from ..data.dataset import load_data
+from ..data.splits import Data
 from ..errors import ResnasError
 from ..memory import check_need
 from ..training import checkpoint

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data.dataset import class_names, load_data
+from ..data.dataset import load_data
+from ..data.splits import class_names
 from ..errors import ResnasError
 from .record import Run
 

@@ -73,9 +73,13 @@ def reference_summary(store: Store, study: str) -> dict | None:
     return versus_reference(study_runs(store, study), keys, val_images_of(store, study))
 
 
-def final_ranking(store: Store, study: str) -> list[dict]:
-    """The study's re-trained architectures (resnas finalize), best final mean first, with proxy ranks."""
-    return mark(final_table(store, study, rank(study_runs(store, study))), reference_keys(store, study))
+def final_ranking(
+    store: Store, study: str, proxy_rows: list[dict] | None = None, references: dict[str, str] | None = None
+) -> list[dict]:
+    """The study's re-trained architectures (resnas finalize), best final mean first, with proxy ranks.
+    A caller that has read the proxy's ranked rows and reference nets already (a `FinalPlan`) passes them."""
+    rows = rank(study_runs(store, study)) if proxy_rows is None else proxy_rows
+    return mark(final_table(store, study, rows), reference_keys(store, study) if references is None else references)
 
 
 def val_images_of(store: Store, study: str) -> int | None:
@@ -222,7 +226,7 @@ def compare(boards: dict[str, list[dict]], best: Mapping[str, Run | None] | None
     the FLOPs range every study covers (matched complexity: a bigger space must not win by size alone).
 
     Every study after the first also gets its difference to the first in best and in median accuracy
-    (diff_best, diff_median, points) with bootstrap 95% intervals (diff_*_lo, diff_*_hi; see
+    (diff_best, diff_median, points) with bootstrap 95% intervals (`diff_*_lo`, `diff_*_hi`; see
     uncertainty.bootstrap_difference), so a gap inside the noise is not read as a finding. A study's
     validation count comes from its rows' `val_images` (leaderboard rows carry it); where unknown the
     interval covers only which models each search trained, not validation noise.

@@ -12,7 +12,7 @@ import torch
 
 from ..arch.vae import VAE
 from ..data.batches import batches
-from ..data.dataset import Data
+from ..data.splits import Data
 from ..training.elbo import decoded_images
 from .page import check_plot_file, save
 

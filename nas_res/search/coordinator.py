@@ -12,6 +12,8 @@ Any number of coordinators may work on one study (on one PostgreSQL or MySQL dat
 nothing but the database: a trial takes a slot of the total by claiming its run row, each
 coordinator beats the heartbeat of its own trials, and a trial whose heartbeat stops is failed by
 whichever coordinator notices and tried once more with the same parameters.
+
+Over 300 lines: the loop and its recovery from lost hosts and database errors, which share its state.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from ..arch.cost import cost
 from ..arch.description import Arch
 from ..data.dataset import DEFAULT_DATA_DIR
 from ..data.published import find_published
+from ..space.budget_fit import extremes
 from ..space.design_space import DesignSpace
 
 # The side of each dataset's images, known without reading them (an ImageFolder is resized to 224).
@@ -99,7 +100,7 @@ def fit_notes(space: DesignSpace, budget: Budget, dataset: str) -> list[str]:
     reference = space.spec.resolution
     if resolution is None or resolution == reference:
         return []
-    cheap, big = space.extremes("flops")
+    cheap, big = extremes(space, "flops")
     notes = []
     if budget.flops_max is not None:
         ratio = cost(big, resolution).flops / cost(big).flops
@@ -136,7 +137,7 @@ def cpu_budget(budget: Budget, space: DesignSpace, dataset: str, images: int, ep
     if budget.flops_max is None or budget.flops_min:
         return None, ""
     resolution = data_resolution(dataset) or space.spec.resolution
-    _, big = space.extremes("flops")
+    _, big = extremes(space, "flops")
     ratio = cost(big, resolution).flops / cost(big).flops
     seconds = budget.flops_max * ratio * images * epochs / CPU_FLOPS_PER_S
     if seconds <= CPU_TRIAL_SECONDS:

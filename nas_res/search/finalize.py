@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..arch.description import Arch
 from ..errors import ResnasError
 from ..results.final import SUFFIX, VAE_RETRAIN, final_name
+from ..results.references import reference_keys
 from ..results.report import rank, study_runs
 from ..results.store import Store
 from ..training.recipe import Recipe
@@ -35,6 +36,8 @@ class FinalPlan:
     given: list[Given]
     picked: list[dict]  # the proxy leaderboard rows re-trained, best first
     notes: tuple[str, ...] = ()  # where the final recipe is no longer than the proxy's: printed before it runs
+    proxy_rows: tuple[dict, ...] = ()  # the proxy's whole ranking, read once here and handed to the report
+    references: dict[str, str] | None = None  # arch key -> zoo name of the proxy's reference nets
 
 
 def plan_finalize(
@@ -70,6 +73,7 @@ def plan_finalize(
                 field="study",
             )
         runs = study_runs(store, study)
+        references = reference_keys(store, study)
     finally:
         store.dispose()
     rows = rank(runs)
@@ -111,7 +115,8 @@ def plan_finalize(
             f"--recipe and --train-size to add to that re-training (its study is {final_name(study)!r})",
             field="study",
         ) from None
-    return FinalPlan(study, config, existed, given, picked, shorter(proxy, proxy_recipe, config))
+    notes = shorter(proxy, proxy_recipe, config)
+    return FinalPlan(study, config, existed, given, picked, notes, tuple(rows), references)
 
 
 def shorter(proxy: dict, proxy_recipe: Recipe, config: SearchConfig) -> tuple[str, ...]:

@@ -3,6 +3,9 @@
 Options not given on the command line or in a study file are taken from the stored study, so
 `resnas search --study NAME` alone resumes it; asking a stored study to change what it pins is an
 error that names the difference.
+
+Over 300 lines: every option's check with its message, next to the rule it enforces; apart, a rule and its check
+would drift.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ from typing import Any
 
 from ..arch.budget import Budget
 from ..arch.vae_cost import check_latent
-from ..data.dataset import parse_val_size
+from ..data.splits import parse_val_size
 from ..data.subset import parse_train_size
 from ..errors import ResnasError
 from ..results.schema import STUDY_NAME, check_study_name
 from ..results.storage import check_lasting, safe_url
 from ..results.store import Store
+from ..space.budget_fit import check_budget
 from ..space.design_space import DesignSpace, load_space
 from ..training.recipe import MAX_SEED, PRESETS, SEARCH_DEFAULT, Recipe, load_recipe
 from ..training.threads import plan_host
@@ -186,7 +190,7 @@ def _plan(given: dict, join: bool, from_file: dict[str, str] | None = None) -> t
             f"{', '.join(TASK_OBJECTIVES[space.task])}",
             field="--objective",
         )
-    space.check_budget(budget)
+    check_budget(space, budget)
     if not stored:
         notes += fit_notes(space, budget, dataset)
     workers, trials = _int(given, "workers", 1, low=1), _int(given, "trials", 20, low=1)

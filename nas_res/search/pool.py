@@ -26,7 +26,8 @@ from typing import Any
 import torch
 
 from ..arch.description import Arch
-from ..data.dataset import Data, load_data
+from ..data.dataset import load_data
+from ..data.splits import Data
 from ..errors import ResnasError
 from ..training import checkpoint
 from ..training.recipe import Recipe

@@ -4,6 +4,9 @@ and the result written to resnas's run row before Optuna is told.
 The order matters to every other host on the study: the run row exists from the moment a trial
 starts training, and its result is written before Optuna hears it, so no told trial lacks its run
 and no run lacks its trial. As trials end, their checkpoints are held to the keep policy (keep.py).
+
+Over 300 lines: a trial's life is one sequence whose order is the protocol between hosts (above), kept
+in one file so that it reads top to bottom.
 """
 
 from __future__ import annotations

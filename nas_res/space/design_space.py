@@ -3,7 +3,11 @@
 (i) units producing maps of the same size share width and filter sizes: a stage is one (depth,
 width, inner width, cardinality); (ii) every x2 downsample doubles the width (and the inner width;
 the cardinality stays). So a candidate is fixed by a handful of values, and everything here
-(size, sampling, feasibility, Optuna mapping) works on those values, not on modules.
+(size, sampling, Optuna mapping) works on those values, not on modules. What fits a budget (its
+share, the extremes, a refusal naming the nearest candidate) is in `budget_fit`.
+
+Over 300 lines: one class, the space's whole interface (values <-> Arch, size, enumeration, sampling,
+Optuna); split further it would scatter one concept across files.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import itertools
 import math
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +37,9 @@ from ..arch.description import (
 from ..errors import ResnasError
 from .dims import STRUCTURE
 from .points import params_of
-from .template import Dim, Spec, builtin_spaces, load_spec  # noqa: F401 (builtin_spaces is read from here)
+from .template import Dim, Spec, load_spec
 
 ENUMERATE_LIMIT = 20_000  # exact answers by enumeration up to this many candidates
-STEM_WIDTHS_TRIED = 32  # extremes() tries each stem width up to this many values
-
-
-@dataclass(frozen=True)
-class Fraction:
-    """Share of the space inside a budget; `exact` when counted, else a 95% Wilson interval."""
-
-    value: float
-    low: float
-    high: float
-    exact: bool
-    feasible: int  # counted (exact) or hits among `total` samples
-    total: int
 
 
 class DesignSpace:
@@ -61,8 +51,8 @@ class DesignSpace:
         self._stage_depths = (
             [self.dims[f"depth{i + 1}"].values for i in range(len(spec.strides))] if spec.split is None else []
         )
-        self._structures = self._distinct_structures()
-        self._weights = list(itertools.accumulate(self._count(s) for s in self._structures))
+        self.structures = self._distinct_structures()
+        self._weights = list(itertools.accumulate(self._count(s) for s in self.structures))
 
     # ---- what the template says --------------------------------------------------------------
     @property
@@ -106,6 +96,11 @@ class DesignSpace:
         return self if spec == self.spec else DesignSpace(spec)
 
     @property
+    def enumerable(self) -> bool:
+        """Small enough that exact answers come from enumerating every candidate."""
+        return self._weights[-1] <= ENUMERATE_LIMIT
+
+    @property
     def open_dims(self) -> list[Dim]:
         return [d for d in self.dims.values() if d.open]
 
@@ -118,7 +113,7 @@ class DesignSpace:
             seen.setdefault(tuple(s.values()), s)
         return list(seen.values())
 
-    def _numeric(self, block: str) -> tuple[str, ...]:
+    def numeric_dims(self, block: str) -> tuple[str, ...]:
         """The numeric dims that shape this block type (a basic unit has no inner width or groups), and
         the stem's width where the template opens it."""
         stem = ("stem_width",) if "stem_width" in self.dims else ()
@@ -147,14 +142,14 @@ class DesignSpace:
             return itertools.product(*self._stage_depths)
         return iter(self._depth_totals(block, stem))
 
-    def _extreme_depths(self, pick, block: str, stem: str) -> tuple:
+    def extreme_depths(self, pick, block: str, stem: str) -> tuple:
         if self.spec.split is None:  # cost grows with each stage's depth
             return tuple(pick(v) for v in self._stage_depths)
         return pick(self._depth_totals(block, stem), key=sum)
 
     def _count(self, s: dict) -> int:
         n = self.depth_count(s["block"], s["stem"])
-        for name in self._numeric(s["block"]):
+        for name in self.numeric_dims(s["block"]):
             n *= len(self.dims[name].values)
         return n
 
@@ -254,34 +249,34 @@ class DesignSpace:
     def enumerate(self) -> Iterator[Arch]:
         """Every distinct architecture, once each."""
         seen: set[str] = set()
-        for s in self._structures:
-            numeric = [self.dims[n].values for n in self._numeric(s["block"])]
+        for s in self.structures:
+            numeric = [self.dims[n].values for n in self.numeric_dims(s["block"])]
             for depths in self.depth_options(s["block"], s["stem"]):
                 for combo in itertools.product(*numeric):
-                    arch = self.arch_from({**s, "depths": depths, **dict(zip(self._numeric(s["block"]), combo))})
+                    arch = self.arch_from({**s, "depths": depths, **dict(zip(self.numeric_dims(s["block"]), combo))})
                     if arch.key not in seen:
                         seen.add(arch.key)
                         yield arch
 
-    def _random_values(self, rng: random.Random) -> dict[str, Any]:
+    def random_values(self, rng: random.Random) -> dict[str, Any]:
         """Values of one architecture drawn uniformly from the distinct set."""
         pick = rng.random  # an index from one float: the sampler's hot path
-        s = self._structures[bisect.bisect(self._weights, pick() * self._weights[-1])]
+        s = self.structures[bisect.bisect(self._weights, pick() * self._weights[-1])]
         values = dict(s)
         if self.spec.split is None:  # uniform over the product = uniform per stage
             values["depths"] = tuple(v[int(pick() * len(v))] for v in self._stage_depths)
         else:
             totals = self._depth_totals(s["block"], s["stem"])
             values["depths"] = totals[int(pick() * len(totals))]
-        for name in self._numeric(s["block"]):
+        for name in self.numeric_dims(s["block"]):
             choices = self.dims[name].values
             values[name] = choices[int(pick() * len(choices))]
         return values
 
     def random_arch(self, rng: random.Random) -> Arch:
-        return self.arch_from(self._random_values(rng))
+        return self.arch_from(self.random_values(rng))
 
-    def _admits(self, values: dict[str, Any], budget: Budget) -> bool:
+    def admits(self, values: dict[str, Any], budget: Budget) -> bool:
         """Budget check from values alone: candidates outside a budget never become an `Arch`."""
         kind, stem_width, stages = self._fields(self._complete(values))
         spec = self.spec
@@ -296,81 +291,18 @@ class DesignSpace:
         `budget` is a `Budget` or a FLOPs text such as "4GFLOPs" or "3.8-4.2GFLOPs"."""
         budget = Budget.parse(budget) if isinstance(budget, str) else (budget or Budget())
         rng = random.Random(seed)
-        if self._weights[-1] <= ENUMERATE_LIMIT:
+        if self.enumerable:
             pool = [a for a in self.enumerate() if budget.admits(cost(a))]
             return rng.sample(pool, min(n, len(pool)))
         found: dict[tuple, dict] = {}
         attempts, limit = 0, max(200_000, 50 * n)
         while len(found) < n and attempts < limit:
             attempts += 1
-            values = self._random_values(rng)
+            values = self.random_values(rng)
             ident = tuple(values.values())  # distinct values of a distinct structure: distinct networks
-            if ident not in found and self._admits(values, budget):
+            if ident not in found and self.admits(values, budget):
                 found[ident] = values
         return [self.arch_from(v) for v in found.values()]
-
-    def feasible_fraction(self, budget: Budget, samples: int = 20_000, seed: int = 0) -> Fraction:
-        """Exact by enumeration when the space is small; else a Monte-Carlo estimate with a 95% interval."""
-        if self._weights[-1] <= ENUMERATE_LIMIT:
-            archs = list(self.enumerate())
-            hits = sum(budget.admits(cost(a)) for a in archs)
-            share = hits / len(archs)
-            return Fraction(share, share, share, True, hits, len(archs))
-        rng = random.Random(seed)
-        hits = sum(self._admits(self._random_values(rng), budget) for _ in range(samples))
-        low, high = wilson(hits, samples)
-        return Fraction(hits / samples, low, high, False, hits, samples)
-
-    def extremes(self, metric: str = "flops") -> tuple[Arch, Arch]:
-        """(cheapest, largest) by `metric`: cost grows with depth, width, cardinality and d, so each
-        structure's extremes sit at the ends of its numeric ranges. Not so with the stem's width: a stem
-        as wide as the first stage spares that stage its projection, so each of its values is tried (the
-        ends only, past STEM_WIDTHS_TRIED values)."""
-
-        def at(s: dict, pick, stem_width: int | None) -> Arch:
-            values = dict(s)
-            values["depths"] = self._extreme_depths(pick, s["block"], s["stem"])
-            values.update({n: pick(self.dims[n].values) for n in self._numeric(s["block"]) if n != "stem_width"})
-            if stem_width is not None:
-                values["stem_width"] = stem_width
-            return self.arch_from(values)
-
-        stems: tuple = (None,)
-        if "stem_width" in self.dims:
-            stems = self.dims["stem_width"].values
-            stems = stems if len(stems) <= STEM_WIDTHS_TRIED else (stems[0], stems[-1])
-        present = [s for s in self._structures if self.depth_count(s["block"], s["stem"])]
-        lows = [at(s, min, w) for s in present for w in stems]
-        highs = [at(s, max, w) for s in present for w in stems]
-        measure = lambda a: getattr(cost(a), metric)  # noqa: E731
-        return min(lows, key=measure), max(highs, key=measure)
-
-    def check_budget(self, budget: Budget) -> None:
-        """Raise a clear error when no candidate can meet `budget`, naming the nearest one; a budget of
-        several bounds (a band, FLOPs and params) is also refused when no candidate lies inside all of
-        them (exact for a small space, else none in 20,000 uniform samples)."""
-        cheap_f, big_f = self.extremes("flops")
-        cheap_p, _ = self.extremes("params")
-        problem = None
-        if budget.flops_max is not None and cost(cheap_f).flops > budget.flops_max:
-            problem = f"the cheapest candidate needs {cost(cheap_f).flops:,} FLOPs: {cheap_f.summary()}"
-        elif budget.params_max is not None and cost(cheap_p).params > budget.params_max:
-            problem = f"the smallest candidate has {cost(cheap_p).params:,} params: {cheap_p.summary()}"
-        elif budget.flops_min and cost(big_f).flops < budget.flops_min:
-            problem = f"the largest candidate needs only {cost(big_f).flops:,} FLOPs: {big_f.summary()}"
-        bounds = (budget.flops_max is not None) + bool(budget.flops_min) + (budget.params_max is not None)
-        if not problem and bounds > 1:  # each end fits some candidate, but maybe no candidate fits both
-            share = self.feasible_fraction(budget)
-            if not share.feasible:
-                problem = (
-                    f"none of its {share.total:,} candidates lies inside"
-                    if share.exact
-                    else f"none of {share.total:,} uniform samples lies inside (under {share.high:.3%} of the space)"
-                ) + "; widen the band"
-        if problem:
-            raise ResnasError(
-                f"no candidate of space {self.name!r} fits the budget ({budget.describe()}); {problem}", field="budget"
-            )
 
     # ---- Optuna --------------------------------------------------------------------------------
     def suggest(self, trial: Any) -> Arch:
@@ -422,16 +354,6 @@ def _suggest(trial: Any, d: Dim) -> Any:
             return trial.suggest_int(d.name, d.values[0], d.values[-1], step=d.step, log=d.log)
         return trial.suggest_float(d.name, d.values[0], d.values[-1], step=None if d.log else d.step, log=d.log)
     return trial.suggest_categorical(d.name, list(d.values))
-
-
-def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a binomial share."""
-    if n == 0:
-        return 0.0, 1.0
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def load_space(name_or_path: str | Path) -> DesignSpace:

@@ -23,7 +23,7 @@ import torch
 
 from ..arch.build import build
 from ..arch.description import Arch
-from ..data.dataset import Data
+from ..data.splits import Data
 from ..errors import ResnasError
 from ..files import write_atomic
 from .optim import make_optimizer

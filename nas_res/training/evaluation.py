@@ -13,7 +13,8 @@ from torch import nn
 from ..arch.description import Arch
 from ..arch.vae import VAE
 from ..data.batches import batches
-from ..data.dataset import Data, load_data
+from ..data.dataset import load_data
+from ..data.splits import Data
 from ..errors import ResnasError
 from . import checkpoint
 from .device import autocast, resolve_device

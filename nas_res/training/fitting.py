@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..arch.description import Arch
 from ..arch.vae_cost import check_latent
-from ..data.dataset import Data
+from ..data.splits import Data
 from ..errors import ResnasError
 
 

@@ -17,7 +17,8 @@ from typing import Any
 from ..arch.description import Arch, requested_task
 from ..arch.zoo import names as zoo_names
 from ..arch.zoo import resolve_arch
-from ..data.dataset import Data, load_data, parse_val_size
+from ..data.dataset import load_data
+from ..data.splits import Data, parse_val_size
 from ..errors import ResnasError
 from ..files import check_writable, write_text
 from ..memory import check_need

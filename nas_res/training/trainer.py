@@ -4,6 +4,9 @@ Search runs many of these, so a run never raises for what a candidate can do wro
 a CUDA out-of-memory or a pruning decision become `Result.status` with a reason. Metrics are summed
 on the device and read once per epoch (no per-batch host sync); `on_epoch` receives them, which is
 where search reports to Optuna and prunes (by raising `Pruned`).
+
+Over 300 lines: the training loop with the ways it ends (NaN, out of memory, pruning, resume); split, the
+status rules would sit apart from the code that meets them.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ..arch.build import build
 from ..arch.cost import cost
 from ..arch.description import Arch
 from ..data.batches import batches
-from ..data.dataset import Data
+from ..data.splits import Data
 from ..errors import count
 from . import checkpoint
 from .device import autocast, resolve_device, sync
