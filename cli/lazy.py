@@ -28,6 +28,7 @@ LAZY = {
     "leaderboard": (".reports", "leaderboard_cmd"),
     "compare": (".reports", "compare_cmd"),
     "plot": (".reports", "plot_cmd"),
+    "refine": (".refine", "refine_cmd"),
     "export": (".reports", "export_cmd"),
     "gradients": (".gradients", "gradients_cmd"),
     "activations": (".activations", "activations_cmd"),

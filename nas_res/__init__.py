@@ -2,7 +2,7 @@
 
 Public API: the model core (`Arch`, `build`, `cost`, `load_space`, `zoo`, `load_data`, `Recipe`, `train`,
 `evaluate`) and searches with their results (`run_search`, `train_archs`, `join_study`, `studies`,
-`leaderboard`, `vs_reference`, `compare_studies`, `export_study`; see `nas_res.api`), the papers' experiments
+`leaderboard`, `vs_reference`, `compare_studies`, `export_study`, `refine`; see `nas_res.api`), the papers' experiments
 (`run_experiment`, `experiment_report`), gradient flow (`gradient_flow`) and `Residual` (any layer made
 residual). Others may depend on these names.
 
@@ -25,6 +25,7 @@ _API = (
     "join_study",
     "leaderboard",
     "plan_search",
+    "refine",
     "run_search",
     "studies",
     "train_archs",
@@ -61,6 +62,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
         join_study,
         leaderboard,
         plan_search,
+        refine,
         run_search,
         studies,
         train_archs,
@@ -113,6 +115,7 @@ __all__ = [
     "load_recipe",
     "load_space",
     "plan_search",
+    "refine",
     "run_experiment",
     "run_search",
     "studies",

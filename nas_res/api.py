@@ -30,6 +30,7 @@ from .search.config import SearchConfig
 from .search.coordinator import GRACE, HEARTBEAT, Coordinator, Given
 from .search.finalize import DEFAULT_SEEDS, DEFAULT_TOP, FinalPlan, plan_finalize
 from .search.plan import plan
+from .search.refinement import Refinement, refine_study
 from .search.state import SearchState
 from .training.recipe import Recipe
 
@@ -236,3 +237,22 @@ def export_study(study: str, out: str | Path, *, storage: str | None = None, **o
     Returns the paths written."""
     return export(Store(storage), study, out, **options)
 
+
+def refine(
+    study: str,
+    *,
+    storage: str | None = None,
+    share: float = 0.25,
+    repeats: int = 2500,
+    level: float = 0.95,
+    alpha: float = 0.05,
+    out: str | Path | None = None,
+    plot: str | Path | None = None,
+) -> Refinement:
+    """Refine the space of a study sampled uniformly (sampler random, pruner none), as `resnas refine`: per
+    open dimension the bootstrap good range (the best model of `repeats` samples of `share` of the models,
+    the central `level` of their values), one-sided KS tests and a verdict (narrowed, kept, too few); the
+    refined template (`.template`, YAML; written to `out` where given) and the picture (`plot`)."""
+    return refine_study(
+        study, storage=storage, share=share, repeats=repeats, level=level, alpha=alpha, out=out, plot=plot
+    )
