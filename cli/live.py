@@ -47,6 +47,10 @@ def nothing_trained(runs: list[Run], state: SearchState) -> str:
         parts.append(f"{len(failed)} trial(s) failed, {times} with {common}")
     if c["over_budget"]:
         parts.append(f"{c['over_budget']} suggestion(s) were over the budget")
+    if c["no_candidate"]:
+        parts.append(
+            f"{c['no_candidate']} suggestion(s) built no net of the space (a depth total the block cannot split)"
+        )
     if state.stopped_by:
         parts.append(f"stopped: {state.stopped_by}")
     if not parts:

@@ -230,9 +230,11 @@ def space_show(
     if as_json:
         return emit_json(info)
     out.print(f"[bold]{s.name}[/]: {s.spec.description}  ({s.spec.source})")
+    factors = s.dims["width_multiplier"].values if "width_multiplier" in s.dims else (2,)
+    rule = "doubles" if factors == (2,) else f"multiplies the width by {'/'.join(f'{m:g}' for m in factors)}"
     out.print(
         f"input {s.spec.in_channels}x{s.spec.resolution}x{s.spec.resolution}, {s.spec.classes} classes, "
-        f"strides {list(s.spec.strides)} (each x2 doubles the width)"
+        f"strides {list(s.spec.strides)} (each x2 {rule}{' the width' if rule == 'doubles' else ''})"
     )
     table = Table(title="dimensions")
     table.add_column("dim")

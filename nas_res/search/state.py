@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-COUNT_KEYS = ("done", "pruned", "failed", "reused", "over_budget", "repeats", "retried", "lost")
+COUNT_KEYS = ("done", "pruned", "failed", "reused", "over_budget", "no_candidate", "repeats", "retried", "lost")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from ..arch.cost import Cost, cost
 from ..arch.description import Arch
 from ..results.record import Run
 from ..results.store import Store, Twin
+from ..space.design_space import NotACandidate
 from ..training.checkpoint import FILE_NAME
 from ..training.status import RunStatus
 from ..training.threads import worker_threads
@@ -98,7 +99,14 @@ class Trials:
             if c.given_mode and self.optuna.given_arch(trial) is None:  # another host took the last one
                 self._surplus(trial)
                 return
-            arch, recipe, recipe_key = c.recipe_for(trial)
+            try:
+                arch, recipe, recipe_key = c.recipe_for(trial)
+            except NotACandidate as e:  # a depth total the chosen blocks do not split into: infeasible
+                db(self.optuna.set, trial, status="no_candidate", reason=e.bare)
+                db(self.optuna.constrain, trial, 1.0)
+                self.tell(trial, state=PRUNED)
+                counts["no_candidate"] += 1
+                continue
             price = cost(arch)
             db(
                 self.optuna.set,
@@ -184,8 +192,8 @@ class Trials:
             self.state.running_all += 1
             return
         self.state.stopped_by = (
-            f"{MAX_ASKS} suggestions in a row brought nothing new to train (over the budget "
-            "or already trained): the feasible part of the space looks exhausted"
+            f"{MAX_ASKS} suggestions in a row brought nothing new to train (over the budget, "
+            "no net of the space, or already trained): the feasible part of the space looks exhausted"
         )
 
     def _run_of(self, trial: Any, arch: Any, recipe: dict, recipe_key: str) -> dict:

@@ -2,8 +2,9 @@
 
 (i) units producing maps of the same size share width and filter sizes: a stage is one (depth,
 width, inner width, cardinality); (ii) every x2 downsample doubles the width (and the inner width;
-the cardinality stays). So a candidate is fixed by a handful of values, and everything here
-(size, sampling, Optuna mapping) works on those values, not on modules. What fits a budget (its
+the cardinality stays), or multiplies it by the template's `width_multiplier` (`rules`). So a candidate
+is fixed by a handful of values, and everything here (size, sampling, Optuna mapping) works on those
+values, not on modules. What fits a budget (its
 share, the extremes, a refusal naming the nearest candidate) is in `budget_fit`.
 
 Over 300 lines: one class, the space's whole interface (values <-> Arch, size, enumeration, sampling,
@@ -37,9 +38,15 @@ from ..arch.description import (
 from ..errors import ResnasError
 from .dims import STRUCTURE
 from .points import params_of
+from .rules import DOUBLING, geometric_depths, grown, multiplier_of, ratio_of
 from .template import Dim, Spec, load_spec
 
 ENUMERATE_LIMIT = 20_000  # exact answers by enumeration up to this many candidates
+
+
+class NotACandidate(ResnasError):
+    """Values that build no network of the space (a depth total that does not split into the chosen
+    blocks): a search tells the sampler so, as it does an over-budget suggestion, and asks again."""
 
 
 class DesignSpace:
@@ -48,8 +55,9 @@ class DesignSpace:
         self.dims: dict[str, Dim] = spec.dims
         self._depths: dict[tuple, list] = {}
         self._fixed = {k: d.values[0] for k, d in self.dims.items() if not d.open}
+        self._per_stage = spec.split is None and "depth_ratio" not in self.dims  # depth mode: else total or ratio
         self._stage_depths = (
-            [self.dims[f"depth{i + 1}"].values for i in range(len(spec.strides))] if spec.split is None else []
+            [self.dims[f"depth{i + 1}"].values for i in range(len(spec.strides))] if self._per_stage else []
         )
         self.structures = self._distinct_structures()
         self._weights = list(itertools.accumulate(self._count(s) for s in self.structures))
@@ -115,37 +123,45 @@ class DesignSpace:
 
     def numeric_dims(self, block: str) -> tuple[str, ...]:
         """The numeric dims that shape this block type (a basic unit has no inner width or groups), and
-        the stem's width where the template opens it."""
-        stem = ("stem_width",) if "stem_width" in self.dims else ()
+        the stem's width and the width multiplier where the template opens them."""
+        more = tuple(k for k in ("width_multiplier", "stem_width") if k in self.dims)
         if block == "basic":
-            return ("width", *stem)
-        return ("width", "cardinality", "bottleneck_ratio" if self.spec.ratio_mode else "bottleneck_width", *stem)
+            return ("width", *more)
+        return ("width", "cardinality", "bottleneck_ratio" if self.spec.ratio_mode else "bottleneck_width", *more)
 
-    def _depth_totals(self, block: str, stem: str) -> list[tuple]:
-        """Per-stage depths of each total that splits for this block type and stem (total mode only)."""
+    def _depth_tuples(self, block: str, stem: str) -> list[tuple]:
+        """The distinct per-stage depths of a total depth (each total that splits for this block type and
+        stem) or of a depth ratio (each first depth and ratio; rounding makes some of them coincide)."""
         cached = self._depths.get((block, stem))
         if cached is None:
-            split = self.spec.split
-            assert split is not None, "only a total depth (depth.total with a split) has depth totals"
-            found = (blocks_for_total(t, block, stem, split) for t in self.dims["depth"].values)
-            cached = self._depths[block, stem] = [d for d in found if d]
+            if "depth_ratio" in self.dims:
+                n = len(self.spec.strides)
+                pairs = itertools.product(self.dims["depth1"].values, self.dims["depth_ratio"].values)
+                found = (geometric_depths(first, ratio, n) for first, ratio in pairs)
+            else:
+                split = self.spec.split
+                assert split is not None, "a total depth (depth.total with a split)"
+                found = (blocks_for_total(t, block, stem, split) for t in self.dims["depth"].values)
+            cached = self._depths[block, stem] = list(dict.fromkeys(d for d in found if d))
         return cached
 
     def depth_count(self, block: str, stem: str) -> int:
-        if self.spec.split is None:
+        if self._per_stage:
             return math.prod(len(v) for v in self._stage_depths)
-        return len(self._depth_totals(block, stem))
+        return len(self._depth_tuples(block, stem))
 
     def depth_options(self, block: str, stem: str) -> Iterator[tuple]:
         """Every per-stage depth tuple allowed for this block type and stem (lazily: products grow fast)."""
-        if self.spec.split is None:
+        if self._per_stage:
             return itertools.product(*self._stage_depths)
-        return iter(self._depth_totals(block, stem))
+        return iter(self._depth_tuples(block, stem))
 
     def extreme_depths(self, pick, block: str, stem: str) -> tuple:
-        if self.spec.split is None:  # cost grows with each stage's depth
+        """The shallowest (pick=min) or deepest depths: cost grows with each stage's depth, and the ends of a
+        total's or a ratio's grid are deepest (shallowest) in every stage at once."""
+        if self._per_stage:
             return tuple(pick(v) for v in self._stage_depths)
-        return pick(self._depth_totals(block, stem), key=sum)
+        return pick(self._depth_tuples(block, stem), key=sum)
 
     def _count(self, s: dict) -> int:
         n = self.depth_count(s["block"], s["stem"])
@@ -186,12 +202,14 @@ class DesignSpace:
         spec = self.spec
         depths = v.get("depths")
         if depths is None:
-            if spec.split is None:
+            if self._per_stage:
                 depths = tuple(v[f"depth{i + 1}"] for i in range(len(spec.strides)))
+            elif "depth_ratio" in self.dims:
+                depths = geometric_depths(v["depth1"], v["depth_ratio"], len(spec.strides))
             else:
                 depths = blocks_for_total(v["depth"], v["block"], v["stem"], spec.split)
                 if depths is None:
-                    raise ResnasError(
+                    raise NotACandidate(
                         f"depth {v['depth']} does not split {list(spec.split)} into whole {v['block']} blocks",
                         where=spec.source,
                         field="depth.total",
@@ -201,11 +219,11 @@ class DesignSpace:
         if block == "bottleneck":
             inner = round(width * v["bottleneck_ratio"]) if spec.ratio_mode else groups * v["bottleneck_width"]
         inner, groups = inner_shape(block, width, inner, groups)
-        stages, factor = [], 1
+        factor, steps, stages = v.get("width_multiplier", DOUBLING), 0, []
         for i, (depth, stride) in enumerate(zip(depths, spec.strides)):
-            if i > 0 and stride == 2:
-                factor *= 2  # rule (ii): a x2 downsample doubles the width
-            stages.append((depth, width * factor, stride, inner * factor, groups))
+            steps += i > 0 and stride == 2  # rule (ii): a x2 downsample multiplies the width (doubles, by default)
+            mid = groups * grown(inner // groups, factor, steps)  # the cardinality stays: d grows
+            stages.append((depth, grown(width, factor, steps), stride, mid, groups))
         stem_width = v["stem_width"] if "stem_width" in self.dims else spec.stem_width
         stem_width = inner if stem_width == "inner" else stem_width
         assert isinstance(stem_width, int), "a stem width is a number, 'inner', or the stem_width dim's"
@@ -215,11 +233,16 @@ class DesignSpace:
         """The dim values that give `arch` (inverse of `arch_from`, for open dims)."""
         first = arch.stages[0]
         v: dict[str, Any] = {k: getattr(arch, k) for k in STRUCTURE}
-        if self.spec.split is None:
-            v.update({f"depth{i + 1}": s.depth for i, s in enumerate(arch.stages)})
+        depths = tuple(s.depth for s in arch.stages)
+        if self._per_stage:
+            v.update({f"depth{i + 1}": d for i, d in enumerate(depths)})
+        elif "depth_ratio" in self.dims:
+            v["depth1"], v["depth_ratio"] = depths[0], ratio_of(depths, self.dims["depth_ratio"].values)
         else:
             v["depth"] = arch.depth
         v["width"] = first.width
+        if "width_multiplier" in self.dims:
+            v["width_multiplier"] = multiplier_of(arch.stages, self.dims["width_multiplier"].values)
         v["stem_width"] = arch.stem_width
         if arch.block == "bottleneck":
             v["cardinality"] = first.groups
@@ -263,11 +286,11 @@ class DesignSpace:
         pick = rng.random  # an index from one float: the sampler's hot path
         s = self.structures[bisect.bisect(self._weights, pick() * self._weights[-1])]
         values = dict(s)
-        if self.spec.split is None:  # uniform over the product = uniform per stage
+        if self._per_stage:  # uniform over the product = uniform per stage
             values["depths"] = tuple(v[int(pick() * len(v))] for v in self._stage_depths)
         else:
-            totals = self._depth_totals(s["block"], s["stem"])
-            values["depths"] = totals[int(pick() * len(totals))]
+            options = self._depth_tuples(s["block"], s["stem"])
+            values["depths"] = options[int(pick() * len(options))]
         for name in self.numeric_dims(s["block"]):
             choices = self.dims[name].values
             values[name] = choices[int(pick() * len(choices))]

@@ -89,7 +89,10 @@ def template_text(
     field("strides", list(spec.strides))
     field("block", dim_value("block"), "block")
     lines.append("depth:")
-    if spec.split is None:
+    if "depth_ratio" in spec.dims:
+        field("first", dim_value("depth1"), "depth1", "  ")
+        field("ratio", dim_value("depth_ratio"), "depth_ratio", "  ")
+    elif spec.split is None:
         lines.append("  per_stage:")
         for i in range(len(spec.strides)):
             k = f"depth{i + 1}"
@@ -98,8 +101,14 @@ def template_text(
     else:
         field("total", dim_value("depth"), "depth", "  ")
         field("split", list(spec.split), indent="  ")
-    for k in ("width", "cardinality", "bottleneck_ratio" if spec.ratio_mode else "bottleneck_width"):
-        field(k, dim_value(k), k)
+    for k in (
+        "width",
+        "width_multiplier",
+        "cardinality",
+        "bottleneck_ratio" if spec.ratio_mode else "bottleneck_width",
+    ):
+        if k in spec.dims:
+            field(k, dim_value(k), k)
     for k in ("shortcut", "unit_order", "stride_on", "modulation"):
         field(k, dim_value(k), k)
     if spec.modulation_value is not None:

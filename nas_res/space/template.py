@@ -1,24 +1,18 @@
 """Reading a design-space template (YAML) into a checked `Spec`: its fixed parts and its dimensions.
 
 Every mistake ends in one `ResnasError` naming the file, the field path and what is allowed,
-so a user never sees a traceback for a bad template.
-
-Over 300 lines: one reader of one file format, each field's check with its message.
+so a user never sees a traceback for a bad template. What contradicts across fields is in `consistency`.
 """
 
 from __future__ import annotations
 
 import difflib
-import itertools
-import math
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..arch.description import (
     BLOCKS,
-    CONVS_PER_BLOCK,
     LIKELIHOODS,
     MODULATIONS,
     SHORTCUTS,
@@ -26,12 +20,12 @@ from ..arch.description import (
     STRIDE_ON,
     TASKS,
     UNIT_ORDERS,
-    blocks_for_total,
-    layers_outside_blocks,
 )
 from ..errors import ResnasError, a
 from ..yamlfile import read_yaml
+from .consistency import check_consistency
 from .dims import MAX_INT, Dim, check_value, parse_dim, template_error
+from .spec import Spec
 
 TOP_KEYS = {
     "name": "a short name",
@@ -42,8 +36,9 @@ TOP_KEYS = {
     "stem": "{kind: DIM, width: DIM of ints | inner}",
     "strides": "list of 1/2, one per stage",
     "block": "DIM of basic/bottleneck",
-    "depth": "{per_stage: [DIM, ...]} or {total: DIM, split: [int, ...]}",
+    "depth": "{per_stage: [DIM, ...]}, {total: DIM, split: [int, ...]} or {first: DIM, ratio: DIM}",
     "width": "DIM: first stage's output width",
+    "width_multiplier": "DIM: the width's factor at each x2 downsample (default 2, the ResNeXt rule)",
     "cardinality": "DIM: groups C of the 3x3",
     "bottleneck_width": "DIM: d, width per group in the first stage",
     "bottleneck_ratio": "DIM: inner width / output width (instead of bottleneck_width)",
@@ -57,29 +52,6 @@ TOP_KEYS = {
     "latent": "a VAE's latent dimension (int, default 32)",
     "likelihood": "a VAE's pixel likelihood: bernoulli (default) or gaussian",
 }
-MAX_PAIRS = 1_000_000  # width x bottleneck_ratio pairs checked for whole, divisible inner widths
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A checked template: fixed parts plus the dimensions a candidate chooses from."""
-
-    name: str
-    description: str
-    source: str
-    resolution: int
-    in_channels: int
-    classes: int
-    strides: tuple
-    stem_width: int | str | None  # an int, "inner" (the first stage's inner width), or None: dims["stem_width"]
-    split: tuple | None  # stage split of a total depth; None when depth is per stage
-    modulation_value: float | None
-    zero_init_last_bn: bool
-    ratio_mode: bool  # inner width from bottleneck_ratio instead of bottleneck_width
-    dims: dict  # name -> Dim
-    task: str = "classify"  # vae: every candidate is a VAE's encoder (see Arch.task)
-    latent: int | None = None  # a VAE's, as Arch
-    likelihood: str | None = None
 
 
 def read_template(path: Path) -> Any:
@@ -159,13 +131,14 @@ def parse_spec(data: Any, where: str) -> Spec:
     dims["block"] = parse_dim(where, "block", data.get("block", "bottleneck"), BLOCKS)
     depth = data["depth"]
     split = None
-    if not isinstance(depth, dict) or set(depth) not in ({"per_stage"}, {"total", "split"}):
+    if not isinstance(depth, dict) or set(depth) not in ({"per_stage"}, {"total", "split"}, {"first", "ratio"}):
         got = f"keys {sorted(map(str, depth))}" if isinstance(depth, dict) else repr(depth)
         raise template_error(
             where,
             "depth",
-            "must be {per_stage: [DIM, ...]} (one per stage) or {total: DIM, split: [...]} "
-            f"(a stage split of a total layer count); got {got}",
+            "must be {per_stage: [DIM, ...]} (one per stage), {total: DIM, split: [...]} (a stage split of a "
+            "total layer count) or {first: DIM, ratio: DIM} (the first stage's depth, times ratio per stage); "
+            f"got {got}",
         )
     if "per_stage" in depth:
         per = depth["per_stage"]
@@ -175,6 +148,9 @@ def parse_spec(data: Any, where: str) -> Spec:
             )
         for i, raw in enumerate(per):
             dims[f"depth{i + 1}"] = parse_dim(where, f"depth.per_stage[{i}]", raw, int, f"depth{i + 1}")
+    elif "first" in depth:
+        dims["depth1"] = parse_dim(where, "depth.first", depth["first"], int, "depth1")
+        dims["depth_ratio"] = parse_dim(where, "depth.ratio", depth["ratio"], float, "depth_ratio")
     else:
         split = depth["split"]
         if not isinstance(split, list) or len(split) != n_stages:
@@ -185,6 +161,8 @@ def parse_spec(data: Any, where: str) -> Spec:
         dims["depth"] = parse_dim(where, "depth.total", depth["total"], int, "depth")
 
     dims["width"] = parse_dim(where, "width", data["width"], int)
+    if "width_multiplier" in data:  # only where given: a stored space without one reads as it did
+        dims["width_multiplier"] = parse_dim(where, "width_multiplier", data["width_multiplier"], float)
     dims["cardinality"] = parse_dim(where, "cardinality", data.get("cardinality", 1), int)
     if "bottleneck_width" in data and "bottleneck_ratio" in data:
         raise template_error(where, "bottleneck_ratio", "give bottleneck_width or bottleneck_ratio, not both")
@@ -236,7 +214,7 @@ def parse_spec(data: Any, where: str) -> Spec:
         latent,
         likelihood,
     )
-    _check_consistency(spec)
+    check_consistency(spec)
     return spec
 
 
@@ -264,124 +242,3 @@ def _stem_width(where: str, raw: Any, dims: dict) -> int | str | None:
             f"step: s}}) or inner (as wide as the first stage's inner width); got {raw!r}",
         )
     return raw
-
-
-def _check_consistency(spec: Spec) -> None:
-    """Contradictions between dimensions, each named with the values that clash."""
-    d, where = spec.dims, spec.source
-    blocks = d["block"].values
-    if "bottleneck" not in blocks:
-        for key in ("cardinality", "bottleneck_width", "bottleneck_ratio"):
-            if key in d and d[key].open:
-                raise template_error(
-                    where,
-                    key,
-                    "is open but every block is basic (two 3x3 convs, no inner width): "
-                    "fix it to one value, or add bottleneck to block",
-                )
-        if d["cardinality"].values != (1,):
-            raise template_error(where, "cardinality", "a basic block has no grouped conv: cardinality must be 1")
-    if "none" in d["shortcut"].values and d["modulation"].values != ("none",):
-        other = next(m for m in d["modulation"].values if m != "none")
-        raise template_error(
-            where,
-            "modulation",
-            f"shortcut 'none' (a plain net) has no shortcut to modulate with "
-            f"{other!r}: use modulation: none, or drop none from shortcut",
-        )
-    if spec.ratio_mode and "bottleneck" in blocks:
-        _check_inner_widths(spec)
-    if "A" in d["shortcut"].values:
-        if spec.stem_width != "inner":
-            stem = max(d["stem_width"].values) if spec.stem_width is None else spec.stem_width
-            for w in d["width"].values:
-                if w < stem:
-                    raise template_error(
-                        where,
-                        "shortcut",
-                        f"option A cannot shrink {stem} stem channels (stem.width) to "
-                        f"width {w}; raise width, narrow the stem or use shortcut B",
-                    )
-        elif "bottleneck" in blocks:  # the stem is as wide as the inner width, which may exceed the width
-            if spec.ratio_mode:
-                r, w = max(d["bottleneck_ratio"].values), min(d["width"].values)
-                widest, how = r * w, f"width {w} x bottleneck_ratio {r:g}"
-            else:
-                c, bw, w = max(d["cardinality"].values), max(d["bottleneck_width"].values), min(d["width"].values)
-                widest, how = c * bw, f"cardinality {c} x bottleneck_width {bw}"
-            if widest > w:
-                raise template_error(
-                    where,
-                    "shortcut",
-                    f"option A cannot shrink a stem of width inner ({how} = {widest:g} "
-                    f"channels) to width {w}; keep inner widths at most the width, give stem.width, "
-                    "or use shortcut B",
-                )
-    split = spec.split  # a local, so that `need` below sees it narrowed
-    if split is not None:
-
-        def need(b: str, s: str) -> str:
-            return f"(depth - {layers_outside_blocks(s)}) divisible by {CONVS_PER_BLOCK[b] * sum(split)}"
-
-        combos = [(b, s) for b in blocks for s in d["stem"].values]
-        totals = d["depth"].values
-        for total in totals:
-            if not any(blocks_for_total(total, b, s, split) for b, s in combos):
-                rules = " or ".join(
-                    dict.fromkeys(f"{need(b, s)} ({b}{', deep stem' if s == 'deep' else ''})" for b, s in combos)
-                )
-                raise template_error(
-                    where,
-                    "depth.total",
-                    f"{total} layers cannot be split {list(split)} into whole blocks: need {rules}",
-                )
-        for b, s in combos:  # every block type with every stem must give some candidate
-            if not any(blocks_for_total(total, b, s, split) for total in totals):
-                shown = list(totals) if len(totals) <= 12 else f"{totals[0]}..{totals[-1]}"
-                raise template_error(
-                    where,
-                    "depth.total",
-                    f"no total in {shown} splits {list(split)} into whole {b} "
-                    f"blocks with the {s} stem: need {need(b, s)}; add such a total, or drop {b} from "
-                    f"block or {s} from stem.kind",
-                )
-
-
-def _check_inner_widths(spec: Spec) -> None:
-    """Each width x bottleneck_ratio must be a whole inner width, divisible by every cardinality."""
-    d, where = spec.dims, spec.source
-    widths, ratios, cards = d["width"].values, d["bottleneck_ratio"].values, d["cardinality"].values
-    if len(widths) * len(ratios) > MAX_PAIRS:
-        raise template_error(
-            where,
-            "bottleneck_ratio",
-            f"{len(widths)} widths x {len(ratios)} ratios are too many "
-            f"combinations to check (at most {MAX_PAIRS}); use fewer values",
-        )
-    lcm = 1  # divisible by every cardinality <=> divisible by their lcm (capped: no inner width exceeds MAX_INT)
-    for c in cards:
-        lcm = min(math.lcm(lcm, c), MAX_INT + 1)
-    for w, r in itertools.product(widths, ratios):
-        inner = w * r
-        whole = round(inner)
-        if abs(inner - whole) > 1e-9 * max(1.0, inner) or whole < 1:
-            raise template_error(
-                where,
-                "bottleneck_ratio",
-                f"width {w} x ratio {r:g} = {inner:g} is not a whole number "
-                "of channels: inner widths (width x ratio) must be positive integers",
-            )
-        if whole > MAX_INT:
-            raise template_error(
-                where,
-                "bottleneck_ratio",
-                f"width {w} x ratio {r:g} = {whole} channels; inner widths may be at most {MAX_INT}",
-            )
-        if whole % lcm:
-            c = next(c for c in cards if whole % c)
-            raise template_error(
-                where,
-                "bottleneck_ratio",
-                f"width {w} x ratio {r:g} = {whole} is not a whole multiple of "
-                f"cardinality {c}: inner widths must be divisible by the cardinality",
-            )
