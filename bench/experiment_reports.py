@@ -68,6 +68,9 @@ def main() -> None:
             "this_call_minutes": (time.time() - started) / 60,
             "arms": [{k: v for k, v in a.items() if k not in ("curves", "values")} for a in report["arms"]],
         }
+        refinements = report["experiment"].get("refinements")
+        if refinements:  # what refining found, per refine arm (its models' values are in the study)
+            figures["refinements"] = {a: {k: v for k, v in f.items() if k != "models"} for a, f in refinements.items()}
         path = write(f"experiment-{label}-{args.scale}", figures, " ".join(["resnas", *command[1:]]))
         print(f"wrote {path}, {base}.png, {base}.txt")
 

@@ -75,7 +75,7 @@ def run_cmd(
     evaluate each network on the test split, then print the report with its verdicts."""
     load_experiment(experiment, scale)  # a broken file is refused before torch and the search are imported
     from nas_res.experiments import experiment_report, prepare_experiment
-    from nas_res.experiments.run import test_all
+    from nas_res.experiments.run import next_stage, test_all
     from nas_res.results.page import check_plot_file
     from nas_res.results.storage import DEFAULT_STORAGE, safe_url
     from nas_res.training.threads import plan_host, worker_threads
@@ -101,6 +101,14 @@ def run_cmd(
         highlight=False,
     )
     state = run_live(coordinator)
+    options = {"storage": storage, "host": host, "heartbeat": heartbeat, "grace": grace}
+    while not state.interrupted and (stage := next_stage(exp, **options)) is not None:
+        exp, coordinator = stage  # refine arms: their space arms trained, the refined spaces sampled anew
+        for arm, found in (exp.refinements or {}).items():
+            err.print(
+                f"{arm}: {refinement_line(found)}; training its {len(exp.arm(arm).archs)} models", highlight=False
+            )
+        state = run_live(coordinator)
     if state.interrupted:
         err.print(f"interrupted: run the same command again to resume {exp.study}")
         raise typer.Exit(exit_code(state.terminated))
@@ -137,11 +145,11 @@ def report_cmd(
 
 def _show(report: dict, plot: str | None, as_json: bool) -> None:
     from nas_res.arch.budget import human
-    from nas_res.experiments.plots import experiment_figure
+    from nas_res.experiments.plots import experiment_figure, refinement_figures
 
     if plot:
-        path = experiment_figure(report, plot)
-        err.print(f"wrote {path}")
+        for path in [experiment_figure(report, plot), *refinement_figures(report, plot)]:
+            err.print(f"wrote {path}")
     if as_json:
         return emit_json(report)
     exp = report["experiment"]
@@ -176,6 +184,11 @@ def _show(report: dict, plot: str | None, as_json: bool) -> None:
         colour = COLOURS.get(v["verdict"], "yellow")
         out.print(f"[{colour}]{v['verdict'].upper()}[/]: {escape(v['claim'])}", highlight=False)
         out.print(f"  {escape(v['why'])}", highlight=False)
+    for arm, found in (exp.get("refinements") or {}).items():
+        out.print(f"[bold]{escape(arm)}[/]: {escape(refinement_line(found))}", highlight=False)
+        for d in found["dims"]:
+            p = "-" if d["p"] is None else f"{d['p']:.2g}"
+            out.print(f"  {d['name']}: {d['verdict']} {d['range']} (n={d['n']}, KS p={p})", highlight=False)
     colour = COLOURS.get(report["verdict"], "yellow")
     out.print(f"[bold {colour}]verdict: {report['verdict']}[/]", highlight=False)
     for arm in report["arms"]:
@@ -189,3 +202,14 @@ def _cell(summary: dict | None, metric: str) -> str:
     digits = 0 if metric == "epochs" else 1 if metric == "train_seconds" else 3 if "loss" in metric else 2
     text = mean_sd(summary["mean"], summary["sd"], digits)
     return text if summary["lo"] is None else f"{text} {interval(summary['lo'], summary['hi'], digits)}"
+
+
+def refinement_line(found: dict) -> str:
+    """One line of what refining a space arm's space found: what was narrowed, and the refined size."""
+    narrowed = ", ".join(found["narrowed"]) or "nothing (every dimension kept)"
+    kept = found["kept"].get("value")
+    share = "" if kept is None else f", {kept:.1%} of the budget-feasible nets kept"
+    return (
+        f"{found['parent']}'s space {found['space']} refined on {found['errors']['all']['n']} models: narrowed "
+        f"{narrowed}; {found['old_size']:,} -> {found['size']:,} nets{share}"
+    )

@@ -14,7 +14,7 @@ from servers import sqlite_url
 from nas_res import ResnasError
 from nas_res.experiments import builtin_experiments, judge, load_experiment
 from nas_res.experiments.checks import FAILS, HOLDS, UNSURE, Check, difference, pooled_sd
-from nas_res.experiments.plots import normalised_weights
+from nas_res.experiments.edf import normalised_weights
 from nas_res.experiments.spec import SCALES, parse_experiment
 
 DATA = "synthetic:1x8x8:4:300"

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from ..space.design_space import DesignSpace
 
 SCALES = ("quick", "full")
-ARM_KEYS = ("zoo", "arch", "iso", "space", "with", "label", "samples", "where", "budget")
+ARM_KEYS = ("zoo", "arch", "iso", "space", "refine", "with", "label", "samples", "where", "budget")
+SOURCES = ("zoo", "arch", "iso", "space", "refine")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class Arm:
     label: str  # a line for tables: what this arm is
     archs: tuple[Arch, ...]  # one for a fixed arm; `samples` distinct ones for a space
     sampled: bool = False  # a space's sample: its models are the unit of comparison, one seed each
+    draw: dict | None = None  # a space arm's sampling: {space, where, budget, samples}
+    refines: str | None = None  # a refine arm: the space arm whose trained models refine its space (archs
+    # come once that arm is trained: see `refined_arms`)
 
 
 def at_scale(value: Any, scale: str) -> tuple[bool, Any]:
@@ -41,14 +45,14 @@ def parse_arm(name: str, spec: Any, scale: str, width: float, where: str) -> Arm
     """One arm at `scale` (None: it exists at other scales only)."""
     field = f"arms.{name}"
     if not isinstance(spec, dict):
-        raise ResnasError("must be a mapping with one of zoo, arch, iso, space", where=where, field=field)
+        raise ResnasError(f"must be a mapping with one of {', '.join(SOURCES)}", where=where, field=field)
     unknown = sorted(str(k) for k in spec if k not in ARM_KEYS)
     if unknown:
         raise ResnasError(f"unknown key; allowed: {', '.join(ARM_KEYS)}", where=where, field=f"{field}.{unknown[0]}")
-    sources = [k for k in ("zoo", "arch", "iso", "space") if k in spec]
+    sources = [k for k in SOURCES if k in spec]
     if len(sources) != 1:
         raise ResnasError(
-            f"must name exactly one source (zoo, arch, iso or space); got {sources or 'none'}", where=where, field=field
+            f"must name exactly one source ({', '.join(SOURCES)}); got {sources or 'none'}", where=where, field=field
         )
     source = sources[0]
     present, value = at_scale(spec[source], scale)
@@ -59,6 +63,17 @@ def parse_arm(name: str, spec: Any, scale: str, width: float, where: str) -> Arm
     if not isinstance(changes, dict):
         raise ResnasError("must be a mapping of arch fields", where=where, field=f"{field}.with")
     here = f"{where}: {field}"
+    if source == "refine":
+        extra = sorted(set(resolved) - {"label"})
+        if extra or not isinstance(value, str):
+            raise ResnasError(
+                "a refine arm names the space arm it refines (refine: ARM) and may have a label; it samples as "
+                f"many models as that arm, under its budget{f' (drop {extra[0]})' if extra else ''}",
+                where=where,
+                field=f"{field}.{extra[0] if extra else 'refine'}",
+            )
+        label = resolved.get("label") or f"{value}'s space refined on its models, sampled anew"
+        return Arm(name, str(label), (), sampled=True, refines=value)
     try:
         if source == "space":
             return _space_arm(name, value, resolved, changes, width, here)
@@ -129,7 +144,9 @@ def _space_arm(name: str, value: Any, resolved: dict, changes: dict, width: floa
     archs = [_changed(_widened(a, width), changes) for a in archs]
     fixed = ", ".join(f"{k}={v}" for k, v in (resolved.get("where") or {}).items())
     label = resolved.get("label") or f"{len(archs)} samples of {space.name}" + (f" ({fixed})" if fixed else "")
-    return Arm(name, str(label), tuple(archs), sampled=True)
+    draw = {"space": str(value), "where": resolved.get("where") or {}, "budget": resolved.get("budget")}
+    draw |= {"samples": samples, "plain": width == 1 and not changes}  # plain: its nets are points of the space
+    return Arm(name, str(label), tuple(archs), sampled=True, draw=draw)
 
 
 def subspace(space: DesignSpace, fixed: Any, field: str) -> DesignSpace:

@@ -158,13 +158,18 @@ def difference(a: list[float], b: list[float], sd: float | None, df: int, level:
     return diff, diff - half, diff + half
 
 
-def judge(check: Check, values: dict[str, list[float]], level: float = LEVEL) -> Verdict:
-    """The verdict of `check` on each arm's values (one per seed, or per model for a sampled arm)."""
+def judge(
+    check: Check, values: dict[str, list[float]], level: float = LEVEL, flops: dict[str, list[int]] | None = None
+) -> Verdict:
+    """The verdict of `check` on each arm's values (one per seed, or per model for a sampled arm); `flops`,
+    each value's model's FLOPs, lets an EDF check normalise complexity."""
     missing = [a for a in check.arms if not values.get(a)]
     if missing:
         return Verdict(check, UNSURE, f"no finished runs yet for {', '.join(missing)}")
     if check.kind == "edf_lower":
-        return _edf(check, values[check.arms[0]], values[check.arms[1]], level)
+        a, b = check.arms
+        both = flops and all(len(flops.get(x) or []) == len(values[x]) for x in (a, b))
+        return _edf(check, values[a], values[b], level, (flops[a], flops[b]) if both else None)
     pairs = _pairs(check)
     sd, df = pooled_sd([values[a] for a in check.arms])
     corrected = 1 - (1 - level) / len(pairs)
@@ -208,26 +213,49 @@ def _outcome(check: Check, lo: float | None, hi: float | None) -> str:
     return HOLDS if -m <= lo and hi <= m else FAILS if lo > m or hi < -m else UNSURE
 
 
-def _edf(check: Check, first: list[float], second: list[float], level: float) -> Verdict:
-    """First arm's values lower (its EDF above the second's): one-sided KS tests both ways."""
+def _edf(check: Check, first: list[float], second: list[float], level: float, flops: tuple | None = None) -> Verdict:
+    """First arm's values lower (its EDF above the second's): one-sided KS tests both ways, on the raw EDFs
+    and, where each model's FLOPs are known, on the complexity-normalised ones too (a side is significant
+    only where both tests say so). The medians and the best models are compared by bootstrap intervals."""
+    import numpy as np
     from scipy import stats
+
+    from .edf import bootstrap_difference, normalised_ks
 
     a, b = check.arms
     alpha = 1 - level
     lower = stats.ks_2samp(first, second, alternative="greater")  # first's CDF above: its values lower
     higher = stats.ks_2samp(first, second, alternative="less")
-    extra = {
+    extra: dict = {
         "ks_lower": {"D": float(lower.statistic), "p": float(lower.pvalue)},
         "ks_higher": {"D": float(higher.statistic), "p": float(higher.pvalue)},
         "n": [len(first), len(second)],
+        "median": bootstrap_difference(first, second, np.median, level),
+        "best": bootstrap_difference(first, second, np.min, level),
     }
     why = (
         f"{a}'s EDF above {b}'s by up to D={lower.statistic:.3f} (one-sided KS p={lower.pvalue:.3g}); "
         f"below by up to D={higher.statistic:.3f} (p={higher.pvalue:.3g}); {len(first)} vs {len(second)} models"
     )
-    if lower.pvalue < alpha and higher.pvalue >= alpha:
+    low_p, high_p = [float(lower.pvalue)], [float(higher.pvalue)]
+    norm = normalised_ks(first, flops[0], second, flops[1]) if flops else None
+    if norm:
+        extra["ks_normalised"] = norm
+        low_p.append(norm["lower"]["p"])
+        high_p.append(norm["higher"]["p"])
+        why += (
+            f"; complexity-normalised: above by D={norm['lower']['D']:.3f} (permutation p={norm['lower']['p']:.3g}), "
+            f"below by D={norm['higher']['D']:.3f} (p={norm['higher']['p']:.3g})"
+        )
+    for key, what in (("median", "median"), ("best", "best model")):
+        d = extra[key]
+        lo, hi = d["interval"]
+        why += f"; {what} {d['a']:.3g} vs {d['b']:.3g}, {a} - {b} = {d['diff']:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+    lower_holds = all(p < alpha for p in low_p)
+    higher_holds = all(p < alpha for p in high_p)
+    if lower_holds and not higher_holds:
         verdict = HOLDS
-    elif higher.pvalue < alpha and lower.pvalue >= alpha:
+    elif higher_holds and not lower_holds:
         verdict = FAILS
     else:
         verdict = UNSURE

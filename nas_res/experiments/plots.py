@@ -1,56 +1,19 @@
 """An experiment's picture: training curves per arm (mean over seeds, band from the lowest to the highest
 seed) and each arm's final values seed by seed; for sampled design spaces, the EDF of error (pycls's
-way of comparing spaces) raw and complexity-normalised.
-
-Complexity normalisation (Radosavovic et al., "On Network Design Spaces"): a space whose samples are
-cheaper would look worse for that alone, so each model is weighted by one over the number of its
-space's models in its log-FLOPs bin, over the bins both spaces occupy; each space then has the same
-(uniform) distribution of complexity.
+way of comparing spaces) raw and complexity-normalised (see `edf`).
 """
 
 from __future__ import annotations
 
-import math
-
 from ..results.page import html_table, save
 from ..results.plots import _pyplot, edf, integer_ticks
 from .checks import METRICS, SHOWN
+from .edf import normalised_weights, weighted_edf
 
 PALETTE = (  # tab10, reordered so twins and first arms get the strongest colours, then paler ones
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22",
     "#aec7e8", "#ff9896", "#98df8a", "#ffbb78",
 )  # fmt: skip
-
-
-def normalised_weights(flops: dict[str, list[int]], bins: int = 8) -> dict[str, list[float]]:
-    """Per arm, each model's weight (summing to 1 per arm; 0 outside the bins every arm occupies)."""
-    logs = {a: [math.log(max(f, 1)) for f in fs] for a, fs in flops.items()}
-    every = [x for xs in logs.values() for x in xs]
-    if not every:
-        return {a: [] for a in flops}
-    lo, hi = min(every), max(every)
-    width = (hi - lo) / bins or 1.0
-    index = {a: [min(bins - 1, int((x - lo) / width)) for x in xs] for a, xs in logs.items()}
-    shared = set.intersection(*(set(ix) for ix in index.values())) if index else set()
-    out = {}
-    for a, ix in index.items():
-        counts = {b: ix.count(b) for b in shared}
-        raw = [1 / counts[b] if b in shared else 0.0 for b in ix]
-        total = sum(raw) or 1.0
-        out[a] = [w / total for w in raw]
-    return out
-
-
-def weighted_edf(values: list[float], weights: list[float]) -> tuple[list[float], list[float]]:
-    pairs = sorted((v, w) for v, w in zip(values, weights) if w > 0)
-    if not pairs:
-        return [], []
-    xs, ys, acc = [pairs[0][0]], [0.0], 0.0
-    for v, w in pairs:
-        acc += w
-        xs.append(v)
-        ys.append(acc)
-    return xs, ys
 
 
 def experiment_figure(report: dict, path: str) -> str:
@@ -162,3 +125,23 @@ def _edf_panels(axes, arms: list[dict]) -> None:
     axes[2].set_xlabel("FLOPs")
     axes[2].set_ylabel("validation error %")
     axes[0].legend(fontsize=8)
+
+
+def refinement_figures(report: dict, path: str) -> list[str]:
+    """For each refine arm, the picture `resnas refine` draws of its space arm's models (one panel per
+    dimension: errors by value, the good range, EDFs by value), beside `path` as `STEM-ARM-refine.SUFFIX`."""
+    from pathlib import Path
+
+    from ..results.refine import DimRefinement
+    from ..results.refine_plot import refine_figure, refine_table
+
+    written = []
+    for arm, found in (report["experiment"].get("refinements") or {}).items():
+        dims = [DimRefinement.from_dict(d) for d in found["dims"]]
+        models = [(m["values"], m["error"], m["inside"]) for m in found["models"]]
+        title = f"{report['study']}: arm {found['parent']}, refined into arm {arm}"
+        target = Path(path).with_name(f"{Path(path).stem}-{arm}-refine{Path(path).suffix}")
+        written.append(
+            str(save(refine_figure(dims, models, title), target, title=title, tables_html=refine_table(dims)))
+        )
+    return written

@@ -73,14 +73,15 @@ def build_report(snapshot: dict, runs: list[Run], study: str) -> dict:
     for r in runs:
         by_key.setdefault(r.arch_key, []).append(r)
     paper = snapshot.get("paper") or {}
-    arms, values_of = [], {}
+    arms, values_of, flops_of = [], {}, {}
     for arm in snapshot["arms"]:
-        archs = [Arch.from_dict(a) for a in arm["archs"]]
+        archs = [Arch.from_dict(a) for a in arm["archs"]]  # none yet for a refined arm whose parent is training
         mine = [r for a in archs for r in by_key.get(a.key, [])]
         done = [r for r in mine if r.status.ranks]
         measured = [run_metrics(r) for r in done]
         summary = {}
         values_of[arm["name"]] = {m: [x[m] for x in measured if m in x] for m in METRICS}
+        flops_of[arm["name"]] = {m: [r.flops for r, x in zip(done, measured) if m in x] for m in METRICS}
         for m in METRICS:
             xs = values_of[arm["name"]][m]
             summary[m] = seed_summary(xs, within=BOUNDS.get(m)) if xs else None
@@ -96,7 +97,8 @@ def build_report(snapshot: dict, runs: list[Run], study: str) -> dict:
                 "failed": sorted({_why(r) for r in mine if not r.status.ranks}),
                 "flops": round(sum(flops) / len(flops)),
                 "params": round(sum(params) / len(params)),
-                "depth": archs[0].depth,
+                "depth": archs[0].depth if archs else None,
+                "refines": arm.get("refines"),
                 "metrics": summary,
                 "values": values_of[arm["name"]],
                 "curves": {m: [_curve(r, m) for r in done] for m in CURVES},
@@ -108,7 +110,8 @@ def build_report(snapshot: dict, runs: list[Run], study: str) -> dict:
     for raw in snapshot["checks"]:
         check = Check(**{**raw, "arms": tuple(raw["arms"])})
         values = {a: values_of.get(a, {}).get(check.metric, []) for a in check.arms}
-        verdicts.append(judge(check, values, LEVEL).to_dict())
+        flops = {a: flops_of.get(a, {}).get(check.metric, []) for a in check.arms}
+        verdicts.append(judge(check, values, LEVEL, flops).to_dict())
     return {
         "study": study,
         "experiment": {k: v for k, v in snapshot.items() if k not in ("arms", "checks")},

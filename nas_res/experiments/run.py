@@ -9,6 +9,7 @@ only the storage.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,19 +21,26 @@ from ..search.config import SearchConfig
 from ..search.coordinator import GRACE, HEARTBEAT, Coordinator, Given
 from ..search.plan import StudyChanged, plan
 from ..search.state import SearchState
+from .refined_arms import pending, resolve
 from .spec import Experiment, load_experiment
 
 SNAPSHOT = "experiment"  # the key of the experiment's definition in its study's stored config
 
 
-def fitted(exp: Experiment, data_dir: str | None = None) -> Experiment:
-    """`exp` with every arch shaped for its dataset: what the trainer builds, and the keys it stores."""
+def data_shape(exp: Experiment, data_dir: str | None = None) -> dict:
+    """The arch fields the experiment's data fixes: channels, classes (none for a VAE) and side."""
     data = load_data(exp.dataset, data_dir=data_dir, val_size=exp.val_size, train_size=exp.train_size)
     shape = {"in_channels": data.channels, "classes": data.classes, "resolution": data.size}
     if exp.task == "vae":
         del shape["classes"]  # a VAE predicts no classes: it reconstructs its images
-    arms = tuple(a.__class__(a.name, a.label, tuple(x.replace(**shape) for x in a.archs), a.sampled) for a in exp.arms)
-    return exp.__class__(**{**exp.__dict__, "arms": arms})
+    return shape
+
+
+def fitted(exp: Experiment, data_dir: str | None = None, shape: dict | None = None) -> Experiment:
+    """`exp` with every arch shaped for its dataset: what the trainer builds, and the keys it stores."""
+    shape = shape or data_shape(exp, data_dir)
+    arms = tuple(dataclasses.replace(a, archs=tuple(x.replace(**shape) for x in a.archs)) for a in exp.arms)
+    return dataclasses.replace(exp, arms=arms)
 
 
 def given_of(exp: Experiment) -> list[Given]:
@@ -48,11 +56,23 @@ def given_of(exp: Experiment) -> list[Given]:
 
 
 def plan_experiment(
-    name_or_path: str | Path, scale: str = "quick", *, storage: str | None = None, host: dict | None = None
+    name_or_path: str | Path | Experiment,
+    scale: str = "quick",
+    *,
+    storage: str | None = None,
+    host: dict | None = None,
 ) -> tuple[Experiment, list[Given], SearchConfig]:
-    """The experiment at `scale`, what it trains, and the search config of its study."""
+    """The experiment at `scale` (or one already fitted, with its refine arms resolved: `next_stage`), what
+    it trains, and the search config of its study."""
     host = {k: v for k, v in (host or {}).items() if v is not None}
-    exp = fitted(load_experiment(name_or_path, scale), host.get("data_dir"))
+    if isinstance(name_or_path, Experiment):
+        exp = name_or_path
+    else:
+        exp = load_experiment(name_or_path, scale)
+        shape = data_shape(exp, host.get("data_dir"))
+        exp = fitted(exp, shape=shape)
+        if pending(exp):  # run before: a refine arm whose space arm is trained is resolved at once
+            exp = resolve(exp, storage, shape) or exp
     given = given_of(exp)
     options = {
         **host,
@@ -91,7 +111,7 @@ def _vae_options(exp: Experiment) -> dict:
 
 
 def prepare_experiment(
-    name_or_path: str | Path,
+    name_or_path: str | Path | Experiment,
     scale: str = "quick",
     *,
     storage: str | None = None,
@@ -109,6 +129,29 @@ def prepare_experiment(
     finally:
         store.dispose()
     return exp, coordinator
+
+
+def next_stage(
+    exp: Experiment,
+    *,
+    storage: str | None = None,
+    host: dict | None = None,
+    on_update: Callable[[SearchState], None] | None = None,
+    heartbeat: int = HEARTBEAT,
+    grace: int = GRACE,
+) -> tuple[Experiment, Coordinator] | None:
+    """After a stage has trained: the experiment with its refine arms resolved (their space arms' models
+    refine the spaces, which are sampled anew) and the coordinator that trains them; None when no refine
+    arm waits, or one waits on models still untrained (an interrupted stage)."""
+    if not pending(exp):
+        return None
+    data_dir = (host or {}).get("data_dir")
+    resolved = resolve(exp, storage, data_shape(exp, data_dir))
+    if resolved is None:
+        return None
+    return prepare_experiment(
+        resolved, exp.scale, storage=storage, host=host, on_update=on_update, heartbeat=heartbeat, grace=grace
+    )
 
 
 def run_experiment(
@@ -139,10 +182,12 @@ def run_experiment(
         "keep_checkpoints": keep_checkpoints,
         "timeout": timeout,
     }
-    exp, coordinator = prepare_experiment(
-        name_or_path, scale, storage=storage, host=host, on_update=on_update, heartbeat=heartbeat, grace=grace
-    )
+    options = {"on_update": on_update, "heartbeat": heartbeat, "grace": grace}
+    exp, coordinator = prepare_experiment(name_or_path, scale, storage=storage, host=host, **options)
     state = coordinator.run()
+    while not state.interrupted and (stage := next_stage(exp, storage=storage, host=host, **options)) is not None:
+        exp, coordinator = stage
+        state = coordinator.run()
     if exp.test and not state.interrupted:
         test_all(exp, storage, data_dir=data_dir, device=f"cuda:{gpus[0]}" if gpus else "auto")
     return exp, state
@@ -168,4 +213,4 @@ def test_all(exp: Experiment, storage: str | None, *, data_dir: str | None, devi
         store.dispose()
 
 
-__all__ = ["plan_experiment", "prepare_experiment", "run_experiment", "test_all"]
+__all__ = ["next_stage", "plan_experiment", "prepare_experiment", "run_experiment", "test_all"]

@@ -41,7 +41,7 @@ TOP_KEYS = {
     "task": "classify (default) or vae: every arm is then a VAE, ranked by validation negative ELBO",
     "latent": "a VAE's latent dimension (task: vae; default 32)",
     "likelihood": "a VAE's likelihood, bernoulli or gaussian (task: vae; default bernoulli)",
-    "arms": "a mapping of arm name -> {zoo|arch|iso|space, with, ...}",
+    "arms": "a mapping of arm name -> {zoo|arch|iso|space|refine, with, ...}",
     "checks": "a list of {claim, metric, kind, arms|arm+among, margin}",
     "paper": "the paper's own figures: {source, metric, note, values: {arm: number}}",
     "notes": "what a reader should know about this experiment's set-up",
@@ -67,6 +67,7 @@ class Experiment:
     path: str
     left_out: tuple[str, ...] = ()  # arms that exist at other scales only
     task: str = "classify"  # vae: every arm is a VAE (its loss the negative ELBO per image)
+    refinements: dict | None = None  # refine arm -> what refining its space arm's space found (refined_arms)
 
     @property
     def study(self) -> str:
@@ -90,10 +91,17 @@ class Experiment:
             "paper": self.paper,
             "left_out": list(self.left_out),
             "arms": [
-                {"name": a.name, "label": a.label, "sampled": a.sampled, "archs": [x.to_dict() for x in a.archs]}
+                {
+                    "name": a.name,
+                    "label": a.label,
+                    "sampled": a.sampled,
+                    "archs": [x.to_dict() for x in a.archs],
+                    **({"refines": a.refines} if a.refines else {}),
+                }
                 for a in self.arms
             ],
             "checks": [dataclasses.asdict(c) for c in self.checks],
+            **({"refinements": self.refinements} if self.refinements else {}),
         }
 
 
@@ -178,6 +186,7 @@ def parse_experiment(raw: Any, scale: str, where: str, default_name: str = "expe
             left_out.append(str(arm_name))
         else:
             arms.append(dataclasses.replace(arm, archs=tuple(a.replace(**vae) for a in arm.archs)) if vae else arm)
+    arms = _check_refine_arms(arms, left_out, fail)
     if not arms:
         raise fail("arms", f"no arm exists at scale {scale!r}")
     checks_raw = get("checks")
@@ -212,6 +221,33 @@ def parse_experiment(raw: Any, scale: str, where: str, default_name: str = "expe
         left_out=tuple(left_out),
         task=task,
     )
+
+
+def _check_refine_arms(arms: list[Arm], left_out: list[str], fail) -> list[Arm]:
+    """Each refine arm refines a space arm of this scale whose nets are points of its space (not widened,
+    nothing changed `with`); one whose arm exists at other scales only is left out with it."""
+    by_name = {a.name: a for a in arms}
+    kept = []
+    for arm in arms:
+        if arm.refines is None:
+            kept.append(arm)
+            continue
+        parent = by_name.get(arm.refines)
+        field = f"arms.{arm.name}.refine"
+        if parent is None and arm.refines in left_out:
+            left_out.append(arm.name)
+            continue
+        if parent is None or parent.draw is None:
+            spaces = [a.name for a in arms if a.draw is not None]
+            raise fail(field, f"names {arm.refines!r}, not a space arm; space arms: {', '.join(spaces) or 'none'}")
+        if not parent.draw["plain"]:
+            raise fail(
+                field,
+                f"{parent.name}'s nets are widened (width) or changed (with), so they are not points of its "
+                "space to refine: drop width and with from that arm",
+            )
+        kept.append(arm)
+    return kept
 
 
 def _vae_fields(task: str, latent: Any, likelihood: Any, fail) -> dict:

@@ -79,6 +79,15 @@ class DimRefinement:
         d["range"] = self.range_text()
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> DimRefinement:
+        """The record `to_dict` wrote (an experiment keeps it in its study), to draw it again."""
+        values = tuple(d["values"])
+        fields = {k: d[k] for k in cls.__dataclass_fields__}
+        fields.update(values=values, good=tuple(d["good"]), tests=tuple(ValueTest(**t) for t in d["tests"]))
+        fields["wins"] = {v: d["wins"][str(v)] for v in values if str(v) in d["wins"]}
+        return cls(**fields)
+
 
 def check_options(share: float, repeats: int, level: float, alpha: float, prefix: str = "") -> None:
     """The options' ranges: a value outside one is refused naming the option (`prefix` + its name: `--`

@@ -6,6 +6,9 @@ and pruner none (every model trained in full, so every error is comparable). Its
 with the space and budget it stored; `results.refine` finds each open dimension's good range and verdict;
 `space.refined` writes the original template with each narrowed dimension cut to its range. It lives in
 `search` because, as `finalize` does, it rebuilds a study's space from its stored snapshot (`config`).
+
+Over 300 lines: one command's whole path, the study's refusals, its models read off their architectures, and
+the template's cuts undone where they would not read back; split, each part would need the others' records.
 """
 
 from __future__ import annotations
@@ -26,15 +29,15 @@ from ..results.storage import safe_url
 from ..results.store import Store
 from ..space.budget_fit import feasible_fraction
 from ..space.design_space import DesignSpace
-from ..space.dims import STRUCTURE, Dim
+from ..space.dims import Dim
 from ..space.refined import BOTTLENECK_ONLY, narrowed_text
 from .config import space_from_snapshot
 
 MIN_MODELS = 20  # ranked models a refinement needs: 5 a side of a test, a few tests a dimension
 BOTTLENECK_DIMS = (*BOTTLENECK_ONLY, "stride_on")  # a basic block's value of these means nothing
 EXPERIMENT_KEY = "experiment"  # an experiment's stored definition (experiments.run.SNAPSHOT, a layer above)
-ORDER = ("stem", "stem_width", "block", "depth", "width", "cardinality", "bottleneck_width", "bottleneck_ratio",
-         "shortcut", "unit_order", "stride_on", "modulation")  # fmt: skip
+ORDER = ("stem", "stem_width", "block", "depth", "depth_ratio", "width", "width_multiplier", "cardinality",
+         "bottleneck_width", "bottleneck_ratio", "shortcut", "unit_order", "stride_on", "modulation")  # fmt: skip
 UNIFORM = "resnas search --sampler random --pruner none"
 
 
@@ -127,31 +130,59 @@ def refine_study(
     finally:
         store.dispose()
     space = _uniform_space(study, config, final, base)
-    models, notes = _models(space, runs, config)
+    budget = Budget(**config["budget"]) if config.get("budget") else Budget()
+    result = refine_runs(
+        space,
+        runs,
+        budget,
+        study=study,
+        references=(config.get("references") or {}).values(),
+        options={"share": share, "repeats": repeats, "level": level, "alpha": alpha, "seed": seed},
+        more=(f" ({len(runs)} run(s) in {where})", f": add trials (resnas search --study {study} --trials N)"),
+    )
+    models = result.models
+    if out is not None:
+        result = replace(result, out=str(write_text(out, result.template, field=prefix + "out")))
+    if plot is not None:
+        title = f"resnas refine {study}"
+        fig = refine_figure(result.dims, [(m.values, m.error, m.inside) for m in models], title)
+        written = save(fig, plot, title=title, tables_html=refine_table(result.dims), field=prefix + "plot")
+        result = replace(result, plot=str(written))
+    return result
+
+
+def refine_runs(
+    space: DesignSpace, runs: list, budget: Budget, *, study: str, options: dict, references=(), more=("", "")
+) -> Refinement:
+    """The refinement of `space` from `runs`, a uniform sample of it under `budget` (what `refine_study` does
+    once the study has passed its checks; an experiment's sampled arm is one too). `options`: share, repeats,
+    level, alpha and seed; `references`: arch keys queued as hand picks, left out; `more`: where the runs
+    are and what to do, for the message when there are too few models."""
+    models, notes = _models(space, runs, set(references))
     if len(models) < MIN_MODELS:
         raise ResnasError(
-            f"study {study!r} has {len(models)} ranked model(s) to analyse ({len(runs)} run(s) in {where}); refine "
-            f"needs at least {MIN_MODELS}: add trials (resnas search --study {study} --trials N)",
+            f"study {study!r} has {len(models)} ranked model(s) to analyse{more[0]}; refine needs at least "
+            f"{MIN_MODELS}{more[1]}",
             field="study",
         )
-    options: dict[str, Any] = {"share": share, "repeats": repeats, "level": level, "alpha": alpha, "seed": seed}
+    share, repeats, level, alpha = (options[k] for k in ("share", "repeats", "level", "alpha"))
     dims = []
     for d in sorted(space.open_dims, key=_template_order):
         have = [m for m in models if d.name in m.values]
         values, errors = [m.values[d.name] for m in have], [m.error for m in have]
-        dims.append(refine_dim(d.name, d.values, values, errors, numeric=d.name not in STRUCTURE, **options))
-    budget = Budget(**config["budget"]) if config.get("budget") else Budget()
+        numeric = not isinstance(d.values[0], str)
+        dims.append(refine_dim(d.name, d.values, values, errors, numeric=numeric, **options))
     header = (
         f"Refined from study {study} (space {space.name}, budget: {budget.describe()}) by resnas refine: "
         f"{len(models)} ranked models,\nbootstrap of {share:g} x {repeats}, level {level:g}, KS alpha {alpha:g}. "
         "The evidence is in-sample: sample this space anew\n"
         f"({UNIFORM} --space THIS_FILE) to test it."
     )
-    text, refined, dims, more = _template(space, dims, header)
-    notes += more
+    text, refined, dims, more_notes = _template(space, dims, header)
+    notes += more_notes
     keep = {d.name: set(d.good) for d in dims if d.narrowed}
     models = [replace(m, inside=all(v in keep.get(k, (v,)) for k, v in m.values.items())) for m in models]
-    result = Refinement(
+    return Refinement(
         study=study,
         space=space.name,
         budget=budget.describe(),
@@ -163,18 +194,10 @@ def refine_study(
         kept=_kept(space, refined, budget),
         errors={"all": _errors(models), "inside": _errors([m for m in models if m.inside])},
         models=tuple(models),
-        options=options,
+        options=dict(options),
         notes=tuple(notes),
         refined_space=refined,
     )
-    if out is not None:
-        result = replace(result, out=str(write_text(out, text, field=prefix + "out")))
-    if plot is not None:
-        title = f"resnas refine {study}"
-        fig = refine_figure(result.dims, [(m.values, m.error, m.inside) for m in models], title)
-        written = save(fig, plot, title=title, tables_html=refine_table(result.dims), field=prefix + "plot")
-        result = replace(result, plot=str(written))
-    return result
 
 
 def _uniform_space(study: str, config: dict, final: bool, base: str) -> DesignSpace:
@@ -206,10 +229,9 @@ def _uniform_space(study: str, config: dict, final: bool, base: str) -> DesignSp
     return space_from_snapshot(snapshot, f"study {study!r}")
 
 
-def _models(space: DesignSpace, runs: list, config: dict) -> tuple[list[Model], list[str]]:
+def _models(space: DesignSpace, runs: list, refs: set) -> tuple[list[Model], list[str]]:
     """The study's ranked models, one per architecture, with their values of the space's open dimensions;
-    the reference nets (hand picks queued first) are left out."""
-    refs = set((config.get("references") or {}).values())
+    the reference nets (`refs`: hand picks queued first) are left out."""
     grids = {d.name: d.values for d in space.open_dims}
     models: list[Model] = []
     seen: set[str] = set()
