@@ -104,9 +104,9 @@ def summary(plan: TrainPlan, result) -> None:
 
 
 def vae_summary(plan: TrainPlan, result) -> None:
+    """A VAE's epochs (negative ELBO per image in nats, its terms, bits/dim) and where its picture went."""
     from nas_res.arch.budget import human
 
-    """A VAE's epochs (negative ELBO per image in nats, its terms, bits/dim) and where its picture went."""
     table = Table(
         title=f"{plan.name} VAE on {result.data['name']}: {result.status}"
         + (f" ({result.reason})" if result.reason else "")

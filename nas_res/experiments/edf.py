@@ -21,13 +21,12 @@ RESAMPLES = 5000  # bootstrap resamples of a median or best-of-N difference
 
 def normalised_weights(flops: dict[str, list[int]], bins: int = 8) -> dict[str, list[float]]:
     """Per arm, each model's weight (summing to 1 per arm; 0 outside the bins every arm occupies)."""
-    logs = {a: [math.log(max(f, 1)) for f in fs] for a, fs in flops.items()}
-    every = [x for xs in logs.values() for x in xs]
-    if not every:
+    pooled = [f for fs in flops.values() for f in fs]
+    if not pooled:
         return {a: [] for a in flops}
-    lo, hi = min(every), max(every)
-    width = (hi - lo) / bins or 1.0
-    index = {a: [min(bins - 1, int((x - lo) / width)) for x in xs] for a, xs in logs.items()}
+    every, index, start = log_bins(pooled, bins), {}, 0
+    for a, fs in flops.items():
+        index[a], start = every[start : start + len(fs)], start + len(fs)
     shared = set.intersection(*(set(ix) for ix in index.values())) if index else set()
     out = {}
     for a, ix in index.items():
@@ -36,6 +35,14 @@ def normalised_weights(flops: dict[str, list[int]], bins: int = 8) -> dict[str, 
         total = sum(raw) or 1.0
         out[a] = [w / total for w in raw]
     return out
+
+
+def log_bins(flops: Sequence[int], bins: int = 8) -> list[int]:
+    """Each model's log-FLOPs bin, `bins` equal bins over the range of `flops`."""
+    logs = [math.log(max(f, 1)) for f in flops]
+    lo, hi = min(logs), max(logs)
+    width = (hi - lo) / bins or 1.0
+    return [min(bins - 1, int((x - lo) / width)) for x in logs]
 
 
 def weighted_edf(values: list[float], weights: list[float]) -> tuple[list[float], list[float]]:
@@ -64,14 +71,6 @@ def _gaps(a: Sequence[float], wa: Sequence[float], b: Sequence[float], wb: Seque
     return float(max(diff.max(), 0.0)), float(max(-diff.min(), 0.0))
 
 
-def _bins(flops: Sequence[int], bins: int = 8) -> list[int]:
-    """Each model's log-FLOPs bin over the pooled range (as `normalised_weights` bins them)."""
-    logs = [math.log(max(f, 1)) for f in flops]
-    lo, hi = min(logs), max(logs)
-    width = (hi - lo) / bins or 1.0
-    return [min(bins - 1, int((x - lo) / width)) for x in logs]
-
-
 def normalised_ks(
     a: Sequence[float], a_flops: Sequence[int], b: Sequence[float], b_flops: Sequence[int], seed: int = 0
 ) -> dict | None:
@@ -88,7 +87,7 @@ def normalised_ks(
     values = np.asarray(list(a) + list(b), float)
     n = len(a)
     w = list(weights["a"]) + list(weights["b"])
-    bins = np.asarray(_bins(list(a_flops) + list(b_flops)))
+    bins = np.asarray(log_bins(list(a_flops) + list(b_flops)))
     groups = [np.flatnonzero(bins == k) for k in np.unique(bins)]
     rng = np.random.default_rng(seed)
     beat_lower = beat_higher = 0

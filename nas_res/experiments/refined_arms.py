@@ -39,7 +39,7 @@ def resolve(exp: Experiment, storage: str | None, shape: dict) -> Experiment | N
     ended = {r.arch_key for r in runs if r.status.terminal and r.status.counts}
     arms, refinements = [], dict(exp.refinements or {})
     for arm in exp.arms:
-        if arm not in pending(exp):
+        if not arm.refines or arm.archs:  # not a refine arm waiting
             arms.append(arm)
             continue
         parent = exp.arm(arm.refines)
