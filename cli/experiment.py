@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -101,7 +103,7 @@ def run_cmd(
         highlight=False,
     )
     state = run_live(coordinator)
-    options = {"storage": storage, "host": host, "heartbeat": heartbeat, "grace": grace}
+    options: dict[str, Any] = {"storage": storage, "host": host, "heartbeat": heartbeat, "grace": grace}
     while not state.interrupted and (stage := next_stage(exp, **options)) is not None:
         exp, coordinator = stage  # refine arms: their space arms trained, the refined spaces sampled anew
         for arm, found in (exp.refinements or {}).items():

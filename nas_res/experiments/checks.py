@@ -168,8 +168,8 @@ def judge(
         return Verdict(check, UNSURE, f"no finished runs yet for {', '.join(missing)}")
     if check.kind == "edf_lower":
         a, b = check.arms
-        both = flops and all(len(flops.get(x) or []) == len(values[x]) for x in (a, b))
-        return _edf(check, values[a], values[b], level, (flops[a], flops[b]) if both else None)
+        paired = flops is not None and all(len(flops.get(x) or []) == len(values[x]) for x in (a, b))
+        return _edf(check, values[a], values[b], level, (flops[a], flops[b]) if flops and paired else None)
     pairs = _pairs(check)
     sd, df = pooled_sd([values[a] for a in check.arms])
     corrected = 1 - (1 - level) / len(pairs)

@@ -47,6 +47,7 @@ def resolve(exp: Experiment, storage: str | None, shape: dict) -> Experiment | N
         if not keys <= ended:
             return None
         draw = parent.draw
+        assert draw is not None, "a refine arm's parent draws its models (checked when the experiment loads)"
         space = subspace(load_space(draw["space"]), draw["where"], f"arms.{parent.name}.where")
         budget = Budget.parse(draw["budget"]) if draw["budget"] else Budget()
         options = {"share": SHARE, "repeats": REPEATS, "level": LEVEL, "alpha": ALPHA, "seed": 0}
@@ -58,6 +59,7 @@ def resolve(exp: Experiment, storage: str | None, shape: dict) -> Experiment | N
             options=options,
             more=("", f": give arm {parent.name} more samples"),
         )
+        assert found.refined_space is not None, "refine_runs raises where it cannot refine"
         archs = found.refined_space.sample(draw["samples"], budget, seed=RESAMPLE_SEED)
         refinements[arm.name] = {**found.to_dict(), "parent": parent.name, "resample_seed": RESAMPLE_SEED}
         arms.append(dataclasses.replace(arm, archs=tuple(a.replace(**shape) for a in archs)))

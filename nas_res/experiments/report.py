@@ -110,8 +110,8 @@ def build_report(snapshot: dict, runs: list[Run], study: str) -> dict:
     for raw in snapshot["checks"]:
         check = Check(**{**raw, "arms": tuple(raw["arms"])})
         values = {a: values_of.get(a, {}).get(check.metric, []) for a in check.arms}
-        flops = {a: flops_of.get(a, {}).get(check.metric, []) for a in check.arms}
-        verdicts.append(judge(check, values, LEVEL, flops).to_dict())
+        each = {a: flops_of.get(a, {}).get(check.metric, []) for a in check.arms}
+        verdicts.append(judge(check, values, LEVEL, each).to_dict())
     return {
         "study": study,
         "experiment": {k: v for k, v in snapshot.items() if k not in ("arms", "checks")},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..data.dataset import load_data
 from ..errors import ResnasError
@@ -182,7 +183,7 @@ def run_experiment(
         "keep_checkpoints": keep_checkpoints,
         "timeout": timeout,
     }
-    options = {"on_update": on_update, "heartbeat": heartbeat, "grace": grace}
+    options: dict[str, Any] = {"on_update": on_update, "heartbeat": heartbeat, "grace": grace}
     exp, coordinator = prepare_experiment(name_or_path, scale, storage=storage, host=host, **options)
     state = coordinator.run()
     while not state.interrupted and (stage := next_stage(exp, storage=storage, host=host, **options)) is not None:

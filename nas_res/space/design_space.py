@@ -137,7 +137,7 @@ class DesignSpace:
             if "depth_ratio" in self.dims:
                 n = len(self.spec.strides)
                 pairs = itertools.product(self.dims["depth1"].values, self.dims["depth_ratio"].values)
-                found = (geometric_depths(first, ratio, n) for first, ratio in pairs)
+                found: Iterator[tuple | None] = (geometric_depths(first, ratio, n) for first, ratio in pairs)
             else:
                 split = self.spec.split
                 assert split is not None, "a total depth (depth.total with a split)"
@@ -207,10 +207,12 @@ class DesignSpace:
             elif "depth_ratio" in self.dims:
                 depths = geometric_depths(v["depth1"], v["depth_ratio"], len(spec.strides))
             else:
-                depths = blocks_for_total(v["depth"], v["block"], v["stem"], spec.split)
+                split = spec.split
+                assert split is not None, "a total depth (depth.total with a split)"
+                depths = blocks_for_total(v["depth"], v["block"], v["stem"], split)
                 if depths is None:
                     raise NotACandidate(
-                        f"depth {v['depth']} does not split {list(spec.split)} into whole {v['block']} blocks",
+                        f"depth {v['depth']} does not split {list(split)} into whole {v['block']} blocks",
                         where=spec.source,
                         field="depth.total",
                     )

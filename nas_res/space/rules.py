@@ -31,7 +31,8 @@ def ratio_of(depths: tuple, grid: tuple) -> float:
 def multiplier_of(stages: tuple, grid: tuple) -> float:
     """The grid's width multiplier that gives the stages' widths (a template allows at most one); else
     their own ratio per downsample, a value off the grid."""
-    by_step, steps = {}, 0
+    by_step: dict[int, int] = {}
+    steps = 0
     for i, s in enumerate(stages):
         steps += i > 0 and s.stride == 2
         by_step.setdefault(steps, s.width)  # a stage that does not downsample keeps the width
