@@ -29,6 +29,7 @@ LAZY = {
     "compare": (".reports", "compare_cmd"),
     "plot": (".reports", "plot_cmd"),
     "refine": (".refine", "refine_cmd"),
+    "latency": (".latency", "latency_cmd"),
     "export": (".reports", "export_cmd"),
     "gradients": (".gradients", "gradients_cmd"),
     "activations": (".activations", "activations_cmd"),

@@ -47,6 +47,8 @@ def nothing_trained(runs: list[Run], state: SearchState) -> str:
         parts.append(f"{len(failed)} trial(s) failed, {times} with {common}")
     if c["over_budget"]:
         parts.append(f"{c['over_budget']} suggestion(s) were over the budget")
+    if c["over_latency"]:
+        parts.append(f"{c['over_latency']} suggestion(s) were over the latency limit")
     if c["no_candidate"]:
         parts.append(
             f"{c['no_candidate']} suggestion(s) built no net of the space (a depth total the block cannot split)"
@@ -72,6 +74,7 @@ def _live_view(state: SearchState) -> Group:
         f"[bold]{state.study}[/]  trials {state.counted}/{state.target}  running {state.running_all} "
         f"(here {state.running})  |  here: done {c['done']}  pruned {c['pruned']}  over budget {c['over_budget']}  "
         f"failed {c['failed']}  reused {c['reused']}  repeats {c['repeats']}"
+        + (f"  over latency {c['over_latency']}" if c["over_latency"] else "")
         + (f"  lost {c['lost']}  retried {c['retried']}" if c["lost"] or c["retried"] else "")
         + (f"  database retries {state.db_errors}" if state.db_errors else "")
         + f"  elapsed {elapsed:,.0f} s"

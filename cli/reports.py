@@ -217,7 +217,9 @@ def compare_cmd(
     for r in shown:
         table.add_row(
             *[
-                r[k] if k.startswith("vs_first") else cell(k if k in TEXT_KEYS else "val_acc", r[k])
+                r[k]
+                if k.startswith("vs_first")
+                else cell(k if k in (*TEXT_KEYS, "best_latency_ms") else "val_acc", r[k])
                 for _, k in COMPARE_COLUMNS
             ]
         )

@@ -75,7 +75,21 @@ def search_cmd(
     ),
     no_reference: bool = typer.Option(False, "--no-reference", help="Queue no reference net."),
     objective: str | None = typer.Option(
-        None, help="accuracy (default), accuracy+flops or accuracy+params; a VAE's: nelbo (its only one)."
+        None,
+        help="accuracy (default), accuracy+flops, accuracy+params or accuracy+latency (measured, see --latency-on); "
+        "a VAE's: nelbo (its only one).",
+    ),
+    max_latency: str | None = typer.Option(
+        None,
+        "--max-latency",
+        help="Latency cap (2.5ms, 800us) measured on this host as --latency-on says: a candidate over it is "
+        "never trained (the lookup table screens, a measurement decides; timings are kept in the storage).",
+    ),
+    latency_on: str | None = typer.Option(
+        None,
+        "--latency-on",
+        help="How latency is measured: DEVICE[,batch=N][,threads=N][,precision=fp32|bf16|fp16][,mode=infer|train] "
+        "(default cpu, batch 1, every core, fp32, infer). Pinned with the study, like the budget.",
     ),
     task: str | None = typer.Option(
         None,
@@ -133,6 +147,8 @@ def search_cmd(
         recipe=recipe,
         sampler=sampler,
         objective=objective,
+        max_latency=max_latency,
+        latency_on=latency_on,
         task=task,
         latent=latent,
         likelihood=likelihood,

@@ -37,6 +37,8 @@ def cell(key: str, v) -> str:
         return f"{v:.2f}"
     if key == "val_bpd":
         return f"{v:.4f}"
+    if key == "latency_ms":
+        return f"{v:.3g}"
     return str(v)
 
 
@@ -105,6 +107,8 @@ def leaderboard_columns(rows: list[dict]) -> list[tuple[str, str]]:
         return columns
     if any(r.get("reference") for r in rows):  # the hand picks the search raced
         columns.insert(next(i for i, (_, k) in enumerate(columns) if k == "trial") + 1, ("reference", "reference"))
+    if any("latency_ms" in r for r in rows):  # the study pinned a latency setting: its nets' measured medians
+        columns.insert(next(i for i, (_, k) in enumerate(columns) if k == "params") + 1, ("latency ms", "latency_ms"))
     at = next(i for i, (_, k) in enumerate(columns) if k == "val_acc") + 1
     if any(r.get("final_rank") is not None for r in rows):
         columns.insert(at, ("final val % (re-trained)", "final"))
@@ -209,6 +213,7 @@ COMPARE_COLUMNS = [
     ("models at matched FLOPs", "matched_models"),
     ("best there %", "matched_best"),
     ("median there %", "matched_median"),
+    ("best's latency ms", "best_latency_ms"),  # where the study pinned a latency setting
 ]
 TEXT_KEYS = ("study", "models", "matched_models")  # shown as they are; the other statistics are accuracies
 

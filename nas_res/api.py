@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .arch.budget import Budget
 from .arch.description import Arch
 from .results.export import evaluate_runs, export
 from .results.final import final_name, final_runs, study_fidelity
@@ -54,6 +55,8 @@ def plan_search(
     epochs: int | None = None,
     sampler: str | None = None,
     objective: str | None = None,
+    max_latency: str | float | None = None,
+    latency_on: str | None = None,
     pruner: str | None = None,
     storage: str | None = None,
     workers: int | None = None,
@@ -67,7 +70,8 @@ def plan_search(
     """The search these arguments (and `file`, a study recipe; and the stored study, if it exists) describe,
     checked, and whether the study exists already. None means "not given": the study file's value, else
     the stored study's, else the default. `reference`: zoo names to queue as the first trials, False for
-    none; by default every zoo net the space expresses and the budget admits."""
+    none; by default every zoo net the space expresses and the budget admits. `max_latency` (ms, or text
+    such as "2.5ms") and `latency_on` ("cpu,batch=1"): as `resnas search --max-latency --latency-on`."""
     options = {k: v for k, v in locals().items() if k != "file"}
     if options["gpus"] is not None:
         options["gpus"] = list(options["gpus"])
@@ -236,6 +240,34 @@ def export_study(study: str, out: str | Path, *, storage: str | None = None, **o
     export`); `options`: top, front, fmt, weights, onnx, onnx_input (raw, uint8 or normalized), test, data_dir.
     Returns the paths written."""
     return export(Store(storage), study, out, **options)
+
+
+def measure_latency(
+    targets: Sequence[str | Arch],
+    *,
+    device: str = "cpu",
+    batch: int = 1,
+    threads: int | None = None,
+    precision: str = "fp32",
+    mode: str = "infer",
+    repeats: int = 20,
+    predict: bool = False,
+    budget: str | None = None,
+    sample: int = 20,
+    storage: str | None = None,
+) -> list[dict]:
+    """Time nets on this host (as `resnas latency`): each in a fresh process, the median ms with its 95%
+    interval, kept in the storage so no net is timed twice. `targets`: Archs, zoo names, arch files or
+    `zoo` or design spaces (`sample` nets drawn inside `budget`); `predict`: also the lookup table's
+    prediction (`predicted_ms`)."""
+    from .latency.meter import Meter
+    from .latency.setting import Setting
+    from .latency.survey import resolve_targets, survey
+
+    named = [(t.summary(), t) for t in targets if isinstance(t, Arch)]
+    named += resolve_targets([t for t in targets if not isinstance(t, Arch)], Budget.parse(budget), sample, 0)
+    meter = Meter(Setting(device, batch, threads, precision, mode), Store(storage, create=True), repeats=repeats)
+    return survey(meter, named, predict=predict)
 
 
 def refine(

@@ -29,6 +29,13 @@ class ResnasError(Exception):
         prefix = ": ".join(p for p in (where, field) if p)
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
+    def __reduce__(self):  # raised in a worker process, it arrives whole: its field and place with it
+        return _error, (self.bare, self.where, self.field)
+
+
+def _error(message: str, where: str, field: str) -> ResnasError:
+    return ResnasError(message, where=where, field=field)
+
 
 class Terminated(KeyboardInterrupt):
     """The interrupt SIGTERM raises: handled as Ctrl-C is, but the command then exits 143 (128 + 15), not 130."""

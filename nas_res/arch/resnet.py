@@ -56,15 +56,22 @@ class ResNet(nn.Module):
         init(self, arch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_stem(x)
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+        return self.forward_head(x)
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem alone (a latency table times it apart from the units)."""
         x = self.conv1(x)
         if self.bn1 is not None:
             x = self.bn1(x)
         if self.stem_relu:
             x = self.relu(x)
-        if self.maxpool is not None:
-            x = self.maxpool(x)
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
+        return x if self.maxpool is None else self.maxpool(x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """From the last unit's output: the final BN and ReLU of full pre-activation, then the classifier."""
         if self.final_bn is not None:
             x = self.final_bn(x)
         if self.final_relu:

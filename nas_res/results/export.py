@@ -21,6 +21,7 @@ from ..files import check_writable, write_atomic, write_text
 from ..training.checkpoint import load
 from ..training.evaluation import evaluate
 from .final import final_name, final_table, proxy_was_better
+from .latencies import study_key, with_latency
 from .onnx_file import write_onnx
 from .preprocessing import ONNX_INPUT_HELP, Preprocessor, check_onnx_input
 from .record import Run
@@ -84,6 +85,7 @@ def export(
             for f in final[:top]
         ]
     runs = {r.trial: r for r in all_runs}
+    chosen = with_latency(chosen, store, study)
     vae = any(r.get("task") == "vae" for r in chosen)
     if vae and onnx:
         raise ResnasError(
@@ -162,6 +164,11 @@ def _record(run: Run, row: dict, study: str, store: Store, config: dict, preproc
             "params": row["params"],
             "acts": row["acts"],
             "resolution": run.arch["resolution"],
+            **(
+                {"latency_ms": row["latency_ms"], "latency_measured_as": study_key(store, study)}
+                if row.get("latency_ms") is not None
+                else {}
+            ),
         },
         "metrics": {
             **(

@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 __all__ = ["KINDS", "check_plot_file", "compare_figure", "edf", "html_table", "kinds_for", "save", "study_figure"]
 
 KINDS = ("history", "pareto", "importance", "edf", "parallel")
-COSTS = {"accuracy+flops": ("flops", "FLOPs"), "accuracy+params": ("params", "params")}
+COSTS = {
+    "accuracy+flops": ("flops", "FLOPs"),
+    "accuracy+params": ("params", "params"),
+    "accuracy+latency": ("latency_ms", "latency (ms, measured)"),
+}
 BEST = "#d62728"  # the best trial, wherever it is drawn: strong red on every background
 
 
@@ -169,7 +173,7 @@ def study_figure(study, kind: str, rows: list[dict]):
         return compare_figure({study.study_name: rows})
     if kind == "pareto":
         cost, label = COSTS.get(study.user_attrs.get("objective"), ("flops", "FLOPs"))
-        return pareto_figure(study.study_name, rows, cost, label)
+        return pareto_figure(study.study_name, [r for r in rows if r.get(cost) is not None], cost, label)
     return _optuna_figure(study, kind)
 
 

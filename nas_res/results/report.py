@@ -12,6 +12,7 @@ from ..arch.description import Arch
 from ..errors import ResnasError
 from ..training.status import RunStatus
 from .final import final_table, with_final
+from .latencies import with_latency
 from .paired import NO_TIE, best_vs_first, tie_with_best
 from .record import Run
 from .references import mark, reference_keys, versus_reference
@@ -61,7 +62,7 @@ def leaderboard(store: Store, study: str, top: int | None = None, include_all: b
     runs, n = study_runs(store, study), val_images_of(store, study)
     rows = rank(runs, top, include_all, val_images=n)
     rows = with_final(rows, final_table(store, study, rank(runs, val_images=n) if top or include_all else rows))
-    return mark(rows, reference_keys(store, study))
+    return with_latency(mark(rows, reference_keys(store, study)), store, study)
 
 
 def reference_summary(store: Store, study: str) -> dict | None:
@@ -254,6 +255,7 @@ def compare(boards: dict[str, list[dict]], best: Mapping[str, Run | None] | None
                 "models": len(rows),
                 "val_images": _count(rows),
                 **_stats([r["val_acc"] for r in rows]),
+                "best_latency_ms": rows[0].get("latency_ms") if rows else None,  # a latency study's best net's
                 "matched_flops": [lo, hi] if lo <= hi else None,
                 "matched_models": len(matched),
                 **{f"matched_{k}": v for k, v in _stats([r["val_acc"] for r in matched]).items()},

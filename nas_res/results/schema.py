@@ -86,3 +86,28 @@ def check_study_name(name: str, field: str) -> None:
             f"must be 1-100 letters, digits, '.', '_', '+' or '-', starting with a letter or digit; got {name!r}",
             field=field,
         )
+
+
+# Measured latencies (nas_res.latency), one row per thing timed under one setting: a whole net (`item` its
+# arch key) or one of its parts for the lookup table (`item` the part's key). The key is what makes two
+# timings comparable: the device's own name (not cuda:0), batch, precision, threads, mode and torch
+# version. A table of its own, added where missing (create_all), so no older database needs migrating.
+latencies = sa.Table(
+    "resnas_latency",
+    meta,
+    sa.Column("item", sa.String(32), primary_key=True),
+    sa.Column("device", sa.String(255), primary_key=True),
+    sa.Column("batch", sa.Integer, primary_key=True),
+    sa.Column("precision", sa.String(16), primary_key=True),
+    sa.Column("threads", sa.Integer, primary_key=True),
+    sa.Column("mode", sa.String(16), primary_key=True),
+    sa.Column("torch", sa.String(64), primary_key=True),
+    sa.Column("what", sa.String(16), nullable=False),  # net, stem, unit or head
+    sa.Column("label", sa.String(255), nullable=False),
+    sa.Column("median_ms", sa.Double, nullable=False),
+    sa.Column("low_ms", sa.Double, nullable=False),  # the median's 95% interval (order statistics)
+    sa.Column("high_ms", sa.Double, nullable=False),
+    sa.Column("repeats", sa.Integer, nullable=False),
+    sa.Column("inner", sa.Integer, nullable=False),  # calls per timed repeat
+    sa.Column("measured", sa.Double, nullable=False),
+)

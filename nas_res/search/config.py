@@ -20,10 +20,10 @@ from ..training.recipe import PRESETS, Recipe
 from .keep import KeepPolicy
 
 SAMPLERS = ("tpe", "random", "nsga2", "gp", "grid", "optuna-tpe")
-OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params", "nelbo")
+OBJECTIVES = ("accuracy", "accuracy+flops", "accuracy+params", "accuracy+latency", "nelbo")
 # A classifier's objectives maximise validation accuracy (and minimise a cost beside it); a VAE's, nelbo,
 # minimises its validation negative ELBO.
-TASK_OBJECTIVES = {"classify": OBJECTIVES[:3], "vae": ("nelbo",)}
+TASK_OBJECTIVES = {"classify": OBJECTIVES[:4], "vae": ("nelbo",)}
 PRUNERS = ("asha", "hyperband", "median", "none")
 PINNED = (
     "space",
@@ -35,6 +35,7 @@ PINNED = (
     "train_size",
     "recipe",
     "objective",
+    "latency",
 )
 FIELDS = (
     "study",
@@ -65,6 +66,8 @@ FIELDS = (
     "latent",
     "likelihood",
     "reference",
+    "max_latency",
+    "latency_on",
 )
 
 
@@ -97,6 +100,8 @@ class SearchConfig:
     keep_checkpoints: KeepPolicy = field(default_factory=KeepPolicy)  # this host's own: not pinned
     threads: int | None = None  # per worker; None: OMP_NUM_THREADS, else the cores split (threads.worker_threads)
     references: tuple[str, ...] | None = None  # zoo nets queued first; None: every one the space and budget take
+    # --max-latency / --objective accuracy+latency: {"max_ms", "setting", "key"} (search/latency_plan.py)
+    latency: dict | None = None
     notes: tuple[str, ...] = ()  # what was picked for the user, or does not fit, and why: printed before it runs
 
     @property
@@ -116,11 +121,14 @@ class SearchConfig:
     def recipe_key(self) -> str:
         return recipe_key(self.recipe.to_dict())
 
-    def objective_values(self, score: float, flops: int, params: int) -> list[float]:
+    def objective_values(self, score: float, flops: int, params: int, latency_ms: float | None = None) -> list[float]:
         """What Optuna is told for a trained candidate: its score (accuracy, or a VAE's negative ELBO), and
-        its cost where the objective has two."""
+        its cost where the objective has two (FLOPs, params or measured milliseconds)."""
         if self.objective in ("accuracy", "nelbo"):
             return [score]
+        if self.objective == "accuracy+latency":
+            assert latency_ms is not None, "a latency objective measures every candidate it trains"
+            return [score, latency_ms]
         return [score, float(flops if self.objective == "accuracy+flops" else params)]
 
     @property
@@ -148,6 +156,7 @@ class SearchConfig:
             "pruner": self.pruner,
             "trials": self.trials,
             "seed": self.seed,
+            **({"latency": self.latency} if self.latency else {}),
         }
 
 

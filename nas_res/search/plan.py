@@ -30,6 +30,7 @@ from ..yamlfile import read_yaml
 from .config import FIELDS, OBJECTIVES, PRUNERS, SAMPLERS, TASK_OBJECTIVES, SearchConfig, space_from_snapshot
 from .defaults import cpu_budget, data_resolution, fit_notes, pick
 from .keep import DEFAULT_KEEP, KeepPolicy
+from .latency_plan import latency_note, plan_latency
 from .references import parse_names
 
 
@@ -191,6 +192,9 @@ def _plan(given: dict, join: bool, from_file: dict[str, str] | None = None) -> t
             field="--objective",
         )
     check_budget(space, budget)
+    latency = plan_latency(given, stored, objective, name)
+    if latency:
+        notes.append(latency_note(latency))
     if not stored:
         notes += fit_notes(space, budget, dataset)
     workers, trials = _int(given, "workers", 1, low=1), _int(given, "trials", 20, low=1)
@@ -230,6 +234,7 @@ def _plan(given: dict, join: bool, from_file: dict[str, str] | None = None) -> t
         keep_checkpoints=KeepPolicy.parse(given.get("keep_checkpoints", DEFAULT_KEEP)),
         threads=threads,
         references=_references(given.get("reference")),
+        latency=latency,
         notes=tuple(notes),
     )
     if stored:

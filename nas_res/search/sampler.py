@@ -31,7 +31,13 @@ from ..errors import ResnasError
 from .config import SearchConfig
 from .study import REFERENCE
 
-NOT_TRAINED = ("over_budget", "no_candidate", "repeat", "surplus")  # trial statuses that trained nothing
+NOT_TRAINED = (
+    "over_budget",
+    "over_latency",
+    "no_candidate",
+    "repeat",
+    "surplus",
+)  # trial statuses that trained nothing
 MAX_DRAWS = 2_000  # draws per start-up trial before giving up on finding an untried net that fits
 REDUCTION = 3  # successive halving keeps the best third at each rung
 

@@ -12,7 +12,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-COUNT_KEYS = ("done", "pruned", "failed", "reused", "over_budget", "no_candidate", "repeats", "retried", "lost")
+COUNT_KEYS = (
+    "done",
+    "pruned",
+    "failed",
+    "reused",
+    "over_budget",
+    "over_latency",
+    "no_candidate",
+    "repeats",
+    "retried",
+    "lost",
+)
 
 
 @dataclass

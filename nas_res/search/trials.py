@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 from ..arch.cost import Cost, cost
 from ..arch.description import Arch
+from ..latency.meter import LatencyLimit, Meter
+from ..latency.setting import Setting
 from ..results.record import Run
 from ..results.store import Store, Twin
 from ..space.design_space import NotACandidate
@@ -66,6 +68,10 @@ class Trials:
         self.optuna, self.store, self.state = coordinator.optuna, coordinator.store, coordinator.state
         self.db = coordinator.db
         self.threads = worker_threads(self.config.threads, self.config.gpus, self.config.workers)
+        held = self.config.latency  # measured here, in fresh processes, each net once (the storage keeps them)
+        self.latency = (
+            LatencyLimit(Meter(Setting.from_dict(held["setting"]), self.store), held["max_ms"]) if held else None
+        )
         self.keeper = Keeper(
             self.config.keep_checkpoints,
             coordinator.checkpoints,
@@ -117,18 +123,22 @@ class Trials:
                 params=price.params,
                 acts=price.acts,
             )
-            excess = self.config.budget.excess(price)
+            excess, over = self.config.budget.excess(price), "over_budget"
+            if excess <= 0 and self.latency is not None:  # within the budget: then the latency
+                verdict = self.latency.judge(arch)
+                db(self.optuna.set, trial, latency_ms=verdict.ms, latency=verdict.how)
+                excess, over = max(excess, verdict.excess), "over_latency"
             db(self.optuna.constrain, trial, excess)
             if excess > 0:
-                db(self.optuna.set, trial, status="over_budget")
+                db(self.optuna.set, trial, status=over)
                 self.tell(trial, state=PRUNED)
-                counts["over_budget"] += 1
+                counts[over] += 1
                 continue
             db(self.store.put_arch, arch, price)
             known = db(self.store.find_trained, arch.key, recipe_key, self.config.data_key, study=self.config.study)
             if known is not None and known.study == self.config.study:
                 db(self.optuna.set, trial, status="repeat", repeat_of=known.trial)
-                self.tell(trial, self._values(known.score, price))
+                self.tell(trial, self._values(known.score, price, arch))
                 counts["repeats"] += 1
                 continue
             pruned = (
@@ -206,9 +216,10 @@ class Trials:
             "data_key": self.config.data_key,
         }
 
-    def _values(self, score: float | None, price: Cost) -> list[float]:
+    def _values(self, score: float | None, price: Cost, arch: Arch) -> list[float]:
         assert score is not None, "a trained candidate that ranks has a score"
-        return self.config.objective_values(score, price.flops, price.params)
+        ms = self.latency.ms(arch) if self.latency is not None else None
+        return self.config.objective_values(score, price.flops, price.params, ms)
 
     def _twin(self, trial: Any, twin: Twin) -> None:
         """The same training as another trial of the study (another process suggested it too): a repeat,
@@ -257,7 +268,7 @@ class Trials:
             best_val_acc=known.best_val_acc,
             **{COUNTED: True},
         )
-        self.tell(trial, self._values(known.score, price))
+        self.tell(trial, self._values(known.score, price, arch))
         self.state.counts["reused"] += 1
         self.state.offer_best(trial.number, known.score, arch, price)
 
@@ -290,7 +301,7 @@ class Trials:
         best = (record.get("best") or {}).get(self.config.score_key)
         job = w.job
         assert job is not None
-        values = self._values(best, job.cost) if status.ranks and best is not None else None
+        values = self._values(best, job.cost, job.arch) if status.ranks and best is not None else None
         w.threads = record.get("threads", w.threads)
         self.finish(w, status, record.get("reason", ""), record=record, values=values)
         self.state.overheads.append(time.time() - job.asked - worker_seconds)

@@ -1,0 +1,164 @@
+"""Measured latency on this machine: how well the lookup table predicts it, and what FLOPs do not say.
+
+Protocol (fixed before any figure was seen):
+- Setting: the device given (default cpu), batch 1, every core, fp32, inference; 20 timed repeats after 5
+  warm-up calls, each net in its own fresh process (`nas_res.latency`).
+- `table`: from every built-in space, 10 nets drawn uniformly (seed 0; the two ImageNet spaces inside
+  4.2 GFLOPs, ResNet-50's class, so that a CPU run stays in minutes), each measured whole twice (two
+  fresh caches: the test-retest noise, the floor any predictor is judged against) and predicted by the
+  lookup table of its parts. Reported per space and over all: Spearman's rho and the mean absolute
+  percentage error (MAPE) of table vs measurement, and of measurement vs re-measurement.
+- `family`: ResNeXt's Table 2 family at ResNet-50's FLOPs (C = 1, 2, 4, 8, 32, d solved for iso-FLOPs by
+  `resnas iso`), and the CIFAR family (ResNeXt-29 with stage widths 64-128-256, C = 1, 2, 4, 8, 16 at the
+  FLOPs of 1x64d), each at batch 1 and batch 64 (batch 64: 5 repeats after 2 warm-ups, the calls are long).
+- `search` is `bench/latency_search.py` (it trains).
+
+    python bench/latency_bench.py [--phase table|family|all] [--device cpu] [--storage URL]
+
+Writes bench/results/latency-<cpu|gpu>.json and bench/results/latency-family-<cpu|gpu>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import RESULTS, write
+
+from nas_res import load_space, zoo
+from nas_res.arch.budget import Budget
+from nas_res.latency.meter import Meter
+from nas_res.latency.setting import Setting
+from nas_res.latency.survey import survey, table_error
+from nas_res.results import Store
+from nas_res.space.iso import iso_table
+from nas_res.space.template import builtin_spaces
+
+NETS, IMAGENET_BUDGET = 10, "4.2GFLOPs"
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def table_phase(device: str, work: Path) -> dict:
+    """Per space: table vs measurement, and measurement vs a second measurement in fresh processes."""
+    setting = Setting(device)
+    first = Meter(setting, Store(f"sqlite:///{work / 'first.db'}", create=True))
+    second = Meter(setting, Store(f"sqlite:///{work / 'second.db'}", create=True))
+    out, every, retest = {}, [], []
+    for name in builtin_spaces():
+        space = load_space(name)
+        budget = Budget.parse(IMAGENET_BUDGET if space.spec.resolution >= 224 else None)
+        archs = space.sample(NETS, budget, seed=0)
+        named = [(f"{name}#{i}", a) for i, a in enumerate(archs, 1)]
+        started = time.time()
+        rows = survey(first, named, predict=True)
+        again = {r["key"]: r["latency_ms"] for r in survey(second, named)}
+        pairs = [{"latency_ms": r["latency_ms"], "predicted_ms": again[r["key"]]} for r in rows]
+        out[name] = {
+            "budget": budget.describe(),
+            "table": table_error(rows),
+            "retest": table_error(pairs),
+            "nets": rows,
+            "remeasured_ms": [again[r["key"]] for r in rows],
+            "seconds": time.time() - started,
+        }
+        every += rows
+        retest += pairs
+        log(f"{name}: table {_fit(out[name]['table'])}; re-measured {_fit(out[name]['retest'])}")
+    summary = {"table": table_error(every), "retest": table_error(retest)}
+    log(f"all {len(every)} nets: table {_fit(summary['table'])}; re-measured {_fit(summary['retest'])}")
+    return {"setting": setting.to_dict(), "key": first.key, "nets_per_space": NETS, "spaces": out, "all": summary}
+
+
+def _fit(fit: dict | None) -> str:
+    return "-" if fit is None else f"Spearman {fit['spearman']:.3f}, MAPE {fit['mape']:.1f}%, ratio {fit['ratio']:.2f}"
+
+
+def families() -> dict[str, list[tuple[str, object]]]:
+    """ResNeXt's iso-FLOPs families: (label, arch)."""
+    imagenet = [(r.label, r.arch) for r in iso_table(zoo.get("resnet50"), cardinality="1,2,4,8,32", match="flops")]
+    cifar = load_space("cifar-resnext")
+    ref = next(a for a in cifar.enumerate() if a.depth == 29 and a.stages[0].groups == 1 and a.stages[0].mid == 64)
+    small = [(r.label, r.arch) for r in iso_table(ref, cardinality="1,2,4,8,16", match="flops")]
+    return {"imagenet (ResNet-50 FLOPs)": imagenet, "cifar (ResNeXt-29, 1x64d FLOPs)": small}
+
+
+def family_phase(device: str, work: Path) -> dict:
+    store = Store(f"sqlite:///{work / 'first.db'}", create=True)
+    out = {}
+    for family, members in families().items():
+        for batch, repeats, warmup in ((1, 20, 5), (64, 5, 2)):
+            meter = Meter(Setting(device, batch=batch), store, repeats=repeats, warmup=warmup)
+            rows = survey(meter, [(str(label), arch) for label, arch in members])  # type: ignore[misc]
+            base = rows[0]["latency_ms"]
+            for r in rows:
+                r["vs_c1"] = r["latency_ms"] / base
+            out[f"{family}, batch {batch}"] = rows
+            log(
+                f"{family}, batch {batch}: "
+                + ", ".join(f"{r['name']} {r['latency_ms']:.3g} ms (x{r['vs_c1']:.2f})" for r in rows)
+            )
+    _plot(out, RESULTS / f"latency-family-{'gpu' if device != 'cpu' else 'cpu'}.png", device)
+    return out
+
+
+def _plot(out: dict, path: Path, device: str) -> None:
+    from matplotlib import pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for ax, family in zip(axes, ("imagenet", "cifar")):
+        for key, rows in out.items():
+            if not key.startswith(family):
+                continue
+            xs = range(len(rows))
+            ax.errorbar(
+                xs,
+                [r["vs_c1"] for r in rows],
+                yerr=[
+                    [(r["latency_ms"] - r["low_ms"]) / rows[0]["latency_ms"] for r in rows],
+                    [(r["high_ms"] - r["latency_ms"]) / rows[0]["latency_ms"] for r in rows],
+                ],
+                marker="o",
+                capsize=3,
+                label=key.split(", ")[-1],
+            )
+            ax.set_xticks(list(xs), [r["name"].split(" ")[0] for r in rows])
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_title(next(k.split(",")[0] for k in out if k.startswith(family)), fontsize=10)
+        ax.set_xlabel("C x d at equal FLOPs")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("latency relative to C = 1 (median, 95% interval)")
+    fig.suptitle(f"ResNeXt's iso-FLOPs families on {device}: what FLOPs do not show", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    log(f"wrote {path}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--phase", choices=("table", "family", "all"), default="all")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--work", default="/tmp/latency-bench", help="Where the measurement caches go.")
+    args = p.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    if args.phase in ("table", "all"):
+        figures["table"] = table_phase(args.device, work)
+    if args.phase in ("family", "all"):
+        figures["family"] = family_phase(args.device, work)
+    name = "latency" if args.phase == "all" else f"latency-{args.phase}"
+    path = write(name, figures, "python bench/latency_bench.py " + " ".join(sys.argv[1:]))
+    log(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

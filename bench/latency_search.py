@@ -1,0 +1,107 @@
+"""A search at a latency budget against one at the FLOPs budget with the same latency: which nets each picks.
+
+Protocol (fixed before any figure was seen):
+- Fashion-MNIST, space `small-resnext`, the nas_bench proxy: 2,000 class-balanced training images, 3
+  epochs (`fast`), 5,000 validation images, TPE + ASHA (the default), references queued, seed 0, one
+  worker, 20 trained trials each.
+- The reference net is ResNet-20 as the space builds it (1 channel, 28 px). Its FLOPs (31.1 M) are search
+  F's budget; its latency, measured here at batch 1 (every core, fp32, inference), is search L's only
+  limit (`--max-latency`, no FLOPs budget). Latencies are measured by the search's coordinator between
+  trials (one worker: nothing trains while it measures).
+- Reported: each search's top 5 by validation accuracy with FLOPs, measured latency (the same setting;
+  search F's nets measured afterwards), C x d, depths and widths, and each search's best against ResNet-20.
+
+    python bench/latency_search.py [--trials 20] [--work /tmp/latency-search]
+
+Writes bench/results/latency-search-<cpu|gpu>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import write
+from nas_bench import baseline_arch
+
+import nas_res
+from nas_res import cost
+from nas_res.latency.meter import Meter
+from nas_res.latency.setting import Setting
+from nas_res.results import Store
+
+TOP = 5
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--work", default="/tmp/latency-search")
+    args = p.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    storage = f"sqlite:///{work / 'search.db'}"
+    store = Store(storage, create=True)
+    meter = Meter(Setting("cpu"), store)
+    ref = baseline_arch()
+    ref_ms = meter.nets([ref])[ref.key].median_ms
+    ref_flops = cost(ref).flops
+    log(f"ResNet-20 (fitted): {ref_flops:,} FLOPs, {ref_ms:.3f} ms at batch 1 on {meter.device_name}")
+    common = {
+        "space": "small-resnext",
+        "dataset": "fashion-mnist",
+        "train_size": 2000,
+        "val_size": 5000,
+        "epochs": 3,
+        "trials": args.trials,
+        "seed": 0,
+        "workers": 1,
+        "storage": storage,
+        "checkpoints": str(work / "ckpt"),
+    }
+    searches = {
+        "flops": {"study": "at-flops", "budget": str(ref_flops)},
+        "latency": {"study": "at-latency", "max_latency": f"{ref_ms:.4f}ms", "latency_on": "cpu"},
+    }
+    figures: dict = {"reference": {"flops": ref_flops, "latency_ms": ref_ms, "summary": ref.summary()}}
+    for name, options in searches.items():
+        started = time.time()
+        state = nas_res.run_search(**common, **options)  # type: ignore[arg-type]
+        rows = nas_res.leaderboard(options["study"], storage=storage)
+        ranked = [r for r in rows if r["rank"] is not None]
+        archs = {r.arch_key: r.arch for r in store.runs(options["study"])}
+        timed = meter.nets(nas_res.Arch.from_dict(archs[r["arch_key"]]) for r in ranked[:TOP])
+        top = [
+            {
+                k: r.get(k)
+                for k in ("rank", "val_acc", "flops", "params", "depths", "width", "cxd", "block", "reference")
+            }
+            | {"latency_ms": timed[r["arch_key"]].median_ms, "summary": r["summary"]}
+            for r in ranked[:TOP]
+        ]
+        figures[name] = {
+            "options": options,
+            "seconds": time.time() - started,
+            "counts": dict(state.counts),
+            "top": top,
+            "vs_reference": nas_res.vs_reference(options["study"], storage=storage),
+        }
+        for r in top:
+            log(
+                f"{name} #{r['rank']}: {r['val_acc']:.2f}% {r['flops'] / 1e6:.1f} MFLOPs {r['latency_ms']:.3f} ms "
+                f"{r['summary']}{' (reference ' + r['reference'] + ')' if r['reference'] else ''}"
+            )
+    path = write("latency-search", figures, "python bench/latency_search.py " + " ".join(sys.argv[1:]))
+    log(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""`Meter`: the latencies of nets under one setting on this host's device, each measured at most once.
+
+A net is timed whole in its own fresh process, or predicted from the lookup table: the sum over its
+distinct parts (parts.py) of their timings times how often it runs each, the parts timed once on this
+device and kept like nets. Both go through the storage's cache (`results.latencies`), keyed by the
+device's name, so a later search, a report or another host with the same device reads them back.
+`LatencyLimit` is the search's `--max-latency`: the table screens a candidate, a measurement decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ..arch.description import Arch
+from ..errors import ResnasError
+from ..results.latencies import Measured, Timing, cached, record
+from ..results.store import Store
+from .parts import Part, check_classifier, parts_of
+from .setting import Setting
+from .timing import REPEATS, WARMUP, check_repeats, device_name, measure, torch_version
+
+CHUNK = 64  # parts timed per fresh process
+SCREEN = 1.5  # a candidate the table predicts above SCREEN x the limit is refused unmeasured (see docs)
+
+
+class Meter:
+    """Latencies under `setting` on this host, kept in `store`. `on_measure(label)` hears of each net or
+    batch of parts before it is timed (progress)."""
+
+    def __init__(
+        self,
+        setting: Setting,
+        store: Store,
+        repeats: int = REPEATS,
+        warmup: int = WARMUP,
+        on_measure: Callable[[str], None] | None = None,
+    ):
+        check_repeats(repeats)
+        self.setting, self.store, self.repeats, self.warmup = setting, store, repeats, warmup
+        self.device_name = device_name(setting.device)
+        self.key = setting.key(self.device_name, torch_version())
+        self.on_measure = on_measure or (lambda label: None)
+        self.measured = 0  # things this meter timed (not read back)
+
+    def nets(self, archs: Iterable[Arch]) -> dict[str, Timing]:
+        """arch key -> its whole-net timing: read back where cached, else timed (each net its own process)
+        and kept at once, so an interrupted run loses nothing it finished."""
+        by_key = {a.key: a for a in archs}
+        for a in by_key.values():
+            check_classifier(a)
+        found = cached(self.store, by_key, self.key)
+        for key, arch in by_key.items():
+            if key in found:
+                continue
+            self.on_measure(f"{arch.summary()} (key {key})")
+            (timing,) = measure(
+                [("net", {"arch": arch.to_dict()}, _input(arch))], self.setting, self.repeats, self.warmup
+            )
+            record(self.store, [Measured(key, "net", arch.summary(), timing)], self.key)
+            self.measured += 1
+            found[key] = timing
+        return found
+
+    def parts(self, archs: Iterable[Arch]) -> dict[str, Timing]:
+        """part key -> its timing, for every part of `archs`; the missing ones timed, CHUNK to a process."""
+        wanted: dict[str, Part] = {}
+        for a in archs:
+            for part, _ in parts_of(a):
+                wanted.setdefault(part.key, part)
+        found = cached(self.store, wanted, self.key)
+        missing = [p for k, p in wanted.items() if k not in found]
+        for at in range(0, len(missing), CHUNK):
+            chunk = missing[at : at + CHUNK]
+            self.on_measure(f"{len(chunk)} part(s) for the lookup table")
+            timings = measure([(p.what, p.build, p.shape) for p in chunk], self.setting, self.repeats, self.warmup)
+            record(self.store, [Measured(p.key, p.what, p.label, t) for p, t in zip(chunk, timings)], self.key)
+            self.measured += len(chunk)
+            found.update({p.key: t for p, t in zip(chunk, timings)})
+        return found
+
+    def predict(self, archs: Iterable[Arch]) -> dict[str, float]:
+        """arch key -> the lookup table's milliseconds: the sum of its parts' medians, each as often as it runs."""
+        archs = list(archs)
+        table = self.parts(archs)
+        return {a.key: sum(table[p.key].median_ms * n for p, n in parts_of(a)) for a in archs}
+
+    def pinned(self, max_ms: float | None) -> dict:
+        """What a study stores of its latency: the limit, the setting and the key its timings are read by."""
+        return {"max_ms": max_ms, "setting": self.setting.to_dict(), "key": self.key}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A candidate against the limit: its excess (> 0 over, the constraint a sampler learns from), the
+    milliseconds it was judged by and how they were had (measured, or predicted by the table)."""
+
+    excess: float
+    ms: float
+    how: str
+
+    @property
+    def over(self) -> bool:
+        return self.excess > 0
+
+
+class LatencyLimit:
+    """`--max-latency`: a candidate the lookup table puts far over (> SCREEN x the limit) is refused
+    without a measurement; every other is measured whole, and that measurement decides. With no limit
+    (`--objective accuracy+latency` alone) every candidate is measured."""
+
+    def __init__(self, meter: Meter, max_ms: float | None):
+        if max_ms is not None and max_ms <= 0:
+            raise ResnasError(f"must be a positive time; got {max_ms}", field="--max-latency")
+        self.meter, self.max_ms = meter, max_ms
+
+    def judge(self, arch: Arch) -> Verdict:
+        if self.max_ms is None:
+            return Verdict(-1.0, self.ms(arch), "measured")
+        predicted = self.meter.predict([arch])[arch.key]
+        if predicted > SCREEN * self.max_ms:
+            return Verdict(predicted / self.max_ms - 1, predicted, "predicted")
+        ms = self.ms(arch)
+        return Verdict(ms / self.max_ms - 1, ms, "measured")
+
+    def ms(self, arch: Arch) -> float:
+        """The net's measured median (read back from the storage once it is measured)."""
+        return self.meter.nets([arch])[arch.key].median_ms
+
+
+def _input(arch: Arch) -> tuple[int, int, int]:
+    return (arch.in_channels, arch.resolution, arch.resolution)
