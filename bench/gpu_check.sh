@@ -10,7 +10,7 @@
 #
 # Runs as a whole in TOTAL_S seconds (540, under 9 minutes): every step's cap is cut to the time left.
 # Knobs for dry runs elsewhere: PY (the Python holding torch; python3), STEPS (a subset of
-# "install env tests train search nasbench"), TOTAL_S.
+# "install env tests train search latency nasbench"), TOTAL_S.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -18,7 +18,7 @@ OUT=${OUT:-$ROOT/gpu-out}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 PY=${PY:-python3}
-STEPS=${STEPS:-install env tests train search nasbench}
+STEPS=${STEPS:-install env tests train search latency nasbench}
 TOTAL_S=${TOTAL_S:-540}
 WHEELS=$ROOT/.gpu/wheels
 LOG=$OUT/check.log
@@ -153,7 +153,13 @@ step_search() {
     return $rc
 }
 
-# (e) The search benchmark's search phase (resnas against random, seed 0) for the minutes left; the
+# (e) Measured latency on the GPU: ResNeXt's iso-FLOPs families at batch 1 and 64 (bench/latency_bench.py).
+step_latency() {
+    "$PY" bench/latency_bench.py --phase family --device cuda:0 --work /tmp/latency-gpu &&
+        keep bench/results/latency-family-gpu.json
+}
+
+# (f) The search benchmark's search phase (resnas against random, seed 0) for the minutes left; the
 # finalize phase has no deadline of its own, so it is left out.
 step_nasbench() {
     "$PY" bench/nas_bench.py --phase search --work /tmp/nas-bench --gpus 0 --seeds 0 --methods resnas,random \
@@ -163,7 +169,7 @@ step_nasbench() {
     keep bench/results/nas-bench-gpu-check-anytime.png
     return $rc
 }
-export -f step_install step_env step_tests step_train step_search step_nasbench keep resnas
+export -f step_install step_env step_tests step_train step_search step_latency step_nasbench keep resnas
 
 note "gpu_check on $(hostname): $PY, steps: $STEPS, $TOTAL_S s in all"
 run install 120 step_install
@@ -172,6 +178,7 @@ run env 60 step_env
 run tests 150 step_tests
 run train 150 step_train
 run search 150 step_search
+run latency 120 step_latency
 case " $STEPS " in *" nasbench "*)
     # a trial started just before --minutes runs on, then the figures are written: 75 s of margin
     secs=$(($(left) - 75))

@@ -2,7 +2,11 @@
 
 Protocol (fixed before any figure was seen):
 - Setting: the device given (default cpu), batch 1, every core, fp32, inference; 20 timed repeats after 5
-  warm-up calls, each net in its own fresh process (`nas_res.latency`).
+  warm-up calls in each of `--processes` fresh processes (the fastest's median kept; `nas_res.latency`).
+  The first run (`latency-v1-cpu.json`) timed each net in one process; its test-retest noise (2 of 8
+  processes ran a net 2.4x slower throughout at 2 threads) is why a net is now timed in 3. The second
+  run (`--phase table --nets 5`, `latency-table-cpu.json`) draws 5 nets per space, not 10: three
+  processes a net triple its time, and the session had 25 minutes for it.
 - `table`: from every built-in space, 10 nets drawn uniformly (seed 0; the two ImageNet spaces inside
   4.2 GFLOPs, ResNet-50's class, so that a CPU run stays in minutes), each measured whole twice (two
   fresh caches: the test-retest noise, the floor any predictor is judged against) and predicted by the
@@ -45,16 +49,16 @@ def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def table_phase(device: str, work: Path) -> dict:
+def table_phase(device: str, work: Path, processes: int, nets: int = NETS) -> dict:
     """Per space: table vs measurement, and measurement vs a second measurement in fresh processes."""
     setting = Setting(device)
-    first = Meter(setting, Store(f"sqlite:///{work / 'first.db'}", create=True))
-    second = Meter(setting, Store(f"sqlite:///{work / 'second.db'}", create=True))
+    first = Meter(setting, Store(f"sqlite:///{work / 'first.db'}", create=True), processes=processes)
+    second = Meter(setting, Store(f"sqlite:///{work / 'second.db'}", create=True), processes=processes)
     out, every, retest = {}, [], []
     for name in builtin_spaces():
         space = load_space(name)
         budget = Budget.parse(IMAGENET_BUDGET if space.spec.resolution >= 224 else None)
-        archs = space.sample(NETS, budget, seed=0)
+        archs = space.sample(nets, budget, seed=0)
         named = [(f"{name}#{i}", a) for i, a in enumerate(archs, 1)]
         started = time.time()
         rows = survey(first, named, predict=True)
@@ -71,9 +75,17 @@ def table_phase(device: str, work: Path) -> dict:
         every += rows
         retest += pairs
         log(f"{name}: table {_fit(out[name]['table'])}; re-measured {_fit(out[name]['retest'])}")
+        write("latency-table-partial", {"spaces": out}, "python bench/latency_bench.py (in progress)")
     summary = {"table": table_error(every), "retest": table_error(retest)}
     log(f"all {len(every)} nets: table {_fit(summary['table'])}; re-measured {_fit(summary['retest'])}")
-    return {"setting": setting.to_dict(), "key": first.key, "nets_per_space": NETS, "spaces": out, "all": summary}
+    return {
+        "setting": setting.to_dict(),
+        "key": first.key,
+        "processes": processes,
+        "nets_per_space": nets,
+        "spaces": out,
+        "all": summary,
+    }
 
 
 def _fit(fit: dict | None) -> str:
@@ -89,12 +101,12 @@ def families() -> dict[str, list[tuple[str, object]]]:
     return {"imagenet (ResNet-50 FLOPs)": imagenet, "cifar (ResNeXt-29, 1x64d FLOPs)": small}
 
 
-def family_phase(device: str, work: Path) -> dict:
+def family_phase(device: str, work: Path, processes: int, batches: tuple[int, ...] = (1, 64)) -> dict:
     store = Store(f"sqlite:///{work / 'first.db'}", create=True)
     out = {}
     for family, members in families().items():
-        for batch, repeats, warmup in ((1, 20, 5), (64, 5, 2)):
-            meter = Meter(Setting(device, batch=batch), store, repeats=repeats, warmup=warmup)
+        for batch, repeats, warmup in ((b, 20, 5) if b == 1 else (b, 5, 2) for b in batches):
+            meter = Meter(Setting(device, batch=batch), store, repeats=repeats, warmup=warmup, processes=processes)
             rows = survey(meter, [(str(label), arch) for label, arch in members])  # type: ignore[misc]
             base = rows[0]["latency_ms"]
             for r in rows:
@@ -104,7 +116,8 @@ def family_phase(device: str, work: Path) -> dict:
                 f"{family}, batch {batch}: "
                 + ", ".join(f"{r['name']} {r['latency_ms']:.3g} ms (x{r['vs_c1']:.2f})" for r in rows)
             )
-    _plot(out, RESULTS / f"latency-family-{'gpu' if device != 'cpu' else 'cpu'}.png", device)
+    suffix = "" if batches == (1, 64) else f"-batch{'-'.join(map(str, batches))}"
+    _plot(out, RESULTS / f"latency-family{suffix}-{'gpu' if device != 'cpu' else 'cpu'}.png", device)
     return out
 
 
@@ -126,11 +139,11 @@ def _plot(out: dict, path: Path, device: str) -> None:
                 ],
                 marker="o",
                 capsize=3,
-                label=key.split(", ")[-1],
+                label=key.rsplit(", ", 1)[-1],
             )
             ax.set_xticks(list(xs), [r["name"].split(" ")[0] for r in rows])
         ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set_title(next(k.split(",")[0] for k in out if k.startswith(family)), fontsize=10)
+        ax.set_title(next(k.rsplit(", batch", 1)[0] for k in out if k.startswith(family)), fontsize=10)
         ax.set_xlabel("C x d at equal FLOPs")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -147,15 +160,20 @@ def main() -> None:
     p.add_argument("--phase", choices=("table", "family", "all"), default="all")
     p.add_argument("--device", default="cpu")
     p.add_argument("--work", default="/tmp/latency-bench", help="Where the measurement caches go.")
+    p.add_argument("--processes", type=int, default=3, help="Fresh processes per net (1: the first run's way).")
+    p.add_argument("--batches", default="1,64", help="The family phase's batch sizes.")
+    p.add_argument("--nets", type=int, default=NETS, help="Nets drawn per space in the table phase.")
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     figures = {}
     if args.phase in ("table", "all"):
-        figures["table"] = table_phase(args.device, work)
+        figures["table"] = table_phase(args.device, work, args.processes, args.nets)
     if args.phase in ("family", "all"):
-        figures["family"] = family_phase(args.device, work)
+        batches = tuple(int(b) for b in args.batches.split(","))
+        figures["family"] = family_phase(args.device, work, args.processes, batches)
     name = "latency" if args.phase == "all" else f"latency-{args.phase}"
+    name += "" if args.batches == "1,64" else f"-batch{args.batches.replace(',', '-')}"
     path = write(name, figures, "python bench/latency_bench.py " + " ".join(sys.argv[1:]))
     log(f"wrote {path}")
 

@@ -9,7 +9,9 @@ from rich.table import Table
 
 from nas_res.errors import ResnasError
 
-from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, STORAGE_HELP, emit_json, err, interval, note, out, user_errors
+from .common import BUDGET_HELP, JSON_HELP, PARAMS_HELP, STORAGE_HELP, emit_json, err, note, out, user_errors
+
+NOISY = 1.5  # a net whose slowest process took this many times its fastest's median is worth a note
 
 
 @user_errors
@@ -22,7 +24,10 @@ def latency_cmd(
     threads: int | None = typer.Option(None, help="CPU threads (default: every core this process may use)."),
     precision: str = typer.Option("fp32", help="fp32, bf16 (autocast) or fp16 (autocast, GPU only)."),
     mode: str = typer.Option("infer", help="infer: a forward pass; train: forward, backward and an SGD step."),
-    repeats: int = typer.Option(20, help="Timed runs per net (after 5 warm-up calls); the median is kept."),
+    repeats: int = typer.Option(20, help="Timed runs per net and process (after 5 warm-up calls)."),
+    processes: int = typer.Option(
+        3, help="Fresh processes each net is timed in, one after another; the fastest's median is kept."
+    ),
     predict: bool = typer.Option(
         False, "--predict", help="Also predict each net from the lookup table of its parts, and say how well it did."
     ),
@@ -36,9 +41,10 @@ def latency_cmd(
     storage: str | None = typer.Option(None, help=STORAGE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
-    """Measure latency (or training throughput) on this host: each net in a fresh process, warmed up, timed
-    --repeats times with the device synchronised, the median and its 95% interval kept in the storage under
-    the device's name, batch, precision, threads, mode and torch version, so no net is timed twice."""
+    """Measure latency (or training throughput) on this host: each net in --processes fresh processes, warmed
+    up, timed --repeats times with the device synchronised; the fastest process's median and its 95% interval
+    are kept in the storage under the device's name, batch, precision, threads, mode and torch version, so no
+    net is timed twice."""
     from nas_res.arch.budget import Budget
     from nas_res.latency.setting import Setting
 
@@ -60,7 +66,8 @@ def latency_cmd(
     store = Store(storage, create=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err) as bar:
         task = bar.add_task("reading the cache", total=None)
-        meter = Meter(setting, store, repeats=repeats, on_measure=lambda what: bar.update(task, description=what))
+        say = lambda what: bar.update(task, description=what)  # noqa: E731
+        meter = Meter(setting, store, repeats=repeats, on_measure=say, processes=processes)
         rows = survey(meter, named, predict=predict)
     fit = table_error(rows)
     where = f"{meter.device_name}, {setting.describe()}, torch {meter.key['torch']}"
@@ -68,6 +75,12 @@ def latency_cmd(
         return emit_json({"setting": setting.to_dict(), "key": meter.key, "nets": rows, "table": fit})
     _print(rows, where, predict)
     note(f"{meter.measured} timed now, the rest read from the storage's cache")
+    noisy = [r["name"] for r in rows if r["spread"] > NOISY]
+    if noisy:
+        note(
+            f"{len(noisy)} net(s) ran over {NOISY}x slower in one process than in another ({', '.join(noisy[:5])}): "
+            "this host is noisy (other work, or fewer free cores than --threads); the fastest process is kept"
+        )
     if predict and fit:
         out.print(
             f"lookup table vs measured over {fit['nets']} nets: Spearman {fit['spearman']:.3f}, mean absolute "
@@ -93,7 +106,7 @@ def _print(rows: list[dict], where: str, predict: bool) -> None:
             human(r["flops"]),
             human(r["params"]),
             f"{r['latency_ms']:.3g}",
-            interval(r["low_ms"], r["high_ms"], 3),
+            f"[{r['low_ms']:.3g}, {r['high_ms']:.3g}]",
             f"{r['images_per_s']:,.0f}",
         ]
         if predict:

@@ -112,7 +112,11 @@ def leaderboard_cmd(
 def export_cmd(
     study: str = typer.Argument(..., help="Study name."),
     top: int = typer.Option(1, help="Export the K best."),
-    front: bool = typer.Option(False, "--pareto", help="Export the accuracy/FLOPs Pareto front instead."),
+    front: bool = typer.Option(
+        False,
+        "--pareto",
+        help="Export the accuracy/FLOPs Pareto front instead (accuracy/latency for --objective accuracy+latency).",
+    ),
     out_dir: Path = typer.Option(Path("exported"), "--out", help="Folder for the files."),
     fmt: str = typer.Option("yaml", "--format", help="yaml or json."),
     weights: bool = typer.Option(False, "--weights", help="Copy each trial's checkpoint beside it."),

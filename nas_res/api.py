@@ -251,22 +251,24 @@ def measure_latency(
     precision: str = "fp32",
     mode: str = "infer",
     repeats: int = 20,
+    processes: int = 3,
     predict: bool = False,
     budget: str | None = None,
     sample: int = 20,
     storage: str | None = None,
 ) -> list[dict]:
-    """Time nets on this host (as `resnas latency`): each in a fresh process, the median ms with its 95%
-    interval, kept in the storage so no net is timed twice. `targets`: Archs, zoo names, arch files or
-    `zoo` or design spaces (`sample` nets drawn inside `budget`); `predict`: also the lookup table's
-    prediction (`predicted_ms`)."""
+    """Time nets on this host (as `resnas latency`): each in `processes` fresh processes, the fastest's
+    median ms with its 95% interval, kept in the storage so no net is timed twice. `targets`: Archs, zoo
+    names, arch files, `zoo` or design spaces (`sample` nets drawn inside `budget`); `predict`: also the
+    lookup table's prediction (`predicted_ms`)."""
     from .latency.meter import Meter
     from .latency.setting import Setting
     from .latency.survey import resolve_targets, survey
 
     named = [(t.summary(), t) for t in targets if isinstance(t, Arch)]
     named += resolve_targets([t for t in targets if not isinstance(t, Arch)], Budget.parse(budget), sample, 0)
-    meter = Meter(Setting(device, batch, threads, precision, mode), Store(storage, create=True), repeats=repeats)
+    setting = Setting(device, batch, threads, precision, mode)
+    meter = Meter(setting, Store(storage, create=True), repeats=repeats, processes=processes)
     return survey(meter, named, predict=predict)
 
 

@@ -12,17 +12,18 @@ import pickle
 
 import optuna
 import pytest
+import yaml
 from fvcore.nn import FlopCountAnalysis
 from nas_res.cli.main import app
 from servers import sqlite_url
 from typer.testing import CliRunner
 
-from nas_res import Arch, ResnasError, cost, zoo
+from nas_res import Arch, ResnasError, cost, export_study, zoo
 from nas_res.latency.meter import SCREEN, LatencyLimit, Meter
-from nas_res.latency.parts import module, parts_of
+from nas_res.latency.parts import CALL, module, parts_of
 from nas_res.latency.setting import Setting, parse_ms
 from nas_res.latency.survey import table_error
-from nas_res.latency.timing import median_interval
+from nas_res.latency.timing import fastest, median_interval
 from nas_res.results import Store
 from nas_res.results.latencies import Timing, cached
 from nas_res.search import Coordinator, plan
@@ -62,6 +63,13 @@ def test_the_medians_interval_is_the_binomial_order_statistics():
     assert (median, low, high) == (3.0, 1.0, 5.0)
 
 
+def test_the_fastest_process_is_kept_and_the_spread_said():
+    slow, fast = ([6.0, 6.5, 7.0, 6.2, 6.4], 2), ([3.0, 2.9, 3.1, 3.3, 3.2], 4)
+    t = fastest([slow, fast, slow])
+    assert (t.median_ms, t.inner, t.processes, t.repeats) == (3.1, 4, 3, 5)
+    assert t.spread == pytest.approx(6.4 / 3.1) and t.low_ms <= 3.1 <= t.high_ms
+
+
 def test_an_error_raised_in_a_measuring_process_arrives_whole():
     e = pickle.loads(pickle.dumps(ResnasError("no CUDA device", field="--device")))
     assert (e.bare, e.field, str(e)) == ("no CUDA device", "--device", "--device: no CUDA device")
@@ -98,20 +106,23 @@ def test_resnext_parts_key_every_shape_and_share_what_repeats():
 def test_the_meter_times_a_net_once_and_keys_by_setting(tmp_path):
     store = Store(sqlite_url(tmp_path), create=True)
     nets = [zoo.get("mnist_resnet"), zoo.get("mnist_plain")]
-    meter = Meter(Setting("cpu", threads=1), store, repeats=3, warmup=1)
+    meter = Meter(Setting("cpu", threads=1), store, repeats=3, warmup=1, processes=2)
     first = meter.nets(nets)
     assert meter.measured == 2 and set(first) == {a.key for a in nets}
     for t in first.values():
         assert t.repeats == 3 and t.inner >= 1 and 0 < t.low_ms <= t.median_ms <= t.high_ms
-    again = Meter(Setting("cpu", threads=1), store, repeats=3, warmup=1)
+        assert t.processes == 2 and t.spread >= 1.0
+    again = Meter(Setting("cpu", threads=1), store, repeats=3, warmup=1, processes=1)
     assert again.nets(nets) == first and again.measured == 0  # read back, not timed
     assert meter.key["device"] and meter.key["torch"] and meter.key["threads"] == 1
-    other = Meter(Setting("cpu", batch=2, threads=1), store, repeats=3, warmup=1)
+    other = Meter(Setting("cpu", batch=2, threads=1), store, repeats=3, warmup=1, processes=1)
     assert cached(store, first, other.key) == {}  # another batch: another key
     predicted = again.predict(nets)
-    table = cached(store, (p.key for a in nets for p, _ in parts_of(a)), again.key)
+    table = cached(store, [CALL.key, *(p.key for a in nets for p, _ in parts_of(a))], again.key)
+    call = table[CALL.key].median_ms  # the harness's own cost of a call: paid once by a net
     for a in nets:
-        assert predicted[a.key] == pytest.approx(sum(table[p.key].median_ms * n for p, n in parts_of(a)))
+        expected = call + sum(max(0, table[p.key].median_ms - call) * n for p, n in parts_of(a))
+        assert predicted[a.key] == pytest.approx(expected) and call < predicted[a.key]
 
 
 def test_table_error_is_spearman_and_mean_absolute_percentage():
@@ -168,7 +179,7 @@ def test_a_study_pins_its_latency_and_refuses_another_device():
     assert plan_latency({}, None, "accuracy+latency", "s")["max_ms"] is None  # type: ignore[index]
 
 
-def _fake_measure(jobs, setting, repeats, warmup):
+def _fake_measure(jobs, setting, repeats, warmup, processes):
     """A net takes its MFLOPs in ms (so the limit's verdicts are known in advance); a part, nothing."""
     return [
         Timing(cost(Arch.from_dict(b["arch"])).flops / 1e6 if what == "net" else 0.0, 0.0, 0.0, repeats, 1)
@@ -176,19 +187,15 @@ def _fake_measure(jobs, setting, repeats, warmup):
     ]
 
 
+def _options(tmp_path, study: str, **extra) -> dict:
+    """A one-epoch search of plain-vs-residual on digits under 20 MFLOPs."""
+    where = {"storage": sqlite_url(tmp_path), "checkpoints": str(tmp_path / "ckpt")}
+    return {"space": "plain-vs-residual", "budget": "20MFLOPs", "epochs": 1, "study": study, **where, **extra}
+
+
 def test_a_search_under_a_latency_limit_never_trains_a_net_over_it(tmp_path, monkeypatch):
     monkeypatch.setattr("nas_res.latency.meter.measure", _fake_measure)
-    options = {
-        "space": "plain-vs-residual",
-        "budget": "20MFLOPs",
-        "trials": 4,
-        "epochs": 1,
-        "max_latency": "6ms",
-        "latency_on": "cpu,threads=1",
-        "storage": sqlite_url(tmp_path),
-        "study": "fast",
-        "checkpoints": str(tmp_path / "ckpt"),
-    }
+    options = _options(tmp_path, "fast", trials=4, max_latency="6ms", latency_on="cpu,threads=1")
     config, _ = plan(options)
     state = Coordinator(config).run()
     assert state.counted == 4 and state.counts["over_latency"] > 0
@@ -209,25 +216,20 @@ def test_a_search_under_a_latency_limit_never_trains_a_net_over_it(tmp_path, mon
 
 def test_a_latency_objective_tells_optuna_the_measured_ms(tmp_path, monkeypatch):
     monkeypatch.setattr("nas_res.latency.meter.measure", _fake_measure)
-    options = {
-        "space": "plain-vs-residual",
-        "budget": "20MFLOPs",
-        "trials": 3,
-        "epochs": 1,
-        "objective": "accuracy+latency",
-        "storage": sqlite_url(tmp_path),
-        "study": "front",
-        "checkpoints": str(tmp_path / "ckpt"),
-    }
-    config, _ = plan(options)
+    config, _ = plan(_options(tmp_path, "front", trials=3, objective="accuracy+latency"))
     Coordinator(config).run()
     done = [t for t in optuna.load_study(study_name="front", storage=sqlite_url(tmp_path)).get_trials() if t.values]
     assert done and all(t.values[1] == pytest.approx(t.user_attrs["flops"] / 1e6) for t in done)
+    written = export_study("front", tmp_path / "out", storage=sqlite_url(tmp_path), front=True)
+    exported = [yaml.safe_load(p.read_text()) for p in written if p.suffix == ".yaml"]
+    assert exported and all(e["cost"]["latency_ms"] == pytest.approx(e["cost"]["flops"] / 1e6) for e in exported)
+    assert exported[0]["cost"]["latency_measured_as"]["mode"] == "infer"
 
 
 def test_resnas_latency_measures_once_then_reads_back(tmp_path):
     storage = sqlite_url(tmp_path)
-    args = ["latency", "mnist_resnet", "mnist_plain", "--repeats", "3", "--threads", "1", "--storage", storage]
+    args = ["latency", "mnist_resnet", "mnist_plain", "--repeats", "3", "--processes", "1", "--threads", "1"]
+    args += ["--storage", storage]
     first = CliRunner().invoke(app, [*args, "--json"])
     assert first.exit_code == 0, first.output
     data = json.loads(first.stdout)

@@ -16,9 +16,9 @@ from ..arch.description import Arch
 from ..errors import ResnasError
 from ..results.latencies import Measured, Timing, cached, record
 from ..results.store import Store
-from .parts import Part, check_classifier, parts_of
+from .parts import CALL, Part, check_classifier, parts_of
 from .setting import Setting
-from .timing import REPEATS, WARMUP, check_repeats, device_name, measure, torch_version
+from .timing import PROCESSES, REPEATS, WARMUP, check_repeats, device_name, measure, torch_version
 
 CHUNK = 64  # parts timed per fresh process
 SCREEN = 1.5  # a candidate the table predicts above SCREEN x the limit is refused unmeasured (see docs)
@@ -35,9 +35,11 @@ class Meter:
         repeats: int = REPEATS,
         warmup: int = WARMUP,
         on_measure: Callable[[str], None] | None = None,
+        processes: int = PROCESSES,
     ):
-        check_repeats(repeats)
+        check_repeats(repeats, processes)
         self.setting, self.store, self.repeats, self.warmup = setting, store, repeats, warmup
+        self.processes = processes
         self.device_name = device_name(setting.device)
         self.key = setting.key(self.device_name, torch_version())
         self.on_measure = on_measure or (lambda label: None)
@@ -54,9 +56,8 @@ class Meter:
             if key in found:
                 continue
             self.on_measure(f"{arch.summary()} (key {key})")
-            (timing,) = measure(
-                [("net", {"arch": arch.to_dict()}, _input(arch))], self.setting, self.repeats, self.warmup
-            )
+            job = ("net", {"arch": arch.to_dict()}, _input(arch))
+            (timing,) = measure([job], self.setting, self.repeats, self.warmup, self.processes)
             record(self.store, [Measured(key, "net", arch.summary(), timing)], self.key)
             self.measured += 1
             found[key] = timing
@@ -64,7 +65,7 @@ class Meter:
 
     def parts(self, archs: Iterable[Arch]) -> dict[str, Timing]:
         """part key -> its timing, for every part of `archs`; the missing ones timed, CHUNK to a process."""
-        wanted: dict[str, Part] = {}
+        wanted: dict[str, Part] = {CALL.key: CALL}
         for a in archs:
             for part, _ in parts_of(a):
                 wanted.setdefault(part.key, part)
@@ -73,17 +74,20 @@ class Meter:
         for at in range(0, len(missing), CHUNK):
             chunk = missing[at : at + CHUNK]
             self.on_measure(f"{len(chunk)} part(s) for the lookup table")
-            timings = measure([(p.what, p.build, p.shape) for p in chunk], self.setting, self.repeats, self.warmup)
+            jobs = [(p.what, p.build, p.shape) for p in chunk]
+            timings = measure(jobs, self.setting, self.repeats, self.warmup, self.processes)
             record(self.store, [Measured(p.key, p.what, p.label, t) for p, t in zip(chunk, timings)], self.key)
             self.measured += len(chunk)
             found.update({p.key: t for p, t in zip(chunk, timings)})
         return found
 
     def predict(self, archs: Iterable[Arch]) -> dict[str, float]:
-        """arch key -> the lookup table's milliseconds: the sum of its parts' medians, each as often as it runs."""
+        """arch key -> the lookup table's milliseconds: the sum of its parts' medians, each as often as it runs,
+        each less the harness's cost of a call, which the net pays once."""
         archs = list(archs)
         table = self.parts(archs)
-        return {a.key: sum(table[p.key].median_ms * n for p, n in parts_of(a)) for a in archs}
+        call = table[CALL.key].median_ms
+        return {a.key: call + sum(max(0.0, table[p.key].median_ms - call) * n for p, n in parts_of(a)) for a in archs}
 
     def pinned(self, max_ms: float | None) -> dict:
         """What a study stores of its latency: the limit, the setting and the key its timings are read by."""

@@ -20,8 +20,8 @@ from ..errors import ResnasError
 
 @dataclass(frozen=True)
 class Part:
-    """One thing a table times: `what` (stem, unit, head), its key, a label, the input it takes (C, H, W)
-    and `build`, what the measuring process needs to make it (see `module`)."""
+    """One thing a table times: `what` (stem, unit, head; call: the harness), its key, a label, the input it
+    takes (C, H, W) and `build`, what the measuring process needs to make it (see `module`)."""
 
     what: str
     key: str
@@ -32,6 +32,11 @@ class Part:
 
 def _key(*fields) -> str:
     return hashlib.sha256(json.dumps(fields, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+# The harness's own cost of one call (an empty module under the same contexts): every part timed alone
+# pays it, a whole net once, so the table subtracts it from each part and adds it back once.
+CALL = Part("call", _key("call"), "an empty call (the timing harness)", (1, 1, 1), {})
 
 
 def check_classifier(arch: Arch, what: str = "latency") -> None:
@@ -85,6 +90,8 @@ def module(what: str, build: dict):
     from ..arch.blocks import Unit
     from ..arch.resnet import ResNet
 
+    if what == "call":
+        return nn.Identity()
     arch = Arch.from_dict(build["arch"])
     if what == "net":
         return ResNet(arch)

@@ -67,6 +67,8 @@ def survey(meter: Meter, named: list[tuple[str, Arch]], predict: bool = False) -
                 "high_ms": t.high_ms,
                 "repeats": t.repeats,
                 "inner": t.inner,
+                "processes": t.processes,
+                "spread": t.spread,
                 "images_per_s": meter.setting.batch * 1000 / t.median_ms,
                 "predicted_ms": predicted.get(arch.key),
             }

@@ -62,7 +62,7 @@ def export(
     out_dir = Path(out_dir)
     check_writable(out_dir, field="--out", folder=True)
     all_runs = study_runs(store, study)
-    rows = mark(rank(all_runs), reference_keys(store, study))
+    rows = with_latency(mark(rank(all_runs), reference_keys(store, study)), store, study)
     if not rows:
         raise ResnasError(f"study {study!r} has no finished trial to export yet", field="study")
     if front and any(r.get("task") == "vae" for r in rows):
@@ -71,7 +71,8 @@ def export(
             "the K lowest validation -ELBO",
             field="--pareto",
         )
-    chosen = pareto(rows) if front else rows[:top]
+    by = "latency_ms" if store.config_of(study).get("objective") == "accuracy+latency" else "flops"  # the front's cost
+    chosen = pareto([r for r in rows if r.get(by) is not None], by) if front else rows[:top]
     final = [] if front else final_table(store, study, rows)
     by_key = {r["arch_key"]: r["reference"] for r in rows}
     if final:  # re-trained (resnas finalize): its ranking, each architecture's best seed, from STUDY.final

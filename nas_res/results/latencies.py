@@ -18,18 +18,22 @@ from .schema import latencies
 from .store import Store
 
 KEY = ("device", "batch", "precision", "threads", "mode", "torch")
+TIMING = ("median_ms", "low_ms", "high_ms", "repeats", "inner", "processes", "spread")
 
 
 @dataclass(frozen=True)
 class Timing:
     """One thing timed: the median milliseconds a call took over `repeats` timed runs of `inner` calls each,
-    with the median's 95% interval."""
+    with the median's 95% interval, in the fastest of `processes` fresh processes; `spread`: the slowest
+    process's median over the fastest's (1.0: the processes agreed)."""
 
     median_ms: float
     low_ms: float
     high_ms: float
     repeats: int
     inner: int
+    processes: int = 1
+    spread: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,7 +68,7 @@ def cached(store: Store, items: Iterable[str], key: dict) -> dict[str, Timing]:
         for at in range(0, len(wanted), 500):  # bounded IN lists
             rows = c.execute(sa.select(latencies).where(_where(key), latencies.c.item.in_(wanted[at : at + 500])))
             for r in rows.mappings():
-                found[r["item"]] = Timing(r["median_ms"], r["low_ms"], r["high_ms"], r["repeats"], r["inner"])
+                found[r["item"]] = Timing(**{k: r[k] for k in TIMING})
     return found
 
 

@@ -102,12 +102,14 @@ latencies = sa.Table(
     sa.Column("threads", sa.Integer, primary_key=True),
     sa.Column("mode", sa.String(16), primary_key=True),
     sa.Column("torch", sa.String(64), primary_key=True),
-    sa.Column("what", sa.String(16), nullable=False),  # net, stem, unit or head
+    sa.Column("what", sa.String(16), nullable=False),  # net, stem, unit, head, or call (the harness alone)
     sa.Column("label", sa.String(255), nullable=False),
     sa.Column("median_ms", sa.Double, nullable=False),
     sa.Column("low_ms", sa.Double, nullable=False),  # the median's 95% interval (order statistics)
     sa.Column("high_ms", sa.Double, nullable=False),
     sa.Column("repeats", sa.Integer, nullable=False),
     sa.Column("inner", sa.Integer, nullable=False),  # calls per timed repeat
+    sa.Column("processes", sa.Integer, nullable=False),  # fresh processes it was timed in; the fastest's kept
+    sa.Column("spread", sa.Double, nullable=False),  # slowest process's median / the fastest's
     sa.Column("measured", sa.Double, nullable=False),
 )
