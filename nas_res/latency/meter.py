@@ -1,6 +1,6 @@
 """`Meter`: the latencies of nets under one setting on this host's device, each measured at most once.
 
-A net is timed whole in its own fresh process, or predicted from the lookup table: the sum over its
+A net is timed whole in fresh processes of its own, or predicted from the lookup table: the sum over its
 distinct parts (parts.py) of their timings times how often it runs each, the parts timed once on this
 device and kept like nets. Both go through the storage's cache (`results.latencies`), keyed by the
 device's name, so a later search, a report or another host with the same device reads them back.
@@ -46,8 +46,8 @@ class Meter:
         self.measured = 0  # things this meter timed (not read back)
 
     def nets(self, archs: Iterable[Arch]) -> dict[str, Timing]:
-        """arch key -> its whole-net timing: read back where cached, else timed (each net its own process)
-        and kept at once, so an interrupted run loses nothing it finished."""
+        """arch key -> its whole-net timing: read back where cached, else timed (each net in fresh processes of
+        its own) and kept at once, so an interrupted run loses nothing it finished."""
         by_key = {a.key: a for a in archs}
         for a in by_key.values():
             check_classifier(a)
@@ -88,10 +88,6 @@ class Meter:
         table = self.parts(archs)
         call = table[CALL.key].median_ms
         return {a.key: call + sum(max(0.0, table[p.key].median_ms - call) * n for p, n in parts_of(a)) for a in archs}
-
-    def pinned(self, max_ms: float | None) -> dict:
-        """What a study stores of its latency: the limit, the setting and the key its timings are read by."""
-        return {"max_ms": max_ms, "setting": self.setting.to_dict(), "key": self.key}
 
 
 @dataclass(frozen=True)
