@@ -16,6 +16,8 @@ from nas_res import ResnasError
 from nas_res.experiments import judge, load_experiment
 from nas_res.experiments.checks import FAILS, HOLDS, UNSURE, Check
 from nas_res.experiments.edf import bootstrap_difference, normalised_ks
+from nas_res.experiments.good_range import judge_range
+from nas_res.results.refine import refine_dim
 from nas_res.experiments.spec import parse_experiment
 
 SPACED = {"space": "plain-vs-residual", "samples": 20, "budget": "20MFLOPs"}  # 24 of its nets fit
@@ -31,8 +33,59 @@ def loop(**arms) -> dict:
         "epochs": 1,
         "test": False,
         "arms": arms or {"spaced": SPACED, "again": {"refine": "spaced"}},
-        "checks": [{"metric": "val_error", "kind": "edf_lower", "arms": ["again", "spaced"]}],
+        "checks": [
+            {"metric": "val_error", "kind": "edf_lower", "arms": ["again", "spaced"]},
+            {"metric": "val_error", "kind": "good_range", "arm": "again", "dimension": "width", "value": 16},
+        ],
     }
+
+
+RULE = {"metric": "val_error", "kind": "good_range", "arm": "refined", "dimension": "width_multiplier", "value": 2.0}
+GRID = (1.0, 1.5, 2.0, 2.5, 3.0)
+
+
+def rule_verdict(values: list[float], errors: list[float], value: float = 2.0):
+    dim = refine_dim("width_multiplier", GRID, values, errors, numeric=True)
+    check = Check.parse({**RULE, "value": value}, "checks[0]", {"refined"}, {"refined"}, "x.yaml")
+    return dim, judge_range(check, {"dims": [dim.to_dict()]})
+
+
+def test_a_good_range_check_holds_inside_a_narrowed_range_and_fails_outside():
+    rng = np.random.default_rng(0)
+    values = [GRID[i % 5] for i in range(60)]  # 12 models per value
+    errors = [30 + 4 * abs(v - 2.0) + rng.normal(0, 0.5) for v in values]  # the good models double
+    dim, verdict = rule_verdict(values, errors)
+    assert dim.verdict == "narrowed" and 2.0 in dim.good and 1.0 not in dim.good
+    assert verdict.verdict == HOLDS and "2 is inside" in verdict.why and verdict.to_dict()["range"] == dim.range_text()
+    assert rule_verdict(values, errors, value=1.0)[1].verdict == FAILS
+
+
+def test_a_good_range_check_is_inconclusive_where_nothing_is_narrowed():
+    rng = np.random.default_rng(1)
+    values = [GRID[i % 5] for i in range(40)]
+    dim, verdict = rule_verdict(values, [30 + rng.normal(0, 2) for _ in values])  # no effect at all
+    assert dim.verdict != "narrowed" and verdict.verdict == UNSURE and "only a range the evidence narrows" in verdict.why
+    check = Check.parse(RULE, "checks[0]", {"refined"}, {"refined"}, "x.yaml")
+    assert judge_range(check, None).verdict == UNSURE  # the space arm still training
+    assert "not an open dimension" in judge_range(check, {"dims": [dim.to_dict() | {"name": "depth1"}]}).why
+
+
+@pytest.mark.parametrize(
+    ("check", "field", "needle"),
+    [
+        ({**RULE, "arm": "spaced"}, "checks[1].arm", "not a refine arm"),
+        ({**RULE, "arm": "again", "metric": "val_acc"}, "checks[1].metric", "use val_error"),
+        ({**RULE, "arm": "again", "arms": ["again"]}, "checks[1].arms", "names `arm`"),
+        ({**RULE, "arm": "again", "value": [2]}, "checks[1].value", "one value"),
+        ({"metric": "val_error", "kind": "edf_lower", "arms": ["again", "spaced"], "value": 2}, "dimension", "only"),
+    ],
+)
+def test_a_good_range_check_is_refused_where_it_cannot_be_judged(check, field, needle):
+    data = loop()
+    data["checks"] = [data["checks"][0], check]
+    with pytest.raises(ResnasError) as e:
+        parse_experiment(data, "quick", "loop.yaml")
+    assert needle in str(e.value) and field in str(e.value), str(e.value)
 
 
 def test_with_equal_weights_the_normalised_gap_is_scipys_ks_statistic():
@@ -94,11 +147,13 @@ def test_a_refine_arm_names_a_plain_space_arm(arms, field, needle):
     assert needle in str(e.value) and field in str(e.value), str(e.value)
 
 
-def test_the_builtin_refine_experiment_loads_with_its_refine_arm():
+@pytest.mark.parametrize(("name", "space"), [("refine", "small-resnext"), ("width-rule", "small-rules")])
+def test_the_builtin_refine_experiments_load_with_their_refine_arm(name, space):
     for scale in ("quick", "full"):
-        exp = load_experiment("refine", scale)
+        exp = load_experiment(name, scale)
         assert exp.arm("refined").refines == "original" and not exp.arm("refined").archs
-        assert exp.arm("original").draw["space"] == "small-resnext" and exp.arm("original").draw["plain"]
+        assert exp.arm("original").draw["space"] == space and exp.arm("original").draw["plain"]
+    assert [c.kind for c in load_experiment("width-rule").checks] == ["edf_lower", "good_range"]
 
 
 def test_the_loop_trains_refines_resamples_and_reports(tmp_path, runner, monkeypatch):
@@ -116,8 +171,11 @@ def test_the_loop_trains_refines_resamples_and_reports(tmp_path, runner, monkeyp
     assert found["parent"] == "spaced" and found["resample_seed"] == 1 and found["errors"]["all"]["n"] == 20
     assert {d["verdict"] for d in found["dims"]} <= {"narrowed", "kept", "too few"}
     assert "again: spaced's space plain-vs-residual refined on 20 models" in first.stderr
-    verdict = report["verdicts"][0]
+    verdict, ranged = report["verdicts"]
     assert {"ks_lower", "median", "best"} <= set(verdict) and verdict["n"][1] == 20
+    width = next(d for d in found["dims"] if d["name"] == "width")
+    assert ranged["kind"] == "good_range" and ranged["range"] == width["range"]
+    assert ranged["verdict"] == (UNSURE if width["verdict"] != "narrowed" else HOLDS if 16 in width["good"] else FAILS)
     assert (tmp_path / "loop-again-refine.png").stat().st_size > 10_000
     again = runner.invoke(app, ["experiment", "run", str(path), "--storage", storage, "--json"])
     assert again.exit_code == 0 and json.loads(again.stdout)["arms"] == report["arms"]  # resolved the same

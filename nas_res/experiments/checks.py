@@ -48,6 +48,7 @@ KINDS = {
     "highest": "`arm` has a higher metric than every arm in `among`",
     "equal": "the arms' metrics are within the margin of each other",
     "edf_lower": "the first (sampled) arm's models have lower values than the second's (EDF, KS test)",
+    "good_range": "`value` lies in the good range of `dimension` found when `arm` (a refine arm) refined its space",
 }
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
 LEVEL = 0.95
@@ -60,6 +61,8 @@ class Check:
     kind: str
     arms: tuple[str, ...]  # in order; for lowest/highest: the arm first, then `among`
     margin: float = 0.0
+    dimension: str = ""  # good_range: the dimension, and the value its good range should hold
+    value: Any = None
 
     @classmethod
     def parse(cls, raw: Any, field: str, known: set[str], present: set[str], where: str) -> Check:
@@ -71,7 +74,7 @@ class Check:
 
         if not isinstance(raw, dict):
             raise fail("", "must be a mapping {claim, metric, kind, arms (or arm and among), margin}")
-        allowed = {"claim", "metric", "kind", "arms", "arm", "among", "margin"}
+        allowed = {"claim", "metric", "kind", "arms", "arm", "among", "margin", "dimension", "value"}
         unknown = sorted(str(k) for k in set(raw) - allowed)
         if unknown:
             raise fail(unknown[0], f"unknown key; allowed: {', '.join(sorted(allowed))}")
@@ -80,6 +83,10 @@ class Check:
             raise fail("kind", f"must be one of {', '.join(KINDS)}; got {kind!r}")
         if metric not in METRICS:
             raise fail("metric", f"must be one of {', '.join(METRICS)}; got {metric!r}")
+        if kind == "good_range":
+            return cls._good_range(raw, metric, known, present, fail)
+        if "dimension" in raw or "value" in raw:
+            raise fail("dimension", "only a good_range check names a dimension and a value")
         if kind in ("lowest", "highest"):
             if "arm" not in raw or not isinstance(raw.get("among"), list):
                 raise fail("", f"a {kind} check names `arm` and a list `among`")
@@ -102,6 +109,26 @@ class Check:
         if kind == "equal" and margin == 0:
             raise fail("margin", "an `equal` check needs a margin > 0 (how close counts as equal)")
         return cls(str(raw.get("claim") or KINDS[kind]), metric, kind, tuple(arms), float(margin))
+
+    @classmethod
+    def _good_range(cls, raw: dict, metric: str, known: set[str], present: set[str], fail) -> Check:
+        """{kind: good_range, arm: REFINE_ARM, dimension: NAME, value: V}: judged on what refining found."""
+        for key in ("arms", "among", "margin"):
+            if key in raw:
+                raise fail(key, "a good_range check names `arm` (a refine arm), `dimension` and `value`")
+        arm, dim, value = raw.get("arm"), raw.get("dimension"), raw.get("value")
+        if metric != "val_error":
+            raise fail("metric", f"refining reads the models' validation error: use val_error; got {metric!r}")
+        if arm not in known:
+            raise fail("arm", f"no arm {arm!r}; arms: {', '.join(sorted(known))}")
+        if arm not in present:
+            raise fail("arm", f"{arm!r} is not trained at this scale")
+        if not isinstance(dim, str) or not dim:
+            raise fail("dimension", f"must name a dimension of the refined space (width_multiplier, ...); got {dim!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise fail("value", f"must be one value of {dim} (a number or a name); got {value!r}")
+        claim = raw.get("claim") or f"{dim} = {value} lies in the good range refining found"
+        return cls(str(claim), metric, "good_range", (arm,), 0.0, dim, value)
 
 
 @dataclass
@@ -162,7 +189,8 @@ def judge(
     check: Check, values: dict[str, list[float]], level: float = LEVEL, flops: dict[str, list[int]] | None = None
 ) -> Verdict:
     """The verdict of `check` on each arm's values (one per seed, or per model for a sampled arm); `flops`,
-    each value's model's FLOPs, lets an EDF check normalise complexity."""
+    each value's model's FLOPs, lets an EDF check normalise complexity. (A good_range check is judged on
+    what refining found: `good_range.judge_range`.)"""
     missing = [a for a in check.arms if not values.get(a)]
     if missing:
         return Verdict(check, UNSURE, f"no finished runs yet for {', '.join(missing)}")

@@ -15,6 +15,7 @@ from ..results.record import Run
 from ..results.store import Store
 from ..results.uncertainty import PERCENT, seed_summary
 from .checks import FAILS, HOLDS, LEVEL, METRICS, UNSURE, Check, judge
+from .good_range import judge_range
 from .run import SNAPSHOT
 from .spec import SCALES
 
@@ -111,7 +112,11 @@ def build_report(snapshot: dict, runs: list[Run], study: str) -> dict:
         check = Check(**{**raw, "arms": tuple(raw["arms"])})
         values = {a: values_of.get(a, {}).get(check.metric, []) for a in check.arms}
         each = {a: flops_of.get(a, {}).get(check.metric, []) for a in check.arms}
-        verdicts.append(judge(check, values, LEVEL, each).to_dict())
+        if check.kind == "good_range":
+            verdict = judge_range(check, (snapshot.get("refinements") or {}).get(check.arms[0]))
+        else:
+            verdict = judge(check, values, LEVEL, each)
+        verdicts.append(verdict.to_dict())
     return {
         "study": study,
         "experiment": {k: v for k, v in snapshot.items() if k not in ("arms", "checks")},

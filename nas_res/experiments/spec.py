@@ -42,7 +42,7 @@ TOP_KEYS = {
     "latent": "a VAE's latent dimension (task: vae; default 32)",
     "likelihood": "a VAE's likelihood, bernoulli or gaussian (task: vae; default bernoulli)",
     "arms": "a mapping of arm name -> {zoo|arch|iso|space|refine, with, ...}",
-    "checks": "a list of {claim, metric, kind, arms|arm+among, margin}",
+    "checks": "a list of {claim, metric, kind, arms|arm+among, margin} (good_range: arm, dimension, value)",
     "paper": "the paper's own figures: {source, metric, note, values: {arm: number}}",
     "notes": "what a reader should know about this experiment's set-up",
 }
@@ -196,6 +196,9 @@ def parse_experiment(raw: Any, scale: str, where: str, default_name: str = "expe
     checks = tuple(
         Check.parse(c, f"checks[{i}]", known, {a.name for a in arms}, where) for i, c in enumerate(checks_raw)
     )
+    for i, c in enumerate(checks):
+        if c.kind == "good_range" and not next(a for a in arms if a.name == c.arms[0]).refines:
+            raise fail(f"checks[{i}].arm", f"{c.arms[0]!r} is not a refine arm (refine: ARM); a good range needs one")
     paper = get("paper", {}) or {}
     if not isinstance(paper, dict):
         raise fail("paper", "must be a mapping {source, metric, note, values: {arm: number}}")
