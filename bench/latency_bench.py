@@ -18,6 +18,9 @@ Protocol (fixed before any figure was seen):
 - `search` is `bench/latency_search.py` (it trains).
 
     python bench/latency_bench.py [--phase table|family|all] [--device cpu] [--storage URL]
+        [--spaces a,b --merge EARLIER.json]   # finish an interrupted table run: the spaces it missed
+    python bench/latency_bench.py --phase fit [--merge bench/results/latency-v1-cpu.json]
+        # the search start-up's fit (latency_start.py), leave-one-out on a table run's nets: nothing timed
 
 Writes bench/results/latency-<cpu|gpu>.json and bench/results/latency-family-<cpu|gpu>.png.
 """
@@ -25,6 +28,7 @@ Writes bench/results/latency-<cpu|gpu>.json and bench/results/latency-family-<cp
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -39,6 +43,7 @@ from nas_res.latency.meter import Meter
 from nas_res.latency.setting import Setting
 from nas_res.latency.survey import survey, table_error
 from nas_res.results import Store
+from nas_res.search.latency_start import LatencyFit
 from nas_res.space.iso import iso_table
 from nas_res.space.template import builtin_spaces
 
@@ -49,13 +54,27 @@ def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def table_phase(device: str, work: Path, processes: int, nets: int = NETS) -> dict:
-    """Per space: table vs measurement, and measurement vs a second measurement in fresh processes."""
+def table_phase(
+    device: str,
+    work: Path,
+    processes: int,
+    nets: int = NETS,
+    spaces: list[str] | None = None,
+    earlier: dict | None = None,
+) -> dict:
+    """Per space: table vs measurement, and measurement vs a second measurement in fresh processes. `spaces`
+    limits the run; `earlier` (an interrupted run's `spaces`) adds the spaces it measured to the summary."""
     setting = Setting(device)
     first = Meter(setting, Store(f"sqlite:///{work / 'first.db'}", create=True), processes=processes)
     second = Meter(setting, Store(f"sqlite:///{work / 'second.db'}", create=True), processes=processes)
     out, every, retest = {}, [], []
-    for name in builtin_spaces():
+    for name, was in (earlier or {}).items():
+        if name not in (spaces or builtin_spaces()):
+            out[name] = {**was, "earlier": True}
+            every += was["nets"]
+            then = zip(was["nets"], was["remeasured_ms"])
+            retest += [{"latency_ms": r["latency_ms"], "predicted_ms": m} for r, m in then]
+    for name in spaces or builtin_spaces():
         space = load_space(name)
         budget = Budget.parse(IMAGENET_BUDGET if space.spec.resolution >= 224 else None)
         archs = space.sample(nets, budget, seed=0)
@@ -86,6 +105,30 @@ def table_phase(device: str, work: Path, processes: int, nets: int = NETS) -> di
         "spaces": out,
         "all": summary,
     }
+
+
+def fit_phase(path: Path) -> dict:
+    """The search's start-up fit (a x MFLOPs + b x layers + c, search/latency_start.py) judged leave-one-out
+    on a table run's measured nets, beside the lookup table's prediction of the same nets: nothing is timed
+    (the nets are drawn again from their spaces with the run's seed and budget, and matched by key)."""
+    runs = json.loads(path.read_text())["figures"]["table"]["spaces"]
+    archs, rows = [], []
+    for name, was in runs.items():
+        space = load_space(name)
+        budget = Budget.parse(IMAGENET_BUDGET if space.spec.resolution >= 224 else None)
+        by_key = {a.key: a for a in space.sample(len(was["nets"]), budget, seed=0)}
+        for r in was["nets"]:
+            archs.append(by_key[r["key"]])
+            rows.append(r)
+    out = []
+    for i, (arch, r) in enumerate(zip(archs, rows)):
+        fit = LatencyFit.fit(archs[:i] + archs[i + 1 :], [x["latency_ms"] for x in rows[:i] + rows[i + 1 :]])
+        assert fit is not None
+        out.append({"latency_ms": r["latency_ms"], "predicted_ms": fit.predict(arch)})
+    table = [{"latency_ms": r["latency_ms"], "predicted_ms": r["predicted_ms"]} for r in rows]
+    summary = {"from": str(path), "nets": len(rows), "fit": table_error(out), "table": table_error(table)}
+    log(f"fit, leave-one-out over {len(rows)} nets: {_fit(summary['fit'])}; the table: {_fit(summary['table'])}")
+    return summary
 
 
 def _fit(fit: dict | None) -> str:
@@ -157,18 +200,24 @@ def _plot(out: dict, path: Path, device: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--phase", choices=("table", "family", "all"), default="all")
+    p.add_argument("--phase", choices=("table", "family", "all", "fit"), default="all")
     p.add_argument("--device", default="cpu")
     p.add_argument("--work", default="/tmp/latency-bench", help="Where the measurement caches go.")
     p.add_argument("--processes", type=int, default=3, help="Fresh processes per net (1: the first run's way).")
     p.add_argument("--batches", default="1,64", help="The family phase's batch sizes.")
     p.add_argument("--nets", type=int, default=NETS, help="Nets drawn per space in the table phase.")
+    p.add_argument("--spaces", default=None, help="The table phase's spaces (default: every built-in one).")
+    p.add_argument("--merge", default=None, help="table: an interrupted run to complete; fit: the run to fit on.")
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     figures = {}
+    if args.phase == "fit":  # the start-up's fit on an earlier table run (--merge names it)
+        figures["fit"] = fit_phase(Path(args.merge or RESULTS / "latency-v1-cpu.json"))
     if args.phase in ("table", "all"):
-        figures["table"] = table_phase(args.device, work, args.processes, args.nets)
+        earlier = json.loads(Path(args.merge).read_text())["figures"]["spaces"] if args.merge else None
+        spaces = args.spaces.split(",") if args.spaces else None
+        figures["table"] = table_phase(args.device, work, args.processes, args.nets, spaces, earlier)
     if args.phase in ("family", "all"):
         batches = tuple(int(b) for b in args.batches.split(","))
         figures["family"] = family_phase(args.device, work, args.processes, batches)

@@ -17,9 +17,14 @@ Protocol (fixed before any figure was seen):
 - Reported: each search's top 5 by validation accuracy with FLOPs, measured latency (the same setting;
   search F's nets measured afterwards), C x d, depths and widths, and each search's best against ResNet-20.
 
-    python bench/latency_search.py [--trials 20] [--work /tmp/latency-search]
+- Added with the latency start-up (search/latency_start.py): `--searches latency --flops-cap 0` runs
+  search L with the latency limit alone again, the first protocol, to measure what the start-up's fit
+  saves against the first try (1 net trained in 15.6 minutes); `--timeout` stops it as that try was.
 
-Writes bench/results/latency-search-<cpu|gpu>.json.
+    python bench/latency_search.py [--trials 20] [--work /tmp/latency-search] [--searches flops,latency]
+        [--flops-cap 4 (0: none)] [--timeout 20m]
+
+Writes bench/results/latency-search-<cpu|gpu>.json (with --flops-cap 0: latency-search-startup-...).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import optuna
 from machine import write
 from nas_bench import baseline_arch
 
@@ -51,7 +57,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--work", default="/tmp/latency-search")
-    p.add_argument("--flops-cap", type=float, default=4.0, help="Search L's FLOPs cap, in ResNet-20's FLOPs.")
+    p.add_argument("--flops-cap", type=float, default=4.0, help="Search L's FLOPs cap, in ResNet-20's FLOPs (0: none).")
+    p.add_argument("--searches", default="flops,latency", help="Which searches to run: flops, latency or both.")
+    p.add_argument("--timeout", default=None, help="Start no trial after this long (20m), per search.")
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -76,12 +84,15 @@ def main() -> None:
     searches = {
         "flops": {"study": "at-flops", "budget": str(ref_flops)},
         "latency": {
-            "study": "at-latency-capped",
+            "study": "at-latency-capped" if args.flops_cap else "at-latency",
             "max_latency": f"{ref_ms:.4f}ms",
             "latency_on": "cpu",
-            "budget": str(round(args.flops_cap * ref_flops)),
+            **({"budget": str(round(args.flops_cap * ref_flops))} if args.flops_cap else {}),
         },
     }
+    searches = {k: v for k, v in searches.items() if k in args.searches.split(",")}
+    if args.timeout:
+        common["timeout"] = args.timeout
     figures: dict = {"reference": {"flops": ref_flops, "latency_ms": ref_ms, "summary": ref.summary()}}
     for name, options in searches.items():
         started = time.time()
@@ -99,9 +110,20 @@ def main() -> None:
             | {"latency_ms": timed[r["arch_key"]].median_ms, "summary": r["summary"]}
             for r in ranked[:TOP]
         ]
+        trials = optuna.load_study(study_name=options["study"], storage=storage).get_trials(deepcopy=False)
+        timeline = [  # each suggestion: when it ended, how it ended, its latency and how that was had
+            {
+                "s": round(t.datetime_complete.timestamp() - started, 1) if t.datetime_complete else None,
+                "status": t.user_attrs.get("status", t.state.name.lower()),
+                "latency_ms": t.user_attrs.get("latency_ms"),
+                "how": t.user_attrs.get("latency"),
+            }
+            for t in trials
+        ]
         figures[name] = {
             "options": options,
             "seconds": time.time() - started,
+            "timeline": timeline,
             "counts": dict(state.counts),
             "top": top,
             "vs_reference": nas_res.vs_reference(options["study"], storage=storage),
@@ -111,7 +133,11 @@ def main() -> None:
                 f"{name} #{r['rank']}: {r['val_acc']:.2f}% {r['flops'] / 1e6:.1f} MFLOPs {r['latency_ms']:.3f} ms "
                 f"{r['summary']}{' (reference ' + r['reference'] + ')' if r['reference'] else ''}"
             )
-    path = write("latency-search", figures, "python bench/latency_search.py " + " ".join(sys.argv[1:]))
+    path = write(
+        "latency-search" if args.flops_cap else "latency-search-uncapped",
+        figures,
+        "python bench/latency_search.py " + " ".join(sys.argv[1:]),
+    )
     log(f"wrote {path}")
 
 

@@ -66,7 +66,7 @@ def studies_cmd(
         table.add_row(
             r["study"],
             r["space"],
-            r["budget"],
+            r["budget"] + (f"; <= {r['max_latency_ms']:.3g} ms" if r["max_latency_ms"] is not None else ""),
             r["dataset"],
             r["objective"],
             f"{r['runs']}/{r['trials']}",

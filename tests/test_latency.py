@@ -209,6 +209,11 @@ def test_a_search_under_a_latency_limit_never_trains_a_net_over_it(tmp_path, mon
     result = CliRunner().invoke(app, ["leaderboard", "fast", "--storage", sqlite_url(tmp_path), "--json"])
     rows = json.loads(result.stdout)
     assert all(r["latency_ms"] == pytest.approx(r["flops"] / 1e6) for r in rows)
+    listed = CliRunner().invoke(app, ["studies", "--storage", sqlite_url(tmp_path), "--json"])
+    (study,) = json.loads(listed.stdout)
+    assert study["max_latency_ms"] == 6.0 and study["latency_device"]
+    shown = CliRunner().invoke(app, ["studies", "--storage", sqlite_url(tmp_path)], env={"COLUMNS": "200"})
+    assert "<= 6 ms" in shown.stdout, shown.stdout
     options["max_latency"] = "7ms"
     with pytest.raises(ResnasError, match="keeps its limit"):
         plan(options)

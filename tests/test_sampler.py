@@ -16,6 +16,7 @@ from nas_res.results import Store
 from nas_res.search import Coordinator, plan
 from nas_res.search import references as refs_module
 from nas_res.search.config import SearchConfig
+from nas_res.search.latency_start import MIN_FIT, LatencyFit
 from nas_res.search.sampler import (
     FeasibleStart,
     describe,
@@ -437,3 +438,44 @@ def test_a_pruned_net_suggested_again_is_a_repeat_not_a_new_training(tmp_path, m
         assert t.state == optuna.trial.TrialState.PRUNED
         assert (t.user_attrs["status"], t.user_attrs["repeat_of"]) == ("repeat", 0)
         assert t.intermediate_values == first.intermediate_values
+
+
+# ---- the start-up under a latency limit ----------------------------------------------------------------
+
+
+def test_a_latency_fit_recovers_an_additive_cost_and_waits_for_enough_nets(space):
+    import random
+
+    archs = [space.random_arch(random.Random(i)).replace(**SHAPE) for i in range(12)]
+    ms = [0.02 * cost(a).flops / 1e6 + 0.1 * a.depth + 0.5 for a in archs]  # a device's made-up cost
+    assert LatencyFit.fit(archs[: MIN_FIT - 1], ms[: MIN_FIT - 1]) is None
+    fit = LatencyFit.fit(archs, ms)
+    assert fit is not None and fit.weights == pytest.approx((0.02, 0.1, 0.5), rel=1e-6)
+    other = space.random_arch(random.Random(99)).replace(**SHAPE)
+    assert fit.predict(other) == pytest.approx(0.02 * cost(other).flops / 1e6 + 0.1 * other.depth + 0.5)
+
+
+def test_under_a_latency_limit_the_startup_draws_what_the_fit_puts_under_it(space, config):
+    """A made-up device where a net takes its MFLOPs in ms, the limit 8 ms: once MIN_FIT nets are measured,
+    their fit is exact and no start-up draw is over the limit; plain uniform draws mostly are."""
+
+    def run(latency: dict | None) -> list[bool]:
+        limited = dataclasses.replace(config, latency=latency)
+        study = _study(FeasibleStart(None, limited, SHAPE, startup=10, seed=0))
+        over = []
+        for _ in range(MIN_FIT + 12):
+            trial, arch = _ask(study, space)
+            ms = cost(arch).flops / 1e6
+            trial.set_user_attr("latency", "measured")
+            trial.set_user_attr("latency_ms", ms)
+            over.append(ms > 8)
+            if ms > 8:
+                trial.set_user_attr("status", "over_latency")
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            else:
+                study.tell(trial, 0.5)
+        return over
+
+    drawn = run({"max_ms": 8.0, "setting": {}, "key": {}})
+    assert not any(drawn[MIN_FIT:]), drawn  # every draw after the fit is under the limit
+    assert sum(run(None)) >= 9  # uniform over the budget: about 4 in 5 are over 8 MFLOPs

@@ -35,6 +35,8 @@ def studies(store: Store) -> list[dict]:
                 "study": name,
                 "space": config["space_name"],
                 "budget": config["budget_text"],
+                "max_latency_ms": (config.get("latency") or {}).get("max_ms"),
+                "latency_device": ((config.get("latency") or {}).get("key") or {}).get("device"),
                 "dataset": config["dataset"],
                 "objective": config["objective"],
                 "runs": sum(1 for r in rows if r.status.counts),

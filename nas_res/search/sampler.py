@@ -27,8 +27,10 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from ..arch.cost import cost
+from ..arch.description import Arch
 from ..errors import ResnasError
 from .config import SearchConfig
+from .latency_start import POOL, choose_under, measured_fit
 from .study import REFERENCE
 
 NOT_TRAINED = (
@@ -62,6 +64,7 @@ class FeasibleStart(BaseSampler):
 
     def __init__(self, model: BaseSampler | None, config: SearchConfig, shape: dict, startup: int, seed: int):
         self.model, self.space, self.budget, self.shape = model, config.space, config.budget, shape
+        self.max_ms = (config.latency or {}).get("max_ms")  # a latency limit: draw where it is likely met
         self.startup = startup if model is not None else math.inf
         self._rng = random.Random(seed)
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
@@ -79,17 +82,28 @@ class FeasibleStart(BaseSampler):
 
     def _draw(self, study: Study) -> dict[str, Any] | None:
         """The parameters of an untried net under the budget, uniform over the distinct nets (None when
-        MAX_DRAWS draws find none: the space's feasible part is nearly exhausted)."""
-        tried = {t.user_attrs.get("arch_key") for t in study.get_trials(deepcopy=False)}
+        MAX_DRAWS draws find none: the space's feasible part is nearly exhausted). Under a latency limit,
+        once a fit of the nets measured so far exists, uniform over a pool's nets it puts under the limit
+        (latency_start)."""
+        trials = study.get_trials(deepcopy=False)
+        tried = {t.user_attrs.get("arch_key") for t in trials}
+        fit = measured_fit(trials, self.space, self.shape) if self.max_ms is not None else None
+        pool: list[tuple[Arch, dict[str, Any]]] = []
         for _ in range(MAX_DRAWS):
             arch = self.space.random_arch(self._rng)
             fitted = arch.replace(**self.shape)
             if fitted.key in tried or self.budget.excess(cost(fitted)) > 0:
                 continue
             params = self.space.params_of(arch)
-            if params is not None:
+            if params is None:
+                continue
+            if fit is None:
                 return params
-        return None
+            tried.add(fitted.key)  # distinct nets in the pool
+            pool.append((fitted, params))
+            if len(pool) == POOL:
+                break
+        return choose_under(fit, pool, self.max_ms, self._rng) if fit is not None and self.max_ms else None
 
     # ---- BaseSampler -----------------------------------------------------------------------------------
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
