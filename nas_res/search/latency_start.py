@@ -21,6 +21,7 @@ from optuna.trial import FixedTrial, FrozenTrial
 
 from ..arch.cost import cost
 from ..arch.description import Arch
+from ..errors import ResnasError
 from ..space.design_space import DesignSpace
 
 MIN_FIT = 6  # nets measured whole before their fit chooses the start-up's nets
@@ -63,7 +64,7 @@ def measured_fit(trials: Sequence[FrozenTrial], space: DesignSpace, shape: dict)
             continue
         try:
             arch = space.suggest(FixedTrial(t.params)).replace(**shape)
-        except Exception:  # noqa: BLE001 - a trial the space cannot rebuild (NotACandidate) says nothing
+        except (ResnasError, ValueError):  # a trial the space cannot rebuild (NotACandidate) says nothing
             continue
         archs.append(arch)
         ms.append(float(t.user_attrs["latency_ms"]))
