@@ -6,8 +6,6 @@ import typer
 
 from nas_res import ResnasError
 from nas_res.data.names import DATASETS
-from nas_res.inspect.activations import activations, parse_units
-from nas_res.results.activation_plot import picture_note, save_activations
 from nas_res.results.page import check_plot_file
 
 from .common import note, out, user_errors
@@ -36,6 +34,9 @@ def activations_cmd(
 ):
     """The feature maps after the stem and after each unit of a trained network, for a few test images:
     how the representation changes with depth. Give a plain net and its residual twin to compare them."""
+    from nas_res.inspect.activations import activations, parse_units  # here: --help imports no torch
+    from nas_res.results.activation_plot import picture_note, save_activations
+
     check_plot_file(out_file, field="--out")  # before any work
     if channels < 1:
         raise ResnasError(f"must be a positive integer; got {channels}", field="--channels")

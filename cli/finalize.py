@@ -5,17 +5,9 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from nas_res.api import finish_finalize
 from nas_res.arch.budget import human
 from nas_res.errors import count
-from nas_res.results import Store
-from nas_res.results.fidelity import verdict
-from nas_res.results.final import final_name, no_final, proxy_was_better, study_fidelity
-from nas_res.results.report import final_ranking
-from nas_res.results.storage import DEFAULT_STORAGE, safe_url
-from nas_res.search import GRACE, HEARTBEAT, Coordinator
-from nas_res.search.finalize import DEFAULT_SEEDS, DEFAULT_TOP, EPOCHS_FACTOR, plan_finalize
-from nas_res.search.keep import KEEP_HELP
+from nas_res.search.settings import DEFAULT_SEEDS, DEFAULT_TOP, EPOCHS_FACTOR, GRACE, HEARTBEAT, KEEP_HELP
 from nas_res.training.threads import plan_host, worker_threads
 
 from .common import (
@@ -66,6 +58,12 @@ def finalize_cmd(
 
     The runs are the study STUDY.final in the same storage (run again to resume; a larger --top adds to
     it). Prints the final ranking beside the proxy's and how well the proxy predicted it."""
+    from nas_res.api import finish_finalize  # here: --help and a mistyped option import no torch or Optuna
+    from nas_res.results.final import final_name, proxy_was_better
+    from nas_res.results.storage import DEFAULT_STORAGE, safe_url
+    from nas_res.search import Coordinator
+    from nas_res.search.finalize import plan_finalize
+
     gpu_list = parse_gpus(gpus)
     host = dict(
         workers=workers,
@@ -117,6 +115,10 @@ def fidelity_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """How well the search's proxy ranked what the final training found, beside ranking by FLOPs or params."""
+    from nas_res.results import Store
+    from nas_res.results.final import no_final, proxy_was_better, study_fidelity
+    from nas_res.results.report import final_ranking
+
     store = Store(storage)
     config = store.config_of(study)  # an unknown study: the message lists the ones there are
     table = final_ranking(store, study)
@@ -187,6 +189,8 @@ def _vs_best(r: dict) -> str:
 
 def print_fidelity(result: dict) -> None:
     """Rank correlations of each predictor with the final ranking, and what they mean."""
+    from nas_res.results.fidelity import verdict
+
     table = Table(title="proxy fidelity: rank correlation with the final ranking")
     for title in ("ranked by", "Spearman rho", "Kendall tau", "n"):
         table.add_column(title, justify="left" if title == "ranked by" else "right")

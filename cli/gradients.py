@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
 from nas_res import ResnasError
-from nas_res.data.dataset import load_data
 from nas_res.data.names import DATASETS
-from nas_res.inspect.gradients import GradientFlow, gradient_flow, memory_note, resolve_target
-from nas_res.results.gradient_plot import save_gradients, times
 from nas_res.results.page import check_plot_file
-from nas_res.training.device import resolve_device
-from nas_res.training.evaluation import other_data
+
+if TYPE_CHECKING:
+    from nas_res.inspect.gradients import GradientFlow
 
 from .common import JSON_HELP, emit_json, note, out, user_errors
 
@@ -40,6 +40,12 @@ def gradients_cmd(
     """Gradient flow at initialisation (or from a checkpoint): one forward/backward pass on one training
     batch, BN in train mode as at the first step of training; per unit, the L2 norm of the loss gradient
     reaching its input and of its weights' gradient. Compare plain and residual nets in seconds."""
+    from nas_res.data.dataset import load_data  # here: --help imports no torch
+    from nas_res.inspect.gradients import gradient_flow, memory_note, resolve_target
+    from nas_res.results.gradient_plot import save_gradients
+    from nas_res.training.device import resolve_device
+    from nas_res.training.evaluation import other_data
+
     if plot:
         check_plot_file(plot, field="--plot")  # before any work
     if batch < 1:
@@ -92,6 +98,8 @@ def _table(flows: list[GradientFlow]) -> None:
 
 
 def _summary(i: int, f: GradientFlow) -> str:
+    from nas_res.results.gradient_plot import times
+
     units = f.units
     trend = "grows" if f.first_to_last > 1 else "shrinks" if f.first_to_last < 1 else "keeps its norm"
     return (

@@ -12,11 +12,8 @@ from rich.table import Table
 
 from nas_res import ResnasError
 from nas_res.arch.budget import human
-from nas_res.results import Store, check_top, compare, export, leaderboard, safe_url, studies
-from nas_res.results.plots import check_plot_file, compare_figure, html_table, save, study_figure
-from nas_res.results.preprocessing import ONNX_INPUT_HELP, check_onnx_input
-from nas_res.results.references import describe as describe_reference
-from nas_res.results.report import best_run, check_distinct, reference_summary
+from nas_res.results import Store, safe_url
+from nas_res.results.onnx_inputs import ONNX_INPUT_HELP, check_onnx_input
 
 from .common import JSON_HELP, STORAGE_HELP, emit_json, note, out, user_errors
 from .tables import (
@@ -41,6 +38,8 @@ def studies_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Studies in the storage, with trial counts and the best result."""
+    from nas_res.results import studies  # here, as below: --help imports no SciPy or torch
+
     store = Store(storage)
     rows = studies(store)
     if as_json:
@@ -93,6 +92,9 @@ def leaderboard_cmd(
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
 ):
     """A study's trained architectures ranked by validation accuracy."""
+    from nas_res.results import check_top, leaderboard
+    from nas_res.results.report import reference_summary
+
     check_top(top)
     store = Store(storage)
     rows = leaderboard(store, study, top=top, include_all=include_all)
@@ -140,6 +142,8 @@ def export_cmd(
 ):
     """Write the best architectures as files `resnas train` loads, with cost, metrics, provenance and the
     input preprocessing (per-channel mean and std, image size, channels, class names)."""
+    from nas_res.results import export
+
     check_onnx_input(onnx_input)
     paths = export(
         Store(storage),
@@ -162,6 +166,9 @@ def export_cmd(
 def _boards(names: list[str], storages: list[str]) -> tuple[dict[str, list[dict]], dict, dict]:
     """Each study's ranked runs, its best run (to pair with the first's) and its best against its best
     reference net; one --storage for all, or one per study, in order."""
+    from nas_res.results import leaderboard
+    from nas_res.results.report import best_run, check_distinct, reference_summary
+
     if storages and len(storages) not in (1, len(names)):
         raise ResnasError(
             f"give one --storage for all studies or one per study ({len(names)}); got {len(storages)}",
@@ -190,6 +197,10 @@ def compare_cmd(
 ):
     """Studies side by side: accuracy statistics, at matched complexity too, differences to the first
     study with 95% intervals, EDF and Pareto fronts."""
+    from nas_res.results import compare
+    from nas_res.results.plots import check_plot_file, compare_figure, html_table, save
+    from nas_res.results.references import describe as describe_reference
+
     if plot is not None:
         check_plot_file(plot, "--plot")  # before any study is read
     boards, best, versus = _boards(study_names, storage)
@@ -252,6 +263,9 @@ def plot_cmd(
 ):
     """One plot of a study: Optuna's history, importance, parallel coordinates, Pareto front; or the EDF."""
     import optuna
+
+    from nas_res.results import leaderboard
+    from nas_res.results.plots import check_plot_file, save, study_figure
 
     check_plot_file(file, "plot")  # before any study is read or drawn
     store = Store(storage)

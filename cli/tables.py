@@ -6,8 +6,6 @@ from __future__ import annotations
 from rich.table import Table
 
 from nas_res.arch.budget import human
-from nas_res.results.paired import PAIRED, UNPAIRED
-from nas_res.results.references import describe as describe_reference
 
 from .common import mean_sd, out
 
@@ -121,6 +119,8 @@ def leaderboard_columns(rows: list[dict]) -> list[tuple[str, str]]:
 
 def leaderboard_notes(rows: list[dict]) -> list[str]:
     """What the intervals and tie marks mean, and how much one validation image weighs."""
+    from nas_res.results.paired import PAIRED, UNPAIRED  # here: the listing of commands imports no SciPy
+
     ranked = [r for r in rows if r.get("rank") is not None]
     if not ranked:
         return []
@@ -196,6 +196,8 @@ def best_cell(r: dict) -> str:
 
 def print_reference_summary(summary: dict | None) -> None:
     """One line: whether the search's best beat the best hand pick it raced (nothing without one)."""
+    from nas_res.results.references import describe as describe_reference
+
     if summary is not None:
         out.print(describe_reference(summary), markup=False, highlight=False, soft_wrap=True)
 

@@ -224,6 +224,12 @@ def test_a_yaml_typo_is_refused_before_torch_is_imported(command, tmp_path):
     assert "HEAVY []" in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("args", [["--help"], ["finalize", "--help"], ["export", "--help"], ["gradients", "--help"]])
+def test_help_lists_every_command_without_importing_torch(args, tmp_path):
+    done = probe(args, tmp_path)  # --help reads every command's module for its line in the listing
+    assert done.returncode == 0 and "HEAVY []" in done.stderr, done.stderr
+
+
 def test_importing_the_package_and_its_light_modules_imports_no_torch(tmp_path):
     code = (
         "import sys, nas_res, nas_res.yamlfile, nas_res.errors, nas_res.arch.description, nas_res.arch.budget, "

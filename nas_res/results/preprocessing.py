@@ -16,20 +16,8 @@ from torch import nn
 from ..data.dataset import load_data
 from ..data.splits import class_names
 from ..errors import ResnasError
+from .onnx_inputs import ONNX_INPUT_HELP, ONNX_INPUTS, check_onnx_input  # noqa: F401 (read from here too)
 from .record import Run
-
-ONNX_INPUTS = ("raw", "uint8", "normalized")
-ONNX_INPUT_HELP = {
-    "raw": "float32 N x C x H x W pixels in [0, 1]; the normalisation is inside the graph",
-    "uint8": "uint8 N x C x H x W pixels 0..255; the scaling and normalisation are inside the graph",
-    "normalized": "float32 N x C x H x W already normalised as (pixels / 255 - mean) / std",
-}
-
-
-def check_onnx_input(kind: str) -> str:
-    if kind not in ONNX_INPUTS:
-        raise ResnasError(f"must be one of {', '.join(ONNX_INPUTS)}; got {kind!r}", field="--onnx-input")
-    return kind
 
 
 class Preprocessor:

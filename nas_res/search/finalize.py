@@ -21,9 +21,7 @@ from ..training.recipe import Recipe
 from .config import SearchConfig, space_from_snapshot
 from .coordinator import Given
 from .plan import StudyChanged, plan, recipe_of
-
-EPOCHS_FACTOR = 3  # the final recipe's epochs, by default, per proxy epoch
-DEFAULT_TOP, DEFAULT_SEEDS = 3, 3
+from .settings import DEFAULT_SEEDS, DEFAULT_TOP, EPOCHS_FACTOR
 
 
 @dataclass(frozen=True)
