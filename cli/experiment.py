@@ -170,6 +170,8 @@ def _show(report: dict, plot: str | None, as_json: bool) -> None:
         table.add_column(f"paper: {paper.get('metric', '')}", justify="right")
     for arm in report["arms"]:
         runs = f"{arm['runs']}" + (f" ({arm['models']} models)" if arm["sampled"] else "")
+        if arm.get("running"):
+            runs += f" +{arm['running']} running"
         if arm["failed"]:
             runs += f" +{len(arm['failed'])} failed"
         row = [arm["name"], runs, human(arm["flops"]), human(arm["params"])]

@@ -14,6 +14,7 @@ from ..errors import ResnasError
 from ..results.record import Run
 from ..results.store import Store
 from ..results.uncertainty import PERCENT, seed_summary
+from ..training.status import RunStatus
 from .checks import FAILS, HOLDS, LEVEL, METRICS, UNSURE, Check, judge
 from .good_range import judge_range
 from .run import SNAPSHOT
@@ -95,7 +96,8 @@ def build_report(snapshot: dict, runs: list[Run], study: str) -> dict:
                 "sampled": arm["sampled"],
                 "models": len(archs),
                 "runs": len(done),
-                "failed": sorted({_why(r) for r in mine if not r.status.ranks}),
+                "failed": sorted({_why(r) for r in mine if not r.status.ranks and r.status is not RunStatus.RUNNING}),
+                "running": sum(1 for r in mine if r.status is RunStatus.RUNNING),
                 "flops": round(sum(flops) / len(flops)),
                 "params": round(sum(params) / len(params)),
                 "depth": archs[0].depth if archs else None,
