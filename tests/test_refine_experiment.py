@@ -17,8 +17,8 @@ from nas_res.experiments import judge, load_experiment
 from nas_res.experiments.checks import FAILS, HOLDS, UNSURE, Check
 from nas_res.experiments.edf import bootstrap_difference, normalised_ks
 from nas_res.experiments.good_range import judge_range
-from nas_res.results.refine import refine_dim
 from nas_res.experiments.spec import parse_experiment
+from nas_res.results.refine import refine_dim
 
 SPACED = {"space": "plain-vs-residual", "samples": 20, "budget": "20MFLOPs"}  # 24 of its nets fit
 
@@ -64,7 +64,8 @@ def test_a_good_range_check_is_inconclusive_where_nothing_is_narrowed():
     rng = np.random.default_rng(1)
     values = [GRID[i % 5] for i in range(40)]
     dim, verdict = rule_verdict(values, [30 + rng.normal(0, 2) for _ in values])  # no effect at all
-    assert dim.verdict != "narrowed" and verdict.verdict == UNSURE and "only a range the evidence narrows" in verdict.why
+    assert dim.verdict != "narrowed" and verdict.verdict == UNSURE
+    assert "only a range the evidence narrows" in verdict.why
     check = Check.parse(RULE, "checks[0]", {"refined"}, {"refined"}, "x.yaml")
     assert judge_range(check, None).verdict == UNSURE  # the space arm still training
     assert "not an open dimension" in judge_range(check, {"dims": [dim.to_dict() | {"name": "depth1"}]}).why

@@ -2,12 +2,13 @@
 
 Drawn uniformly from the nets that fit the FLOPs budget, the start-up wastes its time when the latency
 limit admits few of them: on `small-resnext` at ResNet-20's CPU latency with no FLOPs cap, about 1 in 30,
-so 34 suggestions were measured over the limit and 1 net trained in 15.6 minutes. Once the study has
-measured `MIN_FIT` nets whole, their latency is fitted as a x MFLOPs + b x layers + c (least squares on
-the relative error, coefficients >= 0: the lookup table's additive model at the grain of a whole net, a
-layer's fixed cost standing for what FLOPs miss), and each start-up net is drawn uniformly from those of
-a pool of `POOL` budget-feasible nets that the fit puts under the limit (the pool's fastest when none
-is). The fit only chooses what to measure: the measurement still decides.
+so 34 suggestions were refused and 1 net trained in 15.6 minutes, each refusal a lookup-table prediction
+(its new parts timed). Once the study has timed `MIN_FIT` nets (measured whole, or predicted by the table
+and refused: most of them, when few nets fit), their latency is fitted as a x MFLOPs + b x layers + c
+(least squares on the relative error, coefficients >= 0: the lookup table's additive model at the grain of
+a whole net, a layer's fixed cost standing for what FLOPs miss), and each start-up net is drawn uniformly
+from those of a pool of `POOL` budget-feasible nets that the fit puts under the limit (the pool's fastest
+when none is). The fit only chooses what to time: the table still screens and the measurement decides.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..arch.description import Arch
 from ..errors import ResnasError
 from ..space.design_space import DesignSpace
 
-MIN_FIT = 6  # nets measured whole before their fit chooses the start-up's nets
+MIN_FIT = 6  # nets timed (measured, or predicted by the table) before their fit chooses the start-up's nets
 POOL = 64  # budget-feasible nets drawn per start-up trial, among which the fit chooses
 
 
@@ -34,7 +35,7 @@ def features(arch: Arch) -> list[float]:
 
 @dataclass(frozen=True)
 class LatencyFit:
-    """Milliseconds as a x MFLOPs + b x layers + c, fitted on nets measured whole."""
+    """Milliseconds as a x MFLOPs + b x layers + c, fitted on nets timed."""
 
     weights: tuple[float, ...]
     nets: int
@@ -56,11 +57,12 @@ class LatencyFit:
         return sum(w * f for w, f in zip(self.weights, features(arch)))
 
 
-def measured_fit(trials: Sequence[FrozenTrial], space: DesignSpace, shape: dict) -> LatencyFit | None:
-    """The fit on the study's nets measured whole so far (their parameters rebuild them)."""
+def timed_fit(trials: Sequence[FrozenTrial], space: DesignSpace, shape: dict) -> LatencyFit | None:
+    """The fit on the study's nets timed so far, measured whole or predicted by the table (their parameters
+    rebuild them)."""
     archs, ms = [], []
     for t in trials:
-        if t.user_attrs.get("latency") != "measured" or t.user_attrs.get("latency_ms") is None or not t.params:
+        if t.user_attrs.get("latency_ms") is None or not t.params:
             continue
         try:
             arch = space.suggest(FixedTrial(t.params)).replace(**shape)

@@ -30,7 +30,7 @@ from ..arch.cost import cost
 from ..arch.description import Arch
 from ..errors import ResnasError
 from .config import SearchConfig
-from .latency_start import POOL, choose_under, measured_fit
+from .latency_start import POOL, choose_under, timed_fit
 from .study import REFERENCE
 
 NOT_TRAINED = (
@@ -83,11 +83,11 @@ class FeasibleStart(BaseSampler):
     def _draw(self, study: Study) -> dict[str, Any] | None:
         """The parameters of an untried net under the budget, uniform over the distinct nets (None when
         MAX_DRAWS draws find none: the space's feasible part is nearly exhausted). Under a latency limit,
-        once a fit of the nets measured so far exists, uniform over a pool's nets it puts under the limit
+        once a fit of the nets timed so far exists, uniform over a pool's nets it puts under the limit
         (latency_start)."""
         trials = study.get_trials(deepcopy=False)
         tried = {t.user_attrs.get("arch_key") for t in trials}
-        fit = measured_fit(trials, self.space, self.shape) if self.max_ms is not None else None
+        fit = timed_fit(trials, self.space, self.shape) if self.max_ms is not None else None
         pool: list[tuple[Arch, dict[str, Any]]] = []
         for _ in range(MAX_DRAWS):
             arch = self.space.random_arch(self._rng)
