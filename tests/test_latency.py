@@ -14,6 +14,7 @@ import optuna
 import pytest
 import yaml
 from fvcore.nn import FlopCountAnalysis
+from nas_res.cli import common
 from nas_res.cli.main import app
 from servers import sqlite_url
 from typer.testing import CliRunner
@@ -212,7 +213,8 @@ def test_a_search_under_a_latency_limit_never_trains_a_net_over_it(tmp_path, mon
     listed = CliRunner().invoke(app, ["studies", "--storage", sqlite_url(tmp_path), "--json"])
     (study,) = json.loads(listed.stdout)
     assert study["max_latency_ms"] == 6.0 and study["latency_device"]
-    shown = CliRunner().invoke(app, ["studies", "--storage", sqlite_url(tmp_path)], env={"COLUMNS": "200"})
+    monkeypatch.setattr(common.out, "width", 400)  # the table as a wide terminal shows it
+    shown = CliRunner().invoke(app, ["studies", "--storage", sqlite_url(tmp_path)])
     assert "<= 6 ms" in shown.stdout, shown.stdout
     options["max_latency"] = "7ms"
     with pytest.raises(ResnasError, match="keeps its limit"):
