@@ -103,7 +103,9 @@ class FeasibleStart(BaseSampler):
             pool.append((fitted, params))
             if len(pool) == POOL:
                 break
-        return choose_under(fit, pool, self.max_ms, self._rng) if fit is not None and self.max_ms else None
+        if fit is None or self.max_ms is None:  # no net left untried under the budget
+            return None
+        return choose_under(fit, pool, self.max_ms, self._rng)
 
     # ---- BaseSampler -----------------------------------------------------------------------------------
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
