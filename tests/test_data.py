@@ -197,6 +197,18 @@ def test_device_batches_keep_labels_with_images_and_are_seeded():
     assert torch.allclose(_pixels(x, d), (y * 10 + 5).float().view(-1, 1, 1, 1).expand_as(x), atol=1e-3)
 
 
+def test_nchw_batches_of_one_channel_crops_have_nchw_strides():
+    """A 1-channel crop is contiguous in both layouts; its strides must still read NCHW, or every
+    convolution after it runs NHWC (the oneDNN path that corrupts the heap on one CPU thread)."""
+    d = load_data("synthetic:1x8x8:4:100")
+    for train, layout in ((True, False), (False, False), (True, True)):
+        x, _ = next(iter(batches(d, "train", batch_size=16, device=CPU, train=train, seed=0, channels_last=layout)))
+        nchw = torch.empty(x.shape).stride()
+        assert (x.stride() == nchw) != layout, (train, layout, x.stride())
+        conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        assert conv(x).is_contiguous() != layout  # the layout the first convolution hands on
+
+
 def test_file_batches_apply_the_same_augmentations(tmp_path):
     colours = write_imagefolder(tmp_path, per_class=8, size=16)
     d = load_data(f"imagefolder:{tmp_path}", val_size=4, image_size=16, memory_limit=0)

@@ -239,3 +239,43 @@ def test_recipe_validation_and_files(tmp_path):
     f.write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(ResnasError, match="r.yaml.*not a text file"):
         load_recipe(f)
+
+
+def test_channels_last_is_refused_only_where_onednn_corrupts_the_heap(monkeypatch):
+    """One CPU thread, a 1x1 stride-2 convolution on < 8 channels: NHWC backward corrupts the heap
+    (torch 2.15, AVX2); anywhere else the recipe's channels_last stands."""
+    from nas_res.training.device import channels_last_safe
+
+    narrow, wide = torch.nn.Conv2d(4, 8, 1, stride=2), torch.nn.Conv2d(8, 16, 1, stride=2)
+    plain = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, stride=2), torch.nn.Conv2d(4, 8, 1))
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert not channels_last_safe(torch.nn.Sequential(plain, narrow), cpu)
+    assert channels_last_safe(wide, cpu) and channels_last_safe(plain, cpu)
+    assert channels_last_safe(narrow, torch.device("cuda"))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert channels_last_safe(narrow, cpu)
+
+
+def test_a_narrow_net_trains_on_one_thread_without_crashing(tmp_path):
+    """The crash itself, in a process of its own: stem width 4 and a shortcut-B downsample on 1x1 images'
+    crops, one thread, the default (channels_last) recipe. Before the fix this aborted on the first epoch."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "narrow.py"
+    script.write_text(
+        "import torch\n"
+        "torch.set_num_threads(1)\n"
+        "from nas_res.arch.description import Arch\n"
+        "from nas_res.data.dataset import load_data\n"
+        "from nas_res.training.recipe import Recipe\n"
+        "from nas_res.training.trainer import train\n"
+        "arch = Arch.from_dict({'block': 'basic', 'stem': 'cifar', 'stem_width': 4, 'classes': 4, 'in_channels': 1,\n"
+        "    'stages': [{'depth': 1, 'width': 4}, {'depth': 1, 'width': 8, 'stride': 2}]})\n"
+        "data = load_data('synthetic:1x16x16:4:2000')\n"
+        "r = train(arch, data, Recipe(epochs=2, batch_size=16), device='cpu')\n"
+        "print(r.status)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

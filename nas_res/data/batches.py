@@ -41,8 +41,11 @@ class _Normalise:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.addcmul(self.shift, x.float(), self.scale)  # (x/255 - mean) / std in one kernel
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        return x.contiguous(memory_format=fmt)
+        if self.channels_last:
+            return x.contiguous(memory_format=torch.channels_last)
+        # a 1-channel crop is contiguous either way, but its NHWC strides would make every convolution
+        # run NHWC; flattening and reshaping gives it NCHW strides without a copy
+        return x.contiguous().flatten().view(x.shape)
 
 
 class DeviceBatches:

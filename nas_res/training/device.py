@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
+from torch import nn
 
 from ..errors import ResnasError
 from .recipe import Recipe
@@ -32,6 +33,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     elif dev.type != "cpu":
         raise ResnasError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N", field="device")
     return dev
+
+
+def channels_last_safe(model: nn.Module, device: torch.device) -> bool:
+    """Whether this model may train in NHWC here. On a CPU with one intra-op thread, oneDNN's NHWC
+    backward of a 1x1 stride-2 convolution on fewer than 8 input channels corrupts the heap (torch
+    2.15 on an AVX2 EPYC; NCHW, 2 threads or 8 channels run clean), so such a net trains NCHW."""
+    if device.type != "cpu" or torch.get_num_threads() > 1:
+        return True
+    return not any(
+        isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 8
+        for m in model.modules()
+    )
 
 
 def sync(device: torch.device) -> None:

@@ -30,7 +30,7 @@ from ..data.batches import batches
 from ..data.splits import Data
 from ..errors import count
 from . import checkpoint
-from .device import autocast, resolve_device, sync
+from .device import autocast, channels_last_safe, resolve_device, sync
 from .elbo import negative_elbo, pixels_from
 from .evaluation import evaluate, run_eval, run_vae_eval
 from .fitting import check_fit
@@ -181,7 +181,6 @@ def train(
     if vae:  # a VAE models the images as they are: crops and flips would change what it is scored on
         data = dataclasses.replace(data, pad=0, flip=False)
     dev = resolve_device(device)
-    channels_last = recipe.channels_last
     ckpt_path = Path(out) / checkpoint.FILE_NAME if out is not None else None
     state = checkpoint.load_matching(ckpt_path, arch, recipe, data) if resume else None
 
@@ -208,6 +207,7 @@ def train(
     try:  # from the build on: a model too large for the GPU is a status, not an exception
         torch.manual_seed(recipe.seed)
         model = build(arch).to(dev)
+        channels_last = recipe.channels_last and channels_last_safe(model, dev)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = make_optimizer(model, recipe)
