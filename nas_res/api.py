@@ -20,7 +20,7 @@ from typing import Any
 from .arch.budget import Budget
 from .arch.description import Arch
 from .results.export import evaluate_runs, export
-from .results.final import final_name, final_runs, study_fidelity
+from .results.final import final_name, final_runs, proxy_was_better, study_fidelity
 from .results.report import best_run, check_distinct, compare
 from .results.report import final_ranking as _final_ranking
 from .results.report import leaderboard as _leaderboard
@@ -167,7 +167,8 @@ def finalize_study(
     `STUDY.final` (as `resnas finalize`); with `test`, evaluate each re-trained network on the test split.
     `host`: workers, gpus, threads, data_dir, checkpoints, keep_checkpoints, timeout, trial_timeout.
 
-    Returns {"state", "final" (final_table's rows), "fidelity"}."""
+    Returns {"state", "final" (final_table's rows), "fidelity", "notes" (what the CLI prints as note: lines:
+    a final recipe shorter than the proxy's, a re-trained net below its proxy run)}."""
     fp = plan_finalize(
         study, storage=storage, top=top, seeds=seeds, epochs=epochs, recipe=recipe, train_size=train_size, host=host
     )
@@ -193,7 +194,8 @@ def finish_finalize(
         table = _final_ranking(store, fp.study, list(fp.proxy_rows), fp.references)  # the proxy as planned
     finally:
         store.dispose()
-    return {"state": state, "final": table, "fidelity": study_fidelity(table)}
+    notes = [*fp.notes, *proxy_was_better(fp.study, table)]  # what `resnas finalize` prints as note: lines
+    return {"state": state, "final": table, "fidelity": study_fidelity(table), "notes": notes}
 
 
 def final_ranking(study: str, *, storage: str | None = None) -> list[dict]:

@@ -171,6 +171,12 @@ def test_a_shorter_final_recipe_and_a_proxy_that_beat_it_are_said(finalized, tmp
     assert again.exit_code == 0, again.output
     assert "note: the final recipe trains 1 epoch(s), fewer than the proxy's 6" in again.output
     assert "runs of 1 epoch on" in again.output and points in again.output
+    api = nas_res.finalize_study(
+        "proxy", top=3, seeds=2, epochs=1, storage=storage, checkpoints=str(tmp_path / "final")
+    )
+    shorter, below = api["notes"]  # the Python API says what the CLI says
+    assert shorter.startswith("the final recipe trains 1 epoch(s), fewer than the proxy's 6")
+    assert said in below and points in below
 
 
 def test_sigterm_stops_finalize_with_143_and_the_same_command_resumes(finalized, tmp_path, runner, monkeypatch):
