@@ -118,6 +118,8 @@ def test_the_meter_times_a_net_once_and_keys_by_setting(tmp_path):
     assert meter.key["device"] and meter.key["torch"] and meter.key["threads"] == 1
     other = Meter(Setting("cpu", batch=2, threads=1), store, repeats=3, warmup=1, processes=1)
     assert cached(store, first, other.key) == {}  # another batch: another key
+    assert again.known(nets[0]) == first[nets[0].key] and other.known(nets[0]) is None  # read, never timed
+    assert again.known(zoo.get("mnist_resnet").replace(stem_width=8)) is None and again.measured == 0
     predicted = again.predict(nets)
     table = cached(store, [CALL.key, *(p.key for a in nets for p, _ in parts_of(a))], again.key)
     call = table[CALL.key].median_ms  # the harness's own cost of a call: paid once by a net
@@ -137,8 +139,11 @@ def test_table_error_is_spearman_and_mean_absolute_percentage():
 class _Meter:
     """Made-up timings: a net takes its MFLOPs in ms; the table predicts `scale` x that."""
 
-    def __init__(self, scale: float):
-        self.scale, self.timed = scale, []
+    def __init__(self, scale: float, measured: tuple = ()):
+        self.scale, self.timed, self.measured = scale, [], set(measured)
+
+    def known(self, arch):
+        return self.nets([arch])[arch.key] if arch.key in self.measured else None
 
     def predict(self, archs):
         return {a.key: self.scale * cost(a).flops / 1e6 for a in archs}
@@ -158,6 +163,9 @@ def test_the_limit_screens_with_the_table_and_decides_by_measurement():
     verdict = LatencyLimit(near, 25.0).judge(arch)  # type: ignore[arg-type]
     assert not verdict.over and verdict.how == "measured" and near.timed == [arch.key]
     assert verdict.excess == pytest.approx(cost(arch).flops / 1e6 / 25 - 1)
+    measured = _Meter(scale=SCREEN + 1, measured=[arch.key])  # the table far over, the measurement under
+    verdict = LatencyLimit(measured, 25.0).judge(arch)  # type: ignore[arg-type]
+    assert not verdict.over and verdict.how == "measured"  # a measurement outranks the table
     assert LatencyLimit(near, None).judge(arch).excess < 0  # the objective alone: measured, never over  # type: ignore[arg-type]
     with pytest.raises(ResnasError, match="positive"):
         LatencyLimit(near, 0.0)  # type: ignore[arg-type]

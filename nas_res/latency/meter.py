@@ -63,6 +63,10 @@ class Meter:
             found[key] = timing
         return found
 
+    def known(self, arch: Arch) -> Timing | None:
+        """The net's whole-net timing if it was measured under this setting on this device; never times it."""
+        return cached(self.store, {arch.key: arch}, self.key).get(arch.key)
+
     def parts(self, archs: Iterable[Arch]) -> dict[str, Timing]:
         """part key -> its timing, for every part of `archs`; the missing ones timed, CHUNK to a process."""
         wanted: dict[str, Part] = {CALL.key: CALL}
@@ -117,10 +121,12 @@ class LatencyLimit:
     def judge(self, arch: Arch) -> Verdict:
         if self.max_ms is None:
             return Verdict(-1.0, self.ms(arch), "measured")
-        predicted = self.meter.predict([arch])[arch.key]
-        if predicted > SCREEN * self.max_ms:
-            return Verdict(predicted / self.max_ms - 1, predicted, "predicted")
-        ms = self.ms(arch)
+        known = self.meter.known(arch)  # a measurement, where there is one, outranks the table
+        if known is None:
+            predicted = self.meter.predict([arch])[arch.key]
+            if predicted > SCREEN * self.max_ms:
+                return Verdict(predicted / self.max_ms - 1, predicted, "predicted")
+        ms = known.median_ms if known is not None else self.ms(arch)
         return Verdict(ms / self.max_ms - 1, ms, "measured")
 
     def ms(self, arch: Arch) -> float:
