@@ -49,6 +49,10 @@ def nothing_trained(runs: list[Run], state: SearchState) -> str:
         parts.append(f"{c['over_budget']} suggestion(s) were over the budget")
     if c["over_latency"]:
         parts.append(f"{c['over_latency']} suggestion(s) were over the latency limit")
+        if state.fastest is not None:  # how far the limit would have to move
+            f = state.fastest
+            how = "measured" if f.how == "measured" else "predicted by the lookup table"
+            parts.append(f"the fastest net judged, {f.summary}, runs in {f.ms:.3g} ms ({how})")
     if c["no_candidate"]:
         parts.append(
             f"{c['no_candidate']} suggestion(s) built no net of the space (a depth total the block cannot split)"

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from fvcore.nn import FlopCountAnalysis
 from nas_res.cli import common
+from nas_res.cli.live import nothing_trained
 from nas_res.cli.main import app
 from servers import sqlite_url
 from typer.testing import CliRunner
@@ -29,6 +30,7 @@ from nas_res.results import Store
 from nas_res.results.latencies import Timing, cached
 from nas_res.search import Coordinator, plan
 from nas_res.search.latency_plan import plan_latency
+from nas_res.search.state import Fastest, SearchState
 
 
 def test_a_setting_reads_back_as_it_is_written_and_refuses_by_name():
@@ -212,6 +214,10 @@ def test_a_search_under_a_latency_limit_never_trains_a_net_over_it(tmp_path, mon
     for t in trials:
         if t.user_attrs.get("status") == "over_latency":
             assert t.user_attrs["latency_ms"] > 6 and t.constraints["budget"] > 0 and not t.intermediate_values
+    judged = [t.user_attrs for t in trials if "latency_ms" in t.user_attrs]
+    quickest = min(judged, key=lambda a: a["latency_ms"])
+    assert state.fastest == Fastest(quickest["latency_ms"], quickest["latency"], quickest["summary"])
+    assert state.to_dict()["fastest_judged"]["ms"] == quickest["latency_ms"]
     store = Store(sqlite_url(tmp_path))
     runs = store.runs("fast")
     assert runs and all(r.flops / 1e6 <= 6 for r in runs)  # never trained over the limit
@@ -259,3 +265,17 @@ def test_resnas_latency_measures_once_then_reads_back(tmp_path):
     ]:
         bad = CliRunner().invoke(app, [*args, *extra])
         assert bad.exit_code == 2 and said in bad.output and "Traceback" not in bad.output
+
+
+def test_a_search_refused_by_its_latency_limit_names_the_fastest_net_judged():
+    """What to raise --max-latency to: nothing trained, every net over the limit, the fastest one named."""
+    state = SearchState("slow", 3, stopped_by="500 suggestions in a row brought nothing new to train")
+    state.counts.update(over_budget=4, over_latency=9)
+    state.fastest = Fastest(3.21, "measured", "basic d1-1-1 w16-32-64 sc:A post")
+    said = nothing_trained([], state)
+    assert "9 suggestion(s) were over the latency limit" in said
+    assert "the fastest net judged, basic d1-1-1 w16-32-64 sc:A post, runs in 3.21 ms (measured)" in said
+    state.fastest = Fastest(40.0, "predicted", "basic d9-9-9 w64-128-256 sc:B post")
+    assert "runs in 40 ms (predicted by the lookup table)" in nothing_trained([], state)
+    state.counts["over_latency"] = 0  # no latency limit refused anything: no word of one
+    assert "latency" not in nothing_trained([], state)

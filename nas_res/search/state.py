@@ -36,6 +36,15 @@ class Best:
 
 
 @dataclass
+class Fastest:
+    """The fastest net a latency limit judged on this host: how many ms, measured or predicted."""
+
+    ms: float
+    how: str
+    summary: str
+
+
+@dataclass
 class Disk:
     """This host's checkpoint folder: the policy holding it, the trials with files there, their bytes."""
 
@@ -65,6 +74,7 @@ class SearchState:
     stopped_by: str = ""
     db_errors: int = 0  # database calls that failed and were retried (a restart, say)
     disk: Disk = field(default_factory=Disk)
+    fastest: Fastest | None = None  # under --max-latency: what to raise the limit to, when nothing fits it
 
     @property
     def running(self) -> int:
@@ -96,5 +106,6 @@ class SearchState:
             "best": dataclasses.asdict(self.best) if self.best else None,
             "db_errors": self.db_errors,
             "checkpoints": dataclasses.asdict(self.disk),
+            "fastest_judged": dataclasses.asdict(self.fastest) if self.fastest else None,
             "threads": [w.threads for w in self.workers],  # per worker, as its last trial reported
         }

@@ -32,7 +32,7 @@ from .config import SearchConfig
 from .keep import Keeper, checkpoint_of, discard, trial_folder
 from .liveness import Heartbeat
 from .pool import Assignment, Job, Worker
-from .state import SearchState
+from .state import Fastest, SearchState
 from .study import COMPLETE, COUNTED, FAIL, PRUNED, REFERENCE, OptunaStudy
 
 MAX_ASKS = 500  # suggestions in a row with nothing new to train before the search stops
@@ -127,6 +127,8 @@ class Trials:
             if excess <= 0 and self.latency is not None:  # within the budget: then the latency
                 verdict = self.latency.judge(arch)
                 db(self.optuna.set, trial, latency_ms=verdict.ms, latency=verdict.how)
+                if self.state.fastest is None or verdict.ms < self.state.fastest.ms:
+                    self.state.fastest = Fastest(verdict.ms, verdict.how, arch.summary())
                 excess, over = max(excess, verdict.excess), "over_latency"
             db(self.optuna.constrain, trial, excess)
             if excess > 0:
@@ -201,8 +203,10 @@ class Trials:
             )
             self.state.running_all += 1
             return
+        limit = self.latency is not None and self.latency.max_ms is not None
+        over = "over the budget, over the latency limit," if limit else "over the budget,"
         self.state.stopped_by = (
-            f"{MAX_ASKS} suggestions in a row brought nothing new to train (over the budget, "
+            f"{MAX_ASKS} suggestions in a row brought nothing new to train ({over} "
             "no net of the space, or already trained): the feasible part of the space looks exhausted"
         )
 
