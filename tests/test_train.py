@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import io
 import itertools
@@ -10,9 +11,11 @@ import math
 import pytest
 import torch
 
-from nas_res import ResnasError, zoo
+from nas_res import Arch, ResnasError, zoo
+from nas_res.arch.build import build
 from nas_res.data.dataset import load_data
 from nas_res.training import checkpoint
+from nas_res.training.device import channels_last_safe
 from nas_res.training.recipe import Recipe, load_recipe, lr_factor
 from nas_res.training.trainer import Pruned, check_fit, evaluate, make_optimizer, train
 
@@ -241,20 +244,42 @@ def test_recipe_validation_and_files(tmp_path):
         load_recipe(f)
 
 
-def test_channels_last_is_refused_only_where_onednn_corrupts_the_heap(monkeypatch):
-    """One CPU thread, a 1x1 stride-2 convolution on < 8 channels: NHWC backward corrupts the heap
-    (torch 2.15, AVX2); anywhere else the recipe's channels_last stands."""
-    from nas_res.training.device import channels_last_safe
-
-    narrow, wide = torch.nn.Conv2d(4, 8, 1, stride=2), torch.nn.Conv2d(8, 16, 1, stride=2)
+def test_channels_last_is_refused_only_where_onednn_writes_past_its_workspace():
+    """A 1x1 strided convolution on < 16 channels (oneDNN's block: 8 with AVX2, 16 with AVX-512) on a CPU
+    trains NCHW; anywhere else the recipe's channels_last stands."""
+    narrow, wide = torch.nn.Conv2d(12, 8, 1, stride=2), torch.nn.Conv2d(16, 32, 1, stride=2)
     plain = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, stride=2), torch.nn.Conv2d(4, 8, 1))
     cpu = torch.device("cpu")
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert not channels_last_safe(torch.nn.Sequential(plain, narrow), cpu)
     assert channels_last_safe(wide, cpu) and channels_last_safe(plain, cpu)
     assert channels_last_safe(narrow, torch.device("cuda"))
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    assert channels_last_safe(narrow, cpu)
+
+
+def test_a_narrow_nets_weight_gradients_match_float64_in_the_layout_it_trains_in():
+    """The referee: the same net's gradients in float64 NCHW. In NHWC, oneDNN's 1x1 stride-2 backward got
+    them wrong by tens (2 threads, AVX2) for the 4-channel shortcut below; on one thread it corrupts the
+    heap, which the subprocess test below covers."""
+    arch = Arch.from_dict(
+        {"block": "basic", "stem": "cifar", "stem_width": 4, "classes": 4, "in_channels": 1, "shortcut": "B",
+         "stages": [{"depth": 1, "width": 4}, {"depth": 1, "width": 8, "stride": 2}]}
+    )  # fmt: skip
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        net = build(arch)
+        reference = copy.deepcopy(net).double()
+        x, y = torch.randn(32, 1, 16, 16), torch.randint(0, 4, (32,))
+        if channels_last_safe(net, torch.device("cpu")):
+            net = net.to(memory_format=torch.channels_last)
+        for _ in range(3):  # the workspace overrun shows on any call, not just the first
+            net.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+        torch.nn.functional.cross_entropy(reference(x.double()), y).backward()
+        for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+            assert torch.allclose(p.grad.double(), q.grad, atol=1e-4), name
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_narrow_net_trains_on_one_thread_without_crashing(tmp_path):

@@ -36,13 +36,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def channels_last_safe(model: nn.Module, device: torch.device) -> bool:
-    """Whether this model may train in NHWC here. On a CPU with one intra-op thread, oneDNN's NHWC
-    backward of a 1x1 stride-2 convolution on fewer than 8 input channels corrupts the heap (torch
-    2.15 on an AVX2 EPYC; NCHW, 2 threads or 8 channels run clean), so such a net trains NCHW."""
-    if device.type != "cpu" or torch.get_num_threads() > 1:
+    """Whether this model may train in NHWC here. On a CPU, oneDNN's NHWC backward of a 1x1 strided
+    convolution on fewer input channels than its block (8 with AVX2, 16 with AVX-512) writes past its
+    workspace (uxlfoundation/oneDNN#6035, open): wrong weight gradients on any thread count, a corrupted
+    heap on one. Such a net trains NCHW; a GPU, or wider convolutions, keep the recipe's channels_last."""
+    if device.type != "cpu":
         return True
     return not any(
-        isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 8
+        isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 16
         for m in model.modules()
     )
 
