@@ -18,11 +18,12 @@ The protocol, fixed before any result was seen (Lindauer & Hutter's checklist):
   until it has, and its anytime curve is cut at that compute. Pipeline seeds 0, 1, 2 (sampler seed and
   proxy training seed).
 - Final verdict: each method's top 2 by proxy are re-trained by `finalize` with the `default` recipe for
-  10 epochs on the whole training split (54,000 images), training seeds 0 and 1, and evaluated on the
-  test split; the winner is the best by final *validation* mean. ResNet-20 (the same fitted net) goes
-  through the very same finalize. Reported: test mean +- sd, McNemar on the 10,000 test images between
-  each winner and ResNet-20 (discordant counts pooled over the paired training seeds), P(winner >
-  ResNet-20) over (pipeline seed, training seed) pairs, FLOPs, params, end-to-end seconds.
+  10 epochs on the whole training split (55,000 images: 60,000 less the 5,000 validation ones), training
+  seeds 0 and 1, and evaluated on the test split; the winner is the best by final *validation* mean.
+  ResNet-20 (the same fitted net) goes through the very same finalize. Reported: test mean +- sd,
+  McNemar on the 10,000 test images between each winner and ResNet-20 (discordant counts pooled over the
+  paired training seeds), P(winner > ResNet-20) over (pipeline seed, training seed) pairs, FLOPs,
+  params, end-to-end seconds.
 - Target (the issue's): the default's winner beats ResNet-20 at <= its FLOPs and beats random search's
   winner (random, same compute) in >= 2 of 3 pipeline seeds.
 

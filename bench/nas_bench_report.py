@@ -126,7 +126,7 @@ def summarise(args, work: Path, clock, seeds: list[int], methods: list[str], run
             "proxy_epochs": 3,
             "compute_images_per_search": args.cap,
             "scale": args.scale,
-            "final": "top 2 by proxy, default recipe, 10 epochs, all 54,000 training images, seeds 0 and 1",
+            "final": "top 2 by proxy, default recipe, 10 epochs, all 55,000 training images, seeds 0 and 1",
         },
         "seconds": clock.data,
     }

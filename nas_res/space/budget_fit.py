@@ -3,7 +3,6 @@ candidates, and a refusal naming the nearest candidate when none fits."""
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 
@@ -37,7 +36,9 @@ def feasible_fraction(space: DesignSpace, budget: Budget, samples: int = 20_000,
         return Fraction(share, share, share, True, hits, len(archs))
     rng = random.Random(seed)
     hits = sum(space.admits(space.random_values(rng), budget) for _ in range(samples))
-    low, high = wilson(hits, samples)
+    from ..results.uncertainty import wilson  # here, not at the top: it loads scipy, which loading a space need not
+
+    low, high = (bound / 100 for bound in wilson(100 * hits / samples, samples))
     return Fraction(hits / samples, low, high, False, hits, samples)
 
 
@@ -92,13 +93,3 @@ def check_budget(space: DesignSpace, budget: Budget) -> None:
         raise ResnasError(
             f"no candidate of space {space.name!r} fits the budget ({budget.describe()}); {problem}", field="budget"
         )
-
-
-def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a binomial share."""
-    if n == 0:
-        return 0.0, 1.0
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
