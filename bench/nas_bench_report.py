@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def _winner(runs: list) -> dict | None:
     }
 
 
-def _paired_test(winner: dict, base: dict) -> dict:
+def _paired_test(winner: dict, base: dict, note: str = "b: only the winner right; c: only ResNet-20") -> dict:
     """Winner vs baseline on the test images: McNemar's discordant counts summed over paired training seeds."""
     b = c = 0
     paired = []
@@ -58,7 +59,7 @@ def _paired_test(winner: dict, base: dict) -> dict:
     if not paired:
         return {"seeds": [], "b": None, "c": None, "p": None}
     m = mcnemar_counts(b, c)
-    return {"seeds": paired, "b": m.b, "c": m.c, "p": m.p, "note": "b: only the winner right; c: only ResNet-20"}
+    return {"seeds": paired, "b": m.b, "c": m.c, "p": m.p, "note": note}
 
 
 def _best_run(runs: list):
@@ -105,7 +106,8 @@ def _curve_stats(curves: list[list[list[float]]], grid: np.ndarray) -> dict:
         idx = np.searchsorted(xs, grid, side="right") - 1
         values.append(np.where(idx >= 0, ys[np.clip(idx, 0, None)] if len(ys) else np.nan, np.nan))
     arr = np.array(values, dtype=float)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # a grid point before every seed's first result is NaN on purpose
+        warnings.simplefilter("ignore", RuntimeWarning)
         return {"mean": np.nanmean(arr, 0), "lo": np.nanmin(arr, 0), "hi": np.nanmax(arr, 0)}
 
 
@@ -184,7 +186,12 @@ def summarise(args, work: Path, clock, seeds: list[int], methods: list[str], run
         d, r = verdict[DEFAULT]["winners"], verdict[RANDOM]["winners"]
         both = [s for s in d if s in r]
         wins = sum(1 for s in both if d[s]["test_mean"] > r[s]["test_mean"])
-        verdict["resnas_vs_random"] = {"seeds_won": wins, "seeds_compared": len(both)}
+        note = "b: only resnas's winner right; c: only random's"
+        verdict["resnas_vs_random"] = {
+            "seeds_won": wins,
+            "seeds_compared": len(both),
+            "paired": {s: _paired_test(per[DEFAULT][s]["winner"], per[RANDOM][s]["winner"], note) for s in both},
+        }
         beats = verdict[DEFAULT].get("seeds_beating_resnet20")
         if not out["partial"]:
             verdict["target_met"] = bool(beats is not None and beats >= 2 and wins >= 2)

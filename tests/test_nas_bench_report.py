@@ -1,0 +1,116 @@
+"""bench/nas_bench_report.py: the published verdict of the NAS benchmark is computed from study rows by
+these functions, so they are checked on hand-made rows against scipy's exact binomial test (McNemar)."""
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import nas_bench
+import nas_bench_report as report
+
+N_TEST = 1000
+
+
+def bits(right: np.ndarray) -> bytes:
+    return np.packbits(right.astype(bool)).tobytes()
+
+
+def run(trial, arch, val, test=None, seed=0, right=None, flops=10_000_000, epochs=3, status="ok"):
+    return SimpleNamespace(
+        trial=trial,
+        arch_key=arch,
+        summary=f"net {arch}",
+        flops=flops,
+        params=1000,
+        best_val_acc=val,
+        test_acc=test,
+        recipe={"seed": seed},
+        status=SimpleNamespace(ranks=status in ("ok", "pruned"), value=status),
+        epochs=epochs,
+        reused=False,
+        val_correct=None,
+        test_correct=None if right is None else bits(right),
+    )
+
+
+def test_the_winner_is_chosen_by_final_validation_not_by_test():
+    runs = [
+        run(0, "a", 91.0, 95.0, seed=0),
+        run(1, "a", 91.2, 95.0, seed=1),
+        run(2, "b", 92.0, 90.0, seed=0),
+        run(3, "b", 92.0, 90.5, seed=1),
+    ]
+    w = report._winner(runs)
+    assert w["arch_key"] == "b"
+    assert w["test_by_seed"] == {0: 90.0, 1: 90.5}
+    assert w["test_mean"] == pytest.approx(90.25)
+    assert w["test_sd"] == pytest.approx(np.std([90.0, 90.5], ddof=1))
+
+
+def test_paired_test_pools_discordant_counts_over_training_seeds():
+    rng = np.random.default_rng(0)
+    a = {s: rng.random(N_TEST) < 0.93 for s in (0, 1)}
+    b = {s: rng.random(N_TEST) < 0.91 for s in (0, 1)}
+    winner = report._winner([run(s, "w", 90.0, a[s].mean() * 100, seed=s, right=a[s]) for s in (0, 1)])
+    base = report._winner([run(s, "r", 90.0, b[s].mean() * 100, seed=s, right=b[s]) for s in (0, 1)])
+    t = report._paired_test(winner, base)
+    only_a = sum(int((a[s] & ~b[s]).sum()) for s in (0, 1))
+    only_b = sum(int((~a[s] & b[s]).sum()) for s in (0, 1))
+    assert (t["b"], t["c"], t["seeds"]) == (only_a, only_b, [0, 1])
+    assert t["p"] == pytest.approx(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def test_a_seed_without_a_per_image_record_is_left_out_of_the_paired_test():
+    right = np.ones(N_TEST, bool)
+    winner = report._winner([run(0, "w", 90.0, 99.0, seed=0, right=right), run(1, "w", 90.0, 99.0, seed=1)])
+    base = report._winner([run(0, "r", 90.0, 98.0, seed=0, right=right), run(1, "r", 90.0, 98.0, seed=1)])
+    assert report._paired_test(winner, base)["seeds"] == [0]
+
+
+class Clock:
+    """nas_bench's seconds per phase, all zero: the verdict does not depend on them."""
+
+    def __init__(self):
+        self.data: dict = {}
+
+    def get(self, key):
+        return 0.0
+
+
+def _verdict(tests: dict[str, dict[int, float]], base_test: float) -> dict:
+    """summarise() over seeds 0-2 where each method's one re-trained net got `tests[method][seed]`."""
+    studies = {("baseline.db", "baseline.final"): [run(t, "base", 90.0, base_test, seed=t) for t in (0, 1)]}
+    for m, by_seed in tests.items():
+        for s, acc in by_seed.items():
+            search = [run(i, f"{m}{s}-{i}", 70.0 + i, epochs=3) for i in range(40)]
+            final = [run(t, f"{m}{s}-39", 91.0, acc, seed=t) for t in (0, 1)]
+            studies[(f"s{s}-{m}.db", m)] = search
+            studies[(f"s{s}-{m}.db", f"{m}.final")] = final
+
+    def runs_of(storage: str, study: str) -> list:
+        return studies.get((Path(storage.removeprefix("sqlite:///")).name, study), [])
+
+    args = SimpleNamespace(budget=31_112_896, proxy_images=2000, cap=240_000, scale=1.0)
+    out = report.summarise(args, Path("/nowhere"), Clock(), [0, 1, 2], list(tests), runs_of, nas_bench.anytime)
+    assert out["partial"] is False
+    return out["final"]
+
+
+def test_target_met_needs_two_of_three_seeds_against_both_resnet20_and_random():
+    met = _verdict({"resnas": {0: 93.5, 1: 93.6, 2: 92.0}, "random": {0: 93.0, 1: 93.1, 2: 93.4}}, 93.3)
+    assert met["resnas"]["seeds_beating_resnet20"] == 2
+    assert met["resnas"]["p_beats_resnet20"] == pytest.approx(4 / 6)
+    assert met["resnas_vs_random"]["seeds_won"] == 2
+    assert met["target_met"] is True
+    missed = _verdict({"resnas": {0: 93.5, 1: 93.6, 2: 92.0}, "random": {0: 93.7, 1: 93.1, 2: 93.4}}, 93.3)
+    assert missed["resnas_vs_random"]["seeds_won"] == 1
+    assert missed["target_met"] is False
+    below = _verdict({"resnas": {0: 93.5, 1: 93.0, 2: 92.0}, "random": {0: 90.0, 1: 90.0, 2: 90.0}}, 93.3)
+    assert below["resnas"]["seeds_beating_resnet20"] == 1
+    assert below["target_met"] is False
