@@ -3,6 +3,7 @@ candidates, and a refusal naming the nearest candidate when none fits."""
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -36,9 +37,7 @@ def feasible_fraction(space: DesignSpace, budget: Budget, samples: int = 20_000,
         return Fraction(share, share, share, True, hits, len(archs))
     rng = random.Random(seed)
     hits = sum(space.admits(space.random_values(rng), budget) for _ in range(samples))
-    from ..results.uncertainty import wilson  # here, not at the top: it loads scipy, which loading a space need not
-
-    low, high = (bound / 100 for bound in wilson(100 * hits / samples, samples))
+    low, high = wilson(hits, samples)
     return Fraction(hits / samples, low, high, False, hits, samples)
 
 
@@ -93,3 +92,15 @@ def check_budget(space: DesignSpace, budget: Budget) -> None:
         raise ResnasError(
             f"no candidate of space {space.name!r} fits the budget ({budget.describe()}); {problem}", field="budget"
         )
+
+
+def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial share. `results.uncertainty.wilson` is the same interval for
+    an accuracy in percent, with input checks and any level (via scipy); the space layer sits below
+    `results` and loads without scipy, so it keeps these few lines of its own."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
