@@ -34,9 +34,10 @@ Everything resumes: run it again with the same --work and it trains only what is
 files of the runs reported so far are kept in bench/results/nas-bench-studies/ (SQLite, a few hundred
 KB each, with seconds.json and the log), because a session's --work folder does not outlive it; to go
 on from them: `mkdir -p W && cp bench/results/nas-bench-studies/* W/ && python bench/nas_bench.py --work W`,
-and copy the files back (`sqlite3 W/X.db ".backup bench/results/nas-bench-studies/X.db"`) when you stop. --minutes
-stops starting new trials after M minutes; the figures written are then marked partial. --scale
-multiplies the proxy compute (for a quick look on a GPU: --scale 0.25); a scaled run is not the protocol.
+and copy the files back (`sqlite3 W/X.db ".backup bench/results/nas-bench-studies/X.db"`) when you stop.
+--minutes starts no search trial and no final re-training after M minutes (one under way runs to its
+end); the figures written are then marked partial. --scale multiplies the proxy compute (for a quick
+look on a GPU: --scale 0.25); a scaled run is not the protocol.
 """
 
 from __future__ import annotations
@@ -177,13 +178,17 @@ def search(args, work: Path, clock: Clock, seed: int, method: str, deadline: flo
             return True
 
 
-def final(args, work: Path, clock: Clock, seed: int | None, method: str) -> None:
-    """`finalize` a study (a method's search at a seed, or the baseline's one-trial proxy study)."""
+def final(args, work: Path, clock: Clock, seed: int | None, method: str, deadline: float) -> bool:
+    """`finalize` a study (a method's search at a seed, or the baseline's one-trial proxy study); False when
+    the deadline came first (a re-training under way runs to its end; the rest waits for the next run)."""
+    left = deadline - time.time()
+    if left < 60:
+        return False
     study = method if seed is not None else "baseline"
     db = f"s{seed}-{method}.db" if seed is not None else "baseline.db"
     storage = f"sqlite:///{work / db}"
     started = time.time()
-    nas_res.finalize_study(
+    done = nas_res.finalize_study(
         study,
         top=TOP if seed is not None else 1,
         seeds=FINAL_SEEDS,
@@ -195,8 +200,10 @@ def final(args, work: Path, clock: Clock, seed: int | None, method: str) -> None
         checkpoints=str(work / f"{db[:-3]}-final-ckpt"),
         gpus=args.gpus,
         keep_checkpoints="best:2",
+        timeout=None if math.isinf(left) else left,
     )
     clock.add(f"{seed if seed is not None else 'baseline'}/{method}/final", time.time() - started)
+    return done["state"].stopped_by != "timeout"
 
 
 def baseline_proxy(args, work: Path, clock: Clock) -> None:
@@ -250,10 +257,9 @@ def main() -> None:
                 complete &= search(args, work, clock, seed, method, deadline)
     if args.phase in ("final", "all") and complete and time.time() < deadline:
         baseline_proxy(args, work, clock)
-        final(args, work, clock, None, BASELINE)
-        for seed in seeds:
-            for method in methods:
-                final(args, work, clock, seed, method)
+        for seed, method in [(None, BASELINE)] + [(s, m) for s in seeds for m in methods]:
+            if not final(args, work, clock, seed, method, deadline):
+                break
     figures = summarise(args, work, clock, seeds, methods, runs_of, anytime)
     png = plot_anytime(figures, Path(__file__).resolve().parent / "results" / f"{args.name}-anytime.png")
     figures["picture"] = str(png.name)
