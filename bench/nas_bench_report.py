@@ -223,7 +223,8 @@ def _mean(values: list) -> float | None:
 
 
 def plot_anytime(figures: dict, path: Path) -> Path:
-    """The incumbent's proxy validation accuracy against proxy images trained, mean over seeds, band = min..max."""
+    """The incumbent's proxy validation accuracy against proxy images trained, mean over seeds, band = min..max;
+    left the whole run, right its last three quarters with the accuracy axis cut to where the methods differ."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -231,25 +232,32 @@ def plot_anytime(figures: dict, path: Path) -> Path:
 
     curves = figures["curves"]
     grid = np.array(curves["grid"]) / 1e3
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    late = grid >= grid[-1] / 4
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), dpi=120, gridspec_kw={"width_ratios": [1, 1.2]})
+    lows, highs = [], []
     for m, c in curves.items():
         if m == "grid":
             continue
-        mean = np.array([np.nan if v is None else v for v in c["mean"]])
-        lo = np.array([np.nan if v is None else v for v in c["lo"]])
-        hi = np.array([np.nan if v is None else v for v in c["hi"]])
-        (line,) = ax.plot(
-            grid, mean, drawstyle="steps-post", label=f"{m} ({c['seeds']} seed{'s' if c['seeds'] > 1 else ''})", lw=2
-        )
-        if c["seeds"] > 1:
-            ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15)
+        mean, lo, hi = (np.array([np.nan if v is None else v for v in c[k]]) for k in ("mean", "lo", "hi"))
+        label = f"{m} ({c['seeds']} seed{'s' if c['seeds'] > 1 else ''})"
+        for ax in axes:
+            (line,) = ax.plot(grid, mean, drawstyle="steps-post", label=label, lw=2)
+            if c["seeds"] > 1:
+                ax.fill_between(grid, lo, hi, step="post", color=line.get_color(), alpha=0.15)
+        lows.append(np.nanmin(lo[late]))
+        highs.append(np.nanmax(hi[late]))
     proto = figures["protocol"]
-    ax.set_xlabel("proxy training images so far (thousands; epochs actually trained)")
-    ax.set_ylabel(f"incumbent proxy validation accuracy (%, {proto['val_images']:,} images)")
+    for ax in axes:
+        ax.set_xlabel("proxy training images so far (thousands; epochs actually trained)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"incumbent proxy validation accuracy (%, {proto['val_images']:,} images)")
+    axes[0].set_title("the whole search")
+    axes[1].set_xlim(grid[-1] / 4, grid[-1] * 1.01)
+    axes[1].set_ylim(np.floor(min(lows)) - 0.5, np.ceil(max(highs)) + 0.5)
+    axes[1].set_title("its last three quarters, zoomed")
+    axes[0].legend(loc="lower right")  # where the whole run leaves room
     title = f"Fashion-MNIST, {proto['space']}, <= {proto['budget_flops'] / 1e6:.1f} MFLOPs (ResNet-20)"
-    ax.set_title(title + ("  [PARTIAL]" if figures["partial"] else ""))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    fig.suptitle(title + ("  [PARTIAL]" if figures["partial"] else ""))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
