@@ -47,7 +47,11 @@ def finalize_cmd(
     data_dir: str | None = typer.Option(None, "--data-dir", help="Where the datasets live on this host."),
     checkpoints: str | None = typer.Option(None, help="Where the final runs' checkpoints go."),
     keep_checkpoints: str | None = typer.Option(
-        None, "--keep-checkpoints", help=KEEP_HELP + " Default here: all (export and --test need them)."
+        None,
+        "--keep-checkpoints",
+        help=KEEP_HELP
+        + " Default here: all (export and --test need them); with --test, a narrower policy applies once the "
+        "test split is evaluated.",
     ),
     timeout: str | None = typer.Option(None, help="Start no run after this long (2h, 30m, 90s)."),
     heartbeat: int = typer.Option(HEARTBEAT, help=HEARTBEAT_HELP),
@@ -59,7 +63,7 @@ def finalize_cmd(
     The runs are the study STUDY.final in the same storage (run again to resume; a larger --top adds to
     it). Prints the final ranking beside the proxy's and how well the proxy predicted it."""
     from nas_res.api import finish_finalize  # here: --help and a mistyped option import no torch or Optuna
-    from nas_res.results.final import final_name, proxy_was_better
+    from nas_res.results.final import final_name
     from nas_res.results.storage import DEFAULT_STORAGE, safe_url
     from nas_res.search import Coordinator
     from nas_res.search.finalize import plan_finalize
@@ -75,7 +79,15 @@ def finalize_cmd(
         timeout=timeout,
     )
     fp = plan_finalize(
-        study, storage=storage, top=top, seeds=seeds, epochs=epochs, recipe=recipe, train_size=train_size, host=host
+        study,
+        storage=storage,
+        top=top,
+        seeds=seeds,
+        epochs=epochs,
+        recipe=recipe,
+        train_size=train_size,
+        host=host,
+        test=test,
     )
     config = fp.config
     for line in fp.notes:
@@ -98,7 +110,7 @@ def finalize_cmd(
     else:
         print_final(study, result["final"])
         print_fidelity(result["fidelity"])
-    for line in proxy_was_better(study, result["final"]):  # after the tables, where it is read last
+    for line in result["notes"][len(fp.notes) :]:  # after the tables, where it is read last (the plan's came first)
         note(line)
     if state.interrupted:
         err.print(f"interrupted: run the same command to resume the re-training of {study!r}")

@@ -19,8 +19,8 @@ from typing import Any
 
 from .arch.budget import Budget
 from .arch.description import Arch
-from .results.export import evaluate_runs, export
-from .results.final import final_name, final_runs, proxy_was_better, study_fidelity
+from .results.export import export
+from .results.final import proxy_was_better, study_fidelity
 from .results.report import best_run, check_distinct, compare
 from .results.report import final_ranking as _final_ranking
 from .results.report import leaderboard as _leaderboard
@@ -29,7 +29,7 @@ from .results.report import studies as _studies
 from .results.store import Store
 from .search.config import SearchConfig
 from .search.coordinator import GRACE, HEARTBEAT, Coordinator, Given
-from .search.finalize import DEFAULT_SEEDS, DEFAULT_TOP, FinalPlan, plan_finalize
+from .search.finalize import DEFAULT_SEEDS, DEFAULT_TOP, FinalPlan, evaluate_test, plan_finalize
 from .search.plan import plan
 from .search.refinement import Refinement, refine_study
 from .search.state import SearchState
@@ -168,9 +168,18 @@ def finalize_study(
     `host`: workers, gpus, threads, data_dir, checkpoints, keep_checkpoints, timeout, trial_timeout.
 
     Returns {"state", "final" (final_table's rows), "fidelity", "notes" (what the CLI prints as note: lines:
-    a final recipe shorter than the proxy's, a re-trained net below its proxy run)}."""
+    a final recipe shorter than the proxy's, a keep policy put off until the test, a run left untested for
+    want of weights, a re-trained net below its proxy run)}."""
     fp = plan_finalize(
-        study, storage=storage, top=top, seeds=seeds, epochs=epochs, recipe=recipe, train_size=train_size, host=host
+        study,
+        storage=storage,
+        top=top,
+        seeds=seeds,
+        epochs=epochs,
+        recipe=recipe,
+        train_size=train_size,
+        host=host,
+        test=test,
     )
     state = Coordinator(fp.config, on_update, given=fp.given, heartbeat=heartbeat, grace=grace).run()
     return finish_finalize(fp, state, test=test, data_dir=host.get("data_dir"), gpus=host.get("gpus"))
@@ -182,19 +191,14 @@ def finish_finalize(
     """After the re-training: the test split where asked (each network not yet evaluated), then the final
     table and the proxy's fidelity."""
     store = Store(fp.config.storage)
+    untested: list[str] = []
     try:
         if test and not state.interrupted:
-            pending = [r for r in final_runs(store, fp.study) if r.test_acc is None]
-            if pending:
-                device = f"cuda:{gpus[0]}" if gpus else "auto"
-                rows = [{"trial": r.trial} for r in pending]
-                evaluate_runs(
-                    store, final_name(fp.study), rows, {r.trial: r for r in pending}, data_dir=data_dir, device=device
-                )
+            untested = evaluate_test(fp, store, data_dir=data_dir, device=f"cuda:{gpus[0]}" if gpus else "auto")
         table = _final_ranking(store, fp.study, list(fp.proxy_rows), fp.references)  # the proxy as planned
     finally:
         store.dispose()
-    notes = [*fp.notes, *proxy_was_better(fp.study, table)]  # what `resnas finalize` prints as note: lines
+    notes = [*fp.notes, *untested, *proxy_was_better(fp.study, table)]  # `resnas finalize`'s note: lines
     return {"state": state, "final": table, "fidelity": study_fidelity(table), "notes": notes}
 
 

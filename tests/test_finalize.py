@@ -158,6 +158,56 @@ def test_fidelity_without_a_final_ranking_says_why_and_what_to_run(finalized, tm
         assert shown.exit_code == 1 and said in shown.output, shown.output
 
 
+def _proxy_study(tmp: Path, study: str) -> str:
+    """A 3-trial proxy search on the tiny synthetic data; its storage URL."""
+    storage = sqlite_url(tmp)
+    nas_res.run_search(
+        study=study,
+        space="plain-vs-residual",
+        budget="20MFLOPs",
+        dataset=DATA,
+        train_size=100,
+        trials=3,
+        epochs=1,
+        storage=storage,
+        checkpoints=str(tmp / "ckpt"),
+    )
+    return storage
+
+
+def test_with_test_a_narrow_keep_policy_waits_until_every_network_is_tested(tmp_path):
+    storage = _proxy_study(tmp_path, "narrow")
+    folder = tmp_path / "final"
+    common = {"top": 2, "seeds": 1, "epochs": 1, "storage": storage, "checkpoints": str(folder)}
+    result = nas_res.finalize_study("narrow", test=True, keep_checkpoints="best:1", **common)
+    runs = [r for r in Store(storage).runs(final_name("narrow")) if r.status.ranks]
+    assert len(runs) == 2 and all(r.test_acc is not None for r in runs)  # before: deleted, then an error
+    kept = [r for r in runs if r.checkpoint]
+    assert len(kept) == 1 and Path(kept[0].checkpoint).is_file()  # then best:1, as asked
+    best = max(runs, key=lambda r: r.best_val_acc)
+    assert kept[0].trial == best.trial
+    assert len([p for p in folder.glob("trial-*") if any(p.iterdir())]) == 1
+    assert any("--keep-checkpoints best:1 applies once the test split is evaluated" in n for n in result["notes"])
+
+
+def test_a_network_whose_weights_are_gone_is_left_untested_with_a_note_the_rest_tested(tmp_path, runner):
+    storage = _proxy_study(tmp_path, "gone")
+    common = {"top": 2, "seeds": 1, "epochs": 1, "storage": storage, "checkpoints": str(tmp_path / "final")}
+    nas_res.finalize_study("gone", keep_checkpoints="best:1", **common)  # no --test: one network's weights go
+    runs = {r.trial: r for r in Store(storage).runs(final_name("gone")) if r.status.ranks}
+    (lost,) = [r for r in runs.values() if not r.checkpoint]
+    result = runner.invoke(
+        app, ["finalize", "gone", "--top", "2", "--seeds", "1", "--epochs", "1", "--test", "--storage", storage,
+              "--checkpoints", str(tmp_path / "final")]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    after = {r.trial: r for r in Store(storage).runs(final_name("gone")) if r.status.ranks}
+    assert after[lost.trial].test_acc is None
+    assert all(r.test_acc is not None for t, r in after.items() if t != lost.trial)
+    assert f"trial {lost.trial} of 'gone.final'" in result.output and "kept no weights" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_a_shorter_final_recipe_and_a_proxy_that_beat_it_are_said(finalized, tmp_path, runner):
     storage, best = _copy(finalized, tmp_path, proxy_epochs=6, proxy_acc=99.5)
     points = f"{99.5 - best['best_val_acc']:.2f} points below its proxy run's (trial {best['proxy_trial']} of 'proxy'"

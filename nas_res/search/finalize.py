@@ -13,13 +13,15 @@ from dataclasses import dataclass
 
 from ..arch.description import Arch
 from ..errors import ResnasError
-from ..results.final import SUFFIX, VAE_RETRAIN, final_name
+from ..results.export import evaluate_runs
+from ..results.final import SUFFIX, VAE_RETRAIN, final_name, final_runs
 from ..results.references import reference_keys
 from ..results.report import rank, study_runs
 from ..results.store import Store
 from ..training.recipe import Recipe
 from .config import SearchConfig, space_from_snapshot
 from .coordinator import Given
+from .keep import Keeper, KeepPolicy, checkpoint_root
 from .plan import StudyChanged, plan, recipe_of
 from .settings import DEFAULT_SEEDS, DEFAULT_TOP, EPOCHS_FACTOR
 
@@ -36,6 +38,7 @@ class FinalPlan:
     notes: tuple[str, ...] = ()  # where the final recipe is no longer than the proxy's: printed before it runs
     proxy_rows: tuple[dict, ...] = ()  # the proxy's whole ranking, read once here and handed to the report
     references: dict[str, str] | None = None  # arch key -> zoo name of the proxy's reference nets
+    keep_after_test: KeepPolicy | None = None  # the asked --keep-checkpoints, put off until --test is done
 
 
 def plan_finalize(
@@ -48,11 +51,13 @@ def plan_finalize(
     recipe: str | Recipe | dict | None = None,
     train_size: object = "all",
     host: dict | None = None,
+    test: bool = False,
 ) -> FinalPlan:
     """Pick `study`'s `top` architectures by proxy validation accuracy and plan their re-training, `seeds`
     seeds each (0, 1, ...), with `recipe` (default: the proxy's) for `epochs` (default: 3x the proxy's).
     `host`: where this host trains (workers, gpus, threads, data_dir, checkpoints, keep_checkpoints,
-    timeout, trial_timeout)."""
+    timeout, trial_timeout). `test`: the test split follows (`evaluate_test`), so a keep policy that
+    would delete a network's weights before its test waits until the test is done."""
     for name, value in (("--top", top), ("--seeds", seeds)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ResnasError(f"must be a positive integer; got {value!r}", field=name)
@@ -102,6 +107,10 @@ def plan_finalize(
         "pruner": "none",  # every seed trains in full
     }
     options.setdefault("keep_checkpoints", "all")  # a few final networks: --test and export need their weights
+    asked = KeepPolicy.parse(options["keep_checkpoints"])
+    keep_after_test = asked if test and asked.mode in ("best", "none") else None
+    if keep_after_test is not None:
+        options["keep_checkpoints"] = "all"
     archs = [Arch.from_dict(by_trial[row["trial"]].arch) for row in picked]
     given = list(dict.fromkeys(Given(arch, seed) for arch in archs for seed in range(seeds)))
     options["trials"] = len(given)
@@ -114,7 +123,38 @@ def plan_finalize(
             field="study",
         ) from None
     notes = shorter(proxy, proxy_recipe, config)
-    return FinalPlan(study, config, existed, given, picked, notes, tuple(rows), references)
+    if keep_after_test is not None:
+        notes += (
+            f"--keep-checkpoints {asked} applies once the test split is evaluated: until then every "
+            "re-trained network keeps its weights (--test needs them)",
+        )
+    return FinalPlan(study, config, existed, given, picked, notes, tuple(rows), references, keep_after_test)
+
+
+def evaluate_test(fp: FinalPlan, store: Store, *, data_dir: str | None, device: str) -> list[str]:
+    """The test split of each re-trained network not evaluated yet, then the keep policy `--test` put off.
+    A run whose weights are gone (deleted by an earlier, narrower --keep-checkpoints) cannot be tested:
+    the others still are, and a note line for each says so, rather than one error ending the lot."""
+    pending = [r for r in final_runs(store, fp.study) if r.test_acc is None]
+    kept = [r for r in pending if r.checkpoint]
+    if kept:
+        rows = [{"trial": r.trial} for r in kept]
+        evaluate_runs(store, final_name(fp.study), rows, {r.trial: r for r in kept}, data_dir=data_dir, device=device)
+    if fp.keep_after_test is not None:
+        root = checkpoint_root(fp.config.study, fp.config.checkpoints, fp.config.storage)
+        Keeper(fp.keep_after_test, root, fp.config.study, store, _now, pareto_too=False).settle()
+    return [
+        f"trial {r.trial} of {final_name(fp.study)!r} ({r.summary}, seed {r.recipe.get('seed', 0)}) kept no "
+        "weights (an earlier --keep-checkpoints deleted them): its test split is not evaluated; re-train it "
+        "to test it"
+        for r in pending
+        if not r.checkpoint
+    ]
+
+
+def _now(fn, *args, **kwargs):
+    """The Keeper's database call, made at once (no coordinator to retry it for)."""
+    return fn(*args, **kwargs)
 
 
 def shorter(proxy: dict, proxy_recipe: Recipe, config: SearchConfig) -> tuple[str, ...]:
