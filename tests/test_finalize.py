@@ -32,18 +32,7 @@ def finalized(tmp_path_factory):
     """A 3-trial proxy search on 100 of 270 training images, its top 3 re-trained on all, 2 seeds each (random
     images: what is tested is the machinery, not what it learns)."""
     tmp = tmp_path_factory.mktemp("final")
-    storage = sqlite_url(tmp)
-    common = {"storage": storage, "checkpoints": str(tmp / "ckpt")}
-    nas_res.run_search(
-        study="proxy",
-        space="plain-vs-residual",
-        budget="20MFLOPs",
-        dataset=DATA,
-        train_size=100,
-        trials=3,
-        epochs=1,
-        **common,
-    )
+    storage = _proxy_study(tmp, "proxy")
     result = nas_res.finalize_study(
         "proxy", top=3, seeds=2, epochs=1, test=True, storage=storage, checkpoints=str(tmp / "final")
     )
