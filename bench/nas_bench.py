@@ -200,6 +200,7 @@ def final(args, work: Path, clock: Clock, seed: int | None, method: str, deadlin
         checkpoints=str(work / f"{db[:-3]}-final-ckpt"),
         gpus=args.gpus,
         keep_checkpoints="best:2",
+        reference=False,  # the protocol, fixed before its runs: ResNet-20 is re-trained once, as `baseline`
         timeout=None if math.isinf(left) else left,
     )
     clock.add(f"{seed if seed is not None else 'baseline'}/{method}/final", time.time() - started)

@@ -27,6 +27,7 @@ from .common import (
     user_errors,
 )
 from .live import run_live
+from .tables import print_final_reference
 
 
 @user_errors
@@ -40,6 +41,12 @@ def finalize_cmd(
         "all", "--train-size", help="Training images for the final runs: N, a fraction, or all (default)."
     ),
     test: bool = typer.Option(False, "--test", help="Evaluate each re-trained network on the test split too."),
+    reference: bool = typer.Option(
+        True,
+        "--reference/--no-reference",
+        help="Also re-train the proxy's best reference net (the hand pick the search raced) with the same recipe "
+        "and seeds, so the search's best is judged against it fully trained.",
+    ),
     storage: str | None = typer.Option(None, help=STORAGE_HELP),
     workers: int | None = typer.Option(None, help="Trial worker processes on CPU (default 1)."),
     gpus: str | None = typer.Option(None, help="GPU indices, one worker each: 0,1,2."),
@@ -88,6 +95,7 @@ def finalize_cmd(
         train_size=train_size,
         host=host,
         test=test,
+        reference=reference,
     )
     config = fp.config
     for line in fp.notes:
@@ -96,9 +104,11 @@ def finalize_cmd(
     for said in plan_host(workers or 1, threads, config.gpus)[1]:  # asks beyond this host's cores, cut
         note(said)
     subset = "all training images" if config.train_size is None else f"{config.train_size} training images"
+    ref = fp.reference_row
+    also = f" and its best reference, {ref['reference']} (proxy rank {ref['rank']})," if ref else ""
     err.print(
         f"{'resuming' if fp.existed else 'new'} re-training [bold]{config.study}[/] in "
-        f"{safe_url(config.storage or DEFAULT_STORAGE)}: top {len(fp.picked)} of {study!r} by proxy "
+        f"{safe_url(config.storage or DEFAULT_STORAGE)}: top {len(fp.picked)} of {study!r} by proxy{also} "
         f"x {seeds} seed(s) = {len(fp.given)} runs of {count(config.recipe.epochs, 'epoch')} on {subset}, "
         f"{config.workers} worker(s) ({worker_threads(config.threads, config.gpus, config.workers)} thread(s) each)",
         highlight=False,
@@ -106,10 +116,12 @@ def finalize_cmd(
     state = run_live(coordinator)
     result = finish_finalize(fp, state, test=test, data_dir=data_dir, gpus=gpu_list)
     if as_json:
-        emit_json({**state.to_dict(), "final": result["final"], "fidelity": result["fidelity"]})
+        keys = ("final", "fidelity", "vs_reference")
+        emit_json({**state.to_dict(), **{k: result[k] for k in keys}})
     else:
         print_final(study, result["final"])
         print_fidelity(result["fidelity"])
+        print_final_reference(result["vs_reference"])
     for line in result["notes"][len(fp.notes) :]:  # after the tables, where it is read last (the plan's came first)
         note(line)
     if state.interrupted:
@@ -129,6 +141,7 @@ def fidelity_cmd(
     """How well the search's proxy ranked what the final training found, beside ranking by FLOPs or params."""
     from nas_res.results import Store
     from nas_res.results.final import no_final, proxy_was_better, study_fidelity
+    from nas_res.results.references import final_versus_reference
     from nas_res.results.report import final_ranking
 
     store = Store(storage)
@@ -138,13 +151,15 @@ def fidelity_cmd(
         err.print(no_final(store, study, config), highlight=False, soft_wrap=True)  # or refused, as finalize would
         raise typer.Exit(1)
     result = study_fidelity(table)
+    versus = final_versus_reference(table)
     for line in proxy_was_better(study, table):
         note(line)
     if as_json:
-        emit_json({"study": study, "final": table, "fidelity": result})
+        emit_json({"study": study, "final": table, "fidelity": result, "vs_reference": versus})
         return
     print_final(study, table)
     print_fidelity(result)
+    print_final_reference(versus)
 
 
 def print_final(study: str, rows: list[dict]) -> None:

@@ -202,6 +202,14 @@ def print_reference_summary(summary: dict | None) -> None:
         out.print(describe_reference(summary), markup=False, highlight=False, soft_wrap=True)
 
 
+def print_final_reference(versus: dict | None) -> None:
+    """One line: whether the re-trained best beat the hand pick re-trained beside it (nothing without one)."""
+    from nas_res.results.references import describe_final
+
+    if versus is not None:
+        out.print(describe_final(versus), markup=False, highlight=False, soft_wrap=True)
+
+
 COMPARE_COLUMNS = [
     ("study", "study"),
     ("models", "models"),

@@ -21,6 +21,7 @@ from .arch.budget import Budget
 from .arch.description import Arch
 from .results.export import export
 from .results.final import proxy_was_better, study_fidelity
+from .results.references import final_versus_reference
 from .results.report import best_run, check_distinct, compare
 from .results.report import final_ranking as _final_ranking
 from .results.report import leaderboard as _leaderboard
@@ -156,6 +157,7 @@ def finalize_study(
     recipe: str | Recipe | dict | None = None,
     train_size: int | float | str | None = "all",
     test: bool = False,
+    reference: bool = True,
     storage: str | None = None,
     on_update: Callable[[SearchState], None] | None = None,
     heartbeat: int = HEARTBEAT,
@@ -165,9 +167,13 @@ def finalize_study(
     """Re-train `study`'s `top` architectures by proxy with a longer recipe (default: the proxy's, for 3x its
     epochs) on `train_size` of the training split (default all), `seeds` seeds each, as the trials of
     `STUDY.final` (as `resnas finalize`); with `test`, evaluate each re-trained network on the test split.
+    With `reference` (the default), the proxy's best reference net is re-trained beside them, so that the
+    search's best is judged against the hand pick fully trained.
     `host`: workers, gpus, threads, data_dir, checkpoints, keep_checkpoints, timeout, trial_timeout.
 
-    Returns {"state", "final" (final_table's rows), "fidelity", "notes" (what the CLI prints as note: lines:
+    Returns {"state", "final" (final_table's rows), "fidelity", "vs_reference" (the re-trained best against
+    the best re-trained reference: references.final_versus_reference; None without one), "notes" (what the
+    CLI prints as note: lines:
     a final recipe shorter than the proxy's, a keep policy put off until the test, a run left untested for
     want of weights, a re-trained net below its proxy run)}."""
     fp = plan_finalize(
@@ -180,6 +186,7 @@ def finalize_study(
         train_size=train_size,
         host=host,
         test=test,
+        reference=reference,
     )
     state = Coordinator(fp.config, on_update, given=fp.given, heartbeat=heartbeat, grace=grace).run()
     return finish_finalize(fp, state, test=test, data_dir=host.get("data_dir"), gpus=host.get("gpus"))
@@ -199,7 +206,13 @@ def finish_finalize(
     finally:
         store.dispose()
     notes = [*fp.notes, *untested, *proxy_was_better(fp.study, table)]  # `resnas finalize`'s note: lines
-    return {"state": state, "final": table, "fidelity": study_fidelity(table), "notes": notes}
+    return {
+        "state": state,
+        "final": table,
+        "fidelity": study_fidelity(table),
+        "vs_reference": final_versus_reference(table),
+        "notes": notes,
+    }
 
 
 def final_ranking(study: str, *, storage: str | None = None) -> list[dict]:
@@ -234,11 +247,16 @@ def compare_studies(names: Sequence[str], *, storage: str | None = None) -> list
     return [{**row, "vs_reference": _reference_summary(store, row["study"])} for row in rows]
 
 
-def vs_reference(study: str, *, storage: str | None = None) -> dict | None:
+def vs_reference(study: str, *, storage: str | None = None, final: bool = False) -> dict | None:
     """Whether the study's best beats its best reference net (the zoo nets the search queued first): both
     validation accuracies, the difference in points, McNemar's discordant counts and p on the same
-    validation images, and a verdict (`is`, `beats`, `tied`); None when no reference was trained."""
-    return _reference_summary(Store(storage), study)
+    validation images, and a verdict (`is`, `beats`, `tied`); None when no reference was trained.
+    With `final`, the same asked of the re-training (after `finalize_study`): the re-trained best against
+    the best re-trained reference, seeds paired, on the test images where tested (verdict `below` too)."""
+    store = Store(storage)
+    if final:
+        return final_versus_reference(_final_ranking(store, study))
+    return _reference_summary(store, study)
 
 
 def export_study(study: str, out: str | Path, *, storage: str | None = None, **options: Any) -> list[Path]:

@@ -10,17 +10,21 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from nas_res.cli.main import app
+from scipy import stats
 from servers import sqlite_url
 
 import nas_res
 from nas_res import ResnasError
 from nas_res.results import Store
 from nas_res.results.final import final_name
+from nas_res.results.references import describe_final, final_versus_reference
 from nas_res.results.report import final_ranking
 from nas_res.search import defaults, plan
+from nas_res.search.finalize import plan_finalize
 from nas_res.space.budget_fit import extremes
 from nas_res.space.design_space import load_space
 
@@ -296,3 +300,68 @@ def test_the_last_epoch_is_never_pruned():
     for epoch in (1, 2, 3):
         Trials.epoch(trials, worker, {"epoch": epoch, "val_acc": 50.0, "val_loss": 1.0})  # type: ignore[arg-type]
     assert decisions == [True, True, False]
+
+
+def _bits(run) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(run.test_correct, np.uint8)).astype(bool)  # padding: False in both
+
+
+def test_finalize_re_trains_the_best_reference_beyond_the_top_and_says_if_the_search_beat_it(tmp_path, runner):
+    storage = sqlite_url(tmp_path)
+    nas_res.run_search(
+        study="hand", space="small-resnext", budget="31112896", dataset=DATA, train_size=100, trials=3, epochs=1,
+        reference="resnet20_cifar", storage=storage, checkpoints=str(tmp_path / "ckpt"),
+    )  # fmt: skip
+    (ref_key,) = Store(storage).study_config("hand")["references"].values()
+    with contextlib.closing(sqlite3.connect(storage.removeprefix("sqlite:///"))) as con, con:
+        con.execute("UPDATE resnas_runs SET best_val_acc = 0.5 WHERE study = 'hand' AND arch_key = ?", (ref_key,))
+    planned = plan_finalize("hand", storage=storage, top=1, seeds=2, epochs=1, reference=False)
+    assert planned.reference_row is None and ref_key not in {g.arch.key for g in planned.given}
+    result = runner.invoke(
+        app, ["finalize", "hand", "--top", "1", "--seeds", "2", "--epochs", "1", "--test", "--storage", storage,
+              "--checkpoints", str(tmp_path / "final")]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "top 1 of 'hand' by proxy and its best reference, resnet20_cifar (proxy rank 3)," in said
+    assert "final: the re-trained best" in said  # is the reference, or is set against it
+    runs = [r for r in Store(storage).runs(final_name("hand")) if r.status.ranks]
+    assert len(runs) == 4 and sum(r.arch_key == ref_key for r in runs) == 2  # the top 1 and the reference, 2 seeds
+    with contextlib.closing(sqlite3.connect(storage.removeprefix("sqlite:///"))) as con, con:
+        con.execute("UPDATE resnas_runs SET best_val_acc = 1 WHERE study = 'hand.final' AND arch_key = ?", (ref_key,))
+    versus = json.loads(runner.invoke(app, ["fidelity", "hand", "--storage", storage, "--json"]).output)["vs_reference"]
+    assert versus == nas_res.vs_reference("hand", storage=storage, final=True)
+    assert versus["reference"] == "resnet20_cifar" and versus["split"] == "test" and versus["seeds"] == 2
+    best = [r for r in runs if r.arch_key != ref_key]  # the final best, now that the reference ranks below it
+    ref = {r.recipe["seed"]: r for r in runs if r.arch_key == ref_key}
+    b = sum(int((_bits(r) & ~_bits(ref[r.recipe["seed"]])).sum()) for r in best)  # summed over seed pairs, by hand
+    c = sum(int((~_bits(r) & _bits(ref[r.recipe["seed"]])).sum()) for r in best)
+    p = 1.0 if b + c == 0 else stats.binomtest(b, b + c, 0.5).pvalue
+    assert (versus["b"], versus["c"]) == (b, c) and versus["p"] == pytest.approx(p)
+    assert versus["verdict"] == ("tied" if p >= 0.05 else "beats" if b > c else "below")
+    said = " ".join(runner.invoke(app, ["fidelity", "hand", "--storage", storage]).output.split())
+    assert f"final: the re-trained best ({versus['best_summary']}" in said
+    assert f"{b} images only the best got right, {c} only the reference" in said
+
+
+def _row(summary: str, test: float, reference: str | None = None, b=None, c=None, p=None) -> dict:
+    split = None if b is None else "test"
+    counts = {"vs_best_split": split, "vs_best_seeds": 2 if b is not None else 0, "vs_best_b": b, "vs_best_c": c}
+    return {"summary": summary, "flops": 1, "seeds": [0, 1], "val_mean": 90.0, "test_mean": test,
+            "reference": reference, **counts, "vs_best_p": p}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rows", "verdict", "said"),
+    [
+        ([_row("a", 93.0), _row("r", 93.3, "resnet20_cifar", 319, 382, 0.019)], "below", "below the hand pick"),
+        ([_row("a", 93.6), _row("r", 93.3, "resnet20_cifar", 382, 319, 0.019)], "beats", "it beats the hand pick"),
+        ([_row("a", 93.4), _row("r", 93.3, "resnet20_cifar", 357, 347, 0.73)], "tied", "not told apart"),
+        ([_row("a", 93.4), _row("r", 93.3, "resnet20_cifar")], "tied", "no per-image record to pair"),
+        ([_row("r", 93.3, "resnet20_cifar"), _row("a", 93.4, None, 3, 4, 1.0)], "is", "nothing better than the hand"),
+    ],
+)
+def test_the_final_verdict_on_the_hand_pick(rows, verdict, said):
+    versus = final_versus_reference(rows)
+    assert versus is not None and versus["verdict"] == verdict and said in describe_final(versus)
+    assert final_versus_reference([_row("a", 93.0)]) is None  # no reference re-trained: no line

@@ -100,3 +100,64 @@ def describe(v: dict) -> str:
         "below": "below the hand pick",
     }[v["verdict"]]
     return f"{head}; {verdict}" + (f" ({test})" if test else "")
+
+
+def final_versus_reference(table: list[dict]) -> dict | None:
+    """The re-trained best (`final_table`'s first row) against the best re-trained reference net, fully trained
+    with the same recipe and seeds: mean accuracy over seeds on the split of the paired test (the test images
+    where every seed pair was tested, else validation), the difference in points, McNemar's counts summed
+    over seed pairs (b: only the best right, c: only the reference) and p, and a verdict: `is` (the best is
+    the reference), `beats`, `tied` or `below`. This, not the proxy's line, says whether the search beat the
+    hand pick. None when no reference was re-trained."""
+    refs = [r for r in table if r.get("reference")]
+    if not refs:
+        return None
+    best, ref = table[0], refs[0]
+    both_tested = best.get("test_mean") is not None and ref.get("test_mean") is not None
+    split = (ref.get("vs_best_split") if ref is not best else None) or ("test" if both_tested else "val")
+    out: dict[str, Any] = {
+        "best_summary": best["summary"],
+        "best_acc": best[f"{split}_mean"],
+        "best_flops": best["flops"],
+        "reference": ref["reference"],
+        "reference_acc": ref[f"{split}_mean"],
+        "reference_flops": ref["flops"],
+        "split": split,
+        "seeds": ref.get("vs_best_seeds") or len(ref["seeds"]),
+        "difference": best[f"{split}_mean"] - ref[f"{split}_mean"],
+        "test": None,
+        "b": None,
+        "c": None,
+        "p": None,
+    }
+    if ref is best:
+        return {**out, "verdict": "is"}
+    b, c, p = ref.get("vs_best_b"), ref.get("vs_best_c"), ref.get("vs_best_p")
+    if b is None or c is None or p is None:
+        return {**out, "verdict": "tied"}  # no per-image record to pair (runs stored before there was one)
+    verdict = ("beats" if b > c else "below") if p < LEVEL else "tied"
+    return {**out, "test": "mcnemar", "b": b, "c": c, "p": p, "verdict": verdict}
+
+
+def describe_final(v: dict) -> str:
+    """One line for a person: does the re-trained best beat the hand pick re-trained beside it."""
+    split = "test" if v["split"] == "test" else "validation"
+    ref = f"the best reference re-trained, {v['reference']} ({v['reference_acc']:.2f}% {split})"
+    if v["verdict"] == "is":
+        return f"final: the re-trained best is {ref}: the search found nothing better than the hand pick"
+    head = (
+        f"final: the re-trained best ({v['best_summary']}, {v['best_acc']:.2f}% {split}, mean of "
+        f"{v['seeds']} seed(s)) vs {ref}: {v['difference']:+.2f} points"
+    )
+    verdict = {
+        "beats": "it beats the hand pick",
+        "tied": "not told apart from the hand pick",
+        "below": "below the hand pick",
+    }[v["verdict"]]
+    if v["test"] != "mcnemar":
+        return f"{head}; {verdict} (no per-image record to pair)"
+    p = "p<0.001" if v["p"] < 0.001 else f"p={v['p']:.3f}"
+    return (
+        f"{head}; {verdict} (McNemar on the same {split} images, seed pairs summed: {v['b']} images only the "
+        f"best got right, {v['c']} only the reference, {p})"
+    )

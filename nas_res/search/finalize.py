@@ -39,6 +39,7 @@ class FinalPlan:
     proxy_rows: tuple[dict, ...] = ()  # the proxy's whole ranking, read once here and handed to the report
     references: dict[str, str] | None = None  # arch key -> zoo name of the proxy's reference nets
     keep_after_test: KeepPolicy | None = None  # the asked --keep-checkpoints, put off until --test is done
+    reference_row: dict | None = None  # the proxy's best reference row (+ its zoo name) re-trained beyond `picked`
 
 
 def plan_finalize(
@@ -52,12 +53,16 @@ def plan_finalize(
     train_size: object = "all",
     host: dict | None = None,
     test: bool = False,
+    reference: bool = True,
 ) -> FinalPlan:
     """Pick `study`'s `top` architectures by proxy validation accuracy and plan their re-training, `seeds`
     seeds each (0, 1, ...), with `recipe` (default: the proxy's) for `epochs` (default: 3x the proxy's).
     `host`: where this host trains (workers, gpus, threads, data_dir, checkpoints, keep_checkpoints,
     timeout, trial_timeout). `test`: the test split follows (`evaluate_test`), so a keep policy that
-    would delete a network's weights before its test waits until the test is done."""
+    would delete a network's weights before its test waits until the test is done. `reference`: re-train
+    the proxy's best reference net (the hand pick the search queued) too, with the same recipe and seeds,
+    when it is not in the top already: a proxy that ranks the winners above it can be wrong, and only the
+    final runs say whether the search beat it."""
     for name, value in (("--top", top), ("--seeds", seeds)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ResnasError(f"must be a positive integer; got {value!r}", field=name)
@@ -86,6 +91,8 @@ def plan_finalize(
             field="study",
         )
     picked = rows[:top]
+    best_reference = next((r for r in rows if r["arch_key"] in references), None) if reference else None
+    extra = [best_reference] if best_reference is not None and best_reference not in picked else []
     by_trial = {r.trial: r for r in runs}
     proxy_recipe = Recipe.from_dict(proxy["recipe"], where=f"study {study!r}")
     chosen = proxy_recipe if recipe is None else recipe_of(recipe, None, f"finalize {study}")
@@ -111,7 +118,7 @@ def plan_finalize(
     keep_after_test = asked if test and asked.mode in ("best", "none") else None
     if keep_after_test is not None:
         options["keep_checkpoints"] = "all"
-    archs = [Arch.from_dict(by_trial[row["trial"]].arch) for row in picked]
+    archs = [Arch.from_dict(by_trial[row["trial"]].arch) for row in picked + extra]
     given = list(dict.fromkeys(Given(arch, seed) for arch in archs for seed in range(seeds)))
     options["trials"] = len(given)
     try:
@@ -128,7 +135,18 @@ def plan_finalize(
             f"--keep-checkpoints {asked} applies once the test split is evaluated: until then every "
             "re-trained network keeps its weights (--test needs them)",
         )
-    return FinalPlan(study, config, existed, given, picked, notes, tuple(rows), references, keep_after_test)
+    return FinalPlan(
+        study,
+        config,
+        existed,
+        given,
+        picked,
+        notes,
+        proxy_rows=tuple(rows),
+        references=references,
+        keep_after_test=keep_after_test,
+        reference_row={**extra[0], "reference": references[extra[0]["arch_key"]]} if extra else None,
+    )
 
 
 def evaluate_test(fp: FinalPlan, store: Store, *, data_dir: str | None, device: str) -> list[str]:
