@@ -27,6 +27,7 @@ from .tables import (
     leaderboard_cells,
     leaderboard_columns,
     leaderboard_notes,
+    print_final_reference,
     print_leaderboard,
     print_reference_summary,
 )
@@ -93,7 +94,8 @@ def leaderboard_cmd(
 ):
     """A study's trained architectures ranked by validation accuracy."""
     from nas_res.results import check_top, leaderboard
-    from nas_res.results.report import reference_summary
+    from nas_res.results.references import final_versus_reference
+    from nas_res.results.report import final_ranking, reference_summary
 
     check_top(top)
     store = Store(storage)
@@ -107,7 +109,8 @@ def leaderboard_cmd(
         writer.writerows(rows)
         return typer.echo(buf.getvalue(), nl=False)
     print_leaderboard(study, rows)
-    print_reference_summary(reference_summary(store, study))
+    print_reference_summary(reference_summary(store, study))  # the proxy's verdict, then the re-trained one
+    print_final_reference(final_versus_reference(final_ranking(store, study)))
 
 
 @user_errors

@@ -339,9 +339,10 @@ def test_finalize_re_trains_the_best_reference_beyond_the_top_and_says_if_the_se
     p = 1.0 if b + c == 0 else stats.binomtest(b, b + c, 0.5).pvalue
     assert (versus["b"], versus["c"]) == (b, c) and versus["p"] == pytest.approx(p)
     assert versus["verdict"] == ("tied" if p >= 0.05 else "beats" if b > c else "below")
-    said = " ".join(runner.invoke(app, ["fidelity", "hand", "--storage", storage]).output.split())
-    assert f"final: the re-trained best ({versus['best_summary']}" in said
-    assert f"{b} images only the best got right, {c} only the reference" in said
+    for command in ("fidelity", "leaderboard"):  # the leaderboard: the proxy's line, then the re-trained one
+        said = " ".join(runner.invoke(app, [command, "hand", "--storage", storage]).output.split())
+        assert f"final: the re-trained best ({versus['best_summary']}" in said
+        assert f"{b} images only the best got right, {c} only the reference" in said
 
 
 def _row(summary: str, test: float, reference: str | None = None, b=None, c=None, p=None) -> dict:
