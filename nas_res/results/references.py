@@ -146,8 +146,8 @@ def describe_final(v: dict) -> str:
     if v["verdict"] == "is":
         return f"final: the re-trained best is {ref}: the search found nothing better than the hand pick"
     head = (
-        f"final: the re-trained best ({v['best_summary']}, {v['best_acc']:.2f}% {split}, mean of "
-        f"{v['seeds']} seed(s)) vs {ref}: {v['difference']:+.2f} points"
+        f"final: the re-trained best ({v['best_summary']}, {v['best_acc']:.2f}% {split}, mean over seeds) "
+        f"vs {ref}: {v['difference']:+.2f} points"
     )
     verdict = {
         "beats": "it beats the hand pick",
@@ -158,6 +158,6 @@ def describe_final(v: dict) -> str:
         return f"{head}; {verdict} (no per-image record to pair)"
     p = "p<0.001" if v["p"] < 0.001 else f"p={v['p']:.3f}"
     return (
-        f"{head}; {verdict} (McNemar on the same {split} images, seed pairs summed: {v['b']} images only the "
-        f"best got right, {v['c']} only the reference, {p})"
+        f"{head}; {verdict} (McNemar on the same {split} images, {v['seeds']} seed pair(s) summed: {v['b']} "
+        f"images only the best got right, {v['c']} only the reference, {p})"
     )
