@@ -366,3 +366,16 @@ def test_the_final_verdict_on_the_hand_pick(rows, verdict, said):
     versus = final_versus_reference(rows)
     assert versus is not None and versus["verdict"] == verdict and said in describe_final(versus)
     assert final_versus_reference([_row("a", 93.0)]) is None  # no reference re-trained: no line
+
+
+def test_the_final_verdict_speaks_of_the_seeds_both_trained():
+    """A best trained with a third seed the reference lacks (an older finalize): the means compared are over
+    the two seed pairs McNemar used, not the best's three seeds."""
+    best = {**_row("a", 95.0), "seeds": [0, 1, 2]}
+    ref = {**_row("r", 93.3, "resnet20_cifar", 300, 310, 0.72), "vs_best_means": [93.1, 93.3]}
+    versus = final_versus_reference([best, ref])
+    assert versus is not None and (versus["best_acc"], versus["reference_acc"]) == (93.1, 93.3)
+    assert versus["difference"] == pytest.approx(-0.2) and versus["seeds"] == 2
+    assert "93.10% test, mean over seeds) vs the best reference re-trained, resnet20_cifar (93.30% test): -0.20" in (
+        describe_final(versus)
+    )

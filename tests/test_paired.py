@@ -176,17 +176,26 @@ def test_finalize_pools_seeds_on_test_images_where_tested(board):
     run = Store(board).runs("s")[0]
 
     def seeded(seed: int, val: bytes | None, test: bytes | None):
-        return dataclasses.replace(run, recipe={"seed": seed}, val_correct=val, test_correct=test)
+        val_acc = 100 * per_image(val, 3).mean() if val else None  # the accuracy each bitmap stands for
+        test_acc = 100 * per_image(test, 4).mean() if test else None
+        return dataclasses.replace(
+            run, recipe={"seed": seed}, val_correct=val, test_correct=test, best_val_acc=val_acc, test_acc=test_acc
+        )
 
     a = [seeded(0, bits([1, 1, 0]), bits([1, 1, 1, 0])), seeded(1, bits([1, 0, 0]), bits([1, 1, 0, 0]))]
     b = [seeded(0, bits([0, 1, 1]), bits([0, 0, 1, 1])), seeded(1, bits([1, 1, 0]), bits([0, 0, 0, 0]))]
     # test images: seed 0 b=2 (images 0, 1), c=1 (image 3); seed 1 b=2, c=0
     pooled = pooled_over_seeds(a, b)
     assert pooled == {"vs_best_split": "test", "vs_best_seeds": 2, "vs_best_b": 4, "vs_best_c": 1,
-                      "vs_best_p": mcnemar_counts(4, 1).p}  # fmt: skip
+                      "vs_best_p": mcnemar_counts(4, 1).p, "vs_best_means": [62.5, 25.0]}  # fmt: skip
+    # a third seed only the best trained: neither the test nor the means the test speaks of count it
+    third = pooled_over_seeds([*a, seeded(2, bits([0, 0, 0]), bits([0, 0, 0, 0]))], b)
+    assert third == pooled
     b[1] = seeded(1, bits([1, 1, 0]), None)  # one seed untested: the validation images for all
     assert pooled_over_seeds(a, b)["vs_best_split"] == "val"
     assert (pooled_over_seeds(a, b)["vs_best_b"], pooled_over_seeds(a, b)["vs_best_c"]) == (1, 1 + 1)
+    assert pooled_over_seeds(a, b)["vs_best_means"] == pytest.approx([50.0, 200 / 3])
+    assert pooled_over_seeds(a, [seeded(5, bits([1, 1, 1]), None)])["vs_best_means"] is None  # no seed shared
     assert compare_runs(a[0], b[0], "test") == mcnemar(bits([1, 1, 1, 0]), bits([0, 0, 1, 1]))
     assert run_correct(a[0], "test") == bits([1, 1, 1, 0])
     with pytest.raises(ResnasError, match="val or test"):

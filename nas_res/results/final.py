@@ -71,7 +71,7 @@ def final_table(store: Store, study: str, proxy_rows: list[dict]) -> list[dict]:
     architecture's rank and accuracy in `proxy_rows` (the study's whole leaderboard), and the row against
     the first one by McNemar's exact test, seeds paired and their discordant counts summed, on the test
     images where tested, else on the validation images (paired.pooled_over_seeds: vs_best_split,
-    vs_best_seeds, vs_best_b, vs_best_c, vs_best_p). Empty when the study was not finalized."""
+    vs_best_seeds, vs_best_b, vs_best_c, vs_best_p, vs_best_means). Empty when the study was not finalized."""
     runs = final_runs(store, study)
     if not runs:
         return []

@@ -72,7 +72,9 @@ def pooled_over_seeds(best: Sequence[Run], other: Sequence[Run]) -> dict:
 
     Summing treats each seed pair as another look at the same images; it answers "does one
     architecture get more images right than the other across seeds", not a per-seed question. Fields:
-    vs_best_split (test, val, or None where nothing pairs), vs_best_seeds (pairs used), vs_best_b/c/p."""
+    vs_best_split (test, val, or None where nothing pairs), vs_best_seeds (pairs used), vs_best_b/c/p, and
+    vs_best_means: the two mean accuracies (best, other) over exactly those seed pairs on that split, the
+    accuracies the test speaks about (a row's own means are over all its seeds, which may be more)."""
     seeds = {_seed(r): r for r in best}
     pairs = [(seeds[_seed(r)], r) for r in other if _seed(r) in seeds]
     for split in ("test", "val"):
@@ -80,8 +82,10 @@ def pooled_over_seeds(best: Sequence[Run], other: Sequence[Run]) -> dict:
         found = [m for m in tests if m is not None]
         if found and len(found) == len(pairs):
             m = mcnemar_counts(sum(t.b for t in found), sum(t.c for t in found))
-            return {"vs_best_split": split, "vs_best_seeds": len(found), **_counts(m)}
-    return {"vs_best_split": None, "vs_best_seeds": 0, "vs_best_b": None, "vs_best_c": None, "vs_best_p": None}
+            means = [sum(_acc(r, split) for r in side) / len(pairs) for side in zip(*pairs, strict=True)]
+            return {"vs_best_split": split, "vs_best_seeds": len(found), **_counts(m), "vs_best_means": means}
+    empty = {"vs_best_b": None, "vs_best_c": None, "vs_best_p": None, "vs_best_means": None}
+    return {"vs_best_split": None, "vs_best_seeds": 0, **empty}
 
 
 def best_vs_first(first: Run | None, run: Run | None) -> dict:
@@ -104,6 +108,12 @@ def best_vs_first(first: Run | None, run: Run | None) -> dict:
 
 def _counts(m: McNemar) -> dict:
     return {"vs_best_b": m.b, "vs_best_c": m.c, "vs_best_p": m.p}
+
+
+def _acc(run: Run, split: str) -> float:
+    acc = run.test_acc if split == "test" else run.best_val_acc
+    assert acc is not None, (run.study, run.trial, split)  # a run with a per-image record has its accuracy
+    return acc
 
 
 def _seed(run: Run) -> int:

@@ -104,27 +104,32 @@ def describe(v: dict) -> str:
 
 def final_versus_reference(table: list[dict]) -> dict | None:
     """The re-trained best (`final_table`'s first row) against the best re-trained reference net, fully trained
-    with the same recipe and seeds: mean accuracy over seeds on the split of the paired test (the test images
-    where every seed pair was tested, else validation), the difference in points, McNemar's counts summed
-    over seed pairs (b: only the best right, c: only the reference) and p, and a verdict: `is` (the best is
-    the reference), `beats`, `tied` or `below`. This, not the proxy's line, says whether the search beat the
-    hand pick. None when no reference was re-trained."""
+    with the same recipe and seeds: mean accuracy over the seeds both were trained with, on the split of the
+    paired test (the test images where every seed pair was tested, else validation), the difference in
+    points, McNemar's counts summed over seed pairs (b: only the best right, c: only the reference) and p,
+    and a verdict: `is` (the best is the reference), `beats`, `tied` or `below`. This, not the proxy's line,
+    says whether the search beat the hand pick. None when no reference was re-trained."""
     refs = [r for r in table if r.get("reference")]
     if not refs:
         return None
     best, ref = table[0], refs[0]
     both_tested = best.get("test_mean") is not None and ref.get("test_mean") is not None
     split = (ref.get("vs_best_split") if ref is not best else None) or ("test" if both_tested else "val")
+    # the means over the seed pairs McNemar used, so that the difference and the test speak of the same runs
+    best_acc, ref_acc = (ref.get("vs_best_means") if ref is not best else None) or (
+        best[f"{split}_mean"],
+        ref[f"{split}_mean"],
+    )
     out: dict[str, Any] = {
         "best_summary": best["summary"],
-        "best_acc": best[f"{split}_mean"],
+        "best_acc": best_acc,
         "best_flops": best["flops"],
         "reference": ref["reference"],
-        "reference_acc": ref[f"{split}_mean"],
+        "reference_acc": ref_acc,
         "reference_flops": ref["flops"],
         "split": split,
         "seeds": ref.get("vs_best_seeds") or len(ref["seeds"]),
-        "difference": best[f"{split}_mean"] - ref[f"{split}_mean"],
+        "difference": best_acc - ref_acc,
         "test": None,
         "b": None,
         "c": None,
