@@ -203,7 +203,8 @@ def final(args, work: Path, clock: Clock, seed: int | None, method: str, deadlin
         reference=False,  # the protocol, fixed before its runs: ResNet-20 is re-trained once, as `baseline`
         timeout=None if math.isinf(left) else left,
     )
-    clock.add(f"{seed if seed is not None else 'baseline'}/{method}/final", time.time() - started)
+    if done["state"].trial_seconds:  # a visit that re-trained nothing (a finished study) costs nothing
+        clock.add(f"{seed if seed is not None else 'baseline'}/{method}/final", time.time() - started)
     for line in done["notes"]:  # e.g. a re-trained net left untested for want of its weights
         log(f"{db} {study}: {line}")
     return done["state"].stopped_by != "timeout"
