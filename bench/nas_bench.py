@@ -52,6 +52,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import write
+from nas_bench_fidelity import plot_fidelity, proxy_fidelity, retrained
 from nas_bench_report import plot_anytime, summarise
 
 import nas_res
@@ -265,8 +266,14 @@ def main() -> None:
             if not final(args, work, clock, seed, method, deadline):
                 break
     figures = summarise(args, work, clock, seeds, methods, runs_of, anytime)
-    png = plot_anytime(figures, Path(__file__).resolve().parent / "results" / f"{args.name}-anytime.png")
+    results = Path(__file__).resolve().parent / "results"
+    png = plot_anytime(figures, results / f"{args.name}-anytime.png")
     figures["picture"] = str(png.name)
+    points = retrained(work, seeds, methods, runs_of)
+    if points:  # the proxy's rank fidelity over what the final phase re-trained so far
+        figures["proxy_fidelity"] = {**proxy_fidelity(points), "points": points}
+        fid = figures["proxy_fidelity"]
+        fid["picture"] = plot_fidelity(points, fid, results / f"{args.name}-fidelity.png", figures["partial"]).name
     command = "python bench/nas_bench.py " + " ".join(sys.argv[1:])
     log(f"wrote {write(args.name, figures, command)} and {png}")
 

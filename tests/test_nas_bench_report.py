@@ -114,3 +114,36 @@ def test_target_met_needs_two_of_three_seeds_against_both_resnet20_and_random():
     below = _verdict({"resnas": {0: 93.5, 1: 93.0, 2: 92.0}, "random": {0: 90.0, 1: 90.0, 2: 90.0}}, 93.3)
     assert below["resnas"]["seeds_beating_resnet20"] == 1
     assert below["target_met"] is False
+
+
+def test_proxy_fidelity_pools_every_retrained_net_and_counts_top2_pairs(tmp_path):
+    """Proxy accuracy against final test accuracy over every re-trained net: Kendall as scipy computes it,
+    and per study whether the proxy's first of its top 2 was the better one fully trained."""
+    import nas_bench_fidelity as fid
+
+    proxy = {"a": 76.0, "b": 75.0, "c": 72.0, "d": 70.0, "base": 74.0}
+    final = {"a": 92.7, "b": 93.4, "c": 93.3, "d": 92.2, "base": 93.3}  # pair (a, b) misordered, (c, d) right
+    studies = {("baseline.db", "baseline"): [run(0, "base", proxy["base"])]}
+    studies[("baseline.db", "baseline.final")] = [run(t, "base", 93.6, final["base"], seed=t) for t in (0, 1)]
+    for method, pair in (("resnas", "ab"), ("random", "cd")):
+        studies[(f"s0-{method}.db", method)] = [run(i, k, proxy[k]) for i, k in enumerate(pair)]
+        finals = [run(2 * i + t, k, 93.0, final[k] + t / 10, seed=t) for i, k in enumerate(pair) for t in (0, 1)]
+        studies[(f"s0-{method}.db", f"{method}.final")] = finals
+
+    def runs_of(storage: str, study: str) -> list:
+        return studies.get((Path(storage.removeprefix("sqlite:///")).name, study), [])
+
+    points = fid.retrained(Path("/nowhere"), [0], ["resnas", "random"], runs_of)
+    assert sorted(p["arch_key"] for p in points) == ["a", "b", "base", "c", "d"]
+    by = {p["arch_key"]: p for p in points}
+    assert by["a"]["final_test"] == pytest.approx(92.75) and by["base"]["proxy_val"] == 74.0
+    out = fid.proxy_fidelity(points)
+    keys = sorted(by)
+    tau = stats.kendalltau([proxy[k] for k in keys], [by[k]["final_test"] for k in keys])
+    assert out["test"]["proxy"]["kendall"] == pytest.approx(tau.statistic)
+    assert out["test"]["n"] == 5
+    assert (out["top2_pairs"]["right"], out["top2_pairs"]["wrong"]) == (1, 1)
+    gaps = {s["method"]: s["test_gap"] for s in out["top2_pairs"]["studies"]}
+    assert gaps == {"resnas": pytest.approx(-0.7), "random": pytest.approx(1.1)}
+    png = fid.plot_fidelity(points, out, tmp_path / "fidelity.png", partial=True)
+    assert png.stat().st_size > 10_000
