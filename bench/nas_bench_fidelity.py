@@ -50,6 +50,7 @@ def retrained(work: Path, seeds: list[int], methods: list[str], runs_of) -> list
                     "final_val": statistics.mean(r.best_val_acc for r in group),
                     "final_test": statistics.mean(tests) if len(tests) == len(group) else None,
                     "training_seeds": len(group),
+                    "arch": group[0].arch,  # what a proxy study re-trains it from (proxy_fidelity.py)
                 }
             )
     return points

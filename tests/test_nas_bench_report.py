@@ -25,6 +25,7 @@ def run(trial, arch, val, test=None, seed=0, right=None, flops=10_000_000, epoch
     return SimpleNamespace(
         trial=trial,
         arch_key=arch,
+        arch={"name": arch},
         summary=f"net {arch}",
         flops=flops,
         params=1000,
@@ -147,3 +148,39 @@ def test_proxy_fidelity_pools_every_retrained_net_and_counts_top2_pairs(tmp_path
     assert gaps == {"resnas": pytest.approx(-0.7), "random": pytest.approx(1.1)}
     png = fid.plot_fidelity(points, out, tmp_path / "fidelity.png", partial=True)
     assert png.stat().st_size > 10_000
+
+
+def test_proxy_fidelity_ranks_each_proxy_against_the_final_test_accuracy(tmp_path):
+    """bench/proxy_fidelity.py: the ground truth is each net re-trained with both seeds and tested, once;
+    each proxy's Kendall is scipy's on (proxy accuracy, final test mean); a proxy missing nets is partial."""
+    import proxy_fidelity as pf
+
+    final = {"a": 92.7, "b": 93.4, "c": 93.3, "d": 92.2}
+    studies = {}
+    for method, pair in (("resnas", "ab"), ("random", "cd")):
+        studies[(f"s0-{method}.db", method)] = [run(i, k, 70.0 + i) for i, k in enumerate(pair)]
+        finals = [run(2 * i + t, k, 93.0, final[k], seed=t) for i, k in enumerate(pair) for t in (0, 1)]
+        studies[(f"s0-{method}.db", f"{method}.final")] = finals
+    studies[("s1-resnas.db", "resnas")] = [run(0, "a", 75.0)]  # re-trained again at another seed: counts once
+    studies[("s1-resnas.db", "resnas.final")] = [run(t, "a", 93.0, final["a"], seed=t) for t in (0, 1)]
+    studies[("s1-random.db", "random")] = [run(0, "e", 75.0)]  # one training seed only: no ground truth
+    studies[("s1-random.db", "random.final")] = [run(0, "e", 93.0, 99.0, seed=0)]
+    proxy = {"2k-3ep": {"a": 80.0, "b": 79.0, "c": 78.0, "d": 77.0}, "10k-2ep": {"a": 85.0, "b": 88.0, "c": 87.0}}
+    for name, accs in proxy.items():
+        studies[("proxies.db", f"proxy-{name}")] = [run(i, k, acc) for i, (k, acc) in enumerate(accs.items())]
+
+    def runs_of(storage: str, study: str) -> list:
+        return studies.get((Path(storage.removeprefix("sqlite:///")).name, study), [])
+
+    nets = pf.ground_truth(Path("/nowhere"), runs_of)
+    assert sorted(n["arch_key"] for n in nets) == ["a", "b", "c", "d"]
+    out = pf.measure(nets, Path("/nowhere"), Clock(), runs_of)
+    for name, accs in proxy.items():
+        keys = sorted(accs)
+        tau = stats.kendalltau([accs[k] for k in keys], [final[k] for k in keys]).statistic
+        assert out[name]["test"]["proxy"]["kendall"] == pytest.approx(tau)
+        assert out[name]["nets_trained"] == len(accs)
+    assert out["5k-5ep"]["nets_trained"] == 0 and out["5k-5ep"]["test"]["proxy"]["kendall"] is None
+    assert out["55k-1ep"]["images_per_net"] == 55_000 and out["10k-2ep"]["images_per_net"] == 20_000
+    figures = {"proxies": out, "partial": True}
+    assert pf.plot(figures, tmp_path / "proxy.png").stat().st_size > 10_000
