@@ -15,6 +15,7 @@ from pathlib import Path
 from nas_bench_report import BASE, _final_by_arch
 
 from nas_res.results.fidelity import fidelity, verdict
+from nas_res.results.page import save
 
 
 def _proxy_acc(runs: list) -> dict[str, float]:
@@ -130,6 +131,4 @@ def plot_fidelity(points: list[dict], fid: dict, path: Path, partial: bool) -> P
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)  # written whole or not at all

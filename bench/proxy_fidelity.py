@@ -47,6 +47,7 @@ from nas_bench_fidelity import retrained
 import nas_res
 from nas_res.arch.description import Arch
 from nas_res.results.fidelity import fidelity
+from nas_res.results.page import save
 from nas_res.training.recipe import PRESETS
 
 PROXIES = {"2k-3ep": (2000, 3), "10k-2ep": (10000, 2), "5k-5ep": (5000, 5), "55k-1ep": ("all", 1)}
@@ -147,9 +148,7 @@ def plot(figures: dict, path: Path) -> Path:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)  # written whole or not at all
 
 
 def main() -> None:
