@@ -77,7 +77,7 @@ def train_proxy(name: str, nets: list[dict], work: Path, clock: Clock, deadline:
         study=f"proxy-{name}",
         seeds=(0,),
         storage=storage,
-        checkpoints=str(work / "ckpt"),
+        checkpoints=str(work / f"ckpt-{name}"),  # a folder per study: resnas refuses to share one
         keep_checkpoints="none",
         space=SPACE,
         dataset=DATASET,
