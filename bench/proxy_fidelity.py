@@ -26,7 +26,8 @@ the same nets, against the same ground truth. The protocol, fixed on 2026-12-07 
     python bench/proxy_fidelity.py [--studies bench/results/nas-bench-studies] [--work DIR] [--minutes M]
 
 Resumes: the proxy runs are trials of one SQLite file in --work (a study per proxy); run it again and
-it trains only what is missing. Figures: bench/results/proxy-fidelity-cpu.json (or -gpu) and
+it trains only what is missing, so when nas_bench's final phase has re-trained more nets, copy
+bench/results/proxy-fidelity-studies/* (the runs reported) into --work and run it again. Figures: bench/results/proxy-fidelity-cpu.json (or -gpu) and
 bench/results/proxy-fidelity.png; marked partial until every proxy has every net.
 """
 
@@ -46,7 +47,7 @@ from nas_bench_fidelity import retrained
 
 import nas_res
 from nas_res.arch.description import Arch
-from nas_res.results.fidelity import fidelity
+from nas_res.results.fidelity import LABELS, fidelity
 from nas_res.results.page import save
 from nas_res.training.recipe import PRESETS
 
@@ -125,23 +126,33 @@ def plot(figures: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8.5, 5.5), dpi=120)
+    any_proxy = next(iter(figures["proxies"].values()))
+    n = any_proxy["test"]["n"]
+    se = math.sqrt(2 * (2 * n + 5) / (9 * n * (n - 1))) if n > 1 else 0.0  # tau's sd where there is no agreement
     proxies = {k: v for k, v in figures["proxies"].items() if v["test"]["proxy"]["kendall"] is not None}
     xs = [v["images_per_net"] / 1e3 for v in proxies.values()]
-    taus = [v["test"]["proxy"]["kendall"] for v in proxies.values()]
-    ax.errorbar(xs, taus, yerr=[0.2] * len(taus), fmt="o", ms=8, capsize=4, label="proxy (bar: about 1 SE)")
-    for x, t, name in zip(xs, taus, proxies, strict=True):
-        ax.annotate(name, (x, t), xytext=(8, 4), textcoords="offset points")
-    any_proxy = next(iter(figures["proxies"].values()))
+    for split, marker, label in (("test", "o", "final test"), ("val", "s", "final validation")):
+        taus = [v[split]["proxy"]["kendall"] for v in proxies.values()]
+        if split == "test":
+            ax.errorbar(xs, taus, yerr=se, fmt=marker, ms=8, capsize=4, label=f"proxy vs {label} (bar: 1 sd, {se:.2f})")
+            for x, t, name in zip(xs, taus, proxies, strict=True):
+                ax.annotate(name, (x, t - se), xytext=(0, -14), textcoords="offset points", ha="center")
+        elif shown := [(x, t) for x, t in zip(xs, taus, strict=True) if t is not None]:
+            ax.scatter(*zip(*shown, strict=True), marker=marker, s=40, facecolors="none", edgecolors="C0",
+                       label=f"proxy vs {label}")  # fmt: skip
     for size, style in (("flops", "--"), ("params", ":")):
         tau = any_proxy["test"][size]["kendall"]
         if tau is not None:
-            ax.axhline(tau, ls=style, color="gray", label=f"ranking by {size} ({tau:.2f})")
+            ax.axhline(tau, ls=style, color="gray", label=f"ranking by {LABELS[size]} vs final test ({tau:.2f})")
     ax.axhline(0, color="black", lw=0.8)
+    ax.margins(y=0.12)  # room for the names under the bars
     ax.set_xscale("log")
     ax.set_xlim(4, 80)  # every proxy's images, so that a partial run keeps the axis
-    ax.set_xlabel("images a proxy trains per net (thousands, log scale)")
-    ax.set_ylabel("Kendall tau with the final test accuracy")
-    n = any_proxy["test"]["n"]
+    ticks = sorted({v["images_per_net"] / 1e3 for v in figures["proxies"].values()})
+    ax.set_xticks(ticks, [f"{t:g}k" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("images a proxy trains per net (log scale)")
+    ax.set_ylabel("Kendall tau with the final accuracy (10 epochs, 55,000 images)")
     title = f"Which proxy ranks {n} re-trained small-resnext nets as full training does (Fashion-MNIST)"
     ax.set_title(title + ("  [PARTIAL]" if figures["partial"] else ""), fontsize=10)
     ax.legend(loc="lower right", fontsize=9)
