@@ -27,8 +27,9 @@ the same nets, against the same ground truth. The protocol, fixed on 2026-12-07 
 
 Resumes: the proxy runs are trials of one SQLite file in --work (a study per proxy); run it again and
 it trains only what is missing, so when nas_bench's final phase has re-trained more nets, copy
-bench/results/proxy-fidelity-studies/* (the runs reported) into --work and run it again. Figures: bench/results/proxy-fidelity-cpu.json (or -gpu) and
-bench/results/proxy-fidelity.png; marked partial until every proxy has every net.
+bench/results/proxy-fidelity-studies/* (the runs reported) into --work and run it again. Figures:
+bench/results/proxy-fidelity-cpu.json (or -gpu) and bench/results/proxy-fidelity.png; marked partial
+until every proxy has every net.
 """
 
 from __future__ import annotations
