@@ -18,7 +18,7 @@ from nas_res.results.fidelity import fidelity, verdict
 from nas_res.results.page import save
 
 
-def _proxy_acc(runs: list) -> dict[str, float]:
+def best_val_by_arch(runs: list) -> dict[str, float]:
     """Each architecture's best proxy validation accuracy in a study (the number its proxy rank came from)."""
     out: dict[str, float] = {}
     for r in runs:
@@ -36,7 +36,7 @@ def retrained(work: Path, seeds: list[int], methods: list[str], runs_of) -> list
         finals = _final_by_arch(runs_of(f"sqlite:///{db}", f"{study}.final"))
         if not finals:
             continue
-        proxy = _proxy_acc(runs_of(f"sqlite:///{db}", study))
+        proxy = best_val_by_arch(runs_of(f"sqlite:///{db}", study))
         for key, group in finals.items():
             tests = [r.test_acc for r in group if r.test_acc is not None]
             points.append(
@@ -71,12 +71,8 @@ def proxy_fidelity(points: list[dict]) -> dict:
 
     result = fidelity(rows("final_test"))
     pairs = {"right": 0, "wrong": 0, "studies": []}
-    by_study: dict[tuple, list[dict]] = {}
-    for p in points:
-        by_study.setdefault((p["seed"], p["method"]), []).append(p)
-    for (seed, method), group in sorted(by_study.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
-        group = [p for p in group if p["proxy_val"] is not None and p["final_test"] is not None]
-        if len(group) != 2 or group[0]["proxy_val"] == group[1]["proxy_val"]:
+    for (seed, method), group in sorted(_top2(points).items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        if group[0]["proxy_val"] == group[1]["proxy_val"]:
             continue
         first, second = sorted(group, key=lambda p: -p["proxy_val"])
         right = first["final_test"] > second["final_test"]
@@ -86,6 +82,15 @@ def proxy_fidelity(points: list[dict]) -> dict:
     on_val = fidelity(rows("final_val"))  # every re-trained net has one, tested or not
     both = {"test": result, "verdict": verdict(result), "val": on_val, "val_verdict": verdict(on_val)}
     return {**both, "top2_pairs": pairs}
+
+
+def _top2(points: list[dict]) -> dict[tuple, list[dict]]:
+    """Each study's two re-trained nets that have both a proxy and a final test accuracy, by (seed, method)."""
+    by_study: dict[tuple, list[dict]] = {}
+    for p in points:
+        if p["proxy_val"] is not None and p["final_test"] is not None:
+            by_study.setdefault((p["seed"], p["method"]), []).append(p)
+    return {k: g for k, g in by_study.items() if len(g) == 2}
 
 
 def plot_fidelity(points: list[dict], fid: dict, path: Path, partial: bool) -> Path:
@@ -107,14 +112,9 @@ def plot_fidelity(points: list[dict], fid: dict, path: Path, partial: bool) -> P
         if p["method"] not in colors:
             colors[p["method"]] = f"C{len(colors)}"
         ax.scatter(p["proxy_val"], p["final_test"], color=colors[p["method"]], s=40, zorder=3)
-    by_study: dict[tuple, list[dict]] = {}
-    for p in shown:
-        if p["method"] != BASE:
-            by_study.setdefault((p["seed"], p["method"]), []).append(p)
-    for (_, method), group in by_study.items():
-        if len(group) == 2:
-            xs, ys = zip(*[(p["proxy_val"], p["final_test"]) for p in group], strict=True)
-            ax.plot(xs, ys, color=colors[method], lw=1, alpha=0.6, zorder=2)
+    for (_, method), group in _top2(points).items():
+        xs, ys = zip(*[(p["proxy_val"], p["final_test"]) for p in group], strict=True)
+        ax.plot(xs, ys, color=colors[method], lw=1, alpha=0.6, zorder=2)
     for method, c in colors.items():
         ax.scatter([], [], color=c, label=method)
     t, pairs = fid["test"]["proxy"], fid["top2_pairs"]

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import write
 from nas_bench import DATASET, METHODS, SPACE, SPLIT_SEED, VAL, Clock, runs_of
-from nas_bench_fidelity import retrained
+from nas_bench_fidelity import best_val_by_arch, retrained
 
 import nas_res
 from nas_res.arch.description import Arch
@@ -99,10 +99,7 @@ def measure(nets: list[dict], work: Path, clock: Clock, runs_of=runs_of) -> dict
     """Per proxy: its accuracy for each net, its rank agreement with the ground truth, what it cost."""
     out: dict = {}
     for name, (images, epochs) in PROXIES.items():
-        acc = {}
-        for r in runs_of(f"sqlite:///{work / 'proxies.db'}", f"proxy-{name}"):
-            if r.status.ranks and r.best_val_acc is not None:
-                acc[r.arch_key] = r.best_val_acc
+        acc = best_val_by_arch(runs_of(f"sqlite:///{work / 'proxies.db'}", f"proxy-{name}"))
         rows = [{**p, "proxy_acc": acc.get(p["arch_key"])} for p in nets]
         per_image = TRAIN_IMAGES if images == "all" else images
         out[name] = {
