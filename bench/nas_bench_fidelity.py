@@ -1,7 +1,7 @@
 """Did the benchmark's proxy rank the nets it re-trained the way full training did?
 
 Every net the final phase re-trained (each method's top 2 at each seed, and ResNet-20) has a proxy
-accuracy (3 epochs on 2,000 images) and a final one (10 epochs on 55,000, mean over training seeds).
+accuracy (protocol 1: 3 epochs on 2,000 images) and a final one (10 epochs on 55,000, mean over training seeds).
 Pooled over every study, their rank agreement is resnas's own `fidelity` (Kendall and Spearman, beside
 ranking by FLOPs or params); within each study's top 2, the question is simply whether the proxy's
 first was the better one fully trained. A measurement, read from the studies; it decides nothing.
@@ -93,8 +93,9 @@ def _top2(points: list[dict]) -> dict[tuple, list[dict]]:
     return {k: g for k, g in by_study.items() if len(g) == 2}
 
 
-def plot_fidelity(points: list[dict], fid: dict, path: Path, partial: bool) -> Path:
-    """Final test accuracy against proxy accuracy, one dot per re-trained net, a study's top 2 joined by a line."""
+def plot_fidelity(points: list[dict], fid: dict, path: Path, partial: bool, proxy: str) -> Path:
+    """Final test accuracy against proxy accuracy, one dot per re-trained net, a study's top 2 joined by a line;
+    `proxy` says what the proxy trained (e.g. "3 epochs on 2,000 images")."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,7 +126,7 @@ def plot_fidelity(points: list[dict], fid: dict, path: Path, partial: bool) -> P
         f"in {pairs['right']} of {pairs['right'] + pairs['wrong']}",
         fontsize=10,
     )
-    ax.set_xlabel("proxy validation accuracy (%; 3 epochs on 2,000 images, 5,000 validation images)")
+    ax.set_xlabel(f"proxy validation accuracy (%; {proxy}, 5,000 validation images)")
     ax.set_ylabel("final test accuracy (%; 10 epochs on 55,000 images,\nmean over training seeds)")
     ax.legend(title="method (a line joins a study's top 2)", fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)

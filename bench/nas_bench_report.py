@@ -120,12 +120,13 @@ def summarise(args, work: Path, clock, seeds: list[int], methods: list[str], run
     base = _winner(base_runs) if base_runs else None
     out: dict = {
         "protocol": {
+            "number": args.protocol,
             "dataset": "fashion-mnist",
             "val_images": 5000,
             "space": "small-resnext",
             "budget_flops": args.budget,
             "proxy_images": args.proxy_images,
-            "proxy_epochs": 3,
+            "proxy_epochs": args.proxy_epochs,
             "compute_images_per_search": args.cap,
             "scale": args.scale,
             "final": "top 2 by proxy, default recipe, 10 epochs, all 55,000 training images, seeds 0 and 1",

@@ -43,7 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import write
-from nas_bench import DATASET, METHODS, SPACE, SPLIT_SEED, VAL, Clock, runs_of
+from nas_bench import DATASET, PROTOCOLS, SPACE, SPLIT_SEED, VAL, Clock, runs_of
 from nas_bench_fidelity import best_val_by_arch, retrained
 
 import nas_res
@@ -60,7 +60,7 @@ DEFAULT_PROXY = "5k-5ep"
 def ground_truth(studies: Path, runs_of=runs_of) -> list[dict]:
     """The nets nas_bench re-trained with both training seeds and tested, each once (first study wins)."""
     seen: dict[str, dict] = {}
-    for p in retrained(studies, [0, 1, 2], list(METHODS), runs_of):
+    for p in retrained(studies, [0, 1, 2], list(PROTOCOLS[1]["methods"]), runs_of):
         if p["final_test"] is not None and p["training_seeds"] == 2:
             seen.setdefault(p["arch_key"], p)
     return list(seen.values())

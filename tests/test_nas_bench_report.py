@@ -97,7 +97,7 @@ def _verdict(tests: dict[str, dict[int, float]], base_test: float) -> dict:
     def runs_of(storage: str, study: str) -> list:
         return studies.get((Path(storage.removeprefix("sqlite:///")).name, study), [])
 
-    args = SimpleNamespace(budget=31_112_896, proxy_images=2000, cap=240_000, scale=1.0)
+    args = SimpleNamespace(protocol=1, budget=31_112_896, proxy_images=2000, proxy_epochs=3, cap=240_000, scale=1.0)
     out = report.summarise(args, Path("/nowhere"), Clock(), [0, 1, 2], list(tests), runs_of, nas_bench.anytime)
     assert out["partial"] is False
     return out["final"]
@@ -146,7 +146,7 @@ def test_proxy_fidelity_pools_every_retrained_net_and_counts_top2_pairs(tmp_path
     assert (out["top2_pairs"]["right"], out["top2_pairs"]["wrong"]) == (1, 1)
     gaps = {s["method"]: s["test_gap"] for s in out["top2_pairs"]["studies"]}
     assert gaps == {"resnas": pytest.approx(-0.7), "random": pytest.approx(1.1)}
-    png = fid.plot_fidelity(points, out, tmp_path / "fidelity.png", partial=True)
+    png = fid.plot_fidelity(points, out, tmp_path / "fidelity.png", True, "3 epochs on 2,000 images")
     assert png.stat().st_size > 10_000
 
 
@@ -184,3 +184,29 @@ def test_proxy_fidelity_ranks_each_proxy_against_the_final_test_accuracy(tmp_pat
     assert out["55k-1ep"]["images_per_net"] == 55_000 and out["10k-2ep"]["images_per_net"] == 20_000
     figures = {"proxies": out, "partial": True}
     assert pf.plot(figures, tmp_path / "proxy.png").stat().st_size > 10_000
+
+
+def test_each_protocol_sets_its_proxy_compute_methods_and_files():
+    """Protocol 1 is what its figures were measured under; protocol 2 (declared before its runs) differs only in
+    its proxy (5,000 x 5, resnas search's CPU default), two methods more, and its own work folder and results."""
+    one = nas_bench.settings([])
+    assert (one.proxy_images, one.proxy_epochs, one.cap) == (2000, 3, 240_000)
+    assert one.methods == ["resnas", "random", "random-asha", "resnas-no-ref", "old-default"]
+    assert (one.work, one.name, one.budget) == ("/work/nas-bench", "nas-bench", 31_112_896)
+    two = nas_bench.settings(["--protocol", "2"])
+    assert (two.proxy_images, two.proxy_epochs, two.cap) == (5000, 5, 1_000_000)
+    assert two.methods[:4] == ["resnas", "random", "random-asha-ref", "hyperband-ref"] and len(two.methods) == 7
+    assert (two.work, two.name, two.budget) == ("/work/nas-bench-2", "nas-bench-2", 31_112_896)
+    from nas_res.search import defaults
+
+    assert two.proxy_images == defaults.PROXY_IMAGES  # the product's own CPU proxy
+    assert nas_bench.METHODS["hyperband-ref"] == {"sampler": "tpe", "pruner": "hyperband", "reference": True}
+    picked = nas_bench.settings(["--protocol", "2", "--methods", "random,resnas", "--seeds", "1", "--scale", "0.5"])
+    assert (picked.methods, picked.seeds, picked.proxy_images) == (["random", "resnas"], [1], 2500)
+
+
+def test_a_method_outside_the_protocol_is_refused_by_name(capsys):
+    with pytest.raises(SystemExit) as e:
+        nas_bench.settings(["--methods", "resnas,hyperband-ref"])
+    assert e.value.code == 2
+    assert "unknown method(s) ['hyperband-ref'] in protocol 1" in capsys.readouterr().err
