@@ -28,9 +28,9 @@ RESOLUTIONS = {"digits": 8, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "ci
 CPU_FLOPS_PER_S = 19e9
 CPU_TRIAL_SECONDS = 150  # what a candidate may take on a CPU when the user named nothing but a budget
 SMALL_SPACE = "small-resnext"  # the space a search on images of at most 32 px gets when none is named
-# The CPU proxy, with `fast`'s 5 epochs. Measured on 12 fully re-trained small-resnext nets (bench/proxy_fidelity.py):
-# Kendall 0.38 with their final test accuracy, where 2,000 x 3 gave 0.14 and all 55,000 x 1 gave 0.47; their
-# params alone gave 0.50. A ranking to check with `resnas finalize`, not to trust.
+# The CPU proxy, with `fast`'s 5 epochs. Measured on 16 fully re-trained small-resnext nets (bench/proxy_fidelity.py):
+# Kendall 0.47 with their final test accuracy, where 2,000 x 3 gave 0.13 and all 55,000 x 1 gave 0.47; their
+# params alone gave 0.40. A ranking to check with `resnas finalize`, not to trust.
 PROXY_IMAGES = 5000
 
 
