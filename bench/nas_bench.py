@@ -278,6 +278,7 @@ def settings(argv: list[str] | None = None) -> argparse.Namespace:
     args.proxy_epochs = proto["epochs"]
     args.proxy_images = max(64, round(proto["images"] * args.scale))
     args.cap = args.trials * args.proxy_epochs * args.proxy_images
+    args.final_nets, args.final_seeds = TOP, FINAL_SEEDS
     args.budget = cost(baseline_arch().replace(in_channels=1, classes=10)).flops
     return args
 

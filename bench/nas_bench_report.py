@@ -23,10 +23,12 @@ def _final_by_arch(runs: list) -> dict[str, list]:
     return out
 
 
-def _winner(runs: list) -> dict | None:
-    """The re-trained architecture with the best mean final *validation* accuracy, with its runs by seed."""
+def _winner(runs: list, nets: int = 1, seeds: int = 1) -> dict | None:
+    """The re-trained architecture with the best mean final *validation* accuracy, with its runs by seed;
+    None until the final phase is complete (`nets` architectures with `seeds` runs each), so that a partial
+    re-training never names a winner that a later run could displace."""
     by_arch = _final_by_arch(runs)
-    if not by_arch:
+    if len(by_arch) < nets or any(len(rs) < seeds for rs in by_arch.values()):
         return None
     key = max(by_arch, key=lambda k: (statistics.mean(r.best_val_acc for r in by_arch[k]), -by_arch[k][0].flops))
     chosen = by_arch[key]
@@ -93,7 +95,8 @@ def _search(args, work: Path, clock, seed: int, method: str, runs_of, anytime) -
     }
     finals = runs_of(storage, f"{method}.final")
     if finals:
-        out["winner"] = _winner(finals)
+        ranked = len({r.arch_key for r in runs if r.status.ranks and r.best_val_acc is not None})
+        out["winner"] = _winner(finals, min(args.final_nets, ranked), args.final_seeds)
     return out
 
 
@@ -117,7 +120,7 @@ def summarise(args, work: Path, clock, seeds: list[int], methods: list[str], run
         for s in seeds:
             per[m][s] = _search(args, work, clock, s, m, runs_of, anytime)
     base_runs = runs_of(f"sqlite:///{work / 'baseline.db'}", "baseline.final")
-    base = _winner(base_runs) if base_runs else None
+    base = _winner(base_runs, 1, args.final_seeds) if base_runs else None
     out: dict = {
         "protocol": {
             "number": args.protocol,

@@ -54,6 +54,14 @@ def test_the_winner_is_chosen_by_final_validation_not_by_test():
     assert w["test_sd"] == pytest.approx(np.std([90.0, 90.5], ddof=1))
 
 
+def test_a_partial_final_phase_names_no_winner():
+    """Of a top 2 at two training seeds, three runs done: the fourth could change the winner, so none is named."""
+    runs = [run(0, "a", 93.0, 92.8, seed=0), run(1, "a", 93.1, 92.9, seed=1), run(2, "b", 92.0, 92.0, seed=0)]
+    assert report._winner(runs, nets=2, seeds=2) is None
+    assert report._winner(runs[:2], nets=2, seeds=2) is None
+    assert report._winner(runs + [run(3, "b", 92.2, 92.1, seed=1)], nets=2, seeds=2)["arch_key"] == "a"
+
+
 def test_paired_test_pools_discordant_counts_over_training_seeds():
     rng = np.random.default_rng(0)
     a = {s: rng.random(N_TEST) < 0.93 for s in (0, 1)}
@@ -97,10 +105,21 @@ def _verdict(tests: dict[str, dict[int, float]], base_test: float) -> dict:
     def runs_of(storage: str, study: str) -> list:
         return studies.get((Path(storage.removeprefix("sqlite:///")).name, study), [])
 
-    args = SimpleNamespace(protocol=1, budget=31_112_896, proxy_images=2000, proxy_epochs=3, cap=240_000, scale=1.0)
-    out = report.summarise(args, Path("/nowhere"), Clock(), [0, 1, 2], list(tests), runs_of, nas_bench.anytime)
+    out = report.summarise(ARGS, Path("/nowhere"), Clock(), [0, 1, 2], list(tests), runs_of, nas_bench.anytime)
     assert out["partial"] is False
     return out["final"]
+
+
+ARGS = SimpleNamespace(
+    protocol=1,
+    budget=31_112_896,
+    proxy_images=2000,
+    proxy_epochs=3,
+    cap=240_000,
+    scale=1.0,
+    final_nets=1,
+    final_seeds=2,
+)
 
 
 def test_target_met_needs_two_of_three_seeds_against_both_resnet20_and_random():
