@@ -95,7 +95,7 @@ def _search(args, work: Path, clock, seed: int, method: str, runs_of, anytime) -
     }
     finals = runs_of(storage, f"{method}.final")
     if finals:
-        ranked = len({r.arch_key for r in runs if r.status.ranks and r.best_val_acc is not None})
+        ranked = len(_final_by_arch(runs))  # a smoke run may rank fewer nets than the top it re-trains
         out["winner"] = _winner(finals, min(args.final_nets, ranked), args.final_seeds)
     return out
 
