@@ -1,9 +1,17 @@
 import os
+import signal
 import warnings
 
 import pytest
 
 warnings.filterwarnings("ignore", category=FutureWarning)
+
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    # a suite started in the background by a shell without job control (`cmd &` in a script) inherits
+    # SIGINT ignored, and so would every `resnas` the tests start, which then never see the Ctrl-C the
+    # tests send; the default handler here is reset to SIG_DFL in each child, which Python turns back
+    # into KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
